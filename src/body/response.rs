@@ -1,0 +1,136 @@
+//! What the client receives.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::error::{Error, Kind};
+use crate::telemetry::{Exchange, Outcome, UpstreamClass};
+use crate::upstream::Lease;
+
+/// The response body handed to hyper: an upstream body relayed frame by
+/// frame, or a relay-made answer. The request's [`Exchange`] rides along and
+/// is finished when the body ends or is dropped.
+pub struct ResponseBody {
+    inner: Inner,
+    exchange: Option<Exchange>,
+}
+
+enum Inner {
+    Upstream { body: Incoming, lease: Lease },
+    Full(Option<Bytes>),
+}
+
+impl ResponseBody {
+    /// Relays `body`; `lease` goes back to the pool when it ends.
+    pub fn relay(body: Incoming, mut lease: Lease, mut exchange: Exchange) -> Self {
+        exchange.start_streaming();
+        if body.is_end_stream() {
+            // No body (HEAD, 204, 304, Content-Length: 0): hyper will not
+            // poll it, so the connection is free now.
+            lease.release();
+            exchange.finish(Outcome::Complete);
+        }
+        Self {
+            inner: Inner::Upstream { body, lease },
+            exchange: Some(exchange),
+        }
+    }
+
+    /// A complete body made by the relay (errors, admin answers).
+    pub fn full(bytes: impl Into<Bytes>, exchange: Option<Exchange>) -> Self {
+        let bytes = bytes.into();
+        let mut this = Self {
+            inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
+            exchange,
+        };
+        this.note_full_end();
+        this
+    }
+
+    fn note_full_end(&mut self) {
+        if let (Inner::Full(None), Some(x)) = (&self.inner, self.exchange.as_mut()) {
+            x.finish(Outcome::RelayError);
+        }
+    }
+
+    fn poll_upstream(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let Inner::Upstream { body, lease } = &mut self.inner else {
+            return Poll::Ready(None);
+        };
+        let polled = ready!(Pin::new(&mut *body).poll_frame(cx));
+        let x = self.exchange.as_mut();
+        match polled {
+            None => {
+                lease.release();
+                if let Some(x) = x {
+                    x.finish(Outcome::Complete);
+                }
+                Poll::Ready(None)
+            }
+            Some(Ok(frame)) => {
+                if let Some(x) = x {
+                    if let Some(data) = frame.data_ref() {
+                        x.add_bytes(data.len());
+                    }
+                    if body.is_end_stream() {
+                        lease.release();
+                        x.finish(Outcome::Complete);
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => {
+                if let Some(x) = x {
+                    x.upstream_error(UpstreamClass::Reset);
+                    x.finish(Outcome::UpstreamError);
+                }
+                tracing::warn!("upstream body failed mid-response: {e}");
+                Poll::Ready(Some(Err(Error::with_cause(Kind::UpstreamReset, e))))
+            }
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = self.get_mut();
+        match &mut this.inner {
+            Inner::Upstream { .. } => this.poll_upstream(cx),
+            Inner::Full(bytes) => {
+                let frame = bytes.take().map(|b| {
+                    if let Some(x) = this.exchange.as_mut() {
+                        x.add_bytes(b.len());
+                    }
+                    Ok(Frame::data(b))
+                });
+                this.note_full_end();
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream { body, .. } => body.is_end_stream(),
+            Inner::Full(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream { body, .. } => body.size_hint(),
+            Inner::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}

@@ -1,0 +1,884 @@
+//! Builds a [`Config`] from the command line, the environment and a TOML file.
+//!
+//! Precedence, per setting: command-line flag > `SSE_EDGE_*` environment
+//! variable > config file > built-in default. Every setting is declared once
+//! in [`SETTINGS`]; its flag (`--upstream-connect-timeout`), environment
+//! variable (`SSE_EDGE_UPSTREAM_CONNECT_TIMEOUT`) and file key
+//! (`[upstream] connect_timeout`) are derived from its dotted key. Empty
+//! environment variables count as unset.
+//!
+//! Routes are the exception: `--upstream URL` (or `SSE_EDGE_UPSTREAM`)
+//! defines one catch-all route that replaces every `[[route]]` of the file.
+//! Routes inherit the top-level `heartbeat` and `dialect` unless they set
+//! their own.
+//!
+//! Every error is one line naming the key, where the value came from, the
+//! value and what is allowed.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use super::value::{
+    Kind, Raw, dialect_name, format_duration, format_upstream_url, parse_bool, parse_dialect,
+    parse_duration, parse_duration_at_least, parse_log_level, parse_number,
+    parse_optional_duration, parse_positive_duration, parse_protocol, parse_readable_file,
+    parse_root_store, parse_route_name, parse_route_prefix, parse_server_name, parse_size,
+    parse_socket_addr, parse_upstream_url, protocol_name, toml_string,
+};
+use super::{
+    Config, DialectSetting, LogConfig, RootStore, RouteConfig, ServerConfig, TlsConfig,
+    UpstreamConfig, UpstreamProtocol,
+};
+
+const ABOUT: &str = "TLS edge relay that keeps streaming model-API responses alive";
+const AFTER_HELP: &str = "Precedence: flag > SSE_EDGE_* environment variable > config file > \
+default. --upstream replaces the config file's [[route]] entries.";
+const ENV_PREFIX: &str = "SSE_EDGE_";
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Run the relay.
+    Run(Config),
+    /// `sse-edge check-config FILE`: validated config plus its rendering.
+    CheckConfig { config: Config, rendered: String },
+}
+
+/// Why no [`Invocation`] could be built.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// clap's own outcome (`--help`, `--version`, unknown flag): the caller
+    /// calls `.exit()`.
+    Cli(clap::Error),
+    /// One line: names the key, the bad value and what is allowed.
+    Invalid(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cli(e) => write!(f, "{e}"),
+            Self::Invalid(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Cli(e) => Some(e),
+            Self::Invalid(_) => None,
+        }
+    }
+}
+
+/// Value used when no layer sets the key.
+#[derive(Clone, Copy)]
+enum Fallback {
+    Value(&'static str),
+    /// `std::thread::available_parallelism`, at most 1024.
+    Cpus,
+    Unset,
+}
+
+struct Setting {
+    /// Dotted TOML path; at most one level of section.
+    key: &'static str,
+    kind: Kind,
+    default: Fallback,
+    help: &'static str,
+}
+
+const fn set(key: &'static str, kind: Kind, default: Fallback, help: &'static str) -> Setting {
+    Setting {
+        key,
+        kind,
+        default,
+        help,
+    }
+}
+
+use Fallback::{Cpus, Unset, Value as V};
+const ROOTS: &[&str] = &["webpki", "native", "both", "none"];
+const DIALECTS: &[&str] = &["auto", "openai", "anthropic", "generic"];
+
+/// Every setting except routes; flags, env vars and file keys derive from it.
+#[rustfmt::skip]
+const SETTINGS: &[Setting] = &[
+    set("listen", Kind::Addr, V("127.0.0.1:8080"), "Address of the client-facing listener"),
+    set("admin", Kind::Addr, V("127.0.0.1:9090"), "Address of the admin listener (/healthz, /readyz, /metrics)"),
+    set("workers", Kind::Int, Cpus, "Worker threads, 1..=1024"),
+    set("drain_timeout", Kind::Duration, V("30s"), "How long in-flight requests may run after SIGTERM/SIGINT"),
+    set("heartbeat", Kind::Duration, V("15s"), "Downstream silence before a keepalive is injected (>= 100ms); routes inherit it"),
+    set("dialect", Kind::Choice(DIALECTS), V("auto"), "API dialect; routes inherit it"),
+    set("server.backlog", Kind::Int, V("1024"), "listen(2) backlog, 1..=65535"),
+    set("server.tcp_keepalive", Kind::Duration, V("60s"), "TCP keepalive on accepted sockets; 0 turns it off"),
+    set("server.header_read_timeout", Kind::Duration, V("15s"), "Deadline for a complete HTTP/1 request head"),
+    set("server.max_request_body", Kind::Size, V("32MiB"), "Largest request body accepted"),
+    set("server.http2", Kind::Bool, V("true"), "Accept HTTP/2 (h2c or ALPN h2)"),
+    set("server.h2_max_concurrent_streams", Kind::Int, V("256"), "HTTP/2 streams per client connection, 1..=65535"),
+    set("server.trust_forwarded", Kind::Bool, V("false"), "Append to client-supplied X-Forwarded-For"),
+    set("server.server_names", Kind::List, V(""), "Host names accepted in absolute-form targets (comma-separated)"),
+    set("tls.cert", Kind::Path, Unset, "PEM certificate chain; enables TLS together with --tls-key"),
+    set("tls.key", Kind::Path, Unset, "PEM private key; enables TLS together with --tls-cert"),
+    set("tls.handshake_timeout", Kind::Duration, V("10s"), "Deadline for a complete TLS handshake"),
+    set("tls.reload_interval", Kind::Duration, V("10s"), "How often cert and key are checked for changes"),
+    set("upstream.connect_timeout", Kind::Duration, V("5s"), "Upstream TCP + TLS + HTTP/2 handshake deadline"),
+    set("upstream.first_byte_timeout", Kind::Duration, V("0"), "Deadline for upstream response headers; 0 waits forever"),
+    set("upstream.idle_timeout", Kind::Duration, V("50s"), "Idle upstream HTTP/1.1 connections are closed after this"),
+    set("upstream.max_idle_per_origin", Kind::Int, V("64"), "Idle HTTP/1.1 connections kept per origin, 0..=65535"),
+    set("upstream.h2_max_streams_per_connection", Kind::Int, V("100"), "Streams per upstream HTTP/2 connection"),
+    set("upstream.tcp_keepalive", Kind::Duration, V("60s"), "TCP keepalive on upstream sockets; 0 turns it off"),
+    set("upstream.roots", Kind::Choice(ROOTS), V("both"), "CA roots for upstream TLS"),
+    set("upstream.ca_file", Kind::Path, Unset, "Extra PEM CA bundle for upstream TLS"),
+    set("log.access_log", Kind::Bool, V("true"), "One JSON access-log line per request on stdout"),
+    set("log.level", Kind::Text, V("info"), "Diagnostics filter used when RUST_LOG is unset"),
+];
+
+/// Names derived from a setting's key, computed once so clap can borrow them.
+struct Names {
+    flag: String,
+    env: String,
+}
+
+fn names() -> &'static [Names] {
+    static NAMES: OnceLock<Vec<Names>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        SETTINGS
+            .iter()
+            .map(|s| Names {
+                flag: s.key.replace(['.', '_'], "-"),
+                env: format!(
+                    "{ENV_PREFIX}{}",
+                    s.key.to_ascii_uppercase().replace('.', "_")
+                ),
+            })
+            .collect()
+    })
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone)]
+enum Source {
+    Default,
+    File(String),
+    Env(&'static str),
+    /// Long flag name without the leading dashes.
+    Flag(&'static str),
+}
+
+impl Source {
+    /// The `# from ...` comment of the rendering.
+    fn comment(&self) -> String {
+        match self {
+            Self::Default => "default".to_owned(),
+            Self::File(_) => "file".to_owned(),
+            Self::Env(name) => format!("env {name}"),
+            Self::Flag(flag) => format!("flag --{flag}"),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("default"),
+            Self::File(name) => write!(f, "config file {name}"),
+            Self::Env(name) => f.write_str(name),
+            Self::Flag(flag) => write!(f, "--{flag}"),
+        }
+    }
+}
+
+struct Entry {
+    raw: Raw,
+    source: Source,
+}
+
+fn invalid(key: &str, source: &Source, value: &str, why: &str) -> ConfigError {
+    let why = one_line(why);
+    ConfigError::Invalid(format!(
+        "invalid value for {key} (from {source}): {value:?}: {why}"
+    ))
+}
+
+fn type_error(key: &str, file: &str, found: &toml::Value, expected: &str) -> ConfigError {
+    let found = found.type_str();
+    ConfigError::Invalid(format!(
+        "invalid type for {key} in config file {file}: found {found}, expected {expected}"
+    ))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The winning value of every setting, parallel to [`SETTINGS`].
+struct Values {
+    entries: Vec<Option<Entry>>,
+}
+
+impl Values {
+    fn find(&self, key: &str) -> Result<Option<&Entry>, ConfigError> {
+        match SETTINGS.iter().position(|s| s.key == key) {
+            Some(i) => Ok(self.entries.get(i).and_then(Option::as_ref)),
+            None => Err(ConfigError::Invalid(format!(
+                "internal error: no setting {key}"
+            ))),
+        }
+    }
+
+    /// Parses the value of `key`, `None` when no layer sets it.
+    fn opt<T>(&self, key: &str, parse: Parser<T>) -> Result<Option<T>, ConfigError> {
+        let Some(entry) = self.find(key)? else {
+            return Ok(None);
+        };
+        match &entry.raw {
+            Raw::One(s) => parse(s)
+                .map(Some)
+                .map_err(|why| invalid(key, &entry.source, s, &why)),
+            Raw::Many(_) => Err(ConfigError::Invalid(format!(
+                "internal error: {key} is a list"
+            ))),
+        }
+    }
+
+    fn get<T>(&self, key: &str, parse: Parser<T>) -> Result<T, ConfigError> {
+        self.opt(key, parse)?
+            .ok_or_else(|| ConfigError::Invalid(format!("missing value for {key}")))
+    }
+
+    /// Parses each item of a list setting.
+    fn list<T>(&self, key: &str, parse: Parser<T>) -> Result<Vec<T>, ConfigError> {
+        let Some(entry) = self.find(key)? else {
+            return Ok(Vec::new());
+        };
+        entry
+            .raw
+            .items()
+            .into_iter()
+            .map(|item| parse(item).map_err(|why| invalid(key, &entry.source, item, &why)))
+            .collect()
+    }
+
+    fn source(&self, key: &str) -> Option<&Source> {
+        self.find(key).ok().flatten().map(|e| &e.source)
+    }
+}
+
+/// The config file, split into setting values and raw `[[route]]` tables.
+struct FileDoc {
+    name: String,
+    settings: Vec<Option<Raw>>,
+    routes: Vec<toml::Table>,
+}
+
+fn load_file(path: &Path) -> Result<FileDoc, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Invalid(format!("cannot read config file {name}: {e}")))?;
+    let table = text
+        .parse::<toml::Table>()
+        .map_err(|e| syntax_error(&name, &text, &e))?;
+    split_file(name, table)
+}
+
+fn syntax_error(name: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = e.span().map_or_else(String::new, |span| {
+        let before = text.get(..span.start).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!(" at line {line} column {column}")
+    });
+    let message = one_line(e.message());
+    ConfigError::Invalid(format!("cannot parse config file {name}{at}: {message}"))
+}
+
+fn split_file(name: String, table: toml::Table) -> Result<FileDoc, ConfigError> {
+    let settings = SETTINGS.iter().map(|_| None).collect();
+    let mut doc = FileDoc {
+        name,
+        settings,
+        routes: Vec::new(),
+    };
+    for (key, value) in table {
+        if key == "route" {
+            doc.routes = route_tables(&doc.name, value)?;
+        } else if is_section(&key) {
+            let toml::Value::Table(inner) = value else {
+                return Err(type_error(&key, &doc.name, &value, "a table"));
+            };
+            for (sub, value) in inner {
+                doc.put(&format!("{key}.{sub}"), &value)?;
+            }
+        } else {
+            doc.put(&key, &value)?;
+        }
+    }
+    Ok(doc)
+}
+
+fn is_section(name: &str) -> bool {
+    SETTINGS.iter().any(|s| {
+        s.key
+            .split_once('.')
+            .is_some_and(|(section, _)| section == name)
+    })
+}
+
+impl FileDoc {
+    fn put(&mut self, key: &str, value: &toml::Value) -> Result<(), ConfigError> {
+        let found = SETTINGS
+            .iter()
+            .zip(self.settings.iter_mut())
+            .find(|(s, _)| s.key == key);
+        let Some((setting, slot)) = found else {
+            let file = &self.name;
+            return Err(ConfigError::Invalid(format!(
+                "unknown key {key} in config file {file}"
+            )));
+        };
+        let expected = setting.kind.toml_type();
+        *slot = Some(
+            Raw::from_toml(setting.kind, value)
+                .ok_or_else(|| type_error(key, &self.name, value, expected))?,
+        );
+        Ok(())
+    }
+}
+
+fn route_tables(file: &str, value: toml::Value) -> Result<Vec<toml::Table>, ConfigError> {
+    let toml::Value::Array(items) = value else {
+        return Err(type_error("route", file, &value, "[[route]] tables"));
+    };
+    let table = |(i, v): (usize, toml::Value)| match v {
+        toml::Value::Table(t) => Ok(t),
+        other => Err(type_error(&format!("route[{i}]"), file, &other, "a table")),
+    };
+    items.into_iter().enumerate().map(table).collect()
+}
+
+// ---- command line ----
+
+/// Subcommands; add one here, in [`mode`] and in [`Invocation`].
+enum Mode {
+    Run,
+    CheckConfig(PathBuf),
+}
+
+fn command() -> Command {
+    let path = clap::value_parser!(PathBuf);
+    let mut cmd = Command::new("sse-edge")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(ABOUT)
+        .after_help(AFTER_HELP)
+        .args_override_self(true)
+        .arg(global_arg("config", "FILE", "TOML config file [env: SSE_EDGE_CONFIG]").value_parser(path.clone()))
+        .arg(global_arg(
+            "upstream",
+            "URL",
+            "Single upstream for every path; replaces the file's [[route]] entries [env: SSE_EDGE_UPSTREAM]",
+        ));
+    for (setting, names) in SETTINGS.iter().zip(names()) {
+        cmd = cmd.arg(setting_arg(setting, names));
+    }
+    cmd.subcommand(
+        Command::new("check-config")
+            .about("Validate a config file and print the effective configuration as TOML")
+            .arg(
+                Arg::new("file")
+                    .value_name("FILE")
+                    .required(true)
+                    .value_parser(path)
+                    .help("TOML config file to check (takes the place of --config)"),
+            ),
+    )
+}
+
+fn global_arg(id: &'static str, value_name: &'static str, help: &'static str) -> Arg {
+    Arg::new(id)
+        .long(id)
+        .value_name(value_name)
+        .action(ArgAction::Set)
+        .global(true)
+        .help(help)
+}
+
+fn setting_arg(setting: &Setting, names: &'static Names) -> Arg {
+    let section = setting.key.split_once('.').map_or("", |(s, _)| s);
+    let heading = match section {
+        "server" => "Server",
+        "tls" => "TLS",
+        "upstream" => "Upstream",
+        "log" => "Logging",
+        _ => "Relay",
+    };
+    global_arg(names.flag.as_str(), setting.kind.value_name(), "")
+        .help(help_text(setting, names))
+        .help_heading(heading)
+}
+
+fn help_text(setting: &Setting, names: &Names) -> String {
+    let mut help = format!("{} [env: {}]", setting.help, names.env);
+    if let Kind::Choice(choices) = setting.kind {
+        help.push_str(&format!(" [possible values: {}]", choices.join(", ")));
+    }
+    match setting.default {
+        V("") | Unset => {}
+        V(value) => help.push_str(&format!(" [default: {value}]")),
+        Cpus => help.push_str(" [default: number of CPUs]"),
+    }
+    help
+}
+
+fn mode(matches: &ArgMatches) -> Result<Mode, ConfigError> {
+    match matches.subcommand() {
+        Some(("check-config", sub)) => sub
+            .try_get_one::<PathBuf>("file")
+            .ok()
+            .flatten()
+            .map(|file| Mode::CheckConfig(file.clone()))
+            .ok_or_else(|| ConfigError::Invalid("check-config needs a FILE".to_owned())),
+        _ => Ok(Mode::Run),
+    }
+}
+
+/// A value parser from [`super::value`] (closures that capture nothing coerce).
+type Parser<T> = fn(&str) -> Result<T, String>;
+
+type EnvFn<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The flag's value, else the environment variable's (empty counts as unset).
+fn flag_or_env(
+    m: &ArgMatches,
+    flag: &'static str,
+    var: &'static str,
+    env: EnvFn,
+) -> Option<(String, Source)> {
+    let from_flag = m.try_get_one::<String>(flag).ok().flatten().cloned();
+    match from_flag {
+        Some(value) => Some((value, Source::Flag(flag))),
+        None => env(var)
+            .filter(|v| !v.is_empty())
+            .map(|v| (v, Source::Env(var))),
+    }
+}
+
+fn config_path(m: &ArgMatches, mode: &Mode, env: EnvFn) -> Option<PathBuf> {
+    if let Mode::CheckConfig(file) = mode {
+        return Some(file.clone());
+    }
+    let from_flag = m.try_get_one::<PathBuf>("config").ok().flatten().cloned();
+    from_flag.or_else(|| {
+        env("SSE_EDGE_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+}
+
+/// Applies flag > env > file > default to every setting.
+fn resolve(m: &ArgMatches, env: EnvFn, file: Option<&FileDoc>) -> Values {
+    let layered = |(i, (setting, names)): (usize, (&Setting, &'static Names))| {
+        let from_file = file.and_then(|f| {
+            let raw = f.settings.get(i)?.clone()?;
+            Some(Entry {
+                raw,
+                source: Source::File(f.name.clone()),
+            })
+        });
+        flag_or_env(m, &names.flag, &names.env, env)
+            .map(|(value, source)| Entry {
+                raw: Raw::One(value),
+                source,
+            })
+            .or(from_file)
+            .or_else(|| {
+                default_value(setting.default).map(|raw| Entry {
+                    raw,
+                    source: Source::Default,
+                })
+            })
+    };
+    let entries = SETTINGS
+        .iter()
+        .zip(names())
+        .enumerate()
+        .map(layered)
+        .collect();
+    Values { entries }
+}
+
+fn default_value(fallback: Fallback) -> Option<Raw> {
+    match fallback {
+        V(value) => Some(Raw::One(value.to_owned())),
+        Cpus => {
+            let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            Some(Raw::One(cpus.min(1024).to_string()))
+        }
+        Unset => None,
+    }
+}
+
+/// Parses the command line (`args` includes the program name) and loads the
+/// configuration. `env` looks up environment variables (main passes
+/// `|k| std::env::var(k).ok()`).
+///
+/// # Errors
+///
+/// [`ConfigError::Cli`] for `--help`, `--version` and command-line misuse;
+/// [`ConfigError::Invalid`] for any bad value, file or combination.
+pub fn from_args<I, T>(
+    args: I,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Invocation, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = command()
+        .try_get_matches_from(args)
+        .map_err(ConfigError::Cli)?;
+    let mode = mode(&matches)?;
+    let file = match config_path(&matches, &mode, env) {
+        Some(path) => Some(load_file(&path)?),
+        None => None,
+    };
+    let values = resolve(&matches, env, file.as_ref());
+    let routes = load_routes(&values, &matches, env, file.as_ref())?;
+    let config = build_config(&values, routes.iter().map(|r| r.route.clone()).collect())?;
+    match mode {
+        Mode::Run => Ok(Invocation::Run(config)),
+        Mode::CheckConfig(_) => {
+            let rendered = render(&values, &routes);
+            Ok(Invocation::CheckConfig { config, rendered })
+        }
+    }
+}
+
+// ---- typed config ----
+
+fn build_config(v: &Values, routes: Vec<RouteConfig>) -> Result<Config, ConfigError> {
+    Ok(Config {
+        listen: v.get("listen", parse_socket_addr)?,
+        admin: v.get("admin", parse_socket_addr)?,
+        workers: v.get("workers", |s| parse_number(s, 1, 1024))?,
+        drain_timeout: v.get("drain_timeout", parse_duration)?,
+        server: build_server(v)?,
+        tls: build_tls(v)?,
+        upstream: build_upstream(v)?,
+        routes,
+        log: LogConfig {
+            access_log: v.get("log.access_log", parse_bool)?,
+            level: v.get("log.level", parse_log_level)?,
+        },
+    })
+}
+
+fn build_server(v: &Values) -> Result<ServerConfig, ConfigError> {
+    Ok(ServerConfig {
+        backlog: v.get("server.backlog", |s| parse_number(s, 1, 65535))?,
+        tcp_keepalive: v.get("server.tcp_keepalive", parse_optional_duration)?,
+        header_read_timeout: v.get("server.header_read_timeout", parse_positive_duration)?,
+        max_request_body: v.get("server.max_request_body", parse_size)?,
+        http2: v.get("server.http2", parse_bool)?,
+        h2_max_concurrent_streams: v.get("server.h2_max_concurrent_streams", |s| {
+            parse_number(s, 1, 65535)
+        })?,
+        trust_forwarded: v.get("server.trust_forwarded", parse_bool)?,
+        server_names: v.list("server.server_names", parse_server_name)?,
+    })
+}
+
+fn build_tls(v: &Values) -> Result<Option<TlsConfig>, ConfigError> {
+    let handshake_timeout = v.get("tls.handshake_timeout", parse_positive_duration)?;
+    let reload_interval = v.get("tls.reload_interval", parse_positive_duration)?;
+    match (v.source("tls.cert"), v.source("tls.key")) {
+        (None, None) => return Ok(None),
+        (Some(from), None) => return Err(half_pair("tls.cert", from, "tls.key")),
+        (None, Some(from)) => return Err(half_pair("tls.key", from, "tls.cert")),
+        (Some(_), Some(_)) => {}
+    }
+    Ok(Some(TlsConfig {
+        cert: v.get("tls.cert", parse_readable_file)?,
+        key: v.get("tls.key", parse_readable_file)?,
+        handshake_timeout,
+        reload_interval,
+    }))
+}
+
+fn half_pair(given: &str, from: &Source, missing: &str) -> ConfigError {
+    ConfigError::Invalid(format!(
+        "{given} is set (from {from}) but {missing} is not: give both tls.cert and tls.key, or neither"
+    ))
+}
+
+fn build_upstream(v: &Values) -> Result<UpstreamConfig, ConfigError> {
+    let roots = v.get("upstream.roots", parse_root_store)?;
+    let ca_file = v.opt("upstream.ca_file", parse_readable_file)?;
+    if roots == RootStore::None && ca_file.is_none() {
+        let from = v
+            .source("upstream.roots")
+            .cloned()
+            .unwrap_or(Source::Default);
+        return Err(ConfigError::Invalid(format!(
+            "upstream.roots is none (from {from}) but upstream.ca_file is not set: \
+             give a CA file or choose webpki, native or both"
+        )));
+    }
+    Ok(UpstreamConfig {
+        connect_timeout: v.get("upstream.connect_timeout", parse_positive_duration)?,
+        first_byte_timeout: v.get("upstream.first_byte_timeout", parse_optional_duration)?,
+        idle_timeout: v.get("upstream.idle_timeout", parse_positive_duration)?,
+        max_idle_per_origin: v.get("upstream.max_idle_per_origin", |s| {
+            parse_number(s, 0, 65535)
+        })?,
+        h2_max_streams_per_connection: v.get("upstream.h2_max_streams_per_connection", |s| {
+            parse_number(s, 1, u32::MAX.into())
+        })?,
+        tcp_keepalive: v.get("upstream.tcp_keepalive", parse_optional_duration)?,
+        roots,
+        ca_file,
+    })
+}
+
+// ---- routes ----
+
+const ROUTE_KEYS: &[&str] = &[
+    "upstream",
+    "prefix",
+    "name",
+    "strip_prefix",
+    "protocol",
+    "dialect",
+    "heartbeat",
+];
+
+/// A route plus what the rendering needs to say about it.
+struct LoadedRoute {
+    route: RouteConfig,
+    source: Source,
+    inherited_dialect: bool,
+    inherited_heartbeat: bool,
+}
+
+/// Top-level values routes inherit.
+struct Inherited {
+    dialect: DialectSetting,
+    heartbeat: Duration,
+}
+
+fn parse_heartbeat(s: &str) -> Result<Duration, String> {
+    parse_duration_at_least(s, MIN_HEARTBEAT)
+}
+
+fn load_routes(
+    v: &Values,
+    m: &ArgMatches,
+    env: EnvFn,
+    file: Option<&FileDoc>,
+) -> Result<Vec<LoadedRoute>, ConfigError> {
+    let inherited = Inherited {
+        dialect: v.get("dialect", parse_dialect)?,
+        heartbeat: v.get("heartbeat", parse_heartbeat)?,
+    };
+    let routes = match flag_or_env(m, "upstream", "SSE_EDGE_UPSTREAM", env) {
+        Some((url, source)) => vec![cli_route(&url, source, &inherited)?],
+        None => match file {
+            Some(f) => f
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(i, t)| file_route(i, t, &f.name, &inherited))
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        },
+    };
+    check_routes(&routes)?;
+    Ok(routes)
+}
+
+fn cli_route(url: &str, source: Source, inherited: &Inherited) -> Result<LoadedRoute, ConfigError> {
+    let upstream =
+        parse_upstream_url(url).map_err(|why| invalid("upstream", &source, url, &why))?;
+    let route = RouteConfig {
+        name: "default".to_owned(),
+        prefix: "/".to_owned(),
+        strip_prefix: false,
+        upstream,
+        protocol: UpstreamProtocol::Auto,
+        dialect: inherited.dialect,
+        heartbeat: inherited.heartbeat,
+    };
+    Ok(LoadedRoute {
+        route,
+        source,
+        inherited_dialect: true,
+        inherited_heartbeat: true,
+    })
+}
+
+/// One `[[route]]` table of the file, keys named `route[i].key` in errors.
+struct RouteTable<'a> {
+    index: usize,
+    table: &'a toml::Table,
+    file: &'a str,
+}
+
+impl RouteTable<'_> {
+    fn key(&self, key: &str) -> String {
+        format!("route[{}].{key}", self.index)
+    }
+
+    fn string<T>(&self, key: &str, parse: Parser<T>) -> Result<Option<T>, ConfigError> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => parse(s).map(Some).map_err(|why| {
+                invalid(&self.key(key), &Source::File(self.file.to_owned()), s, &why)
+            }),
+            Some(other) => Err(type_error(&self.key(key), self.file, other, "a string")),
+        }
+    }
+
+    fn boolean(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+            Some(other) => Err(type_error(
+                &self.key(key),
+                self.file,
+                other,
+                "a boolean (true or false)",
+            )),
+        }
+    }
+}
+
+fn file_route(
+    index: usize,
+    table: &toml::Table,
+    file: &str,
+    inherited: &Inherited,
+) -> Result<LoadedRoute, ConfigError> {
+    let t = RouteTable { index, table, file };
+    if let Some(unknown) = table.keys().find(|k| !ROUTE_KEYS.contains(&k.as_str())) {
+        let key = t.key(unknown);
+        return Err(ConfigError::Invalid(format!(
+            "unknown key {key} in config file {file}"
+        )));
+    }
+    let upstream = t.string("upstream", parse_upstream_url)?.ok_or_else(|| {
+        let key = t.key("upstream");
+        ConfigError::Invalid(format!(
+            "missing key {key} in config file {file}: expected an upstream URL"
+        ))
+    })?;
+    let prefix = t
+        .string("prefix", parse_route_prefix)?
+        .unwrap_or_else(|| "/".to_owned());
+    let dialect = t.string("dialect", parse_dialect)?;
+    let heartbeat = t.string("heartbeat", parse_heartbeat)?;
+    let route = RouteConfig {
+        name: t
+            .string("name", parse_route_name)?
+            .unwrap_or_else(|| prefix.clone()),
+        prefix,
+        strip_prefix: t.boolean("strip_prefix")?.unwrap_or(false),
+        upstream,
+        protocol: t
+            .string("protocol", parse_protocol)?
+            .unwrap_or(UpstreamProtocol::Auto),
+        dialect: dialect.unwrap_or(inherited.dialect),
+        heartbeat: heartbeat.unwrap_or(inherited.heartbeat),
+    };
+    let source = Source::File(file.to_owned());
+    Ok(LoadedRoute {
+        route,
+        source,
+        inherited_dialect: dialect.is_none(),
+        inherited_heartbeat: heartbeat.is_none(),
+    })
+}
+
+fn check_routes(routes: &[LoadedRoute]) -> Result<(), ConfigError> {
+    if routes.is_empty() {
+        return Err(ConfigError::Invalid(
+            "no routes: give --upstream URL or [[route]] entries in the config file".to_owned(),
+        ));
+    }
+    for (i, r) in routes.iter().enumerate() {
+        let prefix = &r.route.prefix;
+        if let Some(j) = routes[..i].iter().position(|o| &o.route.prefix == prefix) {
+            return Err(ConfigError::Invalid(format!(
+                "duplicate route prefix {prefix:?}: route[{j}] and route[{i}] both use it"
+            )));
+        }
+    }
+    Ok(())
+}
+
+// ---- rendering (check-config) ----
+
+/// The effective configuration as TOML, each setting commented with its source.
+fn render(values: &Values, routes: &[LoadedRoute]) -> String {
+    let mut out = String::from("# Effective sse-edge configuration.\n");
+    let rows: Vec<_> = SETTINGS.iter().zip(&values.entries).collect();
+    for (setting, entry) in rows.iter().filter(|(s, _)| !s.key.contains('.')) {
+        out.push_str(&render_line(setting.key, setting.kind, entry.as_ref()));
+    }
+    let mut section = "";
+    for (setting, entry) in &rows {
+        let Some((sec, name)) = setting.key.split_once('.') else {
+            continue;
+        };
+        if sec != section {
+            out.push_str(&format!("\n[{sec}]\n"));
+            section = sec;
+        }
+        out.push_str(&render_line(name, setting.kind, entry.as_ref()));
+    }
+    for route in routes {
+        out.push_str(&render_route(route));
+    }
+    out
+}
+
+fn render_line(name: &str, kind: Kind, entry: Option<&Entry>) -> String {
+    match entry {
+        None => format!("# {name} is not set\n"),
+        Some(e) => {
+            let line = format!("{name} = {}", e.raw.to_toml(kind));
+            format!("{line:<47} # from {}\n", e.source.comment())
+        }
+    }
+}
+
+fn render_route(r: &LoadedRoute) -> String {
+    let c = &r.route;
+    let note = |inherited: bool, key: &str| {
+        if inherited {
+            format!("  # inherited from top-level {key}")
+        } else {
+            String::new()
+        }
+    };
+    format!(
+        "\n[[route]]  # from {}\nname = {}\nprefix = {}\nupstream = {}\nstrip_prefix = {}\n\
+         protocol = {}\ndialect = {}{}\nheartbeat = {}{}\n",
+        r.source.comment(),
+        toml_string(&c.name),
+        toml_string(&c.prefix),
+        toml_string(&format_upstream_url(&c.upstream)),
+        c.strip_prefix,
+        toml_string(protocol_name(c.protocol)),
+        toml_string(dialect_name(c.dialect)),
+        note(r.inherited_dialect, "dialect"),
+        toml_string(&format_duration(c.heartbeat)),
+        note(r.inherited_heartbeat, "heartbeat"),
+    )
+}

@@ -1,0 +1,166 @@
+//! Effective configuration of the relay.
+//!
+//! Values come from four layers, highest first: command-line flag,
+//! `SSE_EDGE_*` environment variable, TOML file, built-in default
+//! (see [`from_args`]). Everything here is already validated: code that holds a
+//! [`Config`] never re-checks a value.
+
+mod load;
+#[cfg(test)]
+mod tests;
+mod value;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use load::{ConfigError, Invocation, from_args};
+pub use value::{parse_duration, parse_size};
+
+/// The whole relay configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address of the client-facing listener.
+    pub listen: SocketAddr,
+    /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub admin: SocketAddr,
+    /// Tokio worker threads.
+    pub workers: usize,
+    /// How long in-flight requests may run after SIGTERM/SIGINT.
+    pub drain_timeout: Duration,
+    pub server: ServerConfig,
+    /// TLS termination; `None` serves plaintext (HTTP/1.1 and h2c).
+    pub tls: Option<TlsConfig>,
+    pub upstream: UpstreamConfig,
+    /// Routes in match order (longest prefix wins, see `proxy::route`).
+    pub routes: Vec<RouteConfig>,
+    pub log: LogConfig,
+}
+
+/// Client-facing listener and protocol settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// listen(2) backlog.
+    pub backlog: u32,
+    /// TCP keepalive idle time on accepted sockets; `None` disables it.
+    pub tcp_keepalive: Option<Duration>,
+    /// Deadline for a complete request head (HTTP/1).
+    pub header_read_timeout: Duration,
+    /// Largest request body accepted (413 above it).
+    pub max_request_body: u64,
+    /// Accept HTTP/2 (h2c prior knowledge on plaintext, ALPN `h2` on TLS).
+    pub http2: bool,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients.
+    pub h2_max_concurrent_streams: u32,
+    /// Append to client-supplied X-Forwarded-For instead of replacing it.
+    pub trust_forwarded: bool,
+    /// Host names this relay answers to in absolute-form request targets.
+    pub server_names: Vec<String>,
+}
+
+/// TLS termination settings.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// Deadline for a complete TLS handshake.
+    pub handshake_timeout: Duration,
+    /// How often the cert/key files are checked for changes.
+    pub reload_interval: Duration,
+}
+
+/// Upstream connection pool settings, shared by all origins.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// TCP connect plus TLS and HTTP/2 handshake deadline.
+    pub connect_timeout: Duration,
+    /// Deadline for upstream response headers; `None` waits as long as the
+    /// upstream needs (slow model APIs are the reason this relay exists).
+    pub first_byte_timeout: Option<Duration>,
+    /// Idle HTTP/1.1 connections older than this are closed. Keep it below
+    /// the upstream's own keep-alive timeout.
+    pub idle_timeout: Duration,
+    /// Idle HTTP/1.1 connections kept per origin.
+    pub max_idle_per_origin: usize,
+    /// Streams the relay puts on one HTTP/2 connection before it opens another.
+    pub h2_max_streams_per_connection: usize,
+    /// TCP keepalive idle time on upstream sockets; `None` disables it.
+    pub tcp_keepalive: Option<Duration>,
+    /// Which CA roots verify upstream certificates.
+    pub roots: RootStore,
+    /// Extra PEM CA bundle trusted for upstream TLS.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Source of trusted roots for upstream TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootStore {
+    /// Mozilla's set compiled into the binary.
+    Webpki,
+    /// The operating system's store.
+    Native,
+    /// Both of the above.
+    Both,
+    /// Only `ca_file`.
+    None,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Name used in metrics and logs (defaults to the prefix).
+    pub name: String,
+    /// Path prefix matched against the request path, segment-aligned.
+    pub prefix: String,
+    /// Remove `prefix` from the path before forwarding.
+    pub strip_prefix: bool,
+    pub upstream: UpstreamUrl,
+    /// HTTP version spoken to the upstream.
+    pub protocol: UpstreamProtocol,
+    pub dialect: DialectSetting,
+    /// Downstream silence after which a keepalive is injected.
+    pub heartbeat: Duration,
+}
+
+/// A parsed upstream base URL: `http(s)://host[:port][/base/path]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub tls: bool,
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// Path prefix to prepend, without trailing slash (`""` for none).
+    pub base_path: String,
+}
+
+/// HTTP version used towards an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpstreamProtocol {
+    /// ALPN picks on TLS (`h2` preferred); HTTP/1.1 on plaintext.
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only: ALPN `h2` on TLS, prior knowledge (h2c) on plaintext.
+    Http2,
+}
+
+/// The API shape a route speaks; picks error bodies and keepalive frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialectSetting {
+    /// Decide per request path (see `proxy::dialect`).
+    Auto,
+    OpenAi,
+    Anthropic,
+    Generic,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Write one JSON access-log line per request to stdout.
+    pub access_log: bool,
+    /// Default filter for stderr diagnostics when `RUST_LOG` is unset.
+    pub level: String,
+}

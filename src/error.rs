@@ -1,0 +1,183 @@
+//! The relay's one error type.
+//!
+//! Every failure carries a [`Kind`] (what went wrong), a [`Side`] (whose
+//! fault: the client or the upstream) and keeps its cause. The kind decides
+//! the HTTP status a relay-made error answer gets, the metrics class and
+//! whether a retry is allowed. Retry safety is *not* decided here: only the
+//! pool knows whether request bytes were written (see `upstream::pool`).
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use http::StatusCode;
+
+use crate::telemetry::UpstreamClass;
+
+type Cause = Box<dyn StdError + Send + Sync>;
+
+/// A relay error: kind, side and cause.
+#[derive(Debug)]
+pub struct Error {
+    kind: Kind,
+    cause: Option<Cause>,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// TCP connect to the upstream failed (refused, unreachable, DNS).
+    Connect,
+    /// Connect, TLS or HTTP/2 handshake did not finish in time.
+    ConnectTimeout,
+    /// TLS handshake with the upstream failed.
+    Tls,
+    /// The upstream connection failed while the request was in flight.
+    UpstreamReset,
+    /// The upstream sent something that is not HTTP.
+    UpstreamProtocol,
+    /// Upstream response headers did not arrive in time.
+    FirstByteTimeout,
+    /// No route matches the request path.
+    NoRoute,
+    /// The request body is larger than allowed.
+    BodyTooLarge,
+    /// The request is malformed or not allowed here (absolute-form to
+    /// another host, bad path).
+    BadRequest,
+    /// A method this relay refuses (CONNECT).
+    MethodNotAllowed,
+    /// Reading the client's request body failed (client went away).
+    DownstreamBody,
+    /// The relay is draining.
+    ShuttingDown,
+}
+
+/// Whose side failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Downstream,
+    Upstream,
+}
+
+impl Error {
+    pub fn new(kind: Kind) -> Self {
+        Self { kind, cause: None }
+    }
+
+    pub fn with_cause(kind: Kind, cause: impl Into<Cause>) -> Self {
+        Self {
+            kind,
+            cause: Some(cause.into()),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub fn side(&self) -> Side {
+        match self.kind {
+            Kind::Connect
+            | Kind::ConnectTimeout
+            | Kind::Tls
+            | Kind::UpstreamReset
+            | Kind::UpstreamProtocol
+            | Kind::FirstByteTimeout => Side::Upstream,
+            Kind::NoRoute
+            | Kind::BodyTooLarge
+            | Kind::BadRequest
+            | Kind::MethodNotAllowed
+            | Kind::DownstreamBody
+            | Kind::ShuttingDown => Side::Downstream,
+        }
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, Kind::ConnectTimeout | Kind::FirstByteTimeout)
+    }
+
+    /// Status of the relay-made answer for this error.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            Kind::Connect | Kind::Tls | Kind::UpstreamReset | Kind::UpstreamProtocol => {
+                StatusCode::BAD_GATEWAY
+            }
+            Kind::ConnectTimeout | Kind::FirstByteTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Kind::NoRoute => StatusCode::NOT_FOUND,
+            Kind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::BadRequest | Kind::DownstreamBody => StatusCode::BAD_REQUEST,
+            Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Kind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Metrics class for upstream failures (`sse_edge_upstream_errors_total{class}`).
+    pub fn upstream_class(&self) -> Option<UpstreamClass> {
+        match self.kind {
+            Kind::Connect => Some(UpstreamClass::Connect),
+            Kind::ConnectTimeout | Kind::FirstByteTimeout => Some(UpstreamClass::Timeout),
+            Kind::Tls => Some(UpstreamClass::Tls),
+            Kind::UpstreamReset => Some(UpstreamClass::Reset),
+            Kind::UpstreamProtocol => Some(UpstreamClass::Protocol),
+            _ => None,
+        }
+    }
+
+    /// Short client-facing description; never contains internal detail
+    /// beyond the cause's own message.
+    pub fn message(&self) -> String {
+        let what = self.kind.describe();
+        match &self.cause {
+            Some(cause) => format!("{what}: {}", chain(cause.as_ref())),
+            None => what.to_owned(),
+        }
+    }
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Connect => "upstream connect failed",
+            Kind::ConnectTimeout => "upstream connect timed out",
+            Kind::Tls => "upstream TLS handshake failed",
+            Kind::UpstreamReset => "upstream connection failed",
+            Kind::UpstreamProtocol => "upstream sent an invalid response",
+            Kind::FirstByteTimeout => "upstream response headers timed out",
+            Kind::NoRoute => "no route for this path",
+            Kind::BodyTooLarge => "request body too large",
+            Kind::BadRequest => "bad request",
+            Kind::MethodNotAllowed => "method not allowed",
+            Kind::DownstreamBody => "reading the request body failed",
+            Kind::ShuttingDown => "relay is shutting down",
+        }
+    }
+}
+
+/// The cause and its sources, joined with `: `.
+fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        next = e.source();
+    }
+    out
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn StdError + 'static))
+    }
+}

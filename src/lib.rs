@@ -1,0 +1,23 @@
+//! sse-edge: a TLS edge relay that keeps streaming model-API responses
+//! alive.
+//!
+//! The modules follow a request's way through the relay:
+//! [`server`] (listener, TLS, hyper connections) -> [`proxy`] (admit,
+//! route, rewrite) -> [`upstream`] (pool, connect) -> [`body`] (frames back
+//! to the client) -> [`telemetry`] (metrics, access log). [`config`] and
+//! [`app`] build it; [`admin`] reports on it.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod proxy;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod upstream;
+
+pub use app::{Running, StartError, start};
+pub use error::Error;

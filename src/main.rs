@@ -1,0 +1,118 @@
+//! The `sse-edge` binary: parse configuration, run until SIGTERM/SIGINT,
+//! drain, exit 0.
+
+use std::process::ExitCode;
+
+use sse_edge::config::{self, Config, ConfigError, Invocation};
+use sse_edge::telemetry::AccessLog;
+
+fn main() -> ExitCode {
+    let env = |k: &str| std::env::var(k).ok();
+    let invocation = match config::from_args(std::env::args_os(), &env) {
+        Ok(i) => i,
+        Err(ConfigError::Cli(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("sse-edge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match invocation {
+        Invocation::CheckConfig { rendered, .. } => {
+            print!("{rendered}");
+            eprintln!("sse-edge: configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Invocation::Run(config) => run(config),
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    init_logging(&config.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers)
+        .thread_name("sse-edge")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sse-edge: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (access, writer) = if config.log.access_log {
+        match AccessLog::stdout() {
+            Ok((log, writer)) => (log, Some(writer)),
+            Err(e) => {
+                eprintln!("sse-edge: cannot start the access-log writer: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        (AccessLog::disabled(), None)
+    };
+    let code = runtime.block_on(serve(config, access));
+    // Aborted tasks may still hold access-log senders until the runtime is gone.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Some(w) = writer {
+        w.finish();
+    }
+    code
+}
+
+async fn serve(config: Config, access: AccessLog) -> ExitCode {
+    let routes = config.routes.len();
+    let workers = config.workers;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let running = match sse_edge::start(config, access).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        "sse-edge {} listening on {scheme}://{} ({routes} route(s), {workers} worker(s)); admin on http://{}",
+        env!("CARGO_PKG_VERSION"),
+        running.listen,
+        running.admin
+    );
+    let signal = wait_for_signal().await;
+    tracing::info!("{signal}: draining");
+    running.drain();
+    running.wait().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers there is nothing to wait for but Ctrl-C.
+        let _ = tokio::signal::ctrl_c().await;
+        return "interrupt";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+fn init_logging(default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(default_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}

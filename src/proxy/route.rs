@@ -1,0 +1,110 @@
+//! The route table: request path -> upstream origin and per-route settings.
+//!
+//! Prefixes match on path-segment boundaries (`/v1` matches `/v1` and
+//! `/v1/x`, never `/v1x`); the longest matching prefix wins. Routes are
+//! built once at start; matching allocates nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{DialectSetting, RouteConfig};
+use crate::error::Error;
+use crate::upstream::{Origin, OriginKey, Pool};
+
+/// One route, ready to serve.
+pub struct Route {
+    /// Position in the configuration (metrics index).
+    pub index: usize,
+    pub name: Arc<str>,
+    pub prefix: String,
+    pub strip_prefix: bool,
+    /// Path prefix on the upstream, without trailing slash.
+    pub base_path: String,
+    pub origin: Arc<Origin>,
+    pub dialect: DialectSetting,
+    pub heartbeat: Duration,
+}
+
+/// Routes ordered by prefix length, longest first.
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    pub fn new(configs: &[RouteConfig], pool: &Pool) -> Result<Self, Error> {
+        let mut routes = Vec::with_capacity(configs.len());
+        for (index, rc) in configs.iter().enumerate() {
+            let origin = pool.origin(OriginKey {
+                tls: rc.upstream.tls,
+                host: rc.upstream.host.clone(),
+                port: rc.upstream.port,
+                protocol: rc.protocol,
+            })?;
+            routes.push(Route {
+                index,
+                name: Arc::from(rc.name.as_str()),
+                prefix: rc.prefix.trim_end_matches('/').to_owned(),
+                strip_prefix: rc.strip_prefix,
+                base_path: rc.upstream.base_path.trim_end_matches('/').to_owned(),
+                origin,
+                dialect: rc.dialect,
+                heartbeat: rc.heartbeat,
+            });
+        }
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        Ok(Self { routes })
+    }
+
+    /// Route names in configuration order (metrics labels).
+    pub fn names_in_order(configs: &[RouteConfig]) -> Vec<String> {
+        configs.iter().map(|r| r.name.clone()).collect()
+    }
+
+    pub fn find(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+    }
+}
+
+/// `prefix` has no trailing slash; `""` is the root route.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+impl Route {
+    /// The upstream request target for `path` and `query`.
+    pub fn upstream_target(&self, path: &str, query: Option<&str>) -> String {
+        let rest = if self.strip_prefix {
+            &path[self.prefix.len()..]
+        } else {
+            path
+        };
+        let mut target = String::with_capacity(self.base_path.len() + rest.len() + 16);
+        target.push_str(&self.base_path);
+        if !rest.starts_with('/') {
+            target.push('/');
+        }
+        target.push_str(rest);
+        if let Some(q) = query {
+            target.push('?');
+            target.push_str(q);
+        }
+        target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_matches;
+
+    #[test]
+    fn segment_aligned_prefixes() {
+        assert!(prefix_matches("", "/anything"));
+        assert!(prefix_matches("/v1", "/v1"));
+        assert!(prefix_matches("/v1", "/v1/chat"));
+        assert!(!prefix_matches("/v1", "/v1x"));
+        assert!(!prefix_matches("/v1", "/v"));
+    }
+}

@@ -1,0 +1,232 @@
+//! The client side: accept, optional TLS, then hyper's connection state
+//! machines for HTTP/1.1 and HTTP/2.
+//!
+//! # Drain contract
+//! When the drain signal fires the accept loop stops and closes its
+//! listener; every connection gets hyper's graceful shutdown (HTTP/2
+//! GOAWAY; HTTP/1 finishes its in-flight response, which the relay marks
+//! `connection: close`, then closes). Connections may run until
+//! `drain_timeout`; whatever is left then is aborted. [`Server::run`]
+//! returns only when no connection task is left.
+
+mod listener;
+mod tls;
+
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+pub use listener::bind;
+pub use tls::Terminator;
+
+use crate::config::ServerConfig;
+use crate::proxy::{ConnInfo, Relay};
+use crate::shutdown::Shutdown;
+use crate::telemetry::Metrics;
+
+/// hyper connection builders: negotiated by preface (plaintext), or fixed
+/// by ALPN (TLS).
+#[derive(Clone)]
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(cfg: &ServerConfig) -> Self {
+        let mut b = auto::Builder::new(TokioExecutor::new());
+        b.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(cfg.header_read_timeout)
+            .keep_alive(true);
+        b.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(cfg.h2_max_concurrent_streams)
+            // Rapid-reset and local-error-reset storms end the connection.
+            .max_pending_accept_reset_streams(64)
+            .max_local_error_reset_streams(1024);
+        let auto = if cfg.http2 {
+            b.clone()
+        } else {
+            b.clone().http1_only()
+        };
+        Self {
+            auto,
+            h1: b.clone().http1_only(),
+            h2: b.http2_only(),
+        }
+    }
+}
+
+/// The client-facing server.
+pub struct Server {
+    relay: Arc<Relay>,
+    tls: Option<Arc<Terminator>>,
+    metrics: Arc<Metrics>,
+    builders: Builders,
+    tcp_keepalive: Option<Duration>,
+}
+
+impl Server {
+    pub fn new(
+        cfg: &ServerConfig,
+        relay: Arc<Relay>,
+        tls: Option<Arc<Terminator>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            relay,
+            tls,
+            metrics,
+            builders: Builders::new(cfg),
+            tcp_keepalive: cfg.tcp_keepalive,
+        }
+    }
+
+    /// Accepts until `drain`, then drains for at most `drain_timeout`.
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        drain: Shutdown,
+        drain_timeout: Duration,
+    ) {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        conns.spawn(self.clone().serve(stream, peer, drain.clone()));
+                    }
+                    Err(e) => {
+                        // EMFILE/ENFILE and friends: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                () = drain.wait() => break,
+            }
+        }
+        drop(listener);
+        tracing::info!(
+            "draining {} connection(s) for up to {drain_timeout:?}",
+            conns.len()
+        );
+        let deadline = tokio::time::sleep(drain_timeout);
+        let mut deadline = pin!(deadline);
+        loop {
+            tokio::select! {
+                next = conns.join_next() => if next.is_none() { break },
+                () = &mut deadline => {
+                    tracing::warn!("drain timeout: ending {} connection(s)", conns.len());
+                    conns.abort_all();
+                    while conns.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, drain: Shutdown) {
+        let _open = OpenConn::new(&self.metrics);
+        listener::tune_accepted(&stream, self.tcp_keepalive);
+        let local = match stream.local_addr() {
+            Ok(a) => a,
+            Err(e) => return tracing::debug!("local_addr: {e}"),
+        };
+        let Some(tls) = self.tls.clone() else {
+            let info = ConnInfo {
+                peer,
+                local,
+                https: false,
+            };
+            return self.drive(&self.builders.auto, stream, info, &drain).await;
+        };
+        let handshake = tls.acceptor().accept(stream);
+        let stream = match tokio::time::timeout(tls.handshake_timeout(), handshake).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return self.tls_failed(peer, &e),
+            Err(_) => return self.tls_failed(peer, &"handshake timed out"),
+        };
+        let info = ConnInfo {
+            peer,
+            local,
+            https: true,
+        };
+        let builder = match stream.get_ref().1.alpn_protocol() {
+            Some(b"h2") => &self.builders.h2,
+            Some(_) => &self.builders.h1,
+            None => &self.builders.auto,
+        };
+        self.drive(builder, stream, info, &drain).await;
+    }
+
+    fn tls_failed(&self, peer: SocketAddr, e: &dyn std::fmt::Display) {
+        self.metrics
+            .tls_handshake_errors
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%peer, "TLS handshake failed: {e}");
+    }
+
+    async fn drive<I>(
+        &self,
+        builder: &auto::Builder<TokioExecutor>,
+        io: I,
+        info: ConnInfo,
+        drain: &Shutdown,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let relay = self.relay.clone();
+        let svc = service_fn(move |req| relay.clone().handle(info, req));
+        let conn = builder.serve_connection(TokioIo::new(io), svc);
+        until_drained(conn, drain, info.peer).await;
+    }
+}
+
+/// Runs `conn`; on drain asks it to finish gracefully and waits for that.
+async fn until_drained<C>(conn: C, drain: &Shutdown, peer: SocketAddr)
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    let mut conn = pin!(conn);
+    let res = tokio::select! {
+        res = conn.as_mut() => res,
+        () = drain.wait() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(%peer, "connection ended: {e}");
+    }
+}
+
+/// Counts an open client connection for its lifetime.
+struct OpenConn(Arc<Metrics>);
+
+impl OpenConn {
+    fn new(m: &Arc<Metrics>) -> Self {
+        m.connections_open.fetch_add(1, Ordering::Relaxed);
+        m.connections_total.fetch_add(1, Ordering::Relaxed);
+        Self(m.clone())
+    }
+}
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,196 @@
+//! The record of one request, finished exactly once.
+//!
+//! An [`Exchange`] is created when a request arrives and travels with its
+//! response body. Whatever ends the request (the body's last frame, an
+//! upstream failure mid-body, the client going away, a relay-made error
+//! answer) the record's `Drop` counts it in the metrics and writes its
+//! access-log line, so no path can forget to.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use http::Method;
+
+use super::AccessLog;
+use super::json::escape_into;
+use super::metrics::{Metrics, UpstreamClass};
+use super::time::rfc3339_now;
+
+/// How a request ended (access-log `outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The response was delivered to its end.
+    Complete,
+    /// The client went away before the response ended.
+    ClientDisconnected,
+    /// The upstream failed after the response had started.
+    UpstreamError,
+    /// The relay answered with an error of its own (upstream unreachable,
+    /// timeout, no route, body too large, ...).
+    RelayError,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::ClientDisconnected => "client_disconnected",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::RelayError => "relay_error",
+        }
+    }
+}
+
+/// Shared sinks for finished records.
+pub struct Sinks {
+    pub metrics: Arc<Metrics>,
+    pub access: AccessLog,
+}
+
+/// One request's record.
+pub struct Exchange {
+    sinks: Arc<Sinks>,
+    start: Instant,
+    method: Method,
+    path: String,
+    route: Option<(usize, Arc<str>)>,
+    dialect: &'static str,
+    status: u16,
+    ttfb_ms: Option<f64>,
+    bytes_out: u64,
+    attempts: u32,
+    outcome: Option<Outcome>,
+    streaming: bool,
+}
+
+impl Exchange {
+    pub fn new(sinks: Arc<Sinks>, method: Method, path: &str, dialect: &'static str) -> Self {
+        Self {
+            sinks,
+            start: Instant::now(),
+            method,
+            path: path.to_owned(),
+            route: None,
+            dialect,
+            status: 0,
+            ttfb_ms: None,
+            bytes_out: 0,
+            attempts: 0,
+            outcome: None,
+            streaming: false,
+        }
+    }
+
+    pub fn set_route(&mut self, index: usize, name: Arc<str>, dialect: &'static str) {
+        self.route = Some((index, name));
+        self.dialect = dialect;
+    }
+
+    pub fn set_attempts(&mut self, attempts: u32) {
+        self.attempts = attempts;
+    }
+
+    /// The response head is ready to go to the client.
+    pub fn set_status(&mut self, status: u16) {
+        self.status = status;
+        self.ttfb_ms = Some(ms(self.start.elapsed()));
+    }
+
+    /// The response relays an upstream body: counts in `active_streams`
+    /// until the record ends.
+    pub fn start_streaming(&mut self) {
+        if !self.streaming {
+            self.streaming = true;
+            self.sinks
+                .metrics
+                .active_streams
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn add_bytes(&mut self, n: usize) {
+        self.bytes_out += n as u64;
+    }
+
+    /// Sets the outcome unless one was already set.
+    pub fn finish(&mut self, outcome: Outcome) {
+        self.outcome.get_or_insert(outcome);
+    }
+
+    pub fn upstream_error(&mut self, class: UpstreamClass) {
+        self.sinks
+            .metrics
+            .count_upstream_error(self.route_index(), class);
+    }
+
+    fn route_index(&self) -> Option<usize> {
+        self.route.as_ref().map(|(i, _)| *i)
+    }
+
+    fn line(&self, outcome: Outcome) -> String {
+        let mut l = String::with_capacity(256);
+        l.push_str("{\"ts\":\"");
+        rfc3339_now(&mut l);
+        l.push_str("\",\"method\":\"");
+        escape_into(&mut l, self.method.as_str());
+        l.push_str("\",\"path\":\"");
+        escape_into(&mut l, &self.path);
+        l.push_str("\",\"route\":");
+        match &self.route {
+            Some((_, name)) => {
+                l.push('"');
+                escape_into(&mut l, name);
+                l.push('"');
+            }
+            None => l.push_str("null"),
+        }
+        let _ = write!(
+            l,
+            ",\"status\":{},\"dialect\":\"{}\"",
+            self.status, self.dialect
+        );
+        match self.ttfb_ms {
+            Some(t) => {
+                let _ = write!(l, ",\"ttfb_ms\":{t:.3}");
+            }
+            None => l.push_str(",\"ttfb_ms\":null"),
+        }
+        let _ = write!(
+            l,
+            ",\"duration_ms\":{:.3},\"bytes_out\":{},\"outcome\":\"{}\",\"upstream_attempts\":{}}}",
+            ms(self.start.elapsed()),
+            self.bytes_out,
+            outcome.as_str(),
+            self.attempts
+        );
+        l
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        let outcome = self.outcome.unwrap_or(Outcome::ClientDisconnected);
+        let metrics = &self.sinks.metrics;
+        if self.streaming {
+            metrics.active_streams.fetch_sub(1, Ordering::Relaxed);
+        }
+        if outcome == Outcome::ClientDisconnected {
+            metrics.client_disconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.status == 0 {
+            // Never answered: the client left while the upstream was silent
+            // (nginx's 499, "client closed request").
+            self.status = 499;
+        }
+        metrics.count_request(self.route_index(), self.status);
+        if self.sinks.access.enabled() && !self.sinks.access.write(self.line(outcome)) {
+            metrics.access_log_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,299 @@
+//! Prometheus counters and gauges, kept as plain atomics.
+//!
+//! Labels are bounded by construction: routes come from the configuration
+//! (plus `-` for requests that matched none), status codes are 100..=599,
+//! error classes are a fixed enum, origins are the configured upstreams.
+//! Nothing on the request path allocates or locks to count.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::upstream::Pool;
+
+const STATUS_SLOTS: usize = 500; // 100..=599
+
+/// Why an upstream exchange failed (`sse_edge_upstream_errors_total{class}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamClass {
+    Connect,
+    Timeout,
+    Tls,
+    Reset,
+    Protocol,
+}
+
+impl UpstreamClass {
+    const ALL: [UpstreamClass; 5] = [
+        UpstreamClass::Connect,
+        UpstreamClass::Timeout,
+        UpstreamClass::Tls,
+        UpstreamClass::Reset,
+        UpstreamClass::Protocol,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamClass::Connect => "connect",
+            UpstreamClass::Timeout => "timeout",
+            UpstreamClass::Tls => "tls",
+            UpstreamClass::Reset => "reset",
+            UpstreamClass::Protocol => "protocol",
+        }
+    }
+}
+
+struct RouteCounters {
+    name: String,
+    status: Box<[AtomicU64]>,
+    upstream_errors: [AtomicU64; UpstreamClass::ALL.len()],
+}
+
+impl RouteCounters {
+    fn new(name: String) -> Self {
+        Self {
+            name,
+            status: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            upstream_errors: Default::default(),
+        }
+    }
+}
+
+/// All relay metrics.
+pub struct Metrics {
+    /// One per configured route, then one for unmatched requests.
+    routes: Vec<RouteCounters>,
+    pool: Arc<Pool>,
+    pub active_streams: AtomicI64,
+    pub client_disconnects: AtomicU64,
+    pub connections_open: AtomicI64,
+    pub connections_total: AtomicU64,
+    pub tls_handshake_errors: AtomicU64,
+    pub cert_reloads_ok: AtomicU64,
+    pub cert_reloads_failed: AtomicU64,
+    pub access_log_dropped: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new(route_names: impl IntoIterator<Item = String>, pool: Arc<Pool>) -> Self {
+        let mut routes: Vec<_> = route_names.into_iter().map(RouteCounters::new).collect();
+        routes.push(RouteCounters::new("-".to_owned()));
+        Self {
+            routes,
+            pool,
+            active_streams: AtomicI64::new(0),
+            client_disconnects: AtomicU64::new(0),
+            connections_open: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+            tls_handshake_errors: AtomicU64::new(0),
+            cert_reloads_ok: AtomicU64::new(0),
+            cert_reloads_failed: AtomicU64::new(0),
+            access_log_dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Counter slot for a route index, or the unmatched slot for `None`.
+    fn route(&self, route: Option<usize>) -> &RouteCounters {
+        let last = self.routes.len() - 1;
+        &self.routes[route.map_or(last, |r| r.min(last))]
+    }
+
+    pub fn count_request(&self, route: Option<usize>, status: u16) {
+        let slot = usize::from(status.clamp(100, 599)) - 100;
+        self.route(route).status[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_upstream_error(&self, route: Option<usize>, class: UpstreamClass) {
+        let i = UpstreamClass::ALL
+            .iter()
+            .position(|c| *c == class)
+            .unwrap_or(0);
+        self.route(route).upstream_errors[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        self.render_requests(&mut out);
+        gauge(
+            &mut out,
+            "sse_edge_active_streams",
+            "Responses currently streaming to clients.",
+            load_i(&self.active_streams),
+        );
+        counter(
+            &mut out,
+            "sse_edge_client_disconnects_total",
+            "Responses the client abandoned before their end.",
+            load(&self.client_disconnects),
+        );
+        gauge(
+            &mut out,
+            "sse_edge_connections",
+            "Open client connections.",
+            load_i(&self.connections_open),
+        );
+        counter(
+            &mut out,
+            "sse_edge_connections_total",
+            "Client connections accepted.",
+            load(&self.connections_total),
+        );
+        counter(
+            &mut out,
+            "sse_edge_tls_handshake_errors_total",
+            "Client TLS handshakes that failed or timed out.",
+            load(&self.tls_handshake_errors),
+        );
+        header(
+            &mut out,
+            "sse_edge_cert_reloads_total",
+            "counter",
+            "Certificate reload attempts by result.",
+        );
+        let _ = writeln!(
+            out,
+            "sse_edge_cert_reloads_total{{result=\"ok\"}} {}",
+            load(&self.cert_reloads_ok)
+        );
+        let _ = writeln!(
+            out,
+            "sse_edge_cert_reloads_total{{result=\"error\"}} {}",
+            load(&self.cert_reloads_failed)
+        );
+        counter(
+            &mut out,
+            "sse_edge_access_log_dropped_total",
+            "Access-log lines dropped because the writer fell behind.",
+            load(&self.access_log_dropped),
+        );
+        self.render_pool(&mut out);
+        out
+    }
+
+    fn render_requests(&self, out: &mut String) {
+        header(
+            out,
+            "sse_edge_requests_total",
+            "counter",
+            "Requests answered, by route and status.",
+        );
+        for r in &self.routes {
+            for (i, n) in r.status.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "sse_edge_requests_total{{route=\"{}\",status=\"{}\"}} {n}",
+                        label(&r.name),
+                        i + 100
+                    );
+                }
+            }
+        }
+        header(
+            out,
+            "sse_edge_upstream_errors_total",
+            "counter",
+            "Upstream failures, by route and class.",
+        );
+        for r in &self.routes {
+            for (class, n) in UpstreamClass::ALL.iter().zip(&r.upstream_errors) {
+                let _ = writeln!(
+                    out,
+                    "sse_edge_upstream_errors_total{{route=\"{}\",class=\"{}\"}} {}",
+                    label(&r.name),
+                    class.as_str(),
+                    load(n)
+                );
+            }
+        }
+    }
+
+    fn render_pool(&self, out: &mut String) {
+        let origins = self.pool.origins();
+        let rows: [(&str, &str, &str); 6] = [
+            (
+                "sse_edge_upstream_connections",
+                "gauge",
+                "Open upstream connections.",
+            ),
+            (
+                "sse_edge_upstream_idle_connections",
+                "gauge",
+                "Idle pooled HTTP/1.1 upstream connections.",
+            ),
+            (
+                "sse_edge_upstream_h2_streams",
+                "gauge",
+                "HTTP/2 streams in flight to the upstream.",
+            ),
+            (
+                "sse_edge_upstream_connects_total",
+                "counter",
+                "Upstream connections opened.",
+            ),
+            (
+                "sse_edge_upstream_reuses_total",
+                "counter",
+                "Requests sent on a reused upstream connection.",
+            ),
+            (
+                "sse_edge_upstream_retries_total",
+                "counter",
+                "Requests re-sent after a reused connection failed before writing.",
+            ),
+        ];
+        for (i, (name, kind, help)) in rows.iter().enumerate() {
+            header(out, name, kind, help);
+            for o in &origins {
+                let s = o.stats();
+                let v = match i {
+                    0 => s.open.load(Ordering::Relaxed) as u64,
+                    1 => s.idle.load(Ordering::Relaxed) as u64,
+                    2 => s.h2_streams.load(Ordering::Relaxed) as u64,
+                    3 => s.connects.load(Ordering::Relaxed),
+                    4 => s.reuses.load(Ordering::Relaxed),
+                    _ => s.retries.load(Ordering::Relaxed),
+                };
+                let k = o.key();
+                let scheme = if k.tls { "https" } else { "http" };
+                let _ = writeln!(
+                    out,
+                    "{name}{{origin=\"{scheme}://{}:{}\"}} {v}",
+                    label(&k.host),
+                    k.port
+                );
+            }
+        }
+    }
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+fn load_i(a: &AtomicI64) -> i64 {
+    a.load(Ordering::Relaxed)
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+    header(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {v}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, v: i64) {
+    header(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {v}");
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

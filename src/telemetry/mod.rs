@@ -1,0 +1,13 @@
+//! What the relay tells operators: Prometheus metrics and the JSON access
+//! log, both fed by the per-request [`Exchange`] record.
+
+mod access;
+mod exchange;
+mod json;
+mod metrics;
+mod time;
+
+pub use access::AccessLog;
+pub use exchange::{Exchange, Outcome, Sinks};
+pub use json::escape_into as json_escape_into;
+pub use metrics::{Metrics, UpstreamClass};

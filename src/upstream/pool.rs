@@ -1,0 +1,508 @@
+//! Connections per origin, and the lease a request holds on one.
+//!
+//! # Ownership
+//! - An idle HTTP/1.1 connection is owned by its origin's idle list (LIFO:
+//!   the most recently used connection is the warmest and least likely to
+//!   have been closed by the upstream).
+//! - A checked-out HTTP/1.1 connection is owned by the request's [`Lease`],
+//!   which travels with the response body. When the body has been read to
+//!   its end, [`Lease::release`] puts the connection back on the idle list.
+//!   A lease dropped before that (client went away, upstream failed) drops
+//!   the sender, and hyper closes the connection: a half-read response can
+//!   never be handed to the next request.
+//! - HTTP/2 connections stay in the origin's list while open; a lease only
+//!   counts one stream against the connection's limit. Dropping the response
+//!   body early makes hyper send RST_STREAM(CANCEL).
+//! - Leases hold a `Weak` reference to the origin, so a lease outliving the
+//!   pool (at shutdown) just drops its connection. Nothing here panics in
+//!   `Drop`.
+//!
+//! # Checkout and retry
+//! Checkout never hands out a connection known to be dead: closed senders
+//! are discarded, idle connections past `idle_timeout` are closed, and an
+//! HTTP/1.1 sender must report ready. The race that remains (the upstream
+//! closes an idle connection while our request is being queued on it) is
+//! covered by `try_send_request`: if hyper gives the request back, no byte
+//! of it was written, so it is sent again on another connection. A request
+//! is retried this way only after failing on a *reused* connection; once
+//! any byte may have reached the upstream it is never sent twice.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, Version, header};
+use hyper::body::Incoming;
+use hyper::client::conn::{TrySendError, http1, http2};
+use tokio::time::Instant;
+
+use super::connect::{Connector, Fresh};
+use crate::body::RequestBody;
+use crate::config::{UpstreamConfig, UpstreamProtocol};
+use crate::error::{Error, Kind};
+use crate::shutdown::Shutdown;
+
+type H1 = http1::SendRequest<RequestBody>;
+type H2 = http2::SendRequest<RequestBody>;
+
+/// Where connections go: scheme, host, port and protocol choice.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OriginKey {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub protocol: UpstreamProtocol,
+}
+
+#[derive(Clone, Copy)]
+struct Limits {
+    idle_timeout: Duration,
+    max_idle: usize,
+    h2_max_streams: usize,
+}
+
+/// All origins, sharing one connector.
+pub struct Pool {
+    connector: Arc<Connector>,
+    limits: Limits,
+    origins: Mutex<Vec<Arc<Origin>>>,
+}
+
+impl Pool {
+    pub fn new(cfg: &UpstreamConfig, stop: Shutdown) -> std::io::Result<Self> {
+        Ok(Self {
+            connector: Arc::new(Connector::new(cfg, stop)?),
+            limits: Limits {
+                idle_timeout: cfg.idle_timeout,
+                max_idle: cfg.max_idle_per_origin,
+                h2_max_streams: cfg.h2_max_streams_per_connection,
+            },
+            origins: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The origin for `key`, created on first use. Called while building
+    /// routes, so the request path never looks origins up.
+    pub fn origin(&self, key: OriginKey) -> Result<Arc<Origin>, Error> {
+        let mut origins = lock(&self.origins);
+        if let Some(o) = origins.iter().find(|o| o.key == key) {
+            return Ok(o.clone());
+        }
+        let origin = Arc::new(Origin::new(key, self.connector.clone(), self.limits)?);
+        origins.push(origin.clone());
+        Ok(origin)
+    }
+
+    pub fn origins(&self) -> Vec<Arc<Origin>> {
+        lock(&self.origins).clone()
+    }
+
+    /// Closes expired idle connections until `stop` fires.
+    pub async fn reap_idle(&self, stop: Shutdown) {
+        let period = (self.limits.idle_timeout / 2).max(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.wait() => break,
+            }
+            for origin in self.origins() {
+                origin.reap();
+            }
+        }
+        for origin in self.origins() {
+            origin.close_idle();
+        }
+    }
+}
+
+/// Pool gauges and counters for one origin.
+#[derive(Default, Debug)]
+pub struct OriginStats {
+    /// Open connections (both protocols).
+    pub open: AtomicUsize,
+    /// Idle HTTP/1.1 connections.
+    pub idle: AtomicUsize,
+    /// HTTP/2 streams in flight.
+    pub h2_streams: AtomicUsize,
+    /// Connections opened.
+    pub connects: AtomicU64,
+    /// Requests sent on a reused connection.
+    pub reuses: AtomicU64,
+    /// Requests re-sent after a reused connection failed before writing.
+    pub retries: AtomicU64,
+}
+
+struct H2Conn {
+    tx: H2,
+    streams: Arc<AtomicUsize>,
+    peer_limit: Arc<AtomicUsize>,
+}
+
+#[derive(Default)]
+struct State {
+    idle: Vec<(H1, Instant)>,
+    h2: Vec<H2Conn>,
+    /// The origin answered with HTTP/2 before: serialize new connects so a
+    /// burst shares one connection instead of opening one each.
+    speaks_h2: bool,
+}
+
+/// One upstream origin and its connections.
+pub struct Origin {
+    key: OriginKey,
+    scheme: Scheme,
+    authority: Authority,
+    host_header: HeaderValue,
+    connector: Arc<Connector>,
+    limits: Limits,
+    state: Mutex<State>,
+    h2_connect: tokio::sync::Mutex<()>,
+    stats: Arc<OriginStats>,
+}
+
+enum Checked {
+    H1(H1),
+    H2(H2, Arc<AtomicUsize>),
+}
+
+/// A response from the upstream and the lease that must travel with its body.
+pub struct Sent {
+    pub response: Response<Incoming>,
+    pub lease: Lease,
+    /// Times the request was handed to a connection (1 unless retried).
+    pub attempts: u32,
+}
+
+impl Origin {
+    fn new(key: OriginKey, connector: Arc<Connector>, limits: Limits) -> Result<Self, Error> {
+        let host = if key.host.contains(':') {
+            format!("[{}]", key.host)
+        } else {
+            key.host.clone()
+        };
+        let default_port = if key.tls { 443 } else { 80 };
+        let authority = if key.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", key.port)
+        };
+        let bad = |e: &dyn std::fmt::Display| {
+            Error::with_cause(
+                Kind::BadRequest,
+                format!("upstream authority {authority:?}: {e}"),
+            )
+        };
+        let parsed: Authority = authority.parse().map_err(|e| bad(&e))?;
+        let host_header = HeaderValue::from_str(&authority).map_err(|e| bad(&e))?;
+        Ok(Self {
+            scheme: if key.tls { Scheme::HTTPS } else { Scheme::HTTP },
+            authority: parsed,
+            host_header,
+            key,
+            connector,
+            limits,
+            state: Mutex::new(State::default()),
+            h2_connect: tokio::sync::Mutex::new(()),
+            stats: Arc::new(OriginStats::default()),
+        })
+    }
+
+    pub fn key(&self) -> &OriginKey {
+        &self.key
+    }
+
+    pub fn stats(&self) -> &OriginStats {
+        &self.stats
+    }
+
+    /// Sends `req` (origin-form target) and waits for response headers.
+    pub async fn send(self: &Arc<Self>, mut req: Request<RequestBody>) -> Result<Sent, Error> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (checked, reused) = self.checkout().await?;
+            if reused {
+                self.stats.reuses.fetch_add(1, Ordering::Relaxed);
+            }
+            let result = match checked {
+                Checked::H1(tx) => self.send_h1(tx, req).await,
+                Checked::H2(tx, streams) => self.send_h2(tx, streams, req).await,
+            };
+            match result {
+                Ok((response, lease)) => {
+                    return Ok(Sent {
+                        response,
+                        lease,
+                        attempts,
+                    });
+                }
+                Err(mut err) => match err.take_message() {
+                    Some(back) if reused => {
+                        tracing::debug!("reused upstream connection failed before write; retrying");
+                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        req = back;
+                    }
+                    _ => return Err(classify(err.into_error())),
+                },
+            }
+        }
+    }
+
+    async fn send_h1(
+        self: &Arc<Self>,
+        mut tx: H1,
+        mut req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Lease), TrySendError<Request<RequestBody>>> {
+        origin_form(&mut req);
+        *req.version_mut() = Version::HTTP_11;
+        req.headers_mut()
+            .insert(header::HOST, self.host_header.clone());
+        let response = tx.try_send_request(req).await?;
+        Ok((response, Lease::h1(tx, Arc::downgrade(self))))
+    }
+
+    async fn send_h2(
+        &self,
+        mut tx: H2,
+        streams: Arc<AtomicUsize>,
+        mut req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Lease), TrySendError<Request<RequestBody>>> {
+        // Count the stream from checkout on, so concurrent checkouts see it.
+        let lease = Lease::h2(streams, self.stats.clone());
+        self.absolute_form(&mut req);
+        *req.version_mut() = Version::HTTP_2;
+        req.headers_mut().remove(header::HOST);
+        let response = tx.try_send_request(req).await?;
+        Ok((response, lease))
+    }
+
+    /// A connection to send on, and whether it was reused.
+    async fn checkout(self: &Arc<Self>) -> Result<(Checked, bool), Error> {
+        loop {
+            let taken = {
+                let mut state = lock(&self.state);
+                if let Some(h2) = self.take_h2_stream(&mut state) {
+                    return Ok((h2, true));
+                }
+                self.pop_idle(&mut state)
+            };
+            let Some(mut tx) = taken else { break };
+            if tx.is_closed() {
+                continue;
+            }
+            if !tx.is_ready() && tx.ready().await.is_err() {
+                continue;
+            }
+            return Ok((Checked::H1(tx), true));
+        }
+        self.connect_new().await.map(|c| (c, false))
+    }
+
+    fn take_h2_stream(&self, state: &mut State) -> Option<Checked> {
+        state.h2.retain(|c| !c.tx.is_closed());
+        let limit = self.limits.h2_max_streams;
+        let conn = state.h2.iter().find(|c| {
+            let cap = limit.min(c.peer_limit.load(Ordering::Relaxed));
+            c.streams.load(Ordering::Acquire) < cap
+        })?;
+        conn.streams.fetch_add(1, Ordering::AcqRel);
+        self.stats.h2_streams.fetch_add(1, Ordering::Relaxed);
+        Some(Checked::H2(conn.tx.clone(), conn.streams.clone()))
+    }
+
+    fn pop_idle(&self, state: &mut State) -> Option<H1> {
+        while let Some((tx, since)) = state.idle.pop() {
+            self.stats.idle.fetch_sub(1, Ordering::Relaxed);
+            if since.elapsed() < self.limits.idle_timeout {
+                return Some(tx);
+            }
+        }
+        None
+    }
+
+    async fn connect_new(self: &Arc<Self>) -> Result<Checked, Error> {
+        let speaks_h2 = self.key.protocol == UpstreamProtocol::Http2 || lock(&self.state).speaks_h2;
+        let _serial = if speaks_h2 {
+            let guard = self.h2_connect.lock().await;
+            if let Some(h2) = self.take_h2_stream(&mut lock(&self.state)) {
+                return Ok(h2);
+            }
+            Some(guard)
+        } else {
+            None
+        };
+        let stats = self.stats.clone();
+        let fresh = self
+            .connector
+            .connect(&self.key, move || {
+                stats.open.fetch_sub(1, Ordering::Relaxed);
+            })
+            .await?;
+        self.stats.open.fetch_add(1, Ordering::Relaxed);
+        self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        match fresh {
+            Fresh::H1(tx) => Ok(Checked::H1(tx)),
+            Fresh::H2(tx, peer_limit) => {
+                let mut state = lock(&self.state);
+                state.speaks_h2 = true;
+                let streams = Arc::new(AtomicUsize::new(1));
+                self.stats.h2_streams.fetch_add(1, Ordering::Relaxed);
+                state.h2.push(H2Conn {
+                    tx: tx.clone(),
+                    streams: streams.clone(),
+                    peer_limit,
+                });
+                Ok(Checked::H2(tx, streams))
+            }
+        }
+    }
+
+    /// Returns a connection whose response was read to its end.
+    fn put_idle(&self, tx: H1) {
+        if tx.is_closed() {
+            return;
+        }
+        let mut state = lock(&self.state);
+        if state.idle.len() >= self.limits.max_idle {
+            return;
+        }
+        state.idle.push((tx, Instant::now()));
+        self.stats.idle.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn reap(&self) {
+        let mut state = lock(&self.state);
+        let timeout = self.limits.idle_timeout;
+        let before = state.idle.len();
+        state
+            .idle
+            .retain(|(tx, since)| since.elapsed() < timeout && !tx.is_closed());
+        let removed = before - state.idle.len();
+        self.stats.idle.fetch_sub(removed, Ordering::Relaxed);
+        state.h2.retain(|c| !c.tx.is_closed());
+    }
+
+    fn close_idle(&self) {
+        let mut state = lock(&self.state);
+        let removed = state.idle.len();
+        state.idle.clear();
+        state.h2.clear();
+        self.stats.idle.fetch_sub(removed, Ordering::Relaxed);
+    }
+
+    fn absolute_form(&self, req: &mut Request<RequestBody>) {
+        let path = path_and_query(req.uri());
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+}
+
+fn origin_form(req: &mut Request<RequestBody>) {
+    if req.uri().authority().is_some() {
+        *req.uri_mut() = Uri::from(path_and_query(req.uri()));
+    }
+}
+
+fn path_and_query(uri: &Uri) -> PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
+}
+
+/// Maps a hyper send error to the relay's error kind.
+fn classify(err: hyper::Error) -> Error {
+    if let Some(own) = find_own(&err) {
+        return Error::new(own);
+    }
+    let kind = if err.is_parse() || err.is_parse_status() {
+        Kind::UpstreamProtocol
+    } else {
+        Kind::UpstreamReset
+    };
+    Error::with_cause(kind, err)
+}
+
+/// A relay error raised inside the request body (e.g. the size limit).
+fn find_own(err: &hyper::Error) -> Option<Kind> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = next {
+        if let Some(own) = e.downcast_ref::<Error>() {
+            return Some(own.kind());
+        }
+        next = e.source();
+    }
+    None
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the idle list or counters
+    // inconsistent in a way worse than losing some pooled connections.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What a request holds on its connection until the response body ends.
+pub struct Lease {
+    inner: LeaseInner,
+}
+
+enum LeaseInner {
+    H1 {
+        tx: H1,
+        origin: Weak<Origin>,
+    },
+    H2 {
+        streams: Arc<AtomicUsize>,
+        stats: Arc<OriginStats>,
+    },
+    Released,
+}
+
+impl Lease {
+    fn h1(tx: H1, origin: Weak<Origin>) -> Self {
+        Self {
+            inner: LeaseInner::H1 { tx, origin },
+        }
+    }
+
+    fn h2(streams: Arc<AtomicUsize>, stats: Arc<OriginStats>) -> Self {
+        Self {
+            inner: LeaseInner::H2 { streams, stats },
+        }
+    }
+
+    /// The response body was read to its end: the connection may serve the
+    /// next request.
+    pub fn release(&mut self) {
+        match std::mem::replace(&mut self.inner, LeaseInner::Released) {
+            LeaseInner::H1 { tx, origin } => {
+                if let Some(origin) = origin.upgrade() {
+                    origin.put_idle(tx);
+                }
+            }
+            LeaseInner::H2 { streams, stats } => end_stream(&streams, &stats),
+            LeaseInner::Released => {}
+        }
+    }
+}
+
+fn end_stream(streams: &AtomicUsize, stats: &OriginStats) {
+    streams.fetch_sub(1, Ordering::AcqRel);
+    stats.h2_streams.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // H1: dropping the sender with an unfinished response closes the
+        // connection. H2: the stream no longer counts against the limit.
+        if let LeaseInner::H2 { streams, stats } = &self.inner {
+            end_stream(streams, stats);
+        }
+    }
+}
