@@ -12,11 +12,14 @@ pub mod admin;
 pub mod app;
 pub mod body;
 pub mod config;
+pub mod dialect;
 pub mod error;
 pub mod proxy;
 pub mod server;
 pub mod shutdown;
+pub mod sse;
 pub mod telemetry;
+pub mod timer;
 pub mod upstream;
 
 pub use app::{Running, StartError, start};

@@ -1,6 +1,7 @@
 //! The `sse-edge` binary: parse configuration, run until SIGTERM/SIGINT,
 //! drain, exit 0.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use sse_edge::config::{self, Config, ConfigError, Invocation};
@@ -114,5 +115,6 @@ fn init_logging(default_level: &str) {
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

@@ -6,9 +6,14 @@
 //! - [`ResponseBody`]: what the client receives: the upstream's body (with
 //!   the pool lease and the request's record riding along) or a small
 //!   relay-made answer.
+//! - [`SseBody`]: an event stream through the SSE engine, with keepalives
+//!   from the connection's timer wheel and an honest ending.
 
+mod heartbeat;
 mod request;
 mod response;
+mod sse;
 
 pub use request::RequestBody;
 pub use response::ResponseBody;
+pub use sse::{Pending, SseBody, SseSetup};

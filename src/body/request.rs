@@ -1,4 +1,4 @@
-//! The client's request body, streamed upstream.
+//! The client's request body on its way upstream.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -8,19 +8,33 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::error::{Error, Kind};
 
-/// The downstream body with a byte limit. Exceeding the limit fails the
-/// body with [`Kind::BodyTooLarge`], which aborts the upstream request and
-/// becomes a 413 when no response has started yet.
+/// Either the downstream body streamed with a byte limit, or a body the
+/// relay already holds (streaming requests are read first: the relay needs
+/// their `stream` flag and must be able to send them again on retry).
+///
+/// Exceeding the limit fails the body with [`Kind::BodyTooLarge`], which
+/// aborts the upstream request and becomes a 413 when no response has
+/// started yet.
 pub struct RequestBody {
-    inner: Incoming,
-    remaining: u64,
+    inner: Inner,
+}
+
+enum Inner {
+    Streaming { body: Incoming, remaining: u64 },
+    Buffered(Option<Bytes>),
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: u64) -> Self {
+    pub fn streaming(body: Incoming, limit: u64) -> Self {
         Self {
-            inner,
-            remaining: limit,
+            inner: Inner::Streaming { body, remaining: limit },
+        }
+    }
+
+    /// A body held in memory; cloning the `Bytes` for a retry copies nothing.
+    pub fn buffered(bytes: Bytes) -> Self {
+        Self {
+            inner: Inner::Buffered((!bytes.is_empty()).then_some(bytes)),
         }
     }
 }
@@ -30,10 +44,14 @@ impl Body for RequestBody {
     type Error = Error;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let frame = match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+        let (body, remaining) = match &mut self.get_mut().inner {
+            Inner::Buffered(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Streaming { body, remaining } => (body, remaining),
+        };
+        let frame = match ready!(Pin::new(body).poll_frame(cx)) {
             None => return Poll::Ready(None),
             Some(Err(e)) => {
                 return Poll::Ready(Some(Err(Error::with_cause(Kind::DownstreamBody, e))));
@@ -42,20 +60,26 @@ impl Body for RequestBody {
         };
         if let Some(data) = frame.data_ref() {
             let len = data.len() as u64;
-            if len > self.remaining {
-                self.remaining = 0;
+            if len > *remaining {
+                *remaining = 0;
                 return Poll::Ready(Some(Err(Error::new(Kind::BodyTooLarge))));
             }
-            self.remaining -= len;
+            *remaining -= len;
         }
         Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Streaming { body, .. } => body.is_end_stream(),
+            Inner::Buffered(bytes) => bytes.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Streaming { body, .. } => body.size_hint(),
+            Inner::Buffered(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
     }
 }

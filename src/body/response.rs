@@ -8,6 +8,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::error::{Error, Kind};
 use crate::telemetry::{Exchange, Outcome, UpstreamClass};
+use super::sse::SseBody;
 use crate::upstream::Lease;
 
 /// The response body handed to hyper: an upstream body relayed frame by
@@ -20,6 +21,7 @@ pub struct ResponseBody {
 
 enum Inner {
     Upstream { body: Incoming, lease: Lease },
+    Sse(Box<SseBody>),
     Full(Option<Bytes>),
 }
 
@@ -35,6 +37,15 @@ impl ResponseBody {
         }
         Self {
             inner: Inner::Upstream { body, lease },
+            exchange: Some(exchange),
+        }
+    }
+
+    /// An event stream: relayed through the SSE engine.
+    pub fn sse(body: SseBody, mut exchange: Exchange) -> Self {
+        exchange.start_streaming();
+        Self {
+            inner: Inner::Sse(Box::new(body)),
             exchange: Some(exchange),
         }
     }
@@ -85,7 +96,7 @@ impl ResponseBody {
             Some(Err(e)) => {
                 if let Some(x) = x {
                     x.upstream_error(UpstreamClass::Reset);
-                    x.finish(Outcome::UpstreamError);
+                    x.finish(Outcome::UpstreamReset);
                 }
                 tracing::warn!("upstream body failed mid-response: {e}");
                 Poll::Ready(Some(Err(Error::with_cause(Kind::UpstreamReset, e))))
@@ -105,6 +116,10 @@ impl Body for ResponseBody {
         let this = self.get_mut();
         match &mut this.inner {
             Inner::Upstream { .. } => this.poll_upstream(cx),
+            Inner::Sse(sse) => match this.exchange.as_mut() {
+                Some(x) => sse.poll_frame(cx, x),
+                None => Poll::Ready(None),
+            },
             Inner::Full(bytes) => {
                 let frame = bytes.take().map(|b| {
                     if let Some(x) = this.exchange.as_mut() {
@@ -121,6 +136,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Upstream { body, .. } => body.is_end_stream(),
+            Inner::Sse(sse) => sse.is_done(),
             Inner::Full(bytes) => bytes.is_none(),
         }
     }
@@ -128,6 +144,7 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Upstream { body, .. } => body.size_hint(),
+            Inner::Sse(_) => SizeHint::default(),
             Inner::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }

@@ -9,8 +9,9 @@
 //!
 //! Routes are the exception: `--upstream URL` (or `SSE_EDGE_UPSTREAM`)
 //! defines one catch-all route that replaces every `[[route]]` of the file.
-//! Routes inherit the top-level `heartbeat` and `dialect` unless they set
-//! their own.
+//! Routes inherit the top-level `dialect` and stream settings (`heartbeat`,
+//! `keepalive_frame`, `retry_*`, ...) unless they set their own; see
+//! [`super::routes`]. [`super::render`] prints the check-config rendering.
 //!
 //! Every error is one line naming the key, where the value came from, the
 //! value and what is allowed.
@@ -19,27 +20,22 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
+use super::render::render;
+use super::routes::load_routes;
 use super::value::{
-    Kind, Raw, dialect_name, format_duration, format_upstream_url, parse_bool, parse_dialect,
-    parse_duration, parse_duration_at_least, parse_log_level, parse_number,
-    parse_optional_duration, parse_positive_duration, parse_protocol, parse_readable_file,
-    parse_root_store, parse_route_name, parse_route_prefix, parse_server_name, parse_size,
-    parse_socket_addr, parse_upstream_url, protocol_name, toml_string,
+    Kind, Raw, parse_bool, parse_duration, parse_log_level, parse_number, parse_optional_duration,
+    parse_positive_duration, parse_readable_file, parse_root_store, parse_server_name, parse_size,
+    parse_socket_addr,
 };
-use super::{
-    Config, DialectSetting, LogConfig, RootStore, RouteConfig, ServerConfig, TlsConfig,
-    UpstreamConfig, UpstreamProtocol,
-};
+use super::{Config, LogConfig, RootStore, RouteConfig, ServerConfig, TlsConfig, UpstreamConfig};
 
 const ABOUT: &str = "TLS edge relay that keeps streaming model-API responses alive";
 const AFTER_HELP: &str = "Precedence: flag > SSE_EDGE_* environment variable > config file > \
 default. --upstream replaces the config file's [[route]] entries.";
 const ENV_PREFIX: &str = "SSE_EDGE_";
-const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -87,12 +83,14 @@ enum Fallback {
     Unset,
 }
 
-struct Setting {
+pub(super) struct Setting {
     /// Dotted TOML path; at most one level of section.
-    key: &'static str,
-    kind: Kind,
+    pub(super) key: &'static str,
+    pub(super) kind: Kind,
     default: Fallback,
     help: &'static str,
+    /// `--help` heading; `None` derives it from the section.
+    heading: Option<&'static str>,
 }
 
 const fn set(key: &'static str, kind: Kind, default: Fallback, help: &'static str) -> Setting {
@@ -101,6 +99,15 @@ const fn set(key: &'static str, kind: Kind, default: Fallback, help: &'static st
         kind,
         default,
         help,
+        heading: None,
+    }
+}
+
+/// A stream setting: top-level default of a key every `[[route]]` may set.
+const fn stream(key: &'static str, kind: Kind, default: Fallback, help: &'static str) -> Setting {
+    Setting {
+        heading: Some("Streams"),
+        ..set(key, kind, default, help)
     }
 }
 
@@ -110,13 +117,20 @@ const DIALECTS: &[&str] = &["auto", "openai", "anthropic", "generic"];
 
 /// Every setting except routes; flags, env vars and file keys derive from it.
 #[rustfmt::skip]
-const SETTINGS: &[Setting] = &[
+pub(super) const SETTINGS: &[Setting] = &[
     set("listen", Kind::Addr, V("127.0.0.1:8080"), "Address of the client-facing listener"),
     set("admin", Kind::Addr, V("127.0.0.1:9090"), "Address of the admin listener (/healthz, /readyz, /metrics)"),
     set("workers", Kind::Int, Cpus, "Worker threads, 1..=1024"),
     set("drain_timeout", Kind::Duration, V("30s"), "How long in-flight requests may run after SIGTERM/SIGINT"),
-    set("heartbeat", Kind::Duration, V("15s"), "Downstream silence before a keepalive is injected (>= 100ms); routes inherit it"),
     set("dialect", Kind::Choice(DIALECTS), V("auto"), "API dialect; routes inherit it"),
+    stream("heartbeat", Kind::Duration, V("15s"), "Downstream silence before a keepalive is injected (>= 100ms); routes inherit it"),
+    stream("keepalive_frame", Kind::Frame, Unset, "Keepalive frame instead of the dialect's: SSE lines ending in a blank line, {now_ms} = Unix time in ms, \\n = newline on the command line; routes inherit it"),
+    stream("max_event_size", Kind::Size, V("8MiB"), "Largest upstream event held, 1KiB..=1GiB; routes inherit it"),
+    stream("early_commit", Kind::Bool, V("true"), "Commit 200 text/event-stream when upstream headers take longer than heartbeat; routes inherit it"),
+    stream("json_keepalive", Kind::Bool, V("false"), "Keep slow non-streaming JSON responses alive with leading whitespace; routes inherit it"),
+    stream("retry_attempts", Kind::Int, V("3"), "Retries of a streaming request before its first upstream byte, 0..=20; routes inherit it"),
+    stream("retry_budget", Kind::Duration, V("60s"), "Total time retries may wait, Retry-After included; routes inherit it"),
+    stream("retry_backoff", Kind::Duration, V("500ms"), "First retry backoff (> 0), doubled per attempt up to 8x; routes inherit it"),
     set("server.backlog", Kind::Int, V("1024"), "listen(2) backlog, 1..=65535"),
     set("server.tcp_keepalive", Kind::Duration, V("60s"), "TCP keepalive on accepted sockets; 0 turns it off"),
     set("server.header_read_timeout", Kind::Duration, V("15s"), "Deadline for a complete HTTP/1 request head"),
@@ -165,7 +179,7 @@ fn names() -> &'static [Names] {
 
 /// Where a value came from.
 #[derive(Debug, Clone)]
-enum Source {
+pub(super) enum Source {
     Default,
     File(String),
     Env(&'static str),
@@ -175,7 +189,7 @@ enum Source {
 
 impl Source {
     /// The `# from ...` comment of the rendering.
-    fn comment(&self) -> String {
+    pub(super) fn comment(&self) -> String {
         match self {
             Self::Default => "default".to_owned(),
             Self::File(_) => "file".to_owned(),
@@ -196,19 +210,24 @@ impl fmt::Display for Source {
     }
 }
 
-struct Entry {
-    raw: Raw,
-    source: Source,
+pub(super) struct Entry {
+    pub(super) raw: Raw,
+    pub(super) source: Source,
 }
 
-fn invalid(key: &str, source: &Source, value: &str, why: &str) -> ConfigError {
+pub(super) fn invalid(key: &str, source: &Source, value: &str, why: &str) -> ConfigError {
     let why = one_line(why);
     ConfigError::Invalid(format!(
         "invalid value for {key} (from {source}): {value:?}: {why}"
     ))
 }
 
-fn type_error(key: &str, file: &str, found: &toml::Value, expected: &str) -> ConfigError {
+pub(super) fn type_error(
+    key: &str,
+    file: &str,
+    found: &toml::Value,
+    expected: &str,
+) -> ConfigError {
     let found = found.type_str();
     ConfigError::Invalid(format!(
         "invalid type for {key} in config file {file}: found {found}, expected {expected}"
@@ -219,19 +238,34 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The setting named `key` and its index in [`SETTINGS`].
+pub(super) fn setting(key: &str) -> Result<(usize, &'static Setting), ConfigError> {
+    SETTINGS
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.key == key)
+        .ok_or_else(|| ConfigError::Invalid(format!("internal error: no setting {key}")))
+}
+
+/// The text of a single (non-list) value.
+pub(super) fn single<'a>(key: &str, raw: &'a Raw) -> Result<&'a str, ConfigError> {
+    match raw {
+        Raw::One(s) => Ok(s),
+        Raw::Many(_) => Err(ConfigError::Invalid(format!(
+            "internal error: {key} is a list"
+        ))),
+    }
+}
+
 /// The winning value of every setting, parallel to [`SETTINGS`].
-struct Values {
-    entries: Vec<Option<Entry>>,
+pub(super) struct Values {
+    pub(super) entries: Vec<Option<Entry>>,
 }
 
 impl Values {
-    fn find(&self, key: &str) -> Result<Option<&Entry>, ConfigError> {
-        match SETTINGS.iter().position(|s| s.key == key) {
-            Some(i) => Ok(self.entries.get(i).and_then(Option::as_ref)),
-            None => Err(ConfigError::Invalid(format!(
-                "internal error: no setting {key}"
-            ))),
-        }
+    pub(super) fn find(&self, key: &str) -> Result<Option<&Entry>, ConfigError> {
+        let (i, _) = setting(key)?;
+        Ok(self.entries.get(i).and_then(Option::as_ref))
     }
 
     /// Parses the value of `key`, `None` when no layer sets it.
@@ -239,14 +273,10 @@ impl Values {
         let Some(entry) = self.find(key)? else {
             return Ok(None);
         };
-        match &entry.raw {
-            Raw::One(s) => parse(s)
-                .map(Some)
-                .map_err(|why| invalid(key, &entry.source, s, &why)),
-            Raw::Many(_) => Err(ConfigError::Invalid(format!(
-                "internal error: {key} is a list"
-            ))),
-        }
+        let s = single(key, &entry.raw)?;
+        parse(s)
+            .map(Some)
+            .map_err(|why| invalid(key, &entry.source, s, &why))
     }
 
     fn get<T>(&self, key: &str, parse: Parser<T>) -> Result<T, ConfigError> {
@@ -273,10 +303,10 @@ impl Values {
 }
 
 /// The config file, split into setting values and raw `[[route]]` tables.
-struct FileDoc {
-    name: String,
+pub(super) struct FileDoc {
+    pub(super) name: String,
     settings: Vec<Option<Raw>>,
-    routes: Vec<toml::Table>,
+    pub(super) routes: Vec<toml::Table>,
 }
 
 fn load_file(path: &Path) -> Result<FileDoc, ConfigError> {
@@ -412,13 +442,13 @@ fn global_arg(id: &'static str, value_name: &'static str, help: &'static str) ->
 
 fn setting_arg(setting: &Setting, names: &'static Names) -> Arg {
     let section = setting.key.split_once('.').map_or("", |(s, _)| s);
-    let heading = match section {
+    let heading = setting.heading.unwrap_or(match section {
         "server" => "Server",
         "tls" => "TLS",
         "upstream" => "Upstream",
         "log" => "Logging",
         _ => "Relay",
-    };
+    });
     global_arg(names.flag.as_str(), setting.kind.value_name(), "")
         .help(help_text(setting, names))
         .help_heading(heading)
@@ -450,12 +480,12 @@ fn mode(matches: &ArgMatches) -> Result<Mode, ConfigError> {
 }
 
 /// A value parser from [`super::value`] (closures that capture nothing coerce).
-type Parser<T> = fn(&str) -> Result<T, String>;
+pub(super) type Parser<T> = fn(&str) -> Result<T, String>;
 
-type EnvFn<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub(super) type EnvFn<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The flag's value, else the environment variable's (empty counts as unset).
-fn flag_or_env(
+pub(super) fn flag_or_env(
     m: &ArgMatches,
     flag: &'static str,
     var: &'static str,
@@ -494,7 +524,7 @@ fn resolve(m: &ArgMatches, env: EnvFn, file: Option<&FileDoc>) -> Values {
         });
         flag_or_env(m, &names.flag, &names.env, env)
             .map(|(value, source)| Entry {
-                raw: Raw::One(value),
+                raw: Raw::from_cli(setting.kind, value),
                 source,
             })
             .or(from_file)
@@ -555,7 +585,7 @@ where
     match mode {
         Mode::Run => Ok(Invocation::Run(config)),
         Mode::CheckConfig(_) => {
-            let rendered = render(&values, &routes);
+            let rendered = render(&values, &routes)?;
             Ok(Invocation::CheckConfig { config, rendered })
         }
     }
@@ -645,240 +675,4 @@ fn build_upstream(v: &Values) -> Result<UpstreamConfig, ConfigError> {
         roots,
         ca_file,
     })
-}
-
-// ---- routes ----
-
-const ROUTE_KEYS: &[&str] = &[
-    "upstream",
-    "prefix",
-    "name",
-    "strip_prefix",
-    "protocol",
-    "dialect",
-    "heartbeat",
-];
-
-/// A route plus what the rendering needs to say about it.
-struct LoadedRoute {
-    route: RouteConfig,
-    source: Source,
-    inherited_dialect: bool,
-    inherited_heartbeat: bool,
-}
-
-/// Top-level values routes inherit.
-struct Inherited {
-    dialect: DialectSetting,
-    heartbeat: Duration,
-}
-
-fn parse_heartbeat(s: &str) -> Result<Duration, String> {
-    parse_duration_at_least(s, MIN_HEARTBEAT)
-}
-
-fn load_routes(
-    v: &Values,
-    m: &ArgMatches,
-    env: EnvFn,
-    file: Option<&FileDoc>,
-) -> Result<Vec<LoadedRoute>, ConfigError> {
-    let inherited = Inherited {
-        dialect: v.get("dialect", parse_dialect)?,
-        heartbeat: v.get("heartbeat", parse_heartbeat)?,
-    };
-    let routes = match flag_or_env(m, "upstream", "SSE_EDGE_UPSTREAM", env) {
-        Some((url, source)) => vec![cli_route(&url, source, &inherited)?],
-        None => match file {
-            Some(f) => f
-                .routes
-                .iter()
-                .enumerate()
-                .map(|(i, t)| file_route(i, t, &f.name, &inherited))
-                .collect::<Result<_, _>>()?,
-            None => Vec::new(),
-        },
-    };
-    check_routes(&routes)?;
-    Ok(routes)
-}
-
-fn cli_route(url: &str, source: Source, inherited: &Inherited) -> Result<LoadedRoute, ConfigError> {
-    let upstream =
-        parse_upstream_url(url).map_err(|why| invalid("upstream", &source, url, &why))?;
-    let route = RouteConfig {
-        name: "default".to_owned(),
-        prefix: "/".to_owned(),
-        strip_prefix: false,
-        upstream,
-        protocol: UpstreamProtocol::Auto,
-        dialect: inherited.dialect,
-        heartbeat: inherited.heartbeat,
-    };
-    Ok(LoadedRoute {
-        route,
-        source,
-        inherited_dialect: true,
-        inherited_heartbeat: true,
-    })
-}
-
-/// One `[[route]]` table of the file, keys named `route[i].key` in errors.
-struct RouteTable<'a> {
-    index: usize,
-    table: &'a toml::Table,
-    file: &'a str,
-}
-
-impl RouteTable<'_> {
-    fn key(&self, key: &str) -> String {
-        format!("route[{}].{key}", self.index)
-    }
-
-    fn string<T>(&self, key: &str, parse: Parser<T>) -> Result<Option<T>, ConfigError> {
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => parse(s).map(Some).map_err(|why| {
-                invalid(&self.key(key), &Source::File(self.file.to_owned()), s, &why)
-            }),
-            Some(other) => Err(type_error(&self.key(key), self.file, other, "a string")),
-        }
-    }
-
-    fn boolean(&self, key: &str) -> Result<Option<bool>, ConfigError> {
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
-            Some(other) => Err(type_error(
-                &self.key(key),
-                self.file,
-                other,
-                "a boolean (true or false)",
-            )),
-        }
-    }
-}
-
-fn file_route(
-    index: usize,
-    table: &toml::Table,
-    file: &str,
-    inherited: &Inherited,
-) -> Result<LoadedRoute, ConfigError> {
-    let t = RouteTable { index, table, file };
-    if let Some(unknown) = table.keys().find(|k| !ROUTE_KEYS.contains(&k.as_str())) {
-        let key = t.key(unknown);
-        return Err(ConfigError::Invalid(format!(
-            "unknown key {key} in config file {file}"
-        )));
-    }
-    let upstream = t.string("upstream", parse_upstream_url)?.ok_or_else(|| {
-        let key = t.key("upstream");
-        ConfigError::Invalid(format!(
-            "missing key {key} in config file {file}: expected an upstream URL"
-        ))
-    })?;
-    let prefix = t
-        .string("prefix", parse_route_prefix)?
-        .unwrap_or_else(|| "/".to_owned());
-    let dialect = t.string("dialect", parse_dialect)?;
-    let heartbeat = t.string("heartbeat", parse_heartbeat)?;
-    let route = RouteConfig {
-        name: t
-            .string("name", parse_route_name)?
-            .unwrap_or_else(|| prefix.clone()),
-        prefix,
-        strip_prefix: t.boolean("strip_prefix")?.unwrap_or(false),
-        upstream,
-        protocol: t
-            .string("protocol", parse_protocol)?
-            .unwrap_or(UpstreamProtocol::Auto),
-        dialect: dialect.unwrap_or(inherited.dialect),
-        heartbeat: heartbeat.unwrap_or(inherited.heartbeat),
-    };
-    let source = Source::File(file.to_owned());
-    Ok(LoadedRoute {
-        route,
-        source,
-        inherited_dialect: dialect.is_none(),
-        inherited_heartbeat: heartbeat.is_none(),
-    })
-}
-
-fn check_routes(routes: &[LoadedRoute]) -> Result<(), ConfigError> {
-    if routes.is_empty() {
-        return Err(ConfigError::Invalid(
-            "no routes: give --upstream URL or [[route]] entries in the config file".to_owned(),
-        ));
-    }
-    for (i, r) in routes.iter().enumerate() {
-        let prefix = &r.route.prefix;
-        if let Some(j) = routes[..i].iter().position(|o| &o.route.prefix == prefix) {
-            return Err(ConfigError::Invalid(format!(
-                "duplicate route prefix {prefix:?}: route[{j}] and route[{i}] both use it"
-            )));
-        }
-    }
-    Ok(())
-}
-
-// ---- rendering (check-config) ----
-
-/// The effective configuration as TOML, each setting commented with its source.
-fn render(values: &Values, routes: &[LoadedRoute]) -> String {
-    let mut out = String::from("# Effective sse-edge configuration.\n");
-    let rows: Vec<_> = SETTINGS.iter().zip(&values.entries).collect();
-    for (setting, entry) in rows.iter().filter(|(s, _)| !s.key.contains('.')) {
-        out.push_str(&render_line(setting.key, setting.kind, entry.as_ref()));
-    }
-    let mut section = "";
-    for (setting, entry) in &rows {
-        let Some((sec, name)) = setting.key.split_once('.') else {
-            continue;
-        };
-        if sec != section {
-            out.push_str(&format!("\n[{sec}]\n"));
-            section = sec;
-        }
-        out.push_str(&render_line(name, setting.kind, entry.as_ref()));
-    }
-    for route in routes {
-        out.push_str(&render_route(route));
-    }
-    out
-}
-
-fn render_line(name: &str, kind: Kind, entry: Option<&Entry>) -> String {
-    match entry {
-        None => format!("# {name} is not set\n"),
-        Some(e) => {
-            let line = format!("{name} = {}", e.raw.to_toml(kind));
-            format!("{line:<47} # from {}\n", e.source.comment())
-        }
-    }
-}
-
-fn render_route(r: &LoadedRoute) -> String {
-    let c = &r.route;
-    let note = |inherited: bool, key: &str| {
-        if inherited {
-            format!("  # inherited from top-level {key}")
-        } else {
-            String::new()
-        }
-    };
-    format!(
-        "\n[[route]]  # from {}\nname = {}\nprefix = {}\nupstream = {}\nstrip_prefix = {}\n\
-         protocol = {}\ndialect = {}{}\nheartbeat = {}{}\n",
-        r.source.comment(),
-        toml_string(&c.name),
-        toml_string(&c.prefix),
-        toml_string(&format_upstream_url(&c.upstream)),
-        c.strip_prefix,
-        toml_string(protocol_name(c.protocol)),
-        toml_string(dialect_name(c.dialect)),
-        note(r.inherited_dialect, "dialect"),
-        toml_string(&format_duration(c.heartbeat)),
-        note(r.inherited_heartbeat, "heartbeat"),
-    )
 }

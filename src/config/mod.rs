@@ -6,6 +6,8 @@
 //! [`Config`] never re-checks a value.
 
 mod load;
+mod render;
+mod routes;
 #[cfg(test)]
 mod tests;
 mod value;
@@ -120,8 +122,53 @@ pub struct RouteConfig {
     /// HTTP version spoken to the upstream.
     pub protocol: UpstreamProtocol,
     pub dialect: DialectSetting,
-    /// Downstream silence after which a keepalive is injected.
+    /// Keepalive, early-commit and retry behaviour of streams on this route.
+    pub stream: StreamConfig,
+}
+
+/// Per-route stream settings. Each key also exists at the top level of the
+/// file (and as a flag and env var); routes inherit those values unless
+/// they set their own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamConfig {
+    /// Downstream silence after which a keepalive is injected (`heartbeat`).
     pub heartbeat: Duration,
+    /// Keepalive frame used at event boundaries instead of the dialect's
+    /// default (`keepalive_frame`). `{now_ms}` is replaced by the Unix time
+    /// in milliseconds. Must be complete SSE lines ending in a blank line.
+    pub keepalive_frame: Option<String>,
+    /// Most bytes held for one upstream event (`max_event_size`); a larger
+    /// event ends the stream with an error event.
+    pub max_event_size: u64,
+    /// Commit `200 text/event-stream` and start heartbeats when a streaming
+    /// request's upstream headers take longer than `heartbeat`
+    /// (`early_commit`).
+    pub early_commit: bool,
+    /// Send leading whitespace to keep a slow non-streaming JSON response
+    /// alive (`json_keepalive`; off by default: strict clients reject it).
+    pub json_keepalive: bool,
+    /// Retries of a streaming request before its first upstream byte
+    /// (`retry_attempts`; connect failures and 429/500/502/503/504/529).
+    pub retry_attempts: u32,
+    /// Total time retries may wait, Retry-After included (`retry_budget`).
+    pub retry_budget: Duration,
+    /// First backoff; doubles per attempt, capped at 8x (`retry_backoff`).
+    pub retry_backoff: Duration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(15),
+            keepalive_frame: None,
+            max_event_size: 8 * 1024 * 1024,
+            early_commit: true,
+            json_keepalive: false,
+            retry_attempts: 3,
+            retry_budget: Duration::from_secs(60),
+            retry_backoff: Duration::from_millis(500),
+        }
+    }
 }
 
 /// A parsed upstream base URL: `http(s)://host[:port][/base/path]`.

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::{
-    Config, ConfigError, DialectSetting, Invocation, RootStore, UpstreamProtocol, from_args,
+    Config, ConfigError, DialectSetting, Invocation, RootStore, StreamConfig, UpstreamProtocol,
+    from_args,
 };
 
 const UP: &str = "--upstream=http://127.0.0.1:8000";
@@ -87,7 +88,8 @@ fn defaults() {
         (r[0].upstream.host.as_str(), r[0].upstream.port),
         ("127.0.0.1", 8000)
     );
-    assert_eq!(r[0].heartbeat, Duration::from_secs(15));
+    assert_eq!(r[0].stream.heartbeat, Duration::from_secs(15));
+    assert_eq!(r[0].stream, StreamConfig::default());
     assert_eq!(r[0].dialect, DialectSetting::Auto);
 }
 
@@ -287,17 +289,262 @@ fn routes_from_file_inherit_heartbeat_and_dialect() {
     );
     assert!(a.strip_prefix);
     assert_eq!(a.dialect, DialectSetting::Anthropic);
-    assert_eq!(a.heartbeat, Duration::from_secs(5));
+    assert_eq!(a.stream.heartbeat, Duration::from_secs(5));
     assert_eq!(a.protocol, UpstreamProtocol::Auto);
     assert_eq!((o.name.as_str(), o.prefix.as_str()), ("oai", "/"));
     assert_eq!(o.upstream.base_path, "/v1");
     assert_eq!(o.dialect, DialectSetting::OpenAi);
-    assert_eq!(o.heartbeat, Duration::from_secs(60));
+    assert_eq!(o.stream.heartbeat, Duration::from_secs(60));
     assert_eq!(o.protocol, UpstreamProtocol::Http2);
     // a flag for the top-level default reaches inheriting routes only
     let c = run(&["--config", file.path(), "--heartbeat", "2s"], &[]);
-    assert_eq!(c.routes[0].heartbeat, Duration::from_secs(2));
-    assert_eq!(c.routes[1].heartbeat, Duration::from_secs(60));
+    assert_eq!(c.routes[0].stream.heartbeat, Duration::from_secs(2));
+    assert_eq!(c.routes[1].stream.heartbeat, Duration::from_secs(60));
+}
+
+/// Top-level values for every stream key; route[0] inherits them all,
+/// route[1] overrides them all.
+const STREAMS: &str = r#"
+heartbeat = "2s"
+keepalive_frame = "event: ping\ndata: {\"t\": {now_ms}}\n\n"
+max_event_size = "64KiB"
+early_commit = false
+json_keepalive = true
+retry_attempts = 0
+retry_budget = "0"
+retry_backoff = "1s"
+
+[[route]]
+prefix = "/inherit"
+upstream = "http://a"
+
+[[route]]
+prefix = "/own"
+upstream = "http://b"
+heartbeat = "250ms"
+keepalive_frame = ": keepalive\n\n"
+max_event_size = 2048
+early_commit = true
+json_keepalive = false
+retry_attempts = 20
+retry_budget = "1m30s"
+retry_backoff = "100ms"
+"#;
+
+fn top_streams() -> StreamConfig {
+    StreamConfig {
+        heartbeat: Duration::from_secs(2),
+        keepalive_frame: Some("event: ping\ndata: {\"t\": {now_ms}}\n\n".to_owned()),
+        max_event_size: 64 << 10,
+        early_commit: false,
+        json_keepalive: true,
+        retry_attempts: 0,
+        retry_budget: Duration::ZERO,
+        retry_backoff: Duration::from_secs(1),
+    }
+}
+
+#[test]
+fn routes_inherit_and_override_stream_keys() {
+    let file = TempFile::new("streams.toml", STREAMS);
+    let c = run(&["--config", file.path()], &[]);
+    let [a, b] = &c.routes[..] else {
+        panic!("{:?}", c.routes)
+    };
+    assert_eq!(a.stream, top_streams());
+    let own = StreamConfig {
+        heartbeat: Duration::from_millis(250),
+        keepalive_frame: Some(": keepalive\n\n".to_owned()),
+        max_event_size: 2048,
+        early_commit: true,
+        json_keepalive: false,
+        retry_attempts: 20,
+        retry_budget: Duration::from_secs(90),
+        retry_backoff: Duration::from_millis(100),
+    };
+    assert_eq!(b.stream, own);
+    // the --upstream route inherits every top-level value
+    let c = run(&["--config", file.path(), UP], &[]);
+    assert_eq!(c.routes[0].stream, top_streams());
+    // top-level values from flags and env reach inheriting routes only
+    let args = [
+        "--config",
+        file.path(),
+        "--max-event-size=1MiB",
+        "--keepalive-frame",
+        r": hi\n\n",
+    ];
+    let c = run(&args, &[("SSE_EDGE_RETRY_BACKOFF", "3s")]);
+    assert_eq!(c.routes[0].stream.max_event_size, 1 << 20);
+    assert_eq!(
+        c.routes[0].stream.keepalive_frame.as_deref(),
+        Some(": hi\n\n")
+    );
+    assert_eq!(c.routes[0].stream.retry_backoff, Duration::from_secs(3));
+    assert_eq!(c.routes[1].stream, own);
+}
+
+#[test]
+fn stream_key_precedence_flag_env_file_default() {
+    let file = TempFile::new("retry.toml", "retry_attempts = 5\n");
+    let cfg = ["--config", file.path(), UP];
+    let attempts = |c: Config| c.routes[0].stream.retry_attempts;
+    assert_eq!(attempts(run(&[UP], &[])), 3);
+    assert_eq!(attempts(run(&cfg, &[])), 5);
+    let env = [("SSE_EDGE_RETRY_ATTEMPTS", "6")];
+    assert_eq!(attempts(run(&cfg, &env)), 6);
+    let mut args = cfg.to_vec();
+    args.extend(["--retry-attempts", "7"]);
+    assert_eq!(attempts(run(&args, &env)), 7);
+    // backslash-n is a newline on the command line and in the environment
+    let env = [("SSE_EDGE_KEEPALIVE_FRAME", r"event: hb\ndata: {now_ms}\n\n")];
+    let c = run(&[UP], &env);
+    let frame = c.routes[0].stream.keepalive_frame.as_deref();
+    assert_eq!(frame, Some("event: hb\ndata: {now_ms}\n\n"));
+}
+
+/// Flag, value, key named in the error, part of the reason.
+#[rustfmt::skip]
+const BAD_STREAM_FLAGS: &[(&str, &str, &str, &str)] = &[
+    ("--max-event-size", "1023", "max_event_size", "must be from 1KiB to 1GiB"),
+    ("--max-event-size", "2GiB", "max_event_size", "must be from 1KiB to 1GiB"),
+    ("--max-event-size", "8mb", "max_event_size", "expected a size"),
+    ("--early-commit", "yes", "early_commit", "expected true or false"),
+    ("--json-keepalive", "1", "json_keepalive", "expected true or false"),
+    ("--retry-attempts", "21", "retry_attempts", "expected a whole number from 0 to 20"),
+    ("--retry-budget", "1.5s", "retry_budget", "expected a duration"),
+    ("--retry-backoff", "0", "retry_backoff", "must be greater than zero"),
+    ("--heartbeat", "0", "heartbeat", "must be at least 100ms"),
+];
+
+#[test]
+fn stream_key_errors_name_the_key() {
+    let hint = r#"like "event: heartbeat\ndata: {\"timestamp\": {now_ms}}\n\n""#;
+    let msg = error(&[UP, "--keepalive-frame", "data: x"], &[]);
+    assert!(
+        msg.starts_with("invalid value for keepalive_frame (from --keepalive-frame): \"data: x\"")
+            && msg.contains("expected SSE lines ending in a blank line")
+            && msg.ends_with(hint),
+        "{msg}"
+    );
+    let msg = error(&[UP], &[("SSE_EDGE_KEEPALIVE_FRAME", "a\r\n\r\n")]);
+    assert!(
+        msg.contains("(from SSE_EDGE_KEEPALIVE_FRAME)") && msg.contains("carriage"),
+        "{msg}"
+    );
+    for (flag, value, key, why) in BAD_STREAM_FLAGS {
+        let msg = error(&[UP, flag, value], &[]);
+        let start = format!("invalid value for {key} (from {flag}): \"{value}\": ");
+        assert!(msg.starts_with(&start) && msg.contains(why), "{msg}");
+    }
+}
+
+/// A line of a `[[route]]` table, how the error starts, part of the reason.
+#[rustfmt::skip]
+const BAD_ROUTE_STREAM_KEYS: &[(&str, &str, &str)] = &[
+    (r#"keepalive_frame = "data: x\n\ndata: y\n\n""#, "invalid value for route[0].keepalive_frame", "blank line before the end"),
+    (r"keepalive_frame = 'data: x\n\n'", "invalid value for route[0].keepalive_frame", "expected SSE lines"),
+    ("keepalive_frame = 1", "invalid type for route[0].keepalive_frame", "expected a string"),
+    ("max_event_size = 100", "invalid value for route[0].max_event_size", "from 1KiB to 1GiB"),
+    ("max_event_size = -1", "invalid value for route[0].max_event_size", "\"-1\""),
+    ("max_event_size = true", "invalid type for route[0].max_event_size", "expected an integer or a size"),
+    ("early_commit = \"yes\"", "invalid type for route[0].early_commit", "expected a boolean"),
+    ("json_keepalive = 1", "invalid type for route[0].json_keepalive", "expected a boolean"),
+    ("retry_attempts = 21", "invalid value for route[0].retry_attempts", "from 0 to 20"),
+    ("retry_attempts = \"3\"", "invalid type for route[0].retry_attempts", "expected an integer"),
+    ("retry_budget = 5", "invalid type for route[0].retry_budget", "duration string"),
+    ("retry_backoff = \"0s\"", "invalid value for route[0].retry_backoff", "greater than zero"),
+    ("heartbeat = \"10ms\"", "invalid value for route[0].heartbeat", "at least 100ms"),
+    ("dialect = \"cohere\"", "invalid value for route[0].dialect", "expected one of"),
+    ("retry = 1", "unknown key route[0].retry", ""),
+];
+
+#[test]
+fn route_stream_key_errors_name_the_route_key() {
+    for (i, (line, start, why)) in BAD_ROUTE_STREAM_KEYS.iter().enumerate() {
+        let toml = format!("[[route]]\nupstream = \"http://a\"\n{line}\n");
+        let file = TempFile::new(&format!("route-stream-err-{i}.toml"), &toml);
+        let msg = error(&["--config", file.path()], &[]);
+        assert!(
+            msg.starts_with(start) && msg.contains(why),
+            "case {i}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn check_config_renders_route_stream_keys_and_round_trips() {
+    let file = TempFile::new("check-streams.toml", STREAMS);
+    let rendered = check(&["check-config", file.path()], &[], |c| {
+        assert_eq!(c.routes[0].stream, top_streams());
+    });
+    for key in [
+        "heartbeat",
+        "keepalive_frame",
+        "max_event_size",
+        "early_commit",
+        "json_keepalive",
+        "retry_attempts",
+        "retry_budget",
+        "retry_backoff",
+    ] {
+        let note = format!("  # inherited from top-level {key}\n");
+        assert_eq!(rendered.matches(&note).count(), 1, "{key}:\n{rendered}");
+    }
+    let has = |needle: &str| assert!(rendered.contains(needle), "{needle:?} in:\n{rendered}");
+    has(r#"keepalive_frame = "event: ping\ndata: {\"t\": {now_ms}}\n\n"  # inherited"#);
+    has("max_event_size = \"64KiB\"  # inherited from top-level max_event_size\n");
+    has("early_commit = false  # inherited");
+    has("retry_attempts = 0  # inherited");
+    has("retry_budget = \"0\"  # inherited");
+    has("\nkeepalive_frame = \": keepalive\\n\\n\"\n");
+    has("\nmax_event_size = \"2KiB\"\n");
+    has("\nretry_budget = \"1m30s\"\n");
+    has("\ndialect = \"auto\"  # inherited from top-level dialect\n");
+    // an unset frame renders as a comment, and still round-trips
+    let plain = TempFile::new("check-plain.toml", ROUTES);
+    let rendered = check(&["check-config", plain.path(), UP], &[], |_| {});
+    assert!(!rendered.contains("keepalive_frame ="), "{rendered}");
+    has_line(&rendered, "# keepalive_frame is not set");
+    has_line(
+        &rendered,
+        "# keepalive_frame is not set  # inherited from top-level keepalive_frame",
+    );
+    // a frame given as a flag renders as a TOML string with \n escapes
+    let args = ["check-config", file.path(), "--keepalive-frame", r": x\n\n"];
+    let rendered = check(&args, &[], |c| {
+        assert_eq!(
+            c.routes[1].stream.keepalive_frame.as_deref(),
+            Some(": keepalive\n\n")
+        );
+    });
+    assert!(
+        rendered.contains(r#"keepalive_frame = ": x\n\n""#),
+        "{rendered}"
+    );
+}
+
+fn has_line(text: &str, line: &str) {
+    assert!(
+        text.lines().any(|l| l == line),
+        "{line:?} missing from:\n{text}"
+    );
+}
+
+/// Runs check-config, checks the config with `inspect`, checks that the
+/// rendering loads to the same config, and returns the rendering.
+fn check(args: &[&str], env: &[(&str, &str)], inspect: impl Fn(&Config)) -> String {
+    let Ok(Invocation::CheckConfig { config, rendered }) = load(args, env) else {
+        panic!("expected CheckConfig");
+    };
+    inspect(&config);
+    let again = TempFile::new("again-streams.toml", &rendered);
+    let Ok(Invocation::CheckConfig { config: c2, .. }) = load(&["check-config", again.path()], &[])
+    else {
+        panic!("rendering did not load:\n{rendered}");
+    };
+    assert_eq!(format!("{c2:?}"), format!("{config:?}"), "{rendered}");
+    rendered
 }
 
 #[test]
@@ -318,7 +565,7 @@ fn upstream_flag_replaces_file_routes() {
     assert_eq!((r.name.as_str(), r.prefix.as_str()), ("default", "/"));
     assert_eq!((r.upstream.host.as_str(), r.upstream.port), ("::1", 8443));
     assert_eq!(r.dialect, DialectSetting::OpenAi);
-    assert_eq!(r.heartbeat, Duration::from_secs(5));
+    assert_eq!(r.stream.heartbeat, Duration::from_secs(5));
 }
 
 #[test]
@@ -417,6 +664,10 @@ fn cli_outcomes() {
         "SSE_EDGE_UPSTREAM_CONNECT_TIMEOUT",
         "--tls-cert",
         "check-config",
+        "Streams:",
+        "--keepalive-frame <FRAME>",
+        "SSE_EDGE_RETRY_BUDGET",
+        "--max-event-size <SIZE>",
     ] {
         assert!(help.contains(needle), "{needle} missing from help");
     }

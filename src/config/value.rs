@@ -80,6 +80,11 @@ pub(crate) fn parse_duration_at_least(s: &str, min: Duration) -> Result<Duration
     Ok(d)
 }
 
+/// A heartbeat interval: at least 100ms.
+pub(crate) fn parse_heartbeat(s: &str) -> Result<Duration, String> {
+    parse_duration_at_least(s, Duration::from_millis(100))
+}
+
 /// Renders a duration the way [`parse_duration`] reads it (`1m30s`, `0`).
 pub(crate) fn format_duration(d: Duration) -> String {
     let mut ms = d.as_millis();
@@ -122,6 +127,50 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let n: u64 = number.parse().map_err(|_| "size is too large".to_owned())?;
     n.checked_mul(factor)
         .ok_or_else(|| "size is too large".to_owned())
+}
+
+/// A size of `min..=max` bytes.
+pub(crate) fn parse_size_in(s: &str, min: u64, max: u64) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if !(min..=max).contains(&n) {
+        let (min, max) = (format_size(min), format_size(max));
+        return Err(format!("must be from {min} to {max}"));
+    }
+    Ok(n)
+}
+
+/// Renders a byte count the way [`parse_size`] reads it, in the largest
+/// binary unit that divides it (`8MiB`, `1500`).
+pub(crate) fn format_size(n: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if n != 0 && n.trailing_zeros() >= shift {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    n.to_string()
+}
+
+const FRAME_HINT: &str = r#"expected SSE lines ending in a blank line, like "event: heartbeat\ndata: {\"timestamp\": {now_ms}}\n\n""#;
+
+/// A keepalive frame: complete SSE lines, each ending in `\n` (no CR), then
+/// one blank line; `{now_ms}` stands for digits. Returned unchanged.
+pub(crate) fn parse_keepalive_frame(s: &str) -> Result<String, String> {
+    let filled = s.replace("{now_ms}", "0");
+    let problem = if filled.contains('\r') {
+        "carriage returns are not allowed (end lines with \\n alone)"
+    } else if let Some(body) = filled.strip_suffix("\n\n") {
+        let mut lines = body.split('\n');
+        if body.is_empty() {
+            "no SSE lines before the blank line"
+        } else if lines.any(str::is_empty) {
+            "a blank line before the end would split the frame"
+        } else {
+            return Ok(s.to_owned());
+        }
+    } else {
+        "does not end in a blank line (\\n\\n)"
+    };
+    Err(format!("{problem}; {FRAME_HINT}"))
 }
 
 /// Parses `true` or `false`.
@@ -357,6 +406,7 @@ pub(crate) fn toml_string(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
             c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
             c => out.push(c),
         }
@@ -375,6 +425,9 @@ pub(crate) enum Kind {
     Addr,
     Path,
     Text,
+    /// An SSE frame; on the command line and in the environment the two
+    /// characters `\n` stand for a newline.
+    Frame,
     /// TOML array of strings; comma-separated on the command line.
     List,
     Choice(&'static [&'static str]),
@@ -389,7 +442,7 @@ impl Kind {
             Self::Size => "an integer or a size string like \"32MiB\"",
             Self::Duration => "a duration string like \"15s\"",
             Self::List => "an array of strings",
-            Self::Addr | Self::Path | Self::Text | Self::Choice(_) => "a string",
+            Self::Addr | Self::Path | Self::Text | Self::Frame | Self::Choice(_) => "a string",
         }
     }
 
@@ -403,6 +456,7 @@ impl Kind {
             Self::Addr => "ADDR",
             Self::Path => "FILE",
             Self::Text => "TEXT",
+            Self::Frame => "FRAME",
             Self::List => "LIST",
             Self::Choice(_) => "NAME",
         }
@@ -433,6 +487,14 @@ impl Raw {
             (Kind::Bool | Kind::Int | Kind::List, _) => None,
             (_, T::String(s)) => Some(Self::One(s.clone())),
             _ => None,
+        }
+    }
+
+    /// A flag's or environment variable's value.
+    pub(crate) fn from_cli(kind: Kind, value: String) -> Self {
+        match kind {
+            Kind::Frame => Self::One(value.replace("\\n", "\n")),
+            _ => Self::One(value),
         }
     }
 
@@ -525,6 +587,54 @@ mod tests {
     }
 
     #[test]
+    fn stream_values() {
+        assert_eq!(parse_heartbeat("100ms"), Ok(Duration::from_millis(100)));
+        assert!(parse_heartbeat("99ms").is_err());
+        assert_eq!(parse_size_in("1KiB", 1 << 10, 1 << 30), Ok(1024));
+        assert_eq!(
+            parse_size_in("1023", 1 << 10, 1 << 30),
+            Err("must be from 1KiB to 1GiB".to_owned())
+        );
+        assert!(parse_size_in("1025MiB", 1 << 10, 1 << 30).is_err());
+        for (n, s) in [
+            (0, "0"),
+            (1500, "1500"),
+            (8 << 20, "8MiB"),
+            (3 << 30, "3GiB"),
+        ] {
+            assert_eq!(format_size(n), s);
+            assert_eq!(parse_size(s), Ok(n));
+        }
+        for good in [": ping\n\n", "event: hb\ndata: {\"t\": {now_ms}}\n\n"] {
+            assert_eq!(parse_keepalive_frame(good).as_deref(), Ok(good));
+        }
+        let bad = [
+            "",
+            "\n",
+            "\n\n",
+            ": a\n",
+            ": a\n\n\n",
+            "a\n\nb\n\n",
+            "a\r\n\r\n",
+        ];
+        for frame in bad {
+            let why = parse_keepalive_frame(frame).unwrap_err();
+            assert!(why.ends_with(FRAME_HINT), "{frame:?}: {why}");
+        }
+        assert!(
+            FRAME_HINT.contains(r#"like "event: heartbeat\ndata: {\"timestamp\": {now_ms}}\n\n""#)
+        );
+        assert_eq!(
+            Raw::from_cli(Kind::Frame, r": a\n\n".to_owned()),
+            Raw::One(": a\n\n".to_owned())
+        );
+        assert_eq!(
+            Raw::from_cli(Kind::Text, r"a\n".to_owned()),
+            Raw::One(r"a\n".to_owned())
+        );
+    }
+
+    #[test]
     fn bools_numbers_addrs() {
         assert_eq!(parse_bool("true"), Ok(true));
         assert_eq!(parse_bool("false"), Ok(false));
@@ -607,7 +717,7 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(parse_readable_file(path.to_str().unwrap()).is_err());
         assert!(parse_readable_file(std::env::temp_dir().to_str().unwrap()).is_err());
-        assert_eq!(toml_string("a\"b\\c\n"), r#""a\"b\\c\u000A""#);
+        assert_eq!(toml_string("a\"b\\c\n\t"), r#""a\"b\\c\n\u0009""#);
     }
 
     #[test]

@@ -25,6 +25,9 @@ static HOP_BY_HOP: [HeaderName; 7] = [
     header::PROXY_AUTHORIZATION,
 ];
 
+/// Tells nginx-style buffering proxies in front not to hold the stream.
+pub static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static UNTRUSTED: [HeaderName; 3] = [
@@ -74,6 +77,18 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, https: bool, trust: 
     }
     insert_str(headers, &X_FORWARDED_FOR, &peer);
     headers.insert(&X_FORWARDED_PROTO, proto);
+}
+
+/// A `text/event-stream` content type.
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .get(..17)
+                .is_some_and(|p| p.eq_ignore_ascii_case("text/event-stream"))
+        })
 }
 
 fn insert_str(headers: &mut HeaderMap, name: &HeaderName, value: &str) {

@@ -1,16 +1,20 @@
 //! The request path: admit, route, rewrite, forward, relay back.
 //!
 //! ```text
-//! client request ──admit──▶ route ──rewrite headers──▶ upstream::Origin::send
-//!                                                          │
-//! client ◀── ResponseBody (lease + Exchange ride along) ◀──┘
+//! client request ─admit─▶ route ─rewrite─▶ (read body if JSON POST) ─▶ send
+//!                                                                       │
+//!   upstream answers within `heartbeat` ─▶ its status, body relayed ◀───┤
+//!   (a 2xx event stream goes through the SSE engine)                    │
+//!   streaming request, upstream still silent ─▶ early commit: 200 SSE ◀─┘
+//!       with keepalives while the send (and its retries) completes
 //! ```
 //! Every answer, relayed or relay-made, carries the request's
 //! [`Exchange`], which counts and logs it exactly once.
 
-mod dialect;
 mod headers;
 mod reply;
+mod request;
+mod retry;
 mod route;
 
 use std::convert::Infallible;
@@ -20,25 +24,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::request::Parts;
-use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 
-pub use dialect::Dialect;
-pub use reply::error_body;
+pub use headers::is_event_stream;
+pub use reply::code as error_code;
 pub use route::{Route, RouteTable};
 
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::{Pending, ResponseBody, SseBody, SseSetup};
 use crate::config::Config;
+use crate::dialect::Dialect;
 use crate::error::{Error, Kind};
 use crate::telemetry::{Exchange, Sinks};
+use crate::timer::Wheel;
 use crate::upstream::Sent;
+use request::Outbound;
 
 /// The real connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub https: bool,
+    /// The connection's heartbeat timer wheel.
+    pub wheel: Arc<Wheel>,
 }
 
 /// Request-path settings taken from the configuration.
@@ -81,6 +90,13 @@ impl Relay {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// Timer-wheel resolution: a sixteenth of the shortest heartbeat,
+    /// between 10 ms and 500 ms (a keepalive may be one tick late).
+    pub fn wheel_tick(&self) -> Duration {
+        let shortest = self.routes.shortest_heartbeat();
+        (shortest / 16).clamp(Duration::from_millis(10), Duration::from_millis(500))
+    }
+
     /// Serves one request. Never fails: errors become dialect-shaped answers.
     pub async fn handle(
         self: Arc<Self>,
@@ -90,40 +106,30 @@ impl Relay {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
         let guess = Dialect::from_path(path);
-        let mut x = Exchange::new(
-            self.sinks.clone(),
-            parts.method.clone(),
-            path,
-            guess.as_str(),
-        );
+        let mut x = Exchange::new(self.sinks.clone(), parts.method.clone(), path, guess.as_str());
+        let version = parts.version;
         if let Err(e) = self.admit(&parts, &conn) {
             tracing::info!(path, "refused: {e}");
-            return Ok(self.finish(reply::error(&e, guess, Some(x)), parts.version));
+            return Ok(self.finish(reply::error(&e, guess, Some(x)), version));
         }
         let Some(route) = self.routes.find(path) else {
             let e = Error::new(Kind::NoRoute);
-            return Ok(self.finish(reply::error(&e, guess, Some(x)), parts.version));
+            return Ok(self.finish(reply::error(&e, guess, Some(x)), version));
         };
         let dialect = Dialect::resolve(route.dialect, path);
         x.set_route(route.index, route.name.clone(), dialect.as_str());
-        let version = parts.version;
-        let sent = match self.forward(route, parts, body, &conn).await {
-            Ok(sent) => sent,
+        let res = match self.forward(route, dialect, parts, body, &conn, &mut x).await {
+            Ok(Forwarded::Answered(sent)) => self.respond(sent, route, dialect, &conn, x),
+            Ok(Forwarded::Committed(pending)) => committed(pending, route, dialect, &conn, x),
             Err(e) => {
                 if let Some(class) = e.upstream_class() {
                     x.upstream_error(class);
                     tracing::warn!(route = &*route.name, "upstream: {e}");
                 }
-                return Ok(self.finish(reply::error(&e, dialect, Some(x)), version));
+                reply::error(&e, dialect, Some(x))
             }
         };
-        let (mut parts, body) = sent.response.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers);
-        parts.version = Version::HTTP_11;
-        x.set_attempts(sent.attempts);
-        x.set_status(parts.status.as_u16());
-        let body = ResponseBody::relay(body, sent.lease, x);
-        Ok(self.finish(Response::from_parts(parts, body), version))
+        Ok(self.finish(res, version))
     }
 
     /// Refusals that need no route: CONNECT, absolute-form targets naming
@@ -181,45 +187,67 @@ impl Relay {
             .any(|n| n.eq_ignore_ascii_case(host))
     }
 
+    /// Sends the request; for a streaming request whose upstream is slower
+    /// than the heartbeat, hands the unfinished send to an early commit.
     async fn forward(
         &self,
         route: &Route,
+        dialect: Dialect,
         parts: Parts,
         body: Incoming,
         conn: &ConnInfo,
-    ) -> Result<Sent, Error> {
-        let req = self.upstream_request(route, parts, body, conn)?;
-        let send = route.origin.send(req);
-        match self.settings.first_byte_timeout {
-            Some(limit) => tokio::time::timeout(limit, send)
-                .await
-                .map_err(|_| Error::new(Kind::FirstByteTimeout))?,
-            None => send.await,
+        x: &mut Exchange,
+    ) -> Result<Forwarded, Error> {
+        let head = request::head(route, parts, conn, self.settings.trust_forwarded)?;
+        let out = request::prepare(head, body, self.settings.max_request_body).await?;
+        let streaming = out.streaming();
+        let mut send = self.send(route, out);
+        if !streaming || !route.stream.early_commit {
+            return send.await.map(Forwarded::Answered);
+        }
+        match tokio::time::timeout(route.stream.heartbeat, &mut send).await {
+            Ok(res) => res.map(Forwarded::Answered),
+            Err(_) => {
+                tracing::debug!(route = &*route.name, dialect = dialect.as_str(), "early commit");
+                x.set_committed();
+                Ok(Forwarded::Committed(send))
+            }
         }
     }
 
-    fn upstream_request(
-        &self,
-        route: &Route,
-        parts: Parts,
-        body: Incoming,
-        conn: &ConnInfo,
-    ) -> Result<Request<RequestBody>, Error> {
-        let target = route.upstream_target(parts.uri.path(), parts.uri.query());
-        let uri: Uri = target
-            .parse()
-            .map_err(|e| Error::with_cause(Kind::BadRequest, e))?;
-        let mut req = Request::new(RequestBody::new(body, self.settings.max_request_body));
-        *req.method_mut() = parts.method;
-        *req.uri_mut() = uri;
-        let h = req.headers_mut();
-        *h = parts.headers;
-        headers::strip_hop_by_hop(h);
-        h.remove(header::HOST);
-        // hyper answered any `Expect: 100-continue` already, by reading the body.
-        h.remove(header::EXPECT);
-        headers::set_forwarded(h, conn.peer.ip(), conn.https, self.settings.trust_forwarded);
-        Ok(req)
+    /// The upstream exchange as a boxed future, so an early commit can take
+    /// it over.
+    fn send(&self, route: &Route, out: Outbound) -> Pending {
+        let origin = route.origin.clone();
+        let first_byte = self.settings.first_byte_timeout;
+        match out {
+            Outbound::Buffered { head, body, streaming: true } => {
+                Box::pin(retry::send(origin, head, body, retry::Policy::new(&route.stream, first_byte)))
+            }
+            other => {
+                let req = other.into_request();
+                Box::pin(async move { retry::send_once(&origin, req, first_byte).await })
+            }
+        }
+    }
+
+    /// The upstream's own answer, relayed.
+    fn respond(&self, sent: Sent, route: &Route, dialect: Dialect, conn: &ConnInfo, mut x: Exchange) -> Response<ResponseBody> {
+        let (mut parts, body) = sent.response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        parts.version = Version::HTTP_11;
+        x.set_attempts(sent.attempts);
+        x.set_status(parts.status.as_u16());
+        if !(parts.status.is_success() && headers::is_event_stream(&parts.headers)) {
+            return Response::from_parts(parts, ResponseBody::relay(body, sent.lease, x));
+        }
+        parts
+            .headers
+            .entry(&headers::X_ACCEL_BUFFERING)
+            .or_insert(HeaderValue::from_static("no"));
+        let setup = SseSetup { dialect, wheel: conn.wheel.clone(), stream: &route.stream };
+        let sse = SseBody::streaming(body, sent.lease, setup);
+        Response::from_parts(parts, ResponseBody::sse(sse, x))
     }
 
     fn finish(&self, mut res: Response<ResponseBody>, version: Version) -> Response<ResponseBody> {
@@ -229,4 +257,26 @@ impl Relay {
         }
         res
     }
+}
+
+/// What forwarding produced.
+enum Forwarded {
+    /// The upstream answered in time.
+    Answered(Sent),
+    /// Still waiting: commit `200 text/event-stream` now.
+    Committed(Pending),
+}
+
+/// `200 text/event-stream` before the upstream answered.
+fn committed(pending: Pending, route: &Route, dialect: Dialect, conn: &ConnInfo, mut x: Exchange) -> Response<ResponseBody> {
+    x.set_status(StatusCode::OK.as_u16());
+    let setup = SseSetup { dialect, wheel: conn.wheel.clone(), stream: &route.stream };
+    let body = ResponseBody::sse(SseBody::waiting(pending, setup), x);
+    let mut res = Response::new(body);
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(&headers::X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
+    h.insert("sse-edge-early-commit", HeaderValue::from_static("1"));
+    res
 }

@@ -5,9 +5,7 @@
 //! built once at start; matching allocates nothing.
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use crate::config::{DialectSetting, RouteConfig};
+use crate::config::{DialectSetting, RouteConfig, StreamConfig};
 use crate::error::Error;
 use crate::upstream::{Origin, OriginKey, Pool};
 
@@ -22,7 +20,7 @@ pub struct Route {
     pub base_path: String,
     pub origin: Arc<Origin>,
     pub dialect: DialectSetting,
-    pub heartbeat: Duration,
+    pub stream: StreamConfig,
 }
 
 /// Routes ordered by prefix length, longest first.
@@ -48,7 +46,7 @@ impl RouteTable {
                 base_path: rc.upstream.base_path.trim_end_matches('/').to_owned(),
                 origin,
                 dialect: rc.dialect,
-                heartbeat: rc.heartbeat,
+                stream: rc.stream.clone(),
             });
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -58,6 +56,15 @@ impl RouteTable {
     /// Route names in configuration order (metrics labels).
     pub fn names_in_order(configs: &[RouteConfig]) -> Vec<String> {
         configs.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// The shortest heartbeat of any route (sets the wheel's tick).
+    pub fn shortest_heartbeat(&self) -> std::time::Duration {
+        self.routes
+            .iter()
+            .map(|r| r.stream.heartbeat)
+            .min()
+            .unwrap_or(std::time::Duration::from_secs(15))
     }
 
     pub fn find(&self, path: &str) -> Option<&Route> {

@@ -33,6 +33,7 @@ use crate::config::ServerConfig;
 use crate::proxy::{ConnInfo, Relay};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
+use crate::timer::Wheel;
 
 /// hyper connection builders: negotiated by preface (plaintext), or fixed
 /// by ALPN (TLS).
@@ -145,8 +146,10 @@ impl Server {
             Ok(a) => a,
             Err(e) => return tracing::debug!("local_addr: {e}"),
         };
+        let wheel = Arc::new(Wheel::new(self.relay.wheel_tick()));
         let Some(tls) = self.tls.clone() else {
             let info = ConnInfo {
+                wheel,
                 peer,
                 local,
                 https: false,
@@ -160,6 +163,7 @@ impl Server {
             Err(_) => return self.tls_failed(peer, &"handshake timed out"),
         };
         let info = ConnInfo {
+            wheel,
             peer,
             local,
             https: true,
@@ -189,24 +193,31 @@ impl Server {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let relay = self.relay.clone();
-        let svc = service_fn(move |req| relay.clone().handle(info, req));
+        let (peer, wheel) = (info.peer, info.wheel.clone());
+        let svc = service_fn(move |req| relay.clone().handle(info.clone(), req));
         let conn = builder.serve_connection(TokioIo::new(io), svc);
-        until_drained(conn, drain, info.peer).await;
+        until_drained(conn, &wheel, drain, peer).await;
     }
 }
 
-/// Runs `conn`; on drain asks it to finish gracefully and waits for that.
-async fn until_drained<C>(conn: C, drain: &Shutdown, peer: SocketAddr)
+/// Runs `conn` with its timer wheel; on drain asks it to finish gracefully
+/// and keeps both running until it has.
+async fn until_drained<C>(conn: C, wheel: &Wheel, drain: &Shutdown, peer: SocketAddr)
 where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
     let mut conn = pin!(conn);
+    let mut timers = pin!(wheel.drive());
     let res = tokio::select! {
         res = conn.as_mut() => res,
+        () = timers.as_mut() => return, // `drive` never returns
         () = drain.wait() => {
             conn.as_mut().graceful_shutdown();
-            conn.await
+            tokio::select! {
+                res = conn.as_mut() => res,
+                () = timers.as_mut() => return,
+            }
         }
     };
     if let Err(e) = res {

@@ -25,8 +25,21 @@ pub enum Outcome {
     Complete,
     /// The client went away before the response ended.
     ClientDisconnected,
-    /// The upstream failed after the response had started.
-    UpstreamError,
+    /// The upstream connection failed after the response had started.
+    UpstreamReset,
+    /// The upstream went silent past a deadline after the response started.
+    UpstreamTimeout,
+    /// The upstream could not be reached after an early commit.
+    UpstreamConnect,
+    /// The upstream ended its stream cleanly but without the dialect's
+    /// terminal event.
+    UpstreamTruncated,
+    /// The upstream reported an error inside its stream.
+    UpstreamErrorEvent,
+    /// After an early commit the upstream answered non-2xx (or not SSE).
+    UpstreamStatus,
+    /// An upstream event exceeded `max_event_size`.
+    EventTooLarge,
     /// The relay answered with an error of its own (upstream unreachable,
     /// timeout, no route, body too large, ...).
     RelayError,
@@ -37,7 +50,13 @@ impl Outcome {
         match self {
             Outcome::Complete => "complete",
             Outcome::ClientDisconnected => "client_disconnected",
-            Outcome::UpstreamError => "upstream_error",
+            Outcome::UpstreamReset => "upstream_reset",
+            Outcome::UpstreamTimeout => "upstream_timeout",
+            Outcome::UpstreamConnect => "upstream_connect",
+            Outcome::UpstreamTruncated => "upstream_truncated",
+            Outcome::UpstreamErrorEvent => "upstream_error_event",
+            Outcome::UpstreamStatus => "upstream_status",
+            Outcome::EventTooLarge => "event_too_large",
             Outcome::RelayError => "relay_error",
         }
     }
@@ -61,6 +80,9 @@ pub struct Exchange {
     ttfb_ms: Option<f64>,
     bytes_out: u64,
     attempts: u32,
+    upstream_status: Option<u16>,
+    heartbeats: u64,
+    committed: bool,
     outcome: Option<Outcome>,
     streaming: bool,
 }
@@ -78,6 +100,9 @@ impl Exchange {
             ttfb_ms: None,
             bytes_out: 0,
             attempts: 0,
+            upstream_status: None,
+            heartbeats: 0,
+            committed: false,
             outcome: None,
             streaming: false,
         }
@@ -96,6 +121,23 @@ impl Exchange {
     pub fn set_status(&mut self, status: u16) {
         self.status = status;
         self.ttfb_ms = Some(ms(self.start.elapsed()));
+    }
+
+    /// The upstream's status when it differs from what the client got
+    /// (early commit).
+    pub fn set_upstream_status(&mut self, status: u16) {
+        self.upstream_status = Some(status);
+    }
+
+    /// `200 text/event-stream` went out before the upstream answered.
+    pub fn set_committed(&mut self) {
+        self.committed = true;
+    }
+
+    /// A keepalive went downstream.
+    pub fn heartbeat(&mut self) {
+        self.heartbeats += 1;
+        self.sinks.metrics.count_heartbeat(self.route_index());
     }
 
     /// The response relays an upstream body: counts in `active_streams`
@@ -157,11 +199,18 @@ impl Exchange {
             }
             None => l.push_str(",\"ttfb_ms\":null"),
         }
+        if self.committed {
+            l.push_str(",\"early_commit\":true");
+        }
+        if let Some(s) = self.upstream_status {
+            let _ = write!(l, ",\"upstream_status\":{s}");
+        }
         let _ = write!(
             l,
-            ",\"duration_ms\":{:.3},\"bytes_out\":{},\"outcome\":\"{}\",\"upstream_attempts\":{}}}",
+            ",\"duration_ms\":{:.3},\"bytes_out\":{},\"heartbeats\":{},\"outcome\":\"{}\",\"upstream_attempts\":{}}}",
             ms(self.start.elapsed()),
             self.bytes_out,
+            self.heartbeats,
             outcome.as_str(),
             self.attempts
         );

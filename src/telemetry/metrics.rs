@@ -47,6 +47,7 @@ struct RouteCounters {
     name: String,
     status: Box<[AtomicU64]>,
     upstream_errors: [AtomicU64; UpstreamClass::ALL.len()],
+    heartbeats: AtomicU64,
 }
 
 impl RouteCounters {
@@ -55,6 +56,7 @@ impl RouteCounters {
             name,
             status: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             upstream_errors: Default::default(),
+            heartbeats: AtomicU64::new(0),
         }
     }
 }
@@ -101,6 +103,10 @@ impl Metrics {
     pub fn count_request(&self, route: Option<usize>, status: u16) {
         let slot = usize::from(status.clamp(100, 599)) - 100;
         self.route(route).status[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_heartbeat(&self, route: Option<usize>) {
+        self.route(route).heartbeats.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count_upstream_error(&self, route: Option<usize>, class: UpstreamClass) {

@@ -1,0 +1,307 @@
+//! The body of an SSE response: upstream events relayed as they arrive,
+//! keepalives in the silences, and an honest ending.
+//!
+//! ```text
+//! Waiting ──2xx SSE──▶ Streaming ──terminal event + end──▶ Done
+//!    │  └─non-2xx──▶ ReadingError ──▶ error event ──▶ Done
+//!    └─failed────────────────────────▶ error event ──▶ Done
+//!            Streaming ──reset / end without terminal──▶ error event ──▶ Done
+//! ```
+//! `Waiting` exists only after an early commit: the client already has
+//! `200 text/event-stream` and heartbeats while the upstream (and its
+//! retries) are still out. A keepalive is written only where
+//! [`Keepalive::frame`] says it is safe; an error event only after the
+//! bytes needed to reach an event boundary. Upstream bytes are forwarded
+//! as the slices the scanner returns, never copied.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http::{StatusCode, header};
+use hyper::body::{Body, Frame, Incoming};
+
+
+use super::heartbeat::Heartbeat;
+use crate::config::StreamConfig;
+use crate::dialect::errors::{self, ErrorInfo};
+use crate::dialect::stream::{COMMENT_LINE, Ending, ending, keepalive_frame};
+use crate::dialect::Dialect;
+use crate::error::{Error, Kind};
+use crate::sse::{Keepalive, Position, Scanner};
+use crate::telemetry::{Exchange, Outcome};
+use crate::timer::Wheel;
+use crate::upstream::{Lease, Sent};
+
+/// The upstream exchange still in flight after an early commit.
+pub type Pending = Pin<Box<dyn Future<Output = Result<Sent, Error>> + Send>>;
+
+/// Most bytes of an upstream error body read to build the error event.
+const ERROR_BODY_CAP: usize = 64 * 1024;
+
+enum Phase {
+    Waiting(Pending),
+    ReadingError { body: Incoming, status: StatusCode, buf: BytesMut },
+    Streaming { body: Incoming, lease: Lease },
+    Done,
+}
+
+/// What an SSE body needs from its route and connection.
+pub struct SseSetup<'a> {
+    pub dialect: Dialect,
+    pub wheel: Arc<Wheel>,
+    pub stream: &'a StreamConfig,
+}
+
+pub struct SseBody {
+    phase: Phase,
+    scanner: Scanner,
+    keepalive: Keepalive,
+    template: Option<Arc<str>>,
+    heartbeat: Heartbeat,
+    dialect: Dialect,
+    max_event: usize,
+    ended: bool,
+    queued: Option<Bytes>,
+}
+
+impl SseBody {
+    /// Committed early: `pending` resolves to the upstream's answer.
+    pub fn waiting(pending: Pending, setup: SseSetup<'_>) -> Self {
+        Self::new(Phase::Waiting(pending), setup)
+    }
+
+    /// The upstream answered 2xx with an event stream.
+    pub fn streaming(body: Incoming, lease: Lease, setup: SseSetup<'_>) -> Self {
+        Self::new(Phase::Streaming { body, lease }, setup)
+    }
+
+    fn new(phase: Phase, s: SseSetup<'_>) -> Self {
+        let max_event = usize::try_from(s.stream.max_event_size).unwrap_or(usize::MAX);
+        let template = s.stream.keepalive_frame.as_deref().map(Arc::from);
+        Self {
+            phase,
+            scanner: Scanner::new(max_event),
+            keepalive: Keepalive::new(keepalive_frame(s.dialect), Bytes::from_static(COMMENT_LINE)),
+            template,
+            heartbeat: Heartbeat::new(s.wheel, s.stream.heartbeat),
+            dialect: s.dialect,
+            max_event,
+            ended: false,
+            queued: None,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done) && self.queued.is_none()
+    }
+
+    pub fn poll_frame(&mut self, cx: &mut Context<'_>, x: &mut Exchange) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        loop {
+            if let Some(b) = self.queued.take() {
+                x.add_bytes(b.len());
+                return Poll::Ready(Some(Ok(Frame::data(b))));
+            }
+            let step = match &mut self.phase {
+                Phase::Done => return Poll::Ready(None),
+                Phase::Waiting(pending) => match pending.as_mut().poll(cx) {
+                    Poll::Ready(res) => {
+                        self.on_answer(res, x);
+                        continue;
+                    }
+                    Poll::Pending => None,
+                },
+                Phase::ReadingError { .. } => Some(self.poll_error_body(cx, x)),
+                Phase::Streaming { .. } => Some(self.poll_upstream(cx, x)),
+            };
+            match step {
+                Some(Poll::Ready(Some(out))) => return Poll::Ready(Some(out)),
+                Some(Poll::Ready(None)) => continue,
+                Some(Poll::Pending) | None => {
+                    ready!(self.poll_keepalive(cx, x));
+                }
+            }
+        }
+    }
+
+    /// Relays one upstream frame. `Ready(None)` means "state changed, loop".
+    fn poll_upstream(&mut self, cx: &mut Context<'_>, x: &mut Exchange) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let Phase::Streaming { body, lease } = &mut self.phase else {
+            return Poll::Ready(None);
+        };
+        match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    return Poll::Ready(None); // trailers: nothing for an event stream
+                };
+                let dialect = self.dialect;
+                let mut end = Ending::None;
+                let fed = self.scanner.feed(data, &mut |ev| {
+                    if end == Ending::None {
+                        end = ending(dialect, ev);
+                    }
+                });
+                match end {
+                    Ending::Complete => x.finish(Outcome::Complete),
+                    Ending::Error => x.finish(Outcome::UpstreamErrorEvent),
+                    Ending::None => {}
+                }
+                self.ended |= end != Ending::None;
+                match fed {
+                    Ok(out) if out.is_empty() => Poll::Ready(None),
+                    Ok(out) => {
+                        self.heartbeat.wrote();
+                        x.add_bytes(out.len());
+                        Poll::Ready(Some(Ok(Frame::data(out))))
+                    }
+                    Err(_) => {
+                        let msg = format!("an upstream event exceeded max_event_size ({} bytes held)", self.max_event);
+                        self.fail(x, Outcome::EventTooLarge, StatusCode::BAD_GATEWAY, "event_too_large", &msg);
+                        Poll::Ready(None)
+                    }
+                }
+            }
+            None => {
+                lease.release();
+                if self.ended || self.dialect == Dialect::Generic {
+                    x.finish(Outcome::Complete);
+                    self.phase = Phase::Done;
+                } else {
+                    let msg = "upstream ended the stream without its final event";
+                    self.fail(x, Outcome::UpstreamTruncated, StatusCode::BAD_GATEWAY, "upstream_truncated", msg);
+                }
+                Poll::Ready(None)
+            }
+            Some(Err(e)) => {
+                tracing::warn!("upstream stream failed: {e}");
+                let (outcome, status, code) = if e.is_timeout() {
+                    (Outcome::UpstreamTimeout, StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+                } else {
+                    (Outcome::UpstreamReset, StatusCode::BAD_GATEWAY, "upstream_reset")
+                };
+                let msg = format!("upstream stream failed: {e}");
+                self.fail(x, outcome, status, code, &msg);
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    /// The upstream's answer to an early-committed request.
+    fn on_answer(&mut self, res: Result<Sent, Error>, x: &mut Exchange) {
+        let sent = match res {
+            Ok(sent) => sent,
+            Err(e) => {
+                let outcome = match e.kind() {
+                    Kind::ConnectTimeout | Kind::FirstByteTimeout => Outcome::UpstreamTimeout,
+                    Kind::Connect | Kind::Tls => Outcome::UpstreamConnect,
+                    _ => Outcome::UpstreamReset,
+                };
+                if let Some(class) = e.upstream_class() {
+                    x.upstream_error(class);
+                }
+                let msg = e.message();
+                self.fail(x, outcome, e.status(), crate::proxy::error_code(e.kind()), &msg);
+                return;
+            }
+        };
+        x.set_attempts(sent.attempts);
+        let (parts, body) = sent.response.into_parts();
+        x.set_upstream_status(parts.status.as_u16());
+        if !parts.status.is_success() {
+            self.phase = Phase::ReadingError { body, status: parts.status, buf: BytesMut::new() };
+        } else if crate::proxy::is_event_stream(&parts.headers) {
+            self.phase = Phase::Streaming { body, lease: sent.lease };
+        } else {
+            let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none");
+            let msg = format!("upstream answered with content-type {ct}, not an event stream");
+            self.fail(x, Outcome::UpstreamStatus, StatusCode::BAD_GATEWAY, "upstream_not_sse", &msg);
+        }
+    }
+
+    /// Reads a non-2xx upstream body (bounded) to quote it in the error event.
+    fn poll_error_body(&mut self, cx: &mut Context<'_>, x: &mut Exchange) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let Phase::ReadingError { body, status, buf } = &mut self.phase else {
+            return Poll::Ready(None);
+        };
+        while let Some(Ok(frame)) = ready!(Pin::new(&mut *body).poll_frame(cx)) {
+            if let Ok(data) = frame.into_data() {
+                let room = ERROR_BODY_CAP.saturating_sub(buf.len());
+                buf.extend_from_slice(&data[..data.len().min(room)]);
+                if room <= data.len() {
+                    break;
+                }
+            }
+        }
+        let status = *status;
+        let msg = format!("upstream answered {status}: {}", upstream_message(buf));
+        let code = status.as_str().to_owned();
+        self.fail(x, Outcome::UpstreamStatus, status, &code, &msg);
+        Poll::Ready(None)
+    }
+
+    /// Queues an error event at the next event boundary and ends the body.
+    fn fail(&mut self, x: &mut Exchange, outcome: Outcome, status: StatusCode, code: &str, message: &str) {
+        tracing::warn!("stream ended with an error event: {message}");
+        x.finish(outcome);
+        let boundary: &[u8] = match self.scanner.position() {
+            Position::EventBoundary => b"",
+            Position::LineStart => b"\n",
+            Position::InLine | Position::AfterCr => b"\n\n",
+        };
+        let event = errors::event(self.dialect, ErrorInfo { status, code, message });
+        let mut out = BytesMut::with_capacity(boundary.len() + event.len());
+        out.extend_from_slice(boundary);
+        out.extend_from_slice(&event);
+        self.queued = Some(out.freeze());
+        self.phase = Phase::Done;
+    }
+
+    /// A keepalive if the stream has been silent for a whole interval and
+    /// one is safe here; `Pending` otherwise.
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>, x: &mut Exchange) -> Poll<()> {
+        loop {
+            ready!(self.heartbeat.poll_due(cx));
+            self.heartbeat.rearm();
+            let frame = match &self.template {
+                Some(t) => Keepalive::new(render(t), Bytes::from_static(COMMENT_LINE))
+                    .frame(&mut self.scanner),
+                None => self.keepalive.frame(&mut self.scanner),
+            };
+            if let Some(frame) = frame {
+                x.heartbeat();
+                self.queued = Some(frame);
+                return Poll::Ready(());
+            }
+            // Inside a line: nothing is safe until the upstream finishes it.
+        }
+    }
+}
+
+/// Renders a keepalive template (`{now_ms}` -> Unix time in milliseconds).
+fn render(template: &str) -> Bytes {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Bytes::from(template.replace("{now_ms}", &now.to_string()))
+}
+
+/// The message of an upstream error body: `error.message`, `message`, or
+/// the text itself (shortened).
+fn upstream_message(body: &[u8]) -> String {
+    let mut copy = body.to_vec();
+    if let Ok(v) = simd_json::to_borrowed_value(&mut copy) {
+        use simd_json::prelude::*;
+        let msg = v.get("error").and_then(|e| e.get("message")).or_else(|| v.get("message"));
+        if let Some(m) = msg.and_then(|m| m.as_str()) {
+            return m.to_owned();
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_owned(),
+    }
+}

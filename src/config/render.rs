@@ -1,0 +1,71 @@
+//! The check-config rendering: the effective configuration as a TOML file
+//! that loads to the same [`super::Config`], each value commented with where
+//! it came from, and each route's inheritable keys with whether they are the
+//! top-level values.
+
+use super::load::{ConfigError, Entry, SETTINGS, Values, setting};
+use super::routes::LoadedRoute;
+use super::value::{Kind, Raw, format_upstream_url, protocol_name, toml_string};
+
+/// The effective configuration as TOML, each setting commented with its source.
+pub(super) fn render(values: &Values, routes: &[LoadedRoute]) -> Result<String, ConfigError> {
+    let mut out = String::from("# Effective sse-edge configuration.\n");
+    let rows: Vec<_> = SETTINGS.iter().zip(&values.entries).collect();
+    for (setting, entry) in rows.iter().filter(|(s, _)| !s.key.contains('.')) {
+        out.push_str(&render_line(setting.key, setting.kind, entry.as_ref()));
+    }
+    let mut section = "";
+    for (setting, entry) in &rows {
+        let Some((sec, name)) = setting.key.split_once('.') else {
+            continue;
+        };
+        if sec != section {
+            out.push_str(&format!("\n[{sec}]\n"));
+            section = sec;
+        }
+        out.push_str(&render_line(name, setting.kind, entry.as_ref()));
+    }
+    for route in routes {
+        out.push_str(&render_route(route)?);
+    }
+    Ok(out)
+}
+
+fn render_line(name: &str, kind: Kind, entry: Option<&Entry>) -> String {
+    match entry {
+        None => format!("# {name} is not set\n"),
+        Some(e) => {
+            let line = format!("{name} = {}", e.raw.to_toml(kind));
+            format!("{line:<47} # from {}\n", e.source.comment())
+        }
+    }
+}
+
+fn render_route(r: &LoadedRoute) -> Result<String, ConfigError> {
+    let c = &r.route;
+    let mut out = format!(
+        "\n[[route]]  # from {}\nname = {}\nprefix = {}\nupstream = {}\nstrip_prefix = {}\n\
+         protocol = {}\n",
+        r.source.comment(),
+        toml_string(&c.name),
+        toml_string(&c.prefix),
+        toml_string(&format_upstream_url(&c.upstream)),
+        c.strip_prefix,
+        toml_string(protocol_name(c.protocol)),
+    );
+    for v in r.inherited() {
+        let key = v.key;
+        let kind = setting(key)?.1.kind;
+        let line = match v.text {
+            Some(text) => format!("{key} = {}", Raw::One(text).to_toml(kind)),
+            None => format!("# {key} is not set"),
+        };
+        let note = if v.inherited {
+            format!("  # inherited from top-level {key}")
+        } else {
+            String::new()
+        };
+        out.push_str(&format!("{line}{note}\n"));
+    }
+    Ok(out)
+}

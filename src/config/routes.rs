@@ -1,0 +1,297 @@
+//! Routes: the `--upstream` catch-all or the file's `[[route]]` tables.
+//!
+//! Every key in [`INHERITED`] is also a top-level setting, resolved like any
+//! other (flag, env, file, default). A route starts from the top-level
+//! values of those keys and applies the ones its `[[route]]` table sets; the
+//! `--upstream` route sets none. Each entry parses a value into
+//! [`Inherited`] and shows it back as text, so loading and rendering need no
+//! per-key code anywhere else.
+
+use clap::ArgMatches;
+
+use super::load::{
+    ConfigError, EnvFn, FileDoc, Parser, Source, Values, flag_or_env, invalid, setting, single,
+    type_error,
+};
+use super::value::{
+    Raw, dialect_name, format_duration, format_size, parse_bool, parse_dialect, parse_duration,
+    parse_heartbeat, parse_keepalive_frame, parse_number, parse_positive_duration, parse_protocol,
+    parse_route_name, parse_route_prefix, parse_size_in, parse_upstream_url,
+};
+use super::{DialectSetting, RouteConfig, StreamConfig, UpstreamProtocol};
+
+/// Keys only a route has.
+const OWN_KEYS: &[&str] = &["upstream", "prefix", "name", "strip_prefix", "protocol"];
+
+/// The part of a route that falls back to the top level.
+#[derive(Clone)]
+struct Inherited {
+    dialect: DialectSetting,
+    stream: StreamConfig,
+}
+
+/// A route key that falls back to the top-level setting of the same name.
+struct InheritedKey {
+    key: &'static str,
+    /// Parses a value given as text and stores it.
+    apply: fn(&mut Inherited, &str) -> Result<(), String>,
+    /// The value as text that `apply` reads back; `None` when unset.
+    show: fn(&Inherited) -> Option<String>,
+}
+
+const fn inherit(
+    key: &'static str,
+    apply: fn(&mut Inherited, &str) -> Result<(), String>,
+    show: fn(&Inherited) -> Option<String>,
+) -> InheritedKey {
+    InheritedKey { key, apply, show }
+}
+
+/// Every inheritable key, in rendering order.
+#[rustfmt::skip]
+const INHERITED: &[InheritedKey] = &[
+    inherit("dialect",
+        |d, s| parse_dialect(s).map(|v| d.dialect = v),
+        |d| Some(dialect_name(d.dialect).to_owned())),
+    inherit("heartbeat",
+        |d, s| parse_heartbeat(s).map(|v| d.stream.heartbeat = v),
+        |d| Some(format_duration(d.stream.heartbeat))),
+    inherit("keepalive_frame",
+        |d, s| parse_keepalive_frame(s).map(|v| d.stream.keepalive_frame = Some(v)),
+        |d| d.stream.keepalive_frame.clone()),
+    inherit("max_event_size",
+        |d, s| parse_size_in(s, 1 << 10, 1 << 30).map(|v| d.stream.max_event_size = v),
+        |d| Some(format_size(d.stream.max_event_size))),
+    inherit("early_commit",
+        |d, s| parse_bool(s).map(|v| d.stream.early_commit = v),
+        |d| Some(d.stream.early_commit.to_string())),
+    inherit("json_keepalive",
+        |d, s| parse_bool(s).map(|v| d.stream.json_keepalive = v),
+        |d| Some(d.stream.json_keepalive.to_string())),
+    inherit("retry_attempts",
+        |d, s| parse_number(s, 0, 20).map(|v| d.stream.retry_attempts = v),
+        |d| Some(d.stream.retry_attempts.to_string())),
+    inherit("retry_budget",
+        |d, s| parse_duration(s).map(|v| d.stream.retry_budget = v),
+        |d| Some(format_duration(d.stream.retry_budget))),
+    inherit("retry_backoff",
+        |d, s| parse_positive_duration(s).map(|v| d.stream.retry_backoff = v),
+        |d| Some(format_duration(d.stream.retry_backoff))),
+];
+
+/// A route plus what the rendering needs to say about it.
+pub(super) struct LoadedRoute {
+    pub(super) route: RouteConfig,
+    pub(super) source: Source,
+    /// Inheritable keys the route sets itself.
+    overrides: Vec<&'static str>,
+}
+
+/// One inheritable key of a loaded route, for the rendering.
+pub(super) struct InheritedValue {
+    pub(super) key: &'static str,
+    /// The effective value as text a parser reads; `None` when unset.
+    pub(super) text: Option<String>,
+    /// Whether the value is the top-level one.
+    pub(super) inherited: bool,
+}
+
+impl LoadedRoute {
+    /// Every inheritable key, in rendering order.
+    pub(super) fn inherited(&self) -> Vec<InheritedValue> {
+        let d = Inherited {
+            dialect: self.route.dialect,
+            stream: self.route.stream.clone(),
+        };
+        let value = |k: &InheritedKey| InheritedValue {
+            key: k.key,
+            text: (k.show)(&d),
+            inherited: !self.overrides.contains(&k.key),
+        };
+        INHERITED.iter().map(value).collect()
+    }
+}
+
+pub(super) fn load_routes(
+    v: &Values,
+    m: &ArgMatches,
+    env: EnvFn,
+    file: Option<&FileDoc>,
+) -> Result<Vec<LoadedRoute>, ConfigError> {
+    let top = top_level(v)?;
+    let routes = match flag_or_env(m, "upstream", "SSE_EDGE_UPSTREAM", env) {
+        Some((url, source)) => vec![cli_route(&url, source, &top)?],
+        None => match file {
+            Some(f) => f
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(i, t)| file_route(i, t, &f.name, &top))
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        },
+    };
+    check_routes(&routes)?;
+    Ok(routes)
+}
+
+/// The top-level value of every inheritable key.
+fn top_level(v: &Values) -> Result<Inherited, ConfigError> {
+    let mut top = Inherited {
+        dialect: DialectSetting::Auto,
+        stream: StreamConfig::default(),
+    };
+    for k in INHERITED {
+        let Some(entry) = v.find(k.key)? else {
+            continue;
+        };
+        let s = single(k.key, &entry.raw)?;
+        (k.apply)(&mut top, s).map_err(|why| invalid(k.key, &entry.source, s, &why))?;
+    }
+    Ok(top)
+}
+
+fn cli_route(url: &str, source: Source, top: &Inherited) -> Result<LoadedRoute, ConfigError> {
+    let upstream =
+        parse_upstream_url(url).map_err(|why| invalid("upstream", &source, url, &why))?;
+    let route = RouteConfig {
+        name: "default".to_owned(),
+        prefix: "/".to_owned(),
+        strip_prefix: false,
+        upstream,
+        protocol: UpstreamProtocol::Auto,
+        dialect: top.dialect,
+        stream: top.stream.clone(),
+    };
+    Ok(LoadedRoute {
+        route,
+        source,
+        overrides: Vec::new(),
+    })
+}
+
+/// One `[[route]]` table of the file, keys named `route[i].key` in errors.
+struct RouteTable<'a> {
+    index: usize,
+    table: &'a toml::Table,
+    file: &'a str,
+}
+
+impl RouteTable<'_> {
+    fn key(&self, key: &str) -> String {
+        format!("route[{}].{key}", self.index)
+    }
+
+    fn source(&self) -> Source {
+        Source::File(self.file.to_owned())
+    }
+
+    fn check_keys(&self) -> Result<(), ConfigError> {
+        let known = |k: &str| OWN_KEYS.contains(&k) || INHERITED.iter().any(|i| i.key == k);
+        match self.table.keys().find(|k| !known(k)) {
+            Some(unknown) => Err(ConfigError::Invalid(format!(
+                "unknown key {} in config file {}",
+                self.key(unknown),
+                self.file
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn string<T>(&self, key: &str, parse: Parser<T>) -> Result<Option<T>, ConfigError> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => parse(s)
+                .map(Some)
+                .map_err(|why| invalid(&self.key(key), &self.source(), s, &why)),
+            Some(other) => Err(type_error(&self.key(key), self.file, other, "a string")),
+        }
+    }
+
+    fn boolean(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+            Some(other) => Err(type_error(
+                &self.key(key),
+                self.file,
+                other,
+                "a boolean (true or false)",
+            )),
+        }
+    }
+
+    /// `top` with the inheritable keys this table sets applied, and those keys.
+    fn inherit(&self, top: &Inherited) -> Result<(Inherited, Vec<&'static str>), ConfigError> {
+        let mut d = top.clone();
+        let mut overrides = Vec::new();
+        for k in INHERITED {
+            let Some(value) = self.table.get(k.key) else {
+                continue;
+            };
+            let key = self.key(k.key);
+            let kind = setting(k.key)?.1.kind;
+            let raw = Raw::from_toml(kind, value)
+                .ok_or_else(|| type_error(&key, self.file, value, kind.toml_type()))?;
+            let s = single(&key, &raw)?;
+            (k.apply)(&mut d, s).map_err(|why| invalid(&key, &self.source(), s, &why))?;
+            overrides.push(k.key);
+        }
+        Ok((d, overrides))
+    }
+}
+
+fn file_route(
+    index: usize,
+    table: &toml::Table,
+    file: &str,
+    top: &Inherited,
+) -> Result<LoadedRoute, ConfigError> {
+    let t = RouteTable { index, table, file };
+    t.check_keys()?;
+    let upstream = t.string("upstream", parse_upstream_url)?.ok_or_else(|| {
+        let key = t.key("upstream");
+        ConfigError::Invalid(format!(
+            "missing key {key} in config file {file}: expected an upstream URL"
+        ))
+    })?;
+    let prefix = t
+        .string("prefix", parse_route_prefix)?
+        .unwrap_or_else(|| "/".to_owned());
+    let (inherited, overrides) = t.inherit(top)?;
+    let route = RouteConfig {
+        name: t
+            .string("name", parse_route_name)?
+            .unwrap_or_else(|| prefix.clone()),
+        prefix,
+        strip_prefix: t.boolean("strip_prefix")?.unwrap_or(false),
+        upstream,
+        protocol: t
+            .string("protocol", parse_protocol)?
+            .unwrap_or(UpstreamProtocol::Auto),
+        dialect: inherited.dialect,
+        stream: inherited.stream,
+    };
+    Ok(LoadedRoute {
+        route,
+        source: t.source(),
+        overrides,
+    })
+}
+
+fn check_routes(routes: &[LoadedRoute]) -> Result<(), ConfigError> {
+    if routes.is_empty() {
+        return Err(ConfigError::Invalid(
+            "no routes: give --upstream URL or [[route]] entries in the config file".to_owned(),
+        ));
+    }
+    for (i, r) in routes.iter().enumerate() {
+        let prefix = &r.route.prefix;
+        if let Some(j) = routes[..i].iter().position(|o| &o.route.prefix == prefix) {
+            return Err(ConfigError::Invalid(format!(
+                "duplicate route prefix {prefix:?}: route[{j}] and route[{i}] both use it"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! What a dialect's streams look like: keepalive frames and terminal
+//! events.
+//!
+//! Terminal events tell a complete stream from one the upstream cut short:
+//! OpenAI chat ends with `data: [DONE]`; the Responses API with
+//! `response.completed`, `response.incomplete` or `response.failed`;
+//! Anthropic with `message_stop`. An upstream `error` event also ends a
+//! stream (the client has been told). Generic streams have no known end.
+//!
+//! Each event is first tested with a substring search over its raw bytes;
+//! only the rare candidates are parsed.
+
+use bytes::Bytes;
+
+use super::Dialect;
+use crate::sse::Event;
+
+/// Comment line injected mid-event (safe at any line start).
+pub const COMMENT_LINE: &[u8] = b": keepalive\n";
+const COMMENT_FRAME: &[u8] = b": keepalive\n\n";
+const ANTHROPIC_PING: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
+
+/// The keepalive frame used at event boundaries.
+pub fn keepalive_frame(dialect: Dialect) -> Bytes {
+    match dialect {
+        Dialect::Anthropic => Bytes::from_static(ANTHROPIC_PING),
+        _ => Bytes::from_static(COMMENT_FRAME),
+    }
+}
+
+/// How a complete upstream event bears on the stream's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Not an ending.
+    None,
+    /// The dialect's normal last event.
+    Complete,
+    /// The upstream reported an error in-band.
+    Error,
+}
+
+/// Classifies one complete upstream event.
+pub fn ending(dialect: Dialect, event: &Event) -> Ending {
+    match dialect {
+        Dialect::OpenAiChat => chat_ending(event),
+        Dialect::OpenAiResponses => named_ending(
+            event,
+            &["response.completed", "response.incomplete", "response.failed"],
+        ),
+        Dialect::Anthropic => named_ending(event, &["message_stop"]),
+        Dialect::Generic => Ending::None,
+    }
+}
+
+fn chat_ending(event: &Event) -> Ending {
+    let done = event.contains(b"[DONE]");
+    if !done && !event.contains(b"\"error\"") {
+        return Ending::None;
+    }
+    let parsed = event.parse();
+    let Some(data) = parsed.data.as_deref() else {
+        return Ending::None;
+    };
+    if data == "[DONE]" {
+        Ending::Complete
+    } else if data.trim_start().starts_with("{\"error\"") || parsed.event.as_deref() == Some("error") {
+        Ending::Error
+    } else {
+        Ending::None
+    }
+}
+
+fn named_ending(event: &Event, terminal: &[&str]) -> Ending {
+    let candidate =
+        event.contains(b"error") || terminal.iter().any(|t| event.contains(t.as_bytes()));
+    if !candidate {
+        return Ending::None;
+    }
+    match event.parse().event.as_deref() {
+        Some("error") => Ending::Error,
+        Some(name) if terminal.contains(&name) => Ending::Complete,
+        _ => Ending::None,
+    }
+}

@@ -1,0 +1,278 @@
+//! Upstream connection reuse: HTTP/1.1 keep-alive, HTTP/2 multiplexing,
+//! and recovery from connections the upstream closed.
+
+mod support;
+
+use std::time::Duration;
+
+use http::Version;
+use support::*;
+use tokio::sync::watch;
+
+fn origin_labels(up: &Upstream) -> [(&'static str, String); 1] {
+    [("origin", up.origin())]
+}
+
+fn pool_metric(text: &str, name: &str, up: &Upstream) -> f64 {
+    let [(k, v)] = origin_labels(up);
+    metric(text, name, &[(k, v.as_str())])
+        .unwrap_or_else(|| panic!("no {name}{{origin={v}}} in metrics:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_http1_requests_share_one_connection() {
+    within(async {
+        let up = Upstream::start(Mode::Http1, |req: Recorded| async move {
+            json_response(200, format!(r#"{{"seq":"{}"}}"#, req.target))
+        })
+        .await;
+        let relay = start_relay_to(&up, &[]).await;
+        let mut c = Client::h1(relay.listen).await;
+        for i in 0..10 {
+            let r = c.get(&format!("/n{i}")).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.text(), format!(r#"{{"seq":"/n{i}"}}"#));
+        }
+        assert_eq!(up.connections(), 1, "10 sequential requests, one connection");
+        assert!(up.requests().iter().all(|r| r.conn == 1));
+
+        let m = metrics(relay.admin).await;
+        assert_eq!(pool_metric(&m, "sse_edge_upstream_reuses_total", &up), 9.0);
+        assert_eq!(pool_metric(&m, "sse_edge_upstream_connects_total", &up), 1.0);
+        assert_eq!(pool_metric(&m, "sse_edge_upstream_connections", &up), 1.0);
+        assert_eq!(
+            pool_metric(&m, "sse_edge_upstream_idle_connections", &up),
+            1.0
+        );
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+/// Sends `n` concurrent streaming requests, each on its own client
+/// connection, and checks every body.
+async fn concurrent_streams(relay: &sse_edge::Running, n: usize) {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let addr = relay.listen;
+        tasks.push(tokio::spawn(async move {
+            let r = fetch_once(addr, post("/v1/chat/completions", format!("{{\"n\":{i}}}"))).await;
+            assert_eq!(r.status, 200, "stream {i}: {}", r.text());
+            assert_eq!(&r.body[..], &concat(&sse_events(5))[..], "stream {i}");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+async fn streaming_upstream(opts: impl Into<Options>) -> Upstream {
+    Upstream::start(opts, |_| async {
+        sse_response(stream_frames(sse_events(5), Duration::from_millis(30), None))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_upstream_multiplexes_concurrent_streams() {
+    within(async {
+        let up = streaming_upstream(Mode::H2c).await;
+        let dir = TempDir::new("h2c");
+        let toml = format!(
+            "[[route]]\nprefix = \"/\"\nupstream = \"{}\"\nprotocol = \"http2\"\n",
+            up.url()
+        );
+        let file = dir.write("relay.toml", toml.as_bytes());
+        let relay = start_relay(&["--config", file.to_str().unwrap()]).await;
+
+        concurrent_streams(&relay, 20).await;
+        assert_eq!(up.request_count(), 20);
+        assert!(up.requests().iter().all(|r| r.version == Version::HTTP_2));
+        assert_eq!(up.connections(), 1, "20 concurrent h2 streams, one connection");
+
+        let m = metrics(relay.admin).await;
+        assert_eq!(pool_metric(&m, "sse_edge_upstream_connects_total", &up), 1.0);
+        assert_eq!(pool_metric(&m, "sse_edge_upstream_h2_streams", &up), 0.0);
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn_h2_upstream_multiplexes_concurrent_streams() {
+    within(async {
+        let up = streaming_upstream(Mode::Tls).await;
+        // protocol auto: ALPN picks h2.
+        let relay = start_relay_to(&up, &[]).await;
+
+        // The first request learns that the origin speaks h2.
+        let r = fetch_once(relay.listen, post("/v1/chat/completions", "{}")).await;
+        assert_eq!(r.status, 200);
+        concurrent_streams(&relay, 20).await;
+        assert_eq!(up.request_count(), 21);
+        assert!(up.requests().iter().all(|r| r.version == Version::HTTP_2));
+        assert_eq!(up.connections(), 1, "21 h2 streams over TLS, one connection");
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn_h2_cold_burst_shares_one_connection() {
+    within(async {
+        let up = streaming_upstream(Mode::Tls).await;
+        let relay = start_relay_to(&up, &[]).await;
+        // No warm-up: the pool does not know yet that the origin speaks h2.
+        concurrent_streams(&relay, 20).await;
+        assert_eq!(up.request_count(), 20);
+        assert!(up.requests().iter().all(|r| r.version == Version::HTTP_2));
+        assert_eq!(
+            up.connections(),
+            1,
+            "a cold burst to an h2 (ALPN) origin opened one connection per request"
+        );
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_stream_limit_opens_more_connections() {
+    within(async {
+        const N: usize = 12;
+        let (release_tx, release_rx) = watch::channel(false);
+        let up = Upstream::start(Mode::H2c, move |_| {
+            let mut release = release_rx.clone();
+            async move {
+                let (tx, body) = channel_body();
+                tokio::spawn(async move {
+                    let _ = tx.send(Ok("data: first\n\n".into())).await;
+                    let _ = release.wait_for(|r| *r).await;
+                    let _ = tx.send(Ok("data: last\n\n".into())).await;
+                });
+                sse_response(body)
+            }
+        })
+        .await;
+        let dir = TempDir::new("h2limit");
+        let toml = format!(
+            "[[route]]\nprefix = \"/\"\nupstream = \"{}\"\nprotocol = \"http2\"\n",
+            up.url()
+        );
+        let file = dir.write("relay.toml", toml.as_bytes());
+        let relay = start_relay(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--upstream-h2-max-streams-per-connection",
+            "5",
+        ])
+        .await;
+
+        let mut tasks = Vec::new();
+        for i in 0..N {
+            let addr = relay.listen;
+            tasks.push(tokio::spawn(async move {
+                let r = fetch_once(addr, post("/v1/chat/completions", format!("{i}"))).await;
+                assert_eq!(r.status, 200);
+                assert_eq!(&r.body[..], b"data: first\n\ndata: last\n\n");
+            }));
+        }
+        // All 12 streams are open at the upstream at once.
+        up.wait_requests(N).await;
+        let m = metrics(relay.admin).await;
+        assert_eq!(pool_metric(&m, "sse_edge_upstream_h2_streams", &up), N as f64);
+        assert!(
+            up.connections() >= 3,
+            "12 held streams with 5 per connection need >= 3 connections, saw {}",
+            up.connections()
+        );
+        let mut per_conn = std::collections::HashMap::<usize, usize>::new();
+        for r in up.requests() {
+            *per_conn.entry(r.conn).or_default() += 1;
+        }
+        assert!(
+            per_conn.values().all(|n| *n <= 5),
+            "a connection carried more than 5 streams: {per_conn:?}"
+        );
+
+        release_tx.send(true).unwrap();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_pooled_connection_is_not_reused() {
+    within(async {
+        let up = Upstream::ok(Options {
+            mode: Mode::Http1,
+            close_after_first: true,
+        })
+        .await;
+        let relay = start_relay_to(&up, &[]).await;
+        let mut c = Client::h1(relay.listen).await;
+
+        let r = c.get("/first").await;
+        assert_eq!(r.status, 200);
+        // The upstream drops the idle connection without a word.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = c.get("/second").await;
+        assert_eq!(r.status, 200, "second request failed: {}", r.text());
+        assert_eq!(r.text(), r#"{"ok":true}"#);
+        assert_eq!(up.connections(), 2);
+        assert_eq!(up.request_count(), 2);
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_connection_right_after_response_is_retried_or_replaced() {
+    within(async {
+        // Closes right after each response, and the next request follows at
+        // once: the relay either notices the close or retries the request
+        // that was never written.
+        let up = Upstream::ok(Options {
+            mode: Mode::Http1,
+            close_after_first: true,
+        })
+        .await;
+        let relay = start_relay_to(&up, &[]).await;
+        let mut c = Client::h1(relay.listen).await;
+        for i in 0..5 {
+            let r = c.get(&format!("/quick{i}")).await;
+            assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        }
+        assert_eq!(up.request_count(), 5);
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_close_from_upstream_is_honoured() {
+    within(async {
+        let up = Upstream::start(Mode::Http1, |_| async {
+            response(
+                200,
+                &[("connection", "close"), ("content-type", "application/json")],
+                full(r#"{"closing":true}"#),
+            )
+        })
+        .await;
+        let relay = start_relay_to(&up, &[]).await;
+        let mut c = Client::h1(relay.listen).await;
+        for i in 0..3 {
+            let r = c.get(&format!("/c{i}")).await;
+            assert_eq!(r.status, 200, "request {i}");
+            assert_eq!(r.text(), r#"{"closing":true}"#);
+            assert!(r.headers.get("connection").is_none());
+        }
+        assert_eq!(up.connections(), 3);
+        stop_relay(relay).await;
+    })
+    .await;
+}
