@@ -65,7 +65,7 @@ async fn bodies_status_and_headers_are_relayed_intact() {
         let r = c.get("/big").await;
         assert_eq!(r.status, 200);
         assert_eq!(r.body.len(), 1 << 20);
-        assert!(r.body[..] == pattern(1 << 20, 7)[..], "1 MiB body differs");
+        assert_same(&r.body, &pattern(1 << 20, 7), "1 MiB body");
 
         // 1 MiB POST with Content-Length, echoed back.
         let payload = pattern(1 << 20, 9);
@@ -130,7 +130,7 @@ async fn sse_stream_is_relayed_frame_by_frame() {
         assert_eq!(res.headers()["content-type"], "text/event-stream");
         let (frames, err) = read_frames(res.into_body()).await;
         assert!(err.is_none(), "stream failed: {err:?}");
-        assert_eq!(joined(&frames), concat(&sse_events(N)), "stream differs");
+        assert_same(&joined(&frames), &concat(&sse_events(N)), "relayed stream");
         assert!(
             frames.len() >= N / 2,
             "only {} frames: the body looks buffered, not streamed",
@@ -343,7 +343,7 @@ async fn h2c_client_to_http1_upstream() {
 
         let r = c.get("/stream").await;
         assert_eq!(r.status, 200);
-        assert_eq!(&r.body[..], &concat(&sse_events(5))[..]);
+        assert_same(&r.body, &concat(&sse_events(5)), "stream over h2");
 
         for seen in up.requests() {
             assert_eq!(seen.version, http::Version::HTTP_11);

@@ -58,7 +58,7 @@ async fn concurrent_streams(relay: &sse_edge::Running, n: usize) {
         tasks.push(tokio::spawn(async move {
             let r = fetch_once(addr, post("/v1/chat/completions", format!("{{\"n\":{i}}}"))).await;
             assert_eq!(r.status, 200, "stream {i}: {}", r.text());
-            assert_eq!(&r.body[..], &concat(&sse_events(5))[..], "stream {i}");
+            assert_same(&r.body, &concat(&sse_events(5)), &format!("stream {i}"));
         }));
     }
     for t in tasks {
@@ -148,7 +148,7 @@ async fn h2_stream_limit_opens_more_connections() {
                 tokio::spawn(async move {
                     let _ = tx.send(Ok("data: first\n\n".into())).await;
                     let _ = release.wait_for(|r| *r).await;
-                    let _ = tx.send(Ok("data: last\n\n".into())).await;
+                    let _ = tx.send(Ok("data: [DONE]\n\n".into())).await;
                 });
                 sse_response(body)
             }
@@ -174,7 +174,7 @@ async fn h2_stream_limit_opens_more_connections() {
             tasks.push(tokio::spawn(async move {
                 let r = fetch_once(addr, post("/v1/chat/completions", format!("{i}"))).await;
                 assert_eq!(r.status, 200);
-                assert_eq!(&r.body[..], b"data: first\n\ndata: last\n\n");
+                assert_same(&r.body, b"data: first\n\ndata: [DONE]\n\n", "held stream");
             }));
         }
         // All 12 streams are open at the upstream at once.

@@ -67,7 +67,7 @@ async fn alpn_selects_http2_or_http1() {
             start_relay_to(&sse, &["--tls-cert", &files.cert, "--tls-key", &files.key]).await;
         let (mut c, _) = Client::tls(relay2.listen, &[b"h2"]).await;
         let r = c.fetch(post("/v1/chat/completions", "{}")).await;
-        assert_eq!(&r.body[..], &concat(&sse_events(5))[..]);
+        assert_same(&r.body, &concat(&sse_events(5)), "stream over TLS h2");
 
         assert_eq!(up.request_count(), 2);
         stop_relay(relay).await;

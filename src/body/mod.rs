@@ -10,10 +10,13 @@
 //!   from the connection's timer wheel and an honest ending.
 
 mod heartbeat;
+mod json_wait;
 mod request;
 mod response;
 mod sse;
 
+pub use heartbeat::Heartbeat;
+pub use json_wait::JsonWaitBody;
 pub use request::RequestBody;
 pub use response::ResponseBody;
 pub use sse::{Pending, SseBody, SseSetup};

@@ -8,6 +8,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::error::{Error, Kind};
 use crate::telemetry::{Exchange, Outcome, UpstreamClass};
+use super::json_wait::JsonWaitBody;
 use super::sse::SseBody;
 use crate::upstream::Lease;
 
@@ -22,6 +23,7 @@ pub struct ResponseBody {
 enum Inner {
     Upstream { body: Incoming, lease: Lease },
     Sse(Box<SseBody>),
+    JsonWait(Box<JsonWaitBody>),
     Full(Option<Bytes>),
 }
 
@@ -46,6 +48,15 @@ impl ResponseBody {
         exchange.start_streaming();
         Self {
             inner: Inner::Sse(Box::new(body)),
+            exchange: Some(exchange),
+        }
+    }
+
+    /// A non-streaming answer kept alive with whitespace (`json_keepalive`).
+    pub fn json_wait(body: JsonWaitBody, mut exchange: Exchange) -> Self {
+        exchange.start_streaming();
+        Self {
+            inner: Inner::JsonWait(Box::new(body)),
             exchange: Some(exchange),
         }
     }
@@ -120,6 +131,10 @@ impl Body for ResponseBody {
                 Some(x) => sse.poll_frame(cx, x),
                 None => Poll::Ready(None),
             },
+            Inner::JsonWait(json) => match this.exchange.as_mut() {
+                Some(x) => json.poll_frame(cx, x),
+                None => Poll::Ready(None),
+            },
             Inner::Full(bytes) => {
                 let frame = bytes.take().map(|b| {
                     if let Some(x) = this.exchange.as_mut() {
@@ -137,6 +152,7 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::Upstream { body, .. } => body.is_end_stream(),
             Inner::Sse(sse) => sse.is_done(),
+            Inner::JsonWait(json) => json.is_done(),
             Inner::Full(bytes) => bytes.is_none(),
         }
     }
@@ -144,7 +160,7 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Upstream { body, .. } => body.size_hint(),
-            Inner::Sse(_) => SizeHint::default(),
+            Inner::Sse(_) | Inner::JsonWait(_) => SizeHint::default(),
             Inner::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }

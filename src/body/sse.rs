@@ -236,7 +236,7 @@ impl SseBody {
         }
         let status = *status;
         let msg = format!("upstream answered {status}: {}", upstream_message(buf));
-        let code = status.as_str().to_owned();
+        let code = format!("upstream_{}", status.as_u16());
         self.fail(x, Outcome::UpstreamStatus, status, &code, &msg);
         Poll::Ready(None)
     }

@@ -640,6 +640,11 @@ fn check_config_renders_sources_and_round_trips() {
     has("server_names = [\"Relay.Example\", \"b.example\"]");
     has("[[route]]  # from file");
     has("heartbeat = \"5s\"  # inherited from top-level heartbeat");
+    has("\nheartbeat = \"1m\"\n");
+    has("dialect = \"anthropic\"\n");
+    has("max_event_size = \"8MiB\"  # inherited from top-level max_event_size");
+    has("retry_backoff = \"500ms\"  # inherited from top-level retry_backoff");
+    has("# keepalive_frame is not set  # inherited from top-level keepalive_frame");
     // the rendering is itself a valid config file giving the same result
     let again = TempFile::new("again.toml", &rendered);
     let Ok(Invocation::CheckConfig {

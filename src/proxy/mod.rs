@@ -31,7 +31,7 @@ pub use headers::is_event_stream;
 pub use reply::code as error_code;
 pub use route::{Route, RouteTable};
 
-use crate::body::{Pending, ResponseBody, SseBody, SseSetup};
+use crate::body::{Heartbeat, JsonWaitBody, Pending, ResponseBody, SseBody, SseSetup};
 use crate::config::Config;
 use crate::dialect::Dialect;
 use crate::error::{Error, Kind};
@@ -121,6 +121,7 @@ impl Relay {
         let res = match self.forward(route, dialect, parts, body, &conn, &mut x).await {
             Ok(Forwarded::Answered(sent)) => self.respond(sent, route, dialect, &conn, x),
             Ok(Forwarded::Committed(pending)) => committed(pending, route, dialect, &conn, x),
+            Ok(Forwarded::JsonCommitted(pending)) => json_committed(pending, route, dialect, &conn, x),
             Err(e) => {
                 if let Some(class) = e.upstream_class() {
                     x.upstream_error(class);
@@ -200,17 +201,22 @@ impl Relay {
     ) -> Result<Forwarded, Error> {
         let head = request::head(route, parts, conn, self.settings.trust_forwarded)?;
         let out = request::prepare(head, body, self.settings.max_request_body).await?;
-        let streaming = out.streaming();
+        // How to answer if the upstream is slower than the heartbeat.
+        let commit: Option<fn(Pending) -> Forwarded> = if out.streaming() {
+            route.stream.early_commit.then_some(Forwarded::Committed)
+        } else {
+            route.stream.json_keepalive.then_some(Forwarded::JsonCommitted)
+        };
         let mut send = self.send(route, out);
-        if !streaming || !route.stream.early_commit {
+        let Some(commit) = commit else {
             return send.await.map(Forwarded::Answered);
-        }
+        };
         match tokio::time::timeout(route.stream.heartbeat, &mut send).await {
             Ok(res) => res.map(Forwarded::Answered),
             Err(_) => {
                 tracing::debug!(route = &*route.name, dialect = dialect.as_str(), "early commit");
                 x.set_committed();
-                Ok(Forwarded::Committed(send))
+                Ok(commit(send))
             }
         }
     }
@@ -265,6 +271,21 @@ enum Forwarded {
     Answered(Sent),
     /// Still waiting: commit `200 text/event-stream` now.
     Committed(Pending),
+    /// Still waiting on a non-streaming request with `json_keepalive`.
+    JsonCommitted(Pending),
+}
+
+/// `200 application/json` before the upstream answered (`json_keepalive`).
+fn json_committed(pending: Pending, route: &Route, dialect: Dialect, conn: &ConnInfo, mut x: Exchange) -> Response<ResponseBody> {
+    x.set_status(StatusCode::OK.as_u16());
+    let heartbeat = Heartbeat::new(conn.wheel.clone(), route.stream.heartbeat);
+    let body = ResponseBody::json_wait(JsonWaitBody::new(pending, heartbeat, dialect), x);
+    let mut res = Response::new(body);
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(&headers::X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
+    h.insert("sse-edge-early-commit", HeaderValue::from_static("1"));
+    res
 }
 
 /// `200 text/event-stream` before the upstream answered.

@@ -211,7 +211,7 @@ mod tests {
     fn frame_per_position() {
         let k = Keepalive::comment();
         let mut s = Scanner::new(1024);
-        let mut feed = |s: &mut Scanner, b: &'static [u8]| {
+        let feed = |s: &mut Scanner, b: &'static [u8]| {
             s.feed(Bytes::from_static(b), &mut |_| {}).map(|b| b.len()).ok()
         };
         assert_eq!(k.frame(&mut s).as_deref(), Some(COMMENT_FULL));

@@ -161,7 +161,7 @@ fn sse_events_are_zero_copy_slices_and_forwarding_is_the_chunk() {
 fn sse_event_completion_waits_for_the_byte_after_a_cr() {
     let mut s = Scanner::new(64);
     let mut seen: Vec<Vec<u8>> = vec![];
-    let mut feed = |s: &mut Scanner, b: &'static [u8], seen: &mut Vec<Vec<u8>>| {
+    let feed = |s: &mut Scanner, b: &'static [u8], seen: &mut Vec<Vec<u8>>| {
         let r = s.feed(Bytes::from_static(b), &mut |e| seen.push(e.segments().concat()));
         r.map(|b| b.len()).ok()
     };
@@ -189,16 +189,18 @@ fn sse_bom_prefix_is_held_then_released_or_dropped() {
             let mut s = Scanner::new(64);
             assert!(s.at_stream_start());
             let mut out = vec![];
-            let mut push = |b: Result<Bytes, _>| out.extend_from_slice(&b.ok().unwrap_or_default());
-            push(s.feed(Bytes::copy_from_slice(&BOM[..cut]), &mut |_| {}));
+            let push = |out: &mut Vec<u8>, b: Result<Bytes, _>| {
+                out.extend_from_slice(&b.ok().unwrap_or_default());
+            };
+            push(&mut out, s.feed(Bytes::copy_from_slice(&BOM[..cut]), &mut |_| {}));
             assert!(!s.at_stream_start());
             assert_eq!(s.position(), Position::EventBoundary);
             if inject {
                 let frame = ka.frame(&mut s).unwrap_or_default();
                 out.extend_from_slice(&frame);
             }
-            push(s.feed(Bytes::copy_from_slice(&BOM[cut..]), &mut |_| {}));
-            push(s.feed(Bytes::from_static(b"data: a\n\n"), &mut |_| {}));
+            push(&mut out, s.feed(Bytes::copy_from_slice(&BOM[cut..]), &mut |_| {}));
+            push(&mut out, s.feed(Bytes::from_static(b"data: a\n\n"), &mut |_| {}));
             let want: &[u8] = if inject {
                 b": keepalive\n\ndata: a\n\n"
             } else {

@@ -118,11 +118,35 @@ pub fn stream_frames(
     body
 }
 
-/// `n` SSE events `data: {"i":k,...}` (each one frame).
+/// `n` SSE events, one frame each, in the OpenAI chat-completions shape:
+/// `n - 1` chunks `data: {"i":k,...}` and a final `data: [DONE]`, so the
+/// stream is complete in every dialect's eyes.
 pub fn sse_events(n: usize) -> Vec<Bytes> {
     (0..n)
-        .map(|i| Bytes::from(format!("data: {{\"i\":{i},\"text\":\"token-{i} é✓\"}}\n\n")))
+        .map(|i| {
+            if i + 1 == n {
+                Bytes::from_static(b"data: [DONE]\n\n")
+            } else {
+                Bytes::from(format!(
+                    "data: {{\"i\":{i},\"choices\":[{{\"delta\":{{\"content\":\"token-{i} é✓\"}}}}]}}\n\n"
+                ))
+            }
+        })
         .collect()
+}
+
+/// Asserts two byte strings are equal, showing them as text when not.
+#[track_caller]
+pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    if got != want {
+        panic!(
+            "{what}: {} bytes differ from the expected {} bytes\n got: {:?}\nwant: {:?}",
+            got.len(),
+            want.len(),
+            String::from_utf8_lossy(&got[..got.len().min(4096)]),
+            String::from_utf8_lossy(&want[..want.len().min(4096)]),
+        );
+    }
 }
 
 pub fn concat(frames: &[Bytes]) -> Vec<u8> {

@@ -1,0 +1,367 @@
+//! The real binary: configuration errors, drain on SIGTERM, admin endpoints
+//! and the access log.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use http::Request;
+use support::*;
+use tokio::net::TcpStream;
+
+fn error_line<'a>(stderr: &'a str, needles: &[&str]) -> Option<&'a str> {
+    stderr
+        .lines()
+        .find(|l| needles.iter().all(|n| l.contains(n)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_config_values_are_refused_naming_the_key() {
+    within(async {
+        let up = "http://127.0.0.1:9";
+
+        let out = run_bin(&["--upstream", up, "--upstream-connect-timeout", "5x"], &[]).await;
+        assert!(!out.status.success());
+        assert!(
+            error_line(&out.stderr, &["upstream.connect_timeout", "5x"]).is_some(),
+            "stderr: {}",
+            out.stderr
+        );
+
+        let out = run_bin(&["--upstream", up], &[("SSE_EDGE_DRAIN_TIMEOUT", "abc")]).await;
+        assert!(!out.status.success());
+        assert!(
+            error_line(&out.stderr, &["drain_timeout", "abc", "SSE_EDGE_DRAIN_TIMEOUT"])
+                .is_some(),
+            "stderr: {}",
+            out.stderr
+        );
+
+        let dir = TempDir::new("badcfg");
+        let file = dir.write(
+            "bad.toml",
+            format!("heartbeat = \"fast\"\n\n[[route]]\nupstream = \"{up}\"\n").as_bytes(),
+        );
+        let file = file.to_str().unwrap();
+        let out = run_bin(&["--config", file], &[]).await;
+        assert!(!out.status.success());
+        assert!(
+            error_line(&out.stderr, &["heartbeat", "fast"]).is_some(),
+            "stderr: {}",
+            out.stderr
+        );
+        let out = run_bin(&["check-config", file], &[]).await;
+        assert!(!out.status.success(), "check-config accepts a bad file");
+        assert!(error_line(&out.stderr, &["heartbeat", "fast"]).is_some());
+
+        // Each refusal is a single line.
+        let out = run_bin(&["--upstream", up, "--upstream-connect-timeout", "5x"], &[]).await;
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_prints_the_effective_config() {
+    within(async {
+        let dir = TempDir::new("checkcfg");
+        let file = dir.write(
+            "good.toml",
+            b"drain_timeout = \"7s\"\n\n[upstream]\nconnect_timeout = \"750ms\"\n\n\
+              [[route]]\nname = \"openai\"\nprefix = \"/openai\"\nupstream = \"https://api.example.com/v1\"\n\
+              strip_prefix = true\n",
+        );
+        let out = run_bin(&["check-config", file.to_str().unwrap()], &[]).await;
+        assert!(out.status.success(), "stderr: {}", out.stderr);
+        let s = &out.stdout;
+        for needle in [
+            "[[route]]",
+            "\"/openai\"",
+            "https://api.example.com/v1",
+            "strip_prefix = true",
+            "\"750ms\"",
+            "\"7s\"",
+            "[upstream]",
+        ] {
+            assert!(s.contains(needle), "check-config output lacks {needle}:\n{s}");
+        }
+        // The output is valid TOML that check-config accepts again.
+        let again = dir.write("again.toml", strip_comments(s).as_bytes());
+        let out = run_bin(&["check-config", again.to_str().unwrap()], &[]).await;
+        assert!(out.status.success(), "re-check failed: {}", out.stderr);
+    })
+    .await;
+}
+
+/// Drops `# ...` comments (none of the values contain '#').
+fn strip_comments(s: &str) -> String {
+    s.lines()
+        .map(|l| l.split_once('#').map_or(l, |(a, _)| a).trim_end())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Streams `n` SSE events, `gap` apart, on every request.
+async fn slow_sse(n: usize, gap: Duration) -> Upstream {
+    Upstream::start(Mode::Http1, move |_| async move {
+        sse_response(stream_frames(sse_events(n), gap, None))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_inflight_streams_then_exits_0() {
+    within(async {
+        const N: usize = 10;
+        let up = slow_sse(N, Duration::from_millis(150)).await;
+        let url = up.url();
+        let mut relay = RelayProc::spawn(&["--upstream", &url, "--drain-timeout", "20s"]).await;
+
+        let mut c = Client::h1(relay.listen).await;
+        let res = c.send(post("/v1/chat/completions", "{}")).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let mut body = res.into_body();
+        // Wait for the stream to be under way.
+        let first = http_body_util::BodyExt::frame(&mut body)
+            .await
+            .unwrap()
+            .unwrap();
+        let reader = tokio::spawn(read_frames(body));
+
+        let term_at = Instant::now();
+        relay.sigterm();
+
+        // readyz turns 503 quickly.
+        let mut ready_status = 0;
+        while term_at.elapsed() < Duration::from_secs(2) {
+            match try_fetch(relay.admin, get("/readyz")).await {
+                Ok(r) => {
+                    ready_status = r.status.as_u16();
+                    if ready_status == 503 {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(ready_status, 503, "readyz during drain");
+        assert!(!reader.is_finished(), "the stream ended at SIGTERM");
+
+        // New connections are refused (or closed without an answer).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match TcpStream::connect(relay.listen).await {
+            Err(_) => {}
+            Ok(s) => {
+                let mut late = Client::over(s, false, relay.listen.to_string(), false).await;
+                let res = tokio::time::timeout(Duration::from_secs(3), late.send(get("/late")))
+                    .await
+                    .expect("a late connection must not hang");
+                assert!(res.is_err(), "a new connection was served during drain");
+            }
+        }
+
+        // The in-flight stream ends complete and byte-identical.
+        let (frames, err) = reader.await.unwrap();
+        assert!(err.is_none(), "stream cut during drain: {err:?}");
+        let mut all = first.into_data().unwrap().to_vec();
+        all.extend(joined(&frames));
+        assert_same(&all, &concat(&sse_events(N)), "stream during drain");
+
+        let status = relay.wait_exit(Duration::from_secs(10)).await;
+        assert!(status.success(), "exit status {status}; stderr: {}", relay.stderr());
+        assert!(
+            term_at.elapsed() < Duration::from_secs(8),
+            "drain took {:?}",
+            term_at.elapsed()
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_timeout_cuts_endless_streams() {
+    within(async {
+        let up = Upstream::start(Mode::Http1, |_| async {
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let ev = format!("data: {{\"tick\":{i}}}\n\n");
+                    if tx.send(Ok(ev.into())).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+            sse_response(body)
+        })
+        .await;
+        let url = up.url();
+        let mut relay =
+            RelayProc::spawn(&["--upstream", &url, "--drain-timeout", "500ms"]).await;
+
+        let mut c = Client::h1(relay.listen).await;
+        let res = c.send(post("/v1/chat/completions", "{}")).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let mut body = res.into_body();
+        http_body_util::BodyExt::frame(&mut body)
+            .await
+            .unwrap()
+            .unwrap();
+        let reader = tokio::spawn(read_frames(body));
+
+        let term_at = Instant::now();
+        relay.sigterm();
+        let status = relay.wait_exit(Duration::from_secs(10)).await;
+        let took = term_at.elapsed();
+        assert!(status.success(), "exit status {status}; stderr: {}", relay.stderr());
+        assert!(
+            took >= Duration::from_millis(400),
+            "exited after {took:?}, before the drain timeout"
+        );
+        assert!(took < Duration::from_secs(5), "exited after {took:?}");
+
+        let (frames, err) = tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .expect("client stream ends after the relay exits")
+            .unwrap();
+        assert!(
+            err.is_some(),
+            "an endless stream cut by the drain timeout must not look complete ({} frames)",
+            frames.len()
+        );
+        assert!(!frames.is_empty(), "frames kept flowing during the drain");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_and_access_log() {
+    within(async {
+        let up = Upstream::start(Mode::Http1, |req: Recorded| async move {
+            match req.target.as_str() {
+                "/v1/chat/completions" => {
+                    sse_response(stream_frames(sse_events(3), Duration::from_millis(10), None))
+                }
+                "/missing?x=1" => json_response(404, r#"{"error":"nope"}"#),
+                "/slow" => {
+                    sse_response(stream_frames(sse_events(4), Duration::from_millis(200), None))
+                }
+                _ => json_response(200, r#"{"data":[]}"#),
+            }
+        })
+        .await;
+        let url = up.url();
+        let mut relay = RelayProc::spawn(&["--upstream", &url]).await;
+
+        let h = admin_get(relay.admin, "/healthz").await;
+        assert_eq!(h.status, 200);
+        assert_eq!(admin_get(relay.admin, "/readyz").await.status, 200);
+        assert_eq!(admin_get(relay.admin, "/nope").await.status, 404);
+
+        let mut c = Client::h1(relay.listen).await;
+        let r = c.get("/v1/models").await;
+        assert_eq!(r.status, 200);
+        let r = c.fetch(post("/v1/chat/completions", "{}")).await;
+        assert_same(&r.body, &concat(&sse_events(3)), "chat stream");
+        let r = c.get("/missing?x=1").await;
+        assert_eq!(r.status, 404);
+
+        let m = metrics(relay.admin).await;
+        assert_eq!(
+            metric(
+                &m,
+                "sse_edge_requests_total",
+                &[("route", "default"), ("status", "200")]
+            ),
+            Some(2.0),
+            "{m}"
+        );
+        assert_eq!(
+            metric(
+                &m,
+                "sse_edge_requests_total",
+                &[("route", "default"), ("status", "404")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(metric(&m, "sse_edge_active_streams", &[]), Some(0.0));
+        let origin = [("origin", url.as_str())];
+        for name in [
+            "sse_edge_upstream_connections",
+            "sse_edge_upstream_idle_connections",
+            "sse_edge_upstream_h2_streams",
+            "sse_edge_upstream_connects_total",
+            "sse_edge_upstream_reuses_total",
+        ] {
+            assert!(metric(&m, name, &origin).is_some(), "{name} missing:\n{m}");
+        }
+        assert_eq!(metric(&m, "sse_edge_upstream_connections", &origin), Some(1.0));
+        assert_eq!(metric(&m, "sse_edge_upstream_reuses_total", &origin), Some(2.0));
+        assert!(m.contains("# TYPE sse_edge_active_streams gauge"));
+
+        // A stream in flight shows up in active_streams.
+        let res = c
+            .send(Request::post("/slow").body(full("{}")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let reader = tokio::spawn(read_frames(res.into_body()));
+        let m = metrics(relay.admin).await;
+        assert_eq!(metric(&m, "sse_edge_active_streams", &[]), Some(1.0), "{m}");
+        let (frames, err) = reader.await.unwrap();
+        assert!(err.is_none());
+        assert_same(&joined(&frames), &concat(&sse_events(4)), "slow stream");
+        let m = metrics(relay.admin).await;
+        assert_eq!(metric(&m, "sse_edge_active_streams", &[]), Some(0.0));
+
+        relay.sigterm();
+        let status = relay.wait_exit(Duration::from_secs(10)).await;
+        assert!(status.success());
+
+        let stdout = relay.stdout();
+        let lines: Vec<serde_json::Value> = stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+            .collect();
+        assert_eq!(lines.len(), 4, "one line per request:\n{stdout}");
+        for l in &lines {
+            for field in [
+                "ts",
+                "method",
+                "path",
+                "route",
+                "status",
+                "dialect",
+                "ttfb_ms",
+                "duration_ms",
+                "bytes_out",
+                "outcome",
+                "upstream_attempts",
+            ] {
+                assert!(l.get(field).is_some(), "field {field} missing in {l}");
+            }
+            assert_eq!(l["route"], "default");
+            assert_eq!(l["outcome"], "complete");
+            assert_eq!(l["upstream_attempts"], 1);
+            assert!(l["ts"].as_str().unwrap().ends_with('Z'));
+            assert!(l["duration_ms"].as_f64().unwrap() >= l["ttfb_ms"].as_f64().unwrap());
+        }
+        let models = &lines[0];
+        assert_eq!(models["method"], "GET");
+        assert_eq!(models["path"], "/v1/models");
+        assert_eq!(models["status"], 200);
+        assert_eq!(models["dialect"], "generic");
+        assert_eq!(models["bytes_out"], r#"{"data":[]}"#.len());
+        let chat = &lines[1];
+        assert_eq!(chat["method"], "POST");
+        assert_eq!(chat["path"], "/v1/chat/completions");
+        assert_eq!(chat["dialect"], "openai");
+        assert_eq!(chat["bytes_out"], concat(&sse_events(3)).len());
+        let missing = &lines[2];
+        assert_eq!(missing["status"], 404);
+        assert_eq!(missing["path"], "/missing");
+    })
+    .await;
+}
