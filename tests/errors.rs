@@ -116,6 +116,48 @@ async fn connect_timeout_is_504() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_a_failing_connect() {
+    within(async {
+        // A cold TLS origin (protocol auto) serializes its first connects
+        // so a burst can share one HTTP/2 connection; requests queued
+        // behind a connect that times out must not each wait out their own
+        // timeout in turn (8 x 300 ms).
+        let silent = SilentListener::start().await;
+        let url = format!("https://{}", silent.addr);
+        let relay = start_relay(&[
+            "--upstream",
+            &url,
+            "--upstream-connect-timeout",
+            "300ms",
+            "--upstream-ca-file",
+            ca_pem_path().to_str().unwrap(),
+            "--upstream-roots",
+            "none",
+        ])
+        .await;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let addr = relay.listen;
+            tasks.push(tokio::spawn(async move {
+                fetch_once(addr, post("/v1/chat/completions", "{}")).await
+            }));
+        }
+        for t in tasks {
+            let r = t.await.unwrap();
+            assert_openai_error(&r, 504, "upstream_connect_timeout");
+        }
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "8 queued requests took {took:?}: connect timeouts were served one after another"
+        );
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_byte_timeout_is_504() {
     within(async {
         let up = Upstream::start(Mode::Http1, |_| std::future::pending()).await;
@@ -151,7 +193,11 @@ async fn no_route_is_404() {
 
         let m = metrics(relay.admin).await;
         assert_eq!(
-            metric(&m, "sse_edge_requests_total", &[("route", "-"), ("status", "404")]),
+            metric(
+                &m,
+                "sse_edge_requests_total",
+                &[("route", "-"), ("status", "404")]
+            ),
             Some(2.0)
         );
         stop_relay(relay).await;
@@ -222,7 +268,10 @@ async fn oversized_bodies_are_413() {
 async fn collect_lossy(res: http::Response<hyper::body::Incoming>) -> (u16, String) {
     let status = res.status().as_u16();
     let (frames, _) = read_frames(res.into_body()).await;
-    (status, String::from_utf8_lossy(&joined(&frames)).into_owned())
+    (
+        status,
+        String::from_utf8_lossy(&joined(&frames)).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,7 +75,10 @@ async fn bodies_status_and_headers_are_relayed_intact() {
         let seen = up.requests().last().cloned().unwrap();
         assert_eq!(seen.method, "POST");
         assert!(seen.body_complete);
-        assert!(seen.body[..] == payload[..], "upstream got a different body");
+        assert!(
+            seen.body[..] == payload[..],
+            "upstream got a different body"
+        );
         assert_eq!(seen.header("content-length"), Some("1048576"));
 
         // Chunked upload (no Content-Length), several frames with pauses.
@@ -97,7 +100,10 @@ async fn bodies_status_and_headers_are_relayed_intact() {
         assert!(r.body[..] == expected[..], "chunked echo differs");
         let seen = up.requests().last().cloned().unwrap();
         assert_eq!(seen.target, "/echo?mode=chunked");
-        assert!(seen.body[..] == expected[..], "upstream got a different chunked body");
+        assert!(
+            seen.body[..] == expected[..],
+            "upstream got a different chunked body"
+        );
         assert!(seen.header("content-length").is_none());
 
         stop_relay(relay).await;
@@ -290,7 +296,10 @@ upstream = "{}"
 
         let r = c.get("/a/v1/chat?x=1&y=%20z").await;
         assert_eq!(r.text(), "A");
-        assert_eq!(a.requests().pop().unwrap().target, "/base/v1/chat?x=1&y=%20z");
+        assert_eq!(
+            a.requests().pop().unwrap().target,
+            "/base/v1/chat?x=1&y=%20z"
+        );
 
         let r = c.get("/ab/c?q=2").await;
         assert_eq!(r.text(), "B", "/ab must not match the /a route");
@@ -309,11 +318,19 @@ upstream = "{}"
 
         let m = metrics(relay.admin).await;
         assert_eq!(
-            metric(&m, "sse_edge_requests_total", &[("route", "a"), ("status", "200")]),
+            metric(
+                &m,
+                "sse_edge_requests_total",
+                &[("route", "a"), ("status", "200")]
+            ),
             Some(1.0)
         );
         assert_eq!(
-            metric(&m, "sse_edge_requests_total", &[("route", "rest"), ("status", "200")]),
+            metric(
+                &m,
+                "sse_edge_requests_total",
+                &[("route", "rest"), ("status", "200")]
+            ),
             Some(3.0)
         );
         stop_relay(relay).await;
@@ -326,7 +343,11 @@ async fn h2c_client_to_http1_upstream() {
     within(async {
         let up = Upstream::start(Mode::Http1, |req: Recorded| async move {
             if req.target.starts_with("/stream") {
-                sse_response(stream_frames(sse_events(5), Duration::from_millis(10), None))
+                sse_response(stream_frames(
+                    sse_events(5),
+                    Duration::from_millis(10),
+                    None,
+                ))
             } else {
                 response(200, &[("x-custom", "h2")], full(req.body.clone()))
             }
@@ -347,7 +368,10 @@ async fn h2c_client_to_http1_upstream() {
 
         for seen in up.requests() {
             assert_eq!(seen.version, http::Version::HTTP_11);
-            assert_eq!(seen.authority.as_deref(), Some(up.addr.to_string().as_str()));
+            assert_eq!(
+                seen.authority.as_deref(),
+                Some(up.addr.to_string().as_str())
+            );
         }
         assert_eq!(up.request_count(), 2);
         stop_relay(relay).await;

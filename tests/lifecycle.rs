@@ -31,8 +31,11 @@ async fn bad_config_values_are_refused_naming_the_key() {
         let out = run_bin(&["--upstream", up], &[("SSE_EDGE_DRAIN_TIMEOUT", "abc")]).await;
         assert!(!out.status.success());
         assert!(
-            error_line(&out.stderr, &["drain_timeout", "abc", "SSE_EDGE_DRAIN_TIMEOUT"])
-                .is_some(),
+            error_line(
+                &out.stderr,
+                &["drain_timeout", "abc", "SSE_EDGE_DRAIN_TIMEOUT"]
+            )
+            .is_some(),
             "stderr: {}",
             out.stderr
         );
@@ -169,7 +172,11 @@ async fn sigterm_drains_inflight_streams_then_exits_0() {
         assert_same(&all, &concat(&sse_events(N)), "stream during drain");
 
         let status = relay.wait_exit(Duration::from_secs(10)).await;
-        assert!(status.success(), "exit status {status}; stderr: {}", relay.stderr());
+        assert!(
+            status.success(),
+            "exit status {status}; stderr: {}",
+            relay.stderr()
+        );
         assert!(
             term_at.elapsed() < Duration::from_secs(8),
             "drain took {:?}",
@@ -197,8 +204,7 @@ async fn drain_timeout_cuts_endless_streams() {
         })
         .await;
         let url = up.url();
-        let mut relay =
-            RelayProc::spawn(&["--upstream", &url, "--drain-timeout", "500ms"]).await;
+        let mut relay = RelayProc::spawn(&["--upstream", &url, "--drain-timeout", "500ms"]).await;
 
         let mut c = Client::h1(relay.listen).await;
         let res = c.send(post("/v1/chat/completions", "{}")).await.unwrap();
@@ -214,7 +220,11 @@ async fn drain_timeout_cuts_endless_streams() {
         relay.sigterm();
         let status = relay.wait_exit(Duration::from_secs(10)).await;
         let took = term_at.elapsed();
-        assert!(status.success(), "exit status {status}; stderr: {}", relay.stderr());
+        assert!(
+            status.success(),
+            "exit status {status}; stderr: {}",
+            relay.stderr()
+        );
         assert!(
             took >= Duration::from_millis(400),
             "exited after {took:?}, before the drain timeout"
@@ -240,13 +250,17 @@ async fn admin_endpoints_and_access_log() {
     within(async {
         let up = Upstream::start(Mode::Http1, |req: Recorded| async move {
             match req.target.as_str() {
-                "/v1/chat/completions" => {
-                    sse_response(stream_frames(sse_events(3), Duration::from_millis(10), None))
-                }
+                "/v1/chat/completions" => sse_response(stream_frames(
+                    sse_events(3),
+                    Duration::from_millis(10),
+                    None,
+                )),
                 "/missing?x=1" => json_response(404, r#"{"error":"nope"}"#),
-                "/slow" => {
-                    sse_response(stream_frames(sse_events(4), Duration::from_millis(200), None))
-                }
+                "/slow" => sse_response(stream_frames(
+                    sse_events(4),
+                    Duration::from_millis(200),
+                    None,
+                )),
                 _ => json_response(200, r#"{"data":[]}"#),
             }
         })
@@ -296,8 +310,14 @@ async fn admin_endpoints_and_access_log() {
         ] {
             assert!(metric(&m, name, &origin).is_some(), "{name} missing:\n{m}");
         }
-        assert_eq!(metric(&m, "sse_edge_upstream_connections", &origin), Some(1.0));
-        assert_eq!(metric(&m, "sse_edge_upstream_reuses_total", &origin), Some(2.0));
+        assert_eq!(
+            metric(&m, "sse_edge_upstream_connections", &origin),
+            Some(1.0)
+        );
+        assert_eq!(
+            metric(&m, "sse_edge_upstream_reuses_total", &origin),
+            Some(2.0)
+        );
         assert!(m.contains("# TYPE sse_edge_active_streams gauge"));
 
         // A stream in flight shows up in active_streams.

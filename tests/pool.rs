@@ -33,12 +33,19 @@ async fn sequential_http1_requests_share_one_connection() {
             assert_eq!(r.status, 200);
             assert_eq!(r.text(), format!(r#"{{"seq":"/n{i}"}}"#));
         }
-        assert_eq!(up.connections(), 1, "10 sequential requests, one connection");
+        assert_eq!(
+            up.connections(),
+            1,
+            "10 sequential requests, one connection"
+        );
         assert!(up.requests().iter().all(|r| r.conn == 1));
 
         let m = metrics(relay.admin).await;
         assert_eq!(pool_metric(&m, "sse_edge_upstream_reuses_total", &up), 9.0);
-        assert_eq!(pool_metric(&m, "sse_edge_upstream_connects_total", &up), 1.0);
+        assert_eq!(
+            pool_metric(&m, "sse_edge_upstream_connects_total", &up),
+            1.0
+        );
         assert_eq!(pool_metric(&m, "sse_edge_upstream_connections", &up), 1.0);
         assert_eq!(
             pool_metric(&m, "sse_edge_upstream_idle_connections", &up),
@@ -68,7 +75,11 @@ async fn concurrent_streams(relay: &sse_edge::Running, n: usize) {
 
 async fn streaming_upstream(opts: impl Into<Options>) -> Upstream {
     Upstream::start(opts, |_| async {
-        sse_response(stream_frames(sse_events(5), Duration::from_millis(30), None))
+        sse_response(stream_frames(
+            sse_events(5),
+            Duration::from_millis(30),
+            None,
+        ))
     })
     .await
 }
@@ -88,10 +99,17 @@ async fn h2c_upstream_multiplexes_concurrent_streams() {
         concurrent_streams(&relay, 20).await;
         assert_eq!(up.request_count(), 20);
         assert!(up.requests().iter().all(|r| r.version == Version::HTTP_2));
-        assert_eq!(up.connections(), 1, "20 concurrent h2 streams, one connection");
+        assert_eq!(
+            up.connections(),
+            1,
+            "20 concurrent h2 streams, one connection"
+        );
 
         let m = metrics(relay.admin).await;
-        assert_eq!(pool_metric(&m, "sse_edge_upstream_connects_total", &up), 1.0);
+        assert_eq!(
+            pool_metric(&m, "sse_edge_upstream_connects_total", &up),
+            1.0
+        );
         assert_eq!(pool_metric(&m, "sse_edge_upstream_h2_streams", &up), 0.0);
         stop_relay(relay).await;
     })
@@ -111,7 +129,11 @@ async fn tls_alpn_h2_upstream_multiplexes_concurrent_streams() {
         concurrent_streams(&relay, 20).await;
         assert_eq!(up.request_count(), 21);
         assert!(up.requests().iter().all(|r| r.version == Version::HTTP_2));
-        assert_eq!(up.connections(), 1, "21 h2 streams over TLS, one connection");
+        assert_eq!(
+            up.connections(),
+            1,
+            "21 h2 streams over TLS, one connection"
+        );
         stop_relay(relay).await;
     })
     .await;
@@ -180,7 +202,10 @@ async fn h2_stream_limit_opens_more_connections() {
         // All 12 streams are open at the upstream at once.
         up.wait_requests(N).await;
         let m = metrics(relay.admin).await;
-        assert_eq!(pool_metric(&m, "sse_edge_upstream_h2_streams", &up), N as f64);
+        assert_eq!(
+            pool_metric(&m, "sse_edge_upstream_h2_streams", &up),
+            N as f64
+        );
         assert!(
             up.connections() >= 3,
             "12 held streams with 5 per connection need >= 3 connections, saw {}",
@@ -258,7 +283,10 @@ async fn connection_close_from_upstream_is_honoured() {
         let up = Upstream::start(Mode::Http1, |_| async {
             response(
                 200,
-                &[("connection", "close"), ("content-type", "application/json")],
+                &[
+                    ("connection", "close"),
+                    ("content-type", "application/json"),
+                ],
                 full(r#"{"closing":true}"#),
             )
         })

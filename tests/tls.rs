@@ -42,7 +42,8 @@ async fn alpn_selects_http2_or_http1() {
         })
         .await;
         let files = TlsFiles::new(&test_ca().leaf("relay.test"));
-        let relay = start_relay_to(&up, &["--tls-cert", &files.cert, "--tls-key", &files.key]).await;
+        let relay =
+            start_relay_to(&up, &["--tls-cert", &files.cert, "--tls-key", &files.key]).await;
 
         let (mut c, info) = Client::tls(relay.listen, &[b"h2", b"http/1.1"]).await;
         assert_eq!(info.alpn.as_deref(), Some(&b"h2"[..]));
@@ -60,7 +61,11 @@ async fn alpn_selects_http2_or_http1() {
 
         // Streaming over TLS + h2.
         let sse = Upstream::start(Mode::Http1, |_| async {
-            sse_response(stream_frames(sse_events(5), Duration::from_millis(10), None))
+            sse_response(stream_frames(
+                sse_events(5),
+                Duration::from_millis(10),
+                None,
+            ))
         })
         .await;
         let relay2 =
@@ -111,7 +116,11 @@ async fn certificate_reload_keeps_live_connections() {
                 break;
             }
         }
-        assert_eq!(presented, b.cert_der.to_vec(), "cert B in service within ~4s");
+        assert_eq!(
+            presented,
+            b.cert_der.to_vec(),
+            "cert B in service within ~4s"
+        );
         // The old connection keeps working with its session.
         assert_eq!(old.get("/after").await.status, 200);
 
@@ -121,9 +130,10 @@ async fn certificate_reload_keeps_live_connections() {
             metric_or_zero(&m, "sse_edge_cert_reloads_total", &[("result", "error")]);
 
         // A broken replacement is refused; cert B stays in service.
-        files
-            .dir
-            .write("tls.key", b"-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n");
+        files.dir.write(
+            "tls.key",
+            b"-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n",
+        );
         let mut errors = errors_before;
         for _ in 0..40 {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -138,7 +148,11 @@ async fn certificate_reload_keeps_live_connections() {
             "a garbage key must count as a failed reload"
         );
         let (mut c, info) = Client::tls(relay.listen, &[b"http/1.1"]).await;
-        assert_eq!(info.peer_cert, b.cert_der.to_vec(), "cert B still in service");
+        assert_eq!(
+            info.peer_cert,
+            b.cert_der.to_vec(),
+            "cert B still in service"
+        );
         assert_eq!(c.get("/still").await.status, 200);
         assert_eq!(old.get("/old-still").await.status, 200);
         stop_relay(relay).await;

@@ -14,6 +14,7 @@
 //! bytes needed to reach an event boundary. Upstream bytes are forwarded
 //! as the slices the scanner returns, never copied.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use hyper::body::{Body, Frame, Incoming};
 use super::heartbeat::Heartbeat;
 use crate::config::StreamConfig;
 use crate::dialect::errors::{self, ErrorInfo};
-use crate::dialect::stream::{COMMENT_LINE, Ending, ending, keepalive_frame};
+use crate::dialect::stream::{Ending, ending, keepalive};
 use crate::dialect::Dialect;
 use crate::error::{Error, Kind};
 use crate::sse::{Keepalive, Position, Scanner};
@@ -64,7 +65,8 @@ pub struct SseBody {
     dialect: Dialect,
     max_event: usize,
     ended: bool,
-    queued: Option<Bytes>,
+    /// Frames to write before anything else, in order.
+    queued: VecDeque<Bytes>,
 }
 
 impl SseBody {
@@ -84,23 +86,23 @@ impl SseBody {
         Self {
             phase,
             scanner: Scanner::new(max_event),
-            keepalive: Keepalive::new(keepalive_frame(s.dialect), Bytes::from_static(COMMENT_LINE)),
+            keepalive: keepalive(s.dialect),
             template,
             heartbeat: Heartbeat::new(s.wheel, s.stream.heartbeat),
             dialect: s.dialect,
             max_event,
             ended: false,
-            queued: None,
+            queued: VecDeque::new(),
         }
     }
 
     pub fn is_done(&self) -> bool {
-        matches!(self.phase, Phase::Done) && self.queued.is_none()
+        matches!(self.phase, Phase::Done) && self.queued.is_empty()
     }
 
     pub fn poll_frame(&mut self, cx: &mut Context<'_>, x: &mut Exchange) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         loop {
-            if let Some(b) = self.queued.take() {
+            if let Some(b) = self.queued.pop_front() {
                 x.add_bytes(b.len());
                 return Poll::Ready(Some(Ok(Frame::data(b))));
             }
@@ -138,17 +140,8 @@ impl SseBody {
                 };
                 let dialect = self.dialect;
                 let mut end = Ending::None;
-                let fed = self.scanner.feed(data, &mut |ev| {
-                    if end == Ending::None {
-                        end = ending(dialect, ev);
-                    }
-                });
-                match end {
-                    Ending::Complete => x.finish(Outcome::Complete),
-                    Ending::Error => x.finish(Outcome::UpstreamErrorEvent),
-                    Ending::None => {}
-                }
-                self.ended |= end != Ending::None;
+                let fed = self.scanner.feed(data, &mut |ev| note_ending(&mut end, dialect, ev));
+                self.record_ending(end, x);
                 match fed {
                     Ok(out) if out.is_empty() => Poll::Ready(None),
                     Ok(out) => {
@@ -165,6 +158,13 @@ impl SseBody {
             }
             None => {
                 lease.release();
+                let dialect = self.dialect;
+                let mut end = Ending::None;
+                let held = self.scanner.finish(&mut |ev| note_ending(&mut end, dialect, ev));
+                self.record_ending(end, x);
+                if !held.is_empty() {
+                    self.queued.push_back(held);
+                }
                 if self.ended || self.dialect == Dialect::Generic {
                     x.finish(Outcome::Complete);
                     self.phase = Phase::Done;
@@ -186,6 +186,15 @@ impl SseBody {
                 Poll::Ready(None)
             }
         }
+    }
+
+    fn record_ending(&mut self, end: Ending, x: &mut Exchange) {
+        match end {
+            Ending::Complete => x.finish(Outcome::Complete),
+            Ending::Error => x.finish(Outcome::UpstreamErrorEvent),
+            Ending::None => return,
+        }
+        self.ended = true;
     }
 
     /// The upstream's answer to an early-committed request.
@@ -254,7 +263,7 @@ impl SseBody {
         let mut out = BytesMut::with_capacity(boundary.len() + event.len());
         out.extend_from_slice(boundary);
         out.extend_from_slice(&event);
-        self.queued = Some(out.freeze());
+        self.queued.push_back(out.freeze());
         self.phase = Phase::Done;
     }
 
@@ -264,14 +273,13 @@ impl SseBody {
         loop {
             ready!(self.heartbeat.poll_due(cx));
             self.heartbeat.rearm();
-            let frame = match &self.template {
-                Some(t) => Keepalive::new(render(t), Bytes::from_static(COMMENT_LINE))
-                    .frame(&mut self.scanner),
+            let frame = match self.template.as_deref().and_then(rendered) {
+                Some(k) => k.frame(&mut self.scanner),
                 None => self.keepalive.frame(&mut self.scanner),
             };
             if let Some(frame) = frame {
                 x.heartbeat();
-                self.queued = Some(frame);
+                self.queued.push_back(frame);
                 return Poll::Ready(());
             }
             // Inside a line: nothing is safe until the upstream finishes it.
@@ -279,12 +287,22 @@ impl SseBody {
     }
 }
 
+/// Keeps the first ending among a chunk's events.
+fn note_ending(end: &mut Ending, dialect: Dialect, ev: &crate::sse::Event) {
+    if *end == Ending::None {
+        *end = ending(dialect, ev);
+    }
+}
+
 /// Renders a keepalive template (`{now_ms}` -> Unix time in milliseconds).
-fn render(template: &str) -> Bytes {
+/// The configuration validated the template with digits in place of
+/// `{now_ms}`, so this cannot fail; if it did, the dialect's frame is used.
+fn rendered(template: &str) -> Option<Keepalive> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    Bytes::from(template.replace("{now_ms}", &now.to_string()))
+    let full = Bytes::from(template.replace("{now_ms}", &now.to_string()));
+    Keepalive::try_new(full, Bytes::from_static(crate::sse::COMMENT_LINE)).ok()
 }
 
 /// The message of an upstream error body: `error.message`, `message`, or

@@ -10,21 +10,16 @@
 //! Each event is first tested with a substring search over its raw bytes;
 //! only the rare candidates are parsed.
 
-use bytes::Bytes;
-
 use super::Dialect;
-use crate::sse::Event;
+use crate::sse::{Event, Keepalive};
 
-/// Comment line injected mid-event (safe at any line start).
-pub const COMMENT_LINE: &[u8] = b": keepalive\n";
-const COMMENT_FRAME: &[u8] = b": keepalive\n\n";
-const ANTHROPIC_PING: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
-
-/// The keepalive frame used at event boundaries.
-pub fn keepalive_frame(dialect: Dialect) -> Bytes {
+/// The dialect's keepalive frames: Anthropic's own `ping` event at event
+/// boundaries, a comment plus blank line for the others; a bare comment
+/// line inside events for all.
+pub fn keepalive(dialect: Dialect) -> Keepalive {
     match dialect {
-        Dialect::Anthropic => Bytes::from_static(ANTHROPIC_PING),
-        _ => Bytes::from_static(COMMENT_FRAME),
+        Dialect::Anthropic => Keepalive::anthropic_ping(),
+        _ => Keepalive::comment(),
     }
 }
 

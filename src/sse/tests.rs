@@ -168,7 +168,7 @@ fn sse_event_completion_waits_for_the_byte_after_a_cr() {
     assert_eq!(feed(&mut s, b"data: a\r\r", &mut seen), Some(9));
     assert!(seen.is_empty(), "the blank line's CR may still take an LF");
     assert_eq!(s.position(), Position::AfterCr);
-    assert_eq!(feed(&mut s, b"\ndata: b\r\r", &mut seen), Some(11));
+    assert_eq!(feed(&mut s, b"\ndata: b\r\r", &mut seen), Some(10));
     assert_eq!(seen, [b"data: a\r\r\n"]);
     assert_eq!(feed(&mut s, b"x", &mut seen), Some(1));
     assert_eq!(seen.len(), 2);
@@ -249,11 +249,12 @@ fn sse_overflow_is_reported_once_and_the_event_skipped() {
 
 #[test]
 fn sse_overflow_error_carries_the_forward_bytes() {
-    let mut s = Scanner::new(8);
-    let r = s.feed(Bytes::from_static(b"data: 0123"), &mut |_| {});
+    let mut s = Scanner::new(12);
+    let r = s.feed(Bytes::from_static(b"data: 0123456789"), &mut |_| {});
     let err = r.err();
-    assert_eq!(err.as_ref().map(|o| (o.limit, &o.forward[..])), Some((8, &b"data: 0123"[..])));
-    assert!(err.is_some_and(|o| o.to_string().contains("8 bytes")));
+    let want = Some((12, &b"data: 0123456789"[..]));
+    assert_eq!(err.as_ref().map(|o| (o.limit, &o.forward[..])), want);
+    assert!(err.is_some_and(|o| o.to_string().contains("12 bytes")));
     // The rest of the event is skipped without another error; position
     // tracking goes on.
     let r = s.feed(Bytes::from_static(b"45\r"), &mut |_| panic!("skipped event"));

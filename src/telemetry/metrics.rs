@@ -199,6 +199,20 @@ impl Metrics {
         }
         header(
             out,
+            "sse_edge_heartbeats_total",
+            "counter",
+            "Keepalive frames injected, by route.",
+        );
+        for r in &self.routes {
+            let _ = writeln!(
+                out,
+                "sse_edge_heartbeats_total{{route=\"{}\"}} {}",
+                label(&r.name),
+                load(&r.heartbeats)
+            );
+        }
+        header(
+            out,
             "sse_edge_upstream_errors_total",
             "counter",
             "Upstream failures, by route and class.",

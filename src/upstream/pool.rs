@@ -147,6 +147,13 @@ struct State {
     /// The origin answered with HTTP/2 before: serialize new connects so a
     /// burst shares one connection instead of opening one each.
     speaks_h2: bool,
+    /// The origin answered with HTTP/1.1 over TLS (protocol `auto`): no
+    /// need to serialize connects any more.
+    speaks_h1: bool,
+    /// The last serialized connect that failed: when, why. Requests that
+    /// were queued behind it share its fate instead of each waiting out
+    /// their own connect timeout in turn.
+    failed_connect: Option<(Instant, Kind, Option<String>)>,
 }
 
 /// One upstream origin and its connections.
@@ -322,28 +329,64 @@ impl Origin {
         None
     }
 
+    /// Whether a new connection may turn out to be HTTP/2, so connects are
+    /// serialized and a burst shares one connection. On TLS with protocol
+    /// `auto` ALPN decides, so the first connects are serialized too until
+    /// an answer shows which protocol the origin picks.
+    fn may_speak_h2(&self) -> bool {
+        let state = lock(&self.state);
+        match self.key.protocol {
+            UpstreamProtocol::Http2 => true,
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::Auto => state.speaks_h2 || (self.key.tls && !state.speaks_h1),
+        }
+    }
+
     async fn connect_new(self: &Arc<Self>) -> Result<Checked, Error> {
-        let speaks_h2 = self.key.protocol == UpstreamProtocol::Http2 || lock(&self.state).speaks_h2;
-        let _serial = if speaks_h2 {
+        let serial = if self.may_speak_h2() {
+            let queued = Instant::now();
             let guard = self.h2_connect.lock().await;
-            if let Some(h2) = self.take_h2_stream(&mut lock(&self.state)) {
+            let mut state = lock(&self.state);
+            if let Some(h2) = self.take_h2_stream(&mut state) {
                 return Ok(h2);
             }
-            Some(guard)
+            let failed_meanwhile = state.failed_connect.as_ref().filter(|f| f.0 >= queued);
+            if let Some((_, kind, cause)) = failed_meanwhile {
+                return Err(match cause {
+                    Some(c) => Error::with_cause(*kind, c.clone()),
+                    None => Error::new(*kind),
+                });
+            }
+            drop(state);
+            // The connect we waited for may have shown an HTTP/1.1 origin.
+            self.may_speak_h2().then_some(guard)
         } else {
             None
         };
         let stats = self.stats.clone();
-        let fresh = self
+        let connected = self
             .connector
             .connect(&self.key, move || {
                 stats.open.fetch_sub(1, Ordering::Relaxed);
             })
-            .await?;
+            .await;
+        let fresh = match connected {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                if serial.is_some() {
+                    let cause = std::error::Error::source(&e).map(ToString::to_string);
+                    lock(&self.state).failed_connect = Some((Instant::now(), e.kind(), cause));
+                }
+                return Err(e);
+            }
+        };
         self.stats.open.fetch_add(1, Ordering::Relaxed);
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         match fresh {
-            Fresh::H1(tx) => Ok(Checked::H1(tx)),
+            Fresh::H1(tx) => {
+                lock(&self.state).speaks_h1 = true;
+                Ok(Checked::H1(tx))
+            }
             Fresh::H2(tx, peer_limit) => {
                 let mut state = lock(&self.state);
                 state.speaks_h2 = true;

@@ -60,7 +60,9 @@ pub async fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> b
 // ---------------------------------------------------------------- bodies
 
 pub fn full(b: impl Into<Bytes>) -> TestBody {
-    Full::new(b.into()).map_err(|e: Infallible| match e {}).boxed()
+    Full::new(b.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed()
 }
 
 pub fn empty() -> TestBody {
@@ -320,10 +322,8 @@ impl TempDir {
     pub fn new(name: &str) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "sse-edge-test-{}-{n}-{name}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("sse-edge-test-{}-{n}-{name}", std::process::id()));
         std::fs::create_dir_all(&path).unwrap();
         Self { path }
     }
@@ -380,9 +380,8 @@ impl Recorded {
     }
 }
 
-type Handler = Arc<
-    dyn Fn(Recorded) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>> + Send + Sync,
->;
+type Handler =
+    Arc<dyn Fn(Recorded) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>> + Send + Sync>;
 
 /// Mock upstream options.
 #[derive(Debug, Clone, Copy)]
@@ -516,9 +515,11 @@ impl Upstream {
     }
 
     pub async fn wait_requests(&self, n: usize) {
-        eventually(Duration::from_secs(10), &format!("{n} upstream requests"), || {
-            self.request_count() >= n
-        })
+        eventually(
+            Duration::from_secs(10),
+            &format!("{n} upstream requests"),
+            || self.request_count() >= n,
+        )
         .await;
     }
 }
@@ -600,17 +601,13 @@ async fn record(req: Request<Incoming>, conn: usize) -> Recorded {
             }
         }
     }
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        });
+    let authority = parts.uri.authority().map(|a| a.to_string()).or_else(|| {
+        parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+    });
     Recorded {
         method: parts.method,
         target: parts
@@ -1270,8 +1267,10 @@ pub async fn try_fetch(addr: SocketAddr, req: Request<TestBody>) -> Result<Resp,
         let _ = conn.await;
     });
     let mut req = req;
-    req.headers_mut()
-        .insert(header::HOST, HeaderValue::from_str(&addr.to_string()).unwrap());
+    req.headers_mut().insert(
+        header::HOST,
+        HeaderValue::from_str(&addr.to_string()).unwrap(),
+    );
     let res = tx
         .send_request(req)
         .await
