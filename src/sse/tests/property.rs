@@ -122,7 +122,7 @@ fn plan_run(input: &[u8], cuts: &[usize], mut plan: usize, actions: usize) -> In
 fn sse_inject_exhaustive_all_plans() {
     // Up to 3 tokens: every boundary nothing, split, inject once or twice;
     // 4 tokens: nothing, split or inject once.
-    for (len, actions) in [(0, 4), (1, 4), (2, 4), (3, 4), (4, 3)] {
+    for (len, actions) in [(0, 4usize), (1, 4), (2, 4), (3, 4), (4, 3)] {
         each_sequence(len, &mut |input, cuts| {
             for plan in 0..actions.pow(cuts.len() as u32) {
                 let run = plan_run(input, cuts, plan, actions);
