@@ -121,7 +121,7 @@ async fn concurrent_requests_share_a_failing_connect() {
         // A cold TLS origin (protocol auto) serializes its first connects
         // so a burst can share one HTTP/2 connection; requests queued
         // behind a connect that times out must not each wait out their own
-        // timeout in turn (8 x 300 ms).
+        // timeout in turn (10 x 300 ms).
         let silent = SilentListener::start().await;
         let url = format!("https://{}", silent.addr);
         let relay = start_relay(&[
@@ -137,7 +137,7 @@ async fn concurrent_requests_share_a_failing_connect() {
         .await;
         let start = Instant::now();
         let mut tasks = Vec::new();
-        for _ in 0..8 {
+        for _ in 0..10 {
             let addr = relay.listen;
             tasks.push(tokio::spawn(async move {
                 fetch_once(addr, post("/v1/chat/completions", "{}")).await
@@ -149,8 +149,8 @@ async fn concurrent_requests_share_a_failing_connect() {
         }
         let took = start.elapsed();
         assert!(
-            took < Duration::from_millis(1500),
-            "8 queued requests took {took:?}: connect timeouts were served one after another"
+            took < Duration::from_secs(2),
+            "10 queued requests took {took:?}: connect timeouts were served one after another"
         );
         stop_relay(relay).await;
     })

@@ -258,7 +258,7 @@ async fn admin_endpoints_and_access_log() {
                 "/missing?x=1" => json_response(404, r#"{"error":"nope"}"#),
                 "/slow" => sse_response(stream_frames(
                     sse_events(4),
-                    Duration::from_millis(200),
+                    Duration::from_millis(300),
                     None,
                 )),
                 _ => json_response(200, r#"{"data":[]}"#),

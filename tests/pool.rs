@@ -255,29 +255,6 @@ async fn stale_pooled_connection_is_not_reused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_connection_right_after_response_is_retried_or_replaced() {
-    within(async {
-        // Closes right after each response, and the next request follows at
-        // once: the relay either notices the close or retries the request
-        // that was never written.
-        let up = Upstream::ok(Options {
-            mode: Mode::Http1,
-            close_after_first: true,
-        })
-        .await;
-        let relay = start_relay_to(&up, &[]).await;
-        let mut c = Client::h1(relay.listen).await;
-        for i in 0..5 {
-            let r = c.get(&format!("/quick{i}")).await;
-            assert_eq!(r.status, 200, "request {i}: {}", r.text());
-        }
-        assert_eq!(up.request_count(), 5);
-        stop_relay(relay).await;
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_close_from_upstream_is_honoured() {
     within(async {
         let up = Upstream::start(Mode::Http1, |_| async {

@@ -1,0 +1,80 @@
+"""Drives the official OpenAI and Anthropic Python SDKs against sse-edge.
+
+Usage: sdk_check.py SCENARIO BASE_URL
+
+Prints one JSON line describing what the SDK produced (text, events, usage)
+or which exception it raised. tests/sdk_interop.rs runs it and checks the
+line; nothing here asserts on its own, so the Rust test owns the verdict.
+"""
+
+import json
+import sys
+
+import anthropic
+import openai
+
+
+def openai_client(base):
+    return openai.OpenAI(base_url=base + "/v1", api_key="test", timeout=30, max_retries=0)
+
+
+def anthropic_client(base):
+    return anthropic.Anthropic(base_url=base, api_key="test", timeout=30, max_retries=0)
+
+
+def openai_chat(base):
+    stream = openai_client(base).chat.completions.create(
+        model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    text, chunks, finish = "", 0, None
+    for chunk in stream:
+        chunks += 1
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+    return {"text": text, "chunks": chunks, "finish": finish}
+
+
+def openai_responses(base):
+    stream = openai_client(base).responses.create(model="gpt-test", input="hi", stream=True)
+    text, types = "", []
+    for event in stream:
+        types.append(event.type)
+        if event.type == "response.output_text.delta":
+            text += event.delta
+    return {"text": text, "types": types}
+
+
+def anthropic_messages(base):
+    client = anthropic_client(base)
+    with client.messages.stream(
+        model="claude-test", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    return {
+        "text": text,
+        "stop_reason": final.stop_reason,
+        "input_tokens": final.usage.input_tokens,
+        "output_tokens": final.usage.output_tokens,
+    }
+
+
+SCENARIOS = {
+    "openai_chat": openai_chat,
+    "openai_responses": openai_responses,
+    "anthropic_messages": anthropic_messages,
+}
+
+
+def main():
+    scenario, base = sys.argv[1], sys.argv[2]
+    try:
+        result = {"ok": SCENARIOS[scenario](base)}
+    except (openai.APIError, anthropic.APIError) as e:
+        result = {"raised": type(e).__name__, "message": str(e)}
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+//! The official OpenAI and Anthropic Python SDKs read sse-edge's output as
+//! they read the APIs': through an early commit with keepalives, silences
+//! mid-stream, and error events when the upstream fails.
+//!
+//! Needs `python3` with the SDKs of `tests/interop/requirements.txt`
+//! (`.ci/run` installs them). Without them these tests fail, naming the
+//! missing piece: a skipped interop check would hide breakage.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use support::*;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/sdk_check.py");
+
+/// Runs one scenario against the relay and returns the JSON it printed.
+async fn sdk(scenario: &str, relay: &sse_edge::Running) -> serde_json::Value {
+    let base = format!("http://{}", relay.listen);
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("python3")
+            .args([SCRIPT, scenario, &base])
+            .output(),
+    )
+    .await
+    .expect("SDK script finished in time")
+    .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "sdk_check.py {scenario} failed (are the SDKs installed? \
+         python3 -m pip install -r tests/interop/requirements.txt):\n{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("bad output ({e}): {stdout}\n{stderr}"))
+}
+
+/// Frames sent after `head_delay`, with a pause of `pause` before frame
+/// `pause_at`. Items are `Err` to cut the stream there.
+fn scripted(
+    frames: Vec<&'static str>,
+    head_delay: Duration,
+    pause_at: usize,
+    pause: Duration,
+) -> impl std::future::Future<Output = Upstream> {
+    let frames: Vec<Bytes> = frames
+        .into_iter()
+        .map(|f| Bytes::from_static(f.as_bytes()))
+        .collect();
+    let handler = move |_| {
+        let frames = frames.clone();
+        async move {
+            tokio::time::sleep(head_delay).await;
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                for (i, f) in frames.into_iter().enumerate() {
+                    if i == pause_at {
+                        tokio::time::sleep(pause).await;
+                    }
+                    let item = if f.is_empty() {
+                        Err(std::io::Error::other("cut"))
+                    } else {
+                        Ok(f)
+                    };
+                    if tx.send(item).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            sse_response(body)
+        }
+    };
+    Upstream::start(Mode::Http1, handler)
+}
+
+const CHAT: &[&str] = &[
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-test\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-test\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-test\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" world\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-test\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+    "data: [DONE]\n\n",
+];
+
+const RESPONSES: &[&str] = &[
+    "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"created_at\":1700000000,\"status\":\"in_progress\",\"model\":\"gpt-test\",\"output\":[],\"parallel_tool_calls\":true,\"tool_choice\":\"auto\",\"tools\":[]}}\n\n",
+    "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hello\",\"logprobs\":[]}\n\n",
+    "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":2,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\" world\",\"logprobs\":[]}\n\n",
+    "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":3,\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"created_at\":1700000000,\"status\":\"completed\",\"model\":\"gpt-test\",\"output\":[],\"parallel_tool_calls\":true,\"tool_choice\":\"auto\",\"tools\":[],\"usage\":{\"input_tokens\":5,\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":2,\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":7}}}\n\n",
+];
+
+const ANTHROPIC: &[&str] = &[
+    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-test\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" world\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":5}}\n\n",
+    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+];
+
+const SLOW_HEAD: Duration = Duration::from_millis(1300);
+const PAUSE: Duration = Duration::from_millis(1000);
+
+async fn relay_for(up: &Upstream) -> sse_edge::Running {
+    start_relay_to(up, &["--heartbeat", "300ms", "--retry-attempts", "0"]).await
+}
+
+#[tokio::test]
+async fn openai_chat_sdk_reads_through_keepalives() {
+    let up = scripted(CHAT.to_vec(), SLOW_HEAD, 2, PAUSE).await;
+    let relay = relay_for(&up).await;
+    let v = sdk("openai_chat", &relay).await;
+    assert_eq!(v["ok"]["text"], "Hello world", "{v}");
+    assert_eq!(v["ok"]["chunks"], 4, "keepalives are not chunks: {v}");
+    assert_eq!(v["ok"]["finish"], "stop");
+    stop_relay(relay).await;
+}
+
+#[tokio::test]
+async fn openai_responses_sdk_reads_through_keepalives() {
+    let up = scripted(RESPONSES.to_vec(), SLOW_HEAD, 2, PAUSE).await;
+    let relay = relay_for(&up).await;
+    let v = sdk("openai_responses", &relay).await;
+    assert_eq!(v["ok"]["text"], "Hello world", "{v}");
+    let types: Vec<_> = v["ok"]["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "response.created",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.completed"
+        ]
+    );
+    stop_relay(relay).await;
+}
+
+#[tokio::test]
+async fn anthropic_sdk_reads_through_pings() {
+    let up = scripted(ANTHROPIC.to_vec(), SLOW_HEAD, 3, PAUSE).await;
+    let relay = relay_for(&up).await;
+    let v = sdk("anthropic_messages", &relay).await;
+    assert_eq!(v["ok"]["text"], "Hello world", "{v}");
+    assert_eq!(v["ok"]["stop_reason"], "end_turn");
+    assert_eq!(v["ok"]["input_tokens"], 10);
+    assert_eq!(v["ok"]["output_tokens"], 5);
+    stop_relay(relay).await;
+}
+
+#[tokio::test]
+async fn sdks_raise_on_streams_the_upstream_cut() {
+    // OpenAI chat: cut after two chunks, no [DONE].
+    let up = scripted(vec![CHAT[0], CHAT[1], ""], SLOW_HEAD, 1, PAUSE).await;
+    let relay = relay_for(&up).await;
+    let v = sdk("openai_chat", &relay).await;
+    assert_eq!(v["raised"], "APIError", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("upstream"), "{v}");
+    stop_relay(relay).await;
+
+    // Anthropic: ends cleanly but without message_stop.
+    let up = scripted(ANTHROPIC[..3].to_vec(), SLOW_HEAD, 1, PAUSE).await;
+    let relay = relay_for(&up).await;
+    let v = sdk("anthropic_messages", &relay).await;
+    assert!(v["raised"].is_string(), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("final event"),
+        "{v}"
+    );
+    stop_relay(relay).await;
+
+    // Responses: reset mid-stream.
+    let up = scripted(vec![RESPONSES[0], RESPONSES[1], ""], SLOW_HEAD, 1, PAUSE).await;
+    let relay = relay_for(&up).await;
+    let v = sdk("openai_responses", &relay).await;
+    assert_eq!(v["raised"], "APIError", "{v}");
+    stop_relay(relay).await;
+}
