@@ -320,3 +320,81 @@ async fn forward_proxy_requests_are_refused() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failure_mid_body_is_not_a_clean_end() {
+    within(async {
+        let up = Upstream::start(Mode::Http1, |_| async {
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                for i in 0..3 {
+                    let _ = tx.send(Ok(Bytes::from(format!("part {i}\n")))).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let _ = tx
+                    .send(Err(std::io::Error::other("upstream blew up")))
+                    .await;
+            });
+            response(200, &[("content-type", "application/octet-stream")], body)
+        })
+        .await;
+        let relay = start_relay_to(&up, &[]).await;
+        let mut c = Client::h1(relay.listen).await;
+        let res = c.send(get("/download")).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let (frames, err) = read_frames(res.into_body()).await;
+        assert!(
+            err.is_some(),
+            "a body cut upstream must not end cleanly downstream (got {:?})",
+            String::from_utf8_lossy(&joined(&frames))
+        );
+        assert!(joined(&frames).starts_with(b"part 0\n"));
+
+        let m = metrics(relay.admin).await;
+        assert_eq!(
+            metric(
+                &m,
+                "sse_edge_upstream_errors_total",
+                &[("route", "default"), ("class", "reset")]
+            ),
+            Some(1.0),
+            "{m}"
+        );
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_is_answered_and_not_forwarded() {
+    within(async {
+        let up = Upstream::start(Mode::Http1, |req: Recorded| async move {
+            json_response(200, req.body.clone())
+        })
+        .await;
+        let relay = start_relay_to(&up, &[]).await;
+        let mut s = tokio::net::TcpStream::connect(relay.listen).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let head = format!(
+            "POST /v1/echo HTTP/1.1\r\nHost: {}\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+            relay.listen
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).await.unwrap();
+        let interim = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(interim.starts_with("HTTP/1.1 100"), "interim: {interim:?}");
+        s.write_all(b"hello").await.unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        let rest = String::from_utf8_lossy(&rest).into_owned();
+        let all = interim + &rest;
+        assert!(all.contains("HTTP/1.1 200"), "{all}");
+        assert!(all.ends_with("hello"), "{all}");
+        let seen = up.requests().pop().unwrap();
+        assert!(seen.header("expect").is_none());
+        assert_eq!(&seen.body[..], b"hello");
+        stop_relay(relay).await;
+    })
+    .await;
+}

@@ -378,3 +378,52 @@ async fn h2c_client_to_http1_upstream() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodiless_responses_keep_the_connection_reusable() {
+    within(async {
+        let up = Upstream::start(Mode::Http1, |req: Recorded| async move {
+            match req.target.as_str() {
+                "/head" => response(
+                    200,
+                    &[
+                        ("content-type", "application/json"),
+                        ("content-length", "42"),
+                    ],
+                    empty(),
+                ),
+                "/nocontent" => response(204, &[("x-custom", "204")], empty()),
+                "/notmodified" => response(304, &[("etag", "\"v1\"")], empty()),
+                _ => json_response(200, r#"{"ok":true}"#),
+            }
+        })
+        .await;
+        let relay = start_relay_to(&up, &[]).await;
+        let mut c = Client::h1(relay.listen).await;
+
+        let r = c.fetch(Request::head("/head").body(empty()).unwrap()).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-length"), Some("42"));
+        assert!(r.body.is_empty());
+
+        let r = c.get("/nocontent").await;
+        assert_eq!(r.status, 204);
+        assert_eq!(r.header("x-custom"), Some("204"));
+        assert!(r.body.is_empty());
+
+        let r = c.get("/notmodified").await;
+        assert_eq!(r.status, 304);
+        assert_eq!(r.header("etag"), Some("\"v1\""));
+
+        let r = c.get("/after").await;
+        assert_eq!(r.text(), r#"{"ok":true}"#);
+        assert_eq!(
+            up.connections(),
+            1,
+            "bodiless answers release the connection"
+        );
+        assert_eq!(up.requests()[0].method, "HEAD");
+        stop_relay(relay).await;
+    })
+    .await;
+}

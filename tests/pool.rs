@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::Version;
@@ -17,6 +19,21 @@ fn pool_metric(text: &str, name: &str, up: &Upstream) -> f64 {
     let [(k, v)] = origin_labels(up);
     metric(text, name, &[(k, v.as_str())])
         .unwrap_or_else(|| panic!("no {name}{{origin={v}}} in metrics:\n{text}"))
+}
+
+/// Starts the relay with one catch-all route to `up` speaking HTTP/2 with
+/// prior knowledge (`protocol = "http2"`), plus `extra` flags.
+async fn start_relay_h2c(up: &Upstream, extra: &[&str]) -> sse_edge::Running {
+    let dir = TempDir::new("h2c-route");
+    let toml = format!(
+        "[[route]]\nprefix = \"/\"\nupstream = \"{}\"\nprotocol = \"http2\"\n",
+        up.url()
+    );
+    let file = dir.write("relay.toml", toml.as_bytes());
+    let mut args = vec!["--config", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    // The file is read at start only.
+    start_relay(&args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,13 +105,7 @@ async fn streaming_upstream(opts: impl Into<Options>) -> Upstream {
 async fn h2c_upstream_multiplexes_concurrent_streams() {
     within(async {
         let up = streaming_upstream(Mode::H2c).await;
-        let dir = TempDir::new("h2c");
-        let toml = format!(
-            "[[route]]\nprefix = \"/\"\nupstream = \"{}\"\nprotocol = \"http2\"\n",
-            up.url()
-        );
-        let file = dir.write("relay.toml", toml.as_bytes());
-        let relay = start_relay(&["--config", file.to_str().unwrap()]).await;
+        let relay = start_relay_h2c(&up, &[]).await;
 
         concurrent_streams(&relay, 20).await;
         assert_eq!(up.request_count(), 20);
@@ -176,19 +187,7 @@ async fn h2_stream_limit_opens_more_connections() {
             }
         })
         .await;
-        let dir = TempDir::new("h2limit");
-        let toml = format!(
-            "[[route]]\nprefix = \"/\"\nupstream = \"{}\"\nprotocol = \"http2\"\n",
-            up.url()
-        );
-        let file = dir.write("relay.toml", toml.as_bytes());
-        let relay = start_relay(&[
-            "--config",
-            file.to_str().unwrap(),
-            "--upstream-h2-max-streams-per-connection",
-            "5",
-        ])
-        .await;
+        let relay = start_relay_h2c(&up, &["--upstream-h2-max-streams-per-connection", "5"]).await;
 
         let mut tasks = Vec::new();
         for i in 0..N {
@@ -229,29 +228,44 @@ async fn h2_stream_limit_opens_more_connections() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_pooled_connection_is_not_reused() {
-    within(async {
-        let up = Upstream::ok(Options {
-            mode: Mode::Http1,
-            close_after_first: true,
-        })
-        .await;
-        let relay = start_relay_to(&up, &[]).await;
-        let mut c = Client::h1(relay.listen).await;
-
-        let r = c.get("/first").await;
-        assert_eq!(r.status, 200);
-        // The upstream drops the idle connection without a word.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let r = c.get("/second").await;
-        assert_eq!(r.status, 200, "second request failed: {}", r.text());
-        assert_eq!(r.text(), r#"{"ok":true}"#);
-        assert_eq!(up.connections(), 2);
-        assert_eq!(up.request_count(), 2);
-        stop_relay(relay).await;
+/// The upstream drops each connection, without a word, right after its
+/// first response; the next request comes ~200 ms later.
+async fn stale_connection_case(mode: Mode) {
+    let up = Upstream::ok(Options {
+        mode,
+        close_after_first: true,
     })
     .await;
+    let relay = match mode {
+        Mode::H2c => start_relay_h2c(&up, &[]).await,
+        _ => start_relay_to(&up, &[]).await,
+    };
+    let mut c = Client::h1(relay.listen).await;
+
+    let r = c.get("/first").await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = c.get("/second").await;
+    assert_eq!(
+        r.status,
+        200,
+        "{mode:?}: second request failed: {}",
+        r.text()
+    );
+    assert_eq!(r.text(), r#"{"ok":true}"#);
+    assert_eq!(up.connections(), 2, "{mode:?}");
+    assert_eq!(up.request_count(), 2, "{mode:?}");
+    stop_relay(relay).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_pooled_connection_is_not_reused() {
+    within(stale_connection_case(Mode::Http1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_h2_connection_is_replaced() {
+    within(stale_connection_case(Mode::H2c)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,6 +291,133 @@ async fn connection_close_from_upstream_is_honoured() {
             assert!(r.headers.get("connection").is_none());
         }
         assert_eq!(up.connections(), 3);
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+/// An upstream whose every answer is an endless SSE stream; `stopped`
+/// counts streams whose sender noticed the receiver went away.
+async fn endless_upstream(mode: Mode, stopped: Arc<AtomicUsize>) -> Upstream {
+    Upstream::start(mode, move |req: Recorded| {
+        let stopped = stopped.clone();
+        async move {
+            if req.target == "/plain" {
+                return json_response(200, r#"{"plain":true}"#);
+            }
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let ev = format!("data: {{\"tick\":{i}}}\n\n");
+                    if tx.send(Ok(ev.into())).await.is_err() {
+                        stopped.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            sse_response(body)
+        }
+    })
+    .await
+}
+
+async fn abandon_one_stream(relay: &sse_edge::Running) {
+    let mut c = Client::h1(relay.listen).await;
+    let res = c.send(post("/v1/chat/completions", "{}")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut body = res.into_body();
+    let first = http_body_util::BodyExt::frame(&mut body).await.unwrap();
+    assert!(first.is_ok());
+    // The client goes away mid-stream.
+    drop(body);
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_closes_http1_upstream_connection() {
+    within(async {
+        let stopped = Arc::new(AtomicUsize::new(0));
+        let up = endless_upstream(Mode::Http1, stopped.clone()).await;
+        let relay = start_relay_to(&up, &[]).await;
+        abandon_one_stream(&relay).await;
+        eventually(
+            Duration::from_secs(5),
+            "the upstream stream to stop",
+            || stopped.load(Ordering::SeqCst) == 1,
+        )
+        .await;
+        // A half-read response is never handed to the next request.
+        let r = fetch_once(relay.listen, get("/plain")).await;
+        assert_eq!(r.text(), r#"{"plain":true}"#);
+        assert_eq!(up.connections(), 2);
+
+        let m = metrics(relay.admin).await;
+        assert_eq!(
+            metric(&m, "sse_edge_client_disconnects_total", &[]),
+            Some(1.0)
+        );
+        assert_eq!(metric(&m, "sse_edge_active_streams", &[]), Some(0.0));
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_resets_only_its_h2_stream() {
+    within(async {
+        let stopped = Arc::new(AtomicUsize::new(0));
+        let up = endless_upstream(Mode::H2c, stopped.clone()).await;
+        let relay = start_relay_h2c(&up, &[]).await;
+        abandon_one_stream(&relay).await;
+        eventually(
+            Duration::from_secs(5),
+            "the upstream stream to stop",
+            || stopped.load(Ordering::SeqCst) == 1,
+        )
+        .await;
+        // The connection itself stays in use.
+        let r = fetch_once(relay.listen, get("/plain")).await;
+        assert_eq!(r.text(), r#"{"plain":true}"#);
+        assert_eq!(up.connections(), 1);
+        let m = metrics(relay.admin).await;
+        assert_eq!(pool_metric(&m, "sse_edge_upstream_h2_streams", &up), 0.0);
+        assert_eq!(metric(&m, "sse_edge_active_streams", &[]), Some(0.0));
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_http1_origin_cold_burst_runs_concurrently() {
+    within(async {
+        // ALPN http/1.1 only: once the first connection shows it, the rest
+        // of a cold burst connects in parallel (one connection per
+        // concurrent request, since HTTP/1.1 cannot multiplex).
+        let up = Upstream::start(Mode::TlsHttp1, |_| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            json_response(200, r#"{"ok":true}"#)
+        })
+        .await;
+        let relay = start_relay_to(&up, &[]).await;
+        let start = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let addr = relay.listen;
+            tasks.push(tokio::spawn(
+                async move { fetch_once(addr, get("/slow")).await },
+            ));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().status, 200);
+        }
+        let took = start.elapsed();
+        assert!(up.requests().iter().all(|r| r.version == Version::HTTP_11));
+        assert_eq!(up.connections(), 6);
+        assert!(
+            took < Duration::from_millis(1500),
+            "6 concurrent 300 ms requests took {took:?}: they were serialized"
+        );
         stop_relay(relay).await;
     })
     .await;

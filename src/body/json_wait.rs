@@ -49,7 +49,11 @@ impl JsonWaitBody {
         matches!(self.phase, Phase::Done)
     }
 
-    pub fn poll_frame(&mut self, cx: &mut Context<'_>, x: &mut Exchange) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    pub fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        x: &mut Exchange,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         loop {
             match &mut self.phase {
                 Phase::Done => return Poll::Ready(None),
@@ -93,13 +97,20 @@ impl JsonWaitBody {
 
     /// Starts relaying the answer, or returns the error body that ends the
     /// response when the upstream could not be reached.
-    fn on_answer(&mut self, res: Result<crate::upstream::Sent, Error>, x: &mut Exchange) -> Option<Bytes> {
+    fn on_answer(
+        &mut self,
+        res: Result<crate::upstream::Sent, Error>,
+        x: &mut Exchange,
+    ) -> Option<Bytes> {
         match res {
             Ok(sent) => {
                 x.set_attempts(sent.attempts);
                 x.set_upstream_status(sent.response.status().as_u16());
                 let body = sent.response.into_body();
-                self.phase = Phase::Relaying { body, lease: sent.lease };
+                self.phase = Phase::Relaying {
+                    body,
+                    lease: sent.lease,
+                };
                 None
             }
             Err(e) => {
@@ -109,7 +120,11 @@ impl JsonWaitBody {
                 x.finish(Outcome::RelayError);
                 self.phase = Phase::Done;
                 let message = e.message();
-                let info = ErrorInfo { status: e.status(), code: crate::proxy::error_code(e.kind()), message: &message };
+                let info = ErrorInfo {
+                    status: e.status(),
+                    code: crate::proxy::error_code(e.kind()),
+                    message: &message,
+                };
                 Some(Bytes::from(errors::body(self.dialect, info)))
             }
         }

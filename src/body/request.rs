@@ -27,7 +27,10 @@ enum Inner {
 impl RequestBody {
     pub fn streaming(body: Incoming, limit: u64) -> Self {
         Self {
-            inner: Inner::Streaming { body, remaining: limit },
+            inner: Inner::Streaming {
+                body,
+                remaining: limit,
+            },
         }
     }
 
@@ -79,7 +82,9 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Streaming { body, .. } => body.size_hint(),
-            Inner::Buffered(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Inner::Buffered(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
         }
     }
 }

@@ -6,10 +6,10 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use crate::error::{Error, Kind};
-use crate::telemetry::{Exchange, Outcome, UpstreamClass};
 use super::json_wait::JsonWaitBody;
 use super::sse::SseBody;
+use crate::error::{Error, Kind};
+use crate::telemetry::{Exchange, Outcome, UpstreamClass};
 use crate::upstream::Lease;
 
 /// The response body handed to hyper: an upstream body relayed frame by

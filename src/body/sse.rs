@@ -24,12 +24,11 @@ use bytes::{Bytes, BytesMut};
 use http::{StatusCode, header};
 use hyper::body::{Body, Frame, Incoming};
 
-
 use super::heartbeat::Heartbeat;
 use crate::config::StreamConfig;
+use crate::dialect::Dialect;
 use crate::dialect::errors::{self, ErrorInfo};
 use crate::dialect::stream::{Ending, ending, keepalive};
-use crate::dialect::Dialect;
 use crate::error::{Error, Kind};
 use crate::sse::{Keepalive, Position, Scanner};
 use crate::telemetry::{Exchange, Outcome};
@@ -44,8 +43,15 @@ const ERROR_BODY_CAP: usize = 64 * 1024;
 
 enum Phase {
     Waiting(Pending),
-    ReadingError { body: Incoming, status: StatusCode, buf: BytesMut },
-    Streaming { body: Incoming, lease: Lease },
+    ReadingError {
+        body: Incoming,
+        status: StatusCode,
+        buf: BytesMut,
+    },
+    Streaming {
+        body: Incoming,
+        lease: Lease,
+    },
     Done,
 }
 
@@ -100,7 +106,11 @@ impl SseBody {
         matches!(self.phase, Phase::Done) && self.queued.is_empty()
     }
 
-    pub fn poll_frame(&mut self, cx: &mut Context<'_>, x: &mut Exchange) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    pub fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        x: &mut Exchange,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         loop {
             if let Some(b) = self.queued.pop_front() {
                 x.add_bytes(b.len());
@@ -129,7 +139,11 @@ impl SseBody {
     }
 
     /// Relays one upstream frame. `Ready(None)` means "state changed, loop".
-    fn poll_upstream(&mut self, cx: &mut Context<'_>, x: &mut Exchange) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    fn poll_upstream(
+        &mut self,
+        cx: &mut Context<'_>,
+        x: &mut Exchange,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let Phase::Streaming { body, lease } = &mut self.phase else {
             return Poll::Ready(None);
         };
@@ -140,7 +154,9 @@ impl SseBody {
                 };
                 let dialect = self.dialect;
                 let mut end = Ending::None;
-                let fed = self.scanner.feed(data, &mut |ev| note_ending(&mut end, dialect, ev));
+                let fed = self
+                    .scanner
+                    .feed(data, &mut |ev| note_ending(&mut end, dialect, ev));
                 self.record_ending(end, x);
                 match fed {
                     Ok(out) if out.is_empty() => Poll::Ready(None),
@@ -150,8 +166,17 @@ impl SseBody {
                         Poll::Ready(Some(Ok(Frame::data(out))))
                     }
                     Err(_) => {
-                        let msg = format!("an upstream event exceeded max_event_size ({} bytes held)", self.max_event);
-                        self.fail(x, Outcome::EventTooLarge, StatusCode::BAD_GATEWAY, "event_too_large", &msg);
+                        let msg = format!(
+                            "an upstream event exceeded max_event_size ({} bytes held)",
+                            self.max_event
+                        );
+                        self.fail(
+                            x,
+                            Outcome::EventTooLarge,
+                            StatusCode::BAD_GATEWAY,
+                            "event_too_large",
+                            &msg,
+                        );
                         Poll::Ready(None)
                     }
                 }
@@ -160,7 +185,9 @@ impl SseBody {
                 lease.release();
                 let dialect = self.dialect;
                 let mut end = Ending::None;
-                let held = self.scanner.finish(&mut |ev| note_ending(&mut end, dialect, ev));
+                let held = self
+                    .scanner
+                    .finish(&mut |ev| note_ending(&mut end, dialect, ev));
                 self.record_ending(end, x);
                 if !held.is_empty() {
                     self.queued.push_back(held);
@@ -170,16 +197,30 @@ impl SseBody {
                     self.phase = Phase::Done;
                 } else {
                     let msg = "upstream ended the stream without its final event";
-                    self.fail(x, Outcome::UpstreamTruncated, StatusCode::BAD_GATEWAY, "upstream_truncated", msg);
+                    self.fail(
+                        x,
+                        Outcome::UpstreamTruncated,
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_truncated",
+                        msg,
+                    );
                 }
                 Poll::Ready(None)
             }
             Some(Err(e)) => {
                 tracing::warn!("upstream stream failed: {e}");
                 let (outcome, status, code) = if e.is_timeout() {
-                    (Outcome::UpstreamTimeout, StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+                    (
+                        Outcome::UpstreamTimeout,
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "upstream_timeout",
+                    )
                 } else {
-                    (Outcome::UpstreamReset, StatusCode::BAD_GATEWAY, "upstream_reset")
+                    (
+                        Outcome::UpstreamReset,
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_reset",
+                    )
                 };
                 let msg = format!("upstream stream failed: {e}");
                 self.fail(x, outcome, status, code, &msg);
@@ -211,7 +252,13 @@ impl SseBody {
                     x.upstream_error(class);
                 }
                 let msg = e.message();
-                self.fail(x, outcome, e.status(), crate::proxy::error_code(e.kind()), &msg);
+                self.fail(
+                    x,
+                    outcome,
+                    e.status(),
+                    crate::proxy::error_code(e.kind()),
+                    &msg,
+                );
                 return;
             }
         };
@@ -219,18 +266,39 @@ impl SseBody {
         let (parts, body) = sent.response.into_parts();
         x.set_upstream_status(parts.status.as_u16());
         if !parts.status.is_success() {
-            self.phase = Phase::ReadingError { body, status: parts.status, buf: BytesMut::new() };
+            self.phase = Phase::ReadingError {
+                body,
+                status: parts.status,
+                buf: BytesMut::new(),
+            };
         } else if crate::proxy::is_event_stream(&parts.headers) {
-            self.phase = Phase::Streaming { body, lease: sent.lease };
+            self.phase = Phase::Streaming {
+                body,
+                lease: sent.lease,
+            };
         } else {
-            let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none");
+            let ct = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none");
             let msg = format!("upstream answered with content-type {ct}, not an event stream");
-            self.fail(x, Outcome::UpstreamStatus, StatusCode::BAD_GATEWAY, "upstream_not_sse", &msg);
+            self.fail(
+                x,
+                Outcome::UpstreamStatus,
+                StatusCode::BAD_GATEWAY,
+                "upstream_not_sse",
+                &msg,
+            );
         }
     }
 
     /// Reads a non-2xx upstream body (bounded) to quote it in the error event.
-    fn poll_error_body(&mut self, cx: &mut Context<'_>, x: &mut Exchange) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    fn poll_error_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        x: &mut Exchange,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let Phase::ReadingError { body, status, buf } = &mut self.phase else {
             return Poll::Ready(None);
         };
@@ -251,7 +319,14 @@ impl SseBody {
     }
 
     /// Queues an error event at the next event boundary and ends the body.
-    fn fail(&mut self, x: &mut Exchange, outcome: Outcome, status: StatusCode, code: &str, message: &str) {
+    fn fail(
+        &mut self,
+        x: &mut Exchange,
+        outcome: Outcome,
+        status: StatusCode,
+        code: &str,
+        message: &str,
+    ) {
         tracing::warn!("stream ended with an error event: {message}");
         x.finish(outcome);
         let boundary: &[u8] = match self.scanner.position() {
@@ -259,7 +334,14 @@ impl SseBody {
             Position::LineStart => b"\n",
             Position::InLine | Position::AfterCr => b"\n\n",
         };
-        let event = errors::event(self.dialect, ErrorInfo { status, code, message });
+        let event = errors::event(
+            self.dialect,
+            ErrorInfo {
+                status,
+                code,
+                message,
+            },
+        );
         let mut out = BytesMut::with_capacity(boundary.len() + event.len());
         out.extend_from_slice(boundary);
         out.extend_from_slice(&event);
@@ -311,7 +393,10 @@ fn upstream_message(body: &[u8]) -> String {
     let mut copy = body.to_vec();
     if let Ok(v) = simd_json::to_borrowed_value(&mut copy) {
         use simd_json::prelude::*;
-        let msg = v.get("error").and_then(|e| e.get("message")).or_else(|| v.get("message"));
+        let msg = v
+            .get("error")
+            .and_then(|e| e.get("message"))
+            .or_else(|| v.get("message"));
         if let Some(m) = msg.and_then(|m| m.as_str()) {
             return m.to_owned();
         }

@@ -143,6 +143,8 @@ mod tests {
             &b"event: error\ndata: {\"type\":\"error\",\"code\":\"upstream_reset\",\"message\":\"upstream \\\"reset\\\"\",\"param\":null,\"error\":{\"message\":\"upstream \\\"reset\\\"\",\"type\":\"server_error\",\"param\":null,\"code\":\"upstream_reset\"}}\n\n"[..]
         );
         let anth = event(Dialect::Anthropic, E);
-        assert!(anth.starts_with(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\""));
+        assert!(anth.starts_with(
+            b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\""
+        ));
     }
 }

@@ -71,10 +71,19 @@ mod tests {
 
     #[test]
     fn auto_by_path() {
-        assert_eq!(Dialect::from_path("/v1/chat/completions"), Dialect::OpenAiChat);
+        assert_eq!(
+            Dialect::from_path("/v1/chat/completions"),
+            Dialect::OpenAiChat
+        );
         assert_eq!(Dialect::from_path("/v1/completions"), Dialect::OpenAiChat);
-        assert_eq!(Dialect::from_path("/v1/responses"), Dialect::OpenAiResponses);
-        assert_eq!(Dialect::from_path("/openai/v1/chat/completions/"), Dialect::OpenAiChat);
+        assert_eq!(
+            Dialect::from_path("/v1/responses"),
+            Dialect::OpenAiResponses
+        );
+        assert_eq!(
+            Dialect::from_path("/openai/v1/chat/completions/"),
+            Dialect::OpenAiChat
+        );
         assert_eq!(Dialect::from_path("/v1/messages"), Dialect::Anthropic);
         assert_eq!(Dialect::from_path("/v1/models"), Dialect::Generic);
         assert_eq!(Dialect::from_path("/"), Dialect::Generic);
@@ -86,6 +95,9 @@ mod tests {
             Dialect::resolve(DialectSetting::OpenAi, "/x/v1/responses"),
             Dialect::OpenAiResponses
         );
-        assert_eq!(Dialect::resolve(DialectSetting::OpenAi, "/anything"), Dialect::OpenAiChat);
+        assert_eq!(
+            Dialect::resolve(DialectSetting::OpenAi, "/anything"),
+            Dialect::OpenAiChat
+        );
     }
 }

@@ -40,7 +40,11 @@ pub fn ending(dialect: Dialect, event: &Event) -> Ending {
         Dialect::OpenAiChat => chat_ending(event),
         Dialect::OpenAiResponses => named_ending(
             event,
-            &["response.completed", "response.incomplete", "response.failed"],
+            &[
+                "response.completed",
+                "response.incomplete",
+                "response.failed",
+            ],
         ),
         Dialect::Anthropic => named_ending(event, &["message_stop"]),
         Dialect::Generic => Ending::None,
@@ -58,7 +62,9 @@ fn chat_ending(event: &Event) -> Ending {
     };
     if data == "[DONE]" {
         Ending::Complete
-    } else if data.trim_start().starts_with("{\"error\"") || parsed.event.as_deref() == Some("error") {
+    } else if data.trim_start().starts_with("{\"error\"")
+        || parsed.event.as_deref() == Some("error")
+    {
         Ending::Error
     } else {
         Ending::None

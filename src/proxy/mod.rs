@@ -106,7 +106,12 @@ impl Relay {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
         let guess = Dialect::from_path(path);
-        let mut x = Exchange::new(self.sinks.clone(), parts.method.clone(), path, guess.as_str());
+        let mut x = Exchange::new(
+            self.sinks.clone(),
+            parts.method.clone(),
+            path,
+            guess.as_str(),
+        );
         let version = parts.version;
         if let Err(e) = self.admit(&parts, &conn) {
             tracing::info!(path, "refused: {e}");
@@ -118,10 +123,15 @@ impl Relay {
         };
         let dialect = Dialect::resolve(route.dialect, path);
         x.set_route(route.index, route.name.clone(), dialect.as_str());
-        let res = match self.forward(route, dialect, parts, body, &conn, &mut x).await {
+        let res = match self
+            .forward(route, dialect, parts, body, &conn, &mut x)
+            .await
+        {
             Ok(Forwarded::Answered(sent)) => self.respond(sent, route, dialect, &conn, x),
             Ok(Forwarded::Committed(pending)) => committed(pending, route, dialect, &conn, x),
-            Ok(Forwarded::JsonCommitted(pending)) => json_committed(pending, route, dialect, &conn, x),
+            Ok(Forwarded::JsonCommitted(pending)) => {
+                json_committed(pending, route, dialect, &conn, x)
+            }
             Err(e) => {
                 if let Some(class) = e.upstream_class() {
                     x.upstream_error(class);
@@ -205,7 +215,10 @@ impl Relay {
         let commit: Option<fn(Pending) -> Forwarded> = if out.streaming() {
             route.stream.early_commit.then_some(Forwarded::Committed)
         } else {
-            route.stream.json_keepalive.then_some(Forwarded::JsonCommitted)
+            route
+                .stream
+                .json_keepalive
+                .then_some(Forwarded::JsonCommitted)
         };
         let mut send = self.send(route, out);
         let Some(commit) = commit else {
@@ -214,7 +227,11 @@ impl Relay {
         match tokio::time::timeout(route.stream.heartbeat, &mut send).await {
             Ok(res) => res.map(Forwarded::Answered),
             Err(_) => {
-                tracing::debug!(route = &*route.name, dialect = dialect.as_str(), "early commit");
+                tracing::debug!(
+                    route = &*route.name,
+                    dialect = dialect.as_str(),
+                    "early commit"
+                );
                 x.set_committed();
                 Ok(commit(send))
             }
@@ -227,9 +244,16 @@ impl Relay {
         let origin = route.origin.clone();
         let first_byte = self.settings.first_byte_timeout;
         match out {
-            Outbound::Buffered { head, body, streaming: true } => {
-                Box::pin(retry::send(origin, head, body, retry::Policy::new(&route.stream, first_byte)))
-            }
+            Outbound::Buffered {
+                head,
+                body,
+                streaming: true,
+            } => Box::pin(retry::send(
+                origin,
+                head,
+                body,
+                retry::Policy::new(&route.stream, first_byte),
+            )),
             other => {
                 let req = other.into_request();
                 Box::pin(async move { retry::send_once(&origin, req, first_byte).await })
@@ -238,7 +262,14 @@ impl Relay {
     }
 
     /// The upstream's own answer, relayed.
-    fn respond(&self, sent: Sent, route: &Route, dialect: Dialect, conn: &ConnInfo, mut x: Exchange) -> Response<ResponseBody> {
+    fn respond(
+        &self,
+        sent: Sent,
+        route: &Route,
+        dialect: Dialect,
+        conn: &ConnInfo,
+        mut x: Exchange,
+    ) -> Response<ResponseBody> {
         let (mut parts, body) = sent.response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         parts.version = Version::HTTP_11;
@@ -251,7 +282,11 @@ impl Relay {
             .headers
             .entry(&headers::X_ACCEL_BUFFERING)
             .or_insert(HeaderValue::from_static("no"));
-        let setup = SseSetup { dialect, wheel: conn.wheel.clone(), stream: &route.stream };
+        let setup = SseSetup {
+            dialect,
+            wheel: conn.wheel.clone(),
+            stream: &route.stream,
+        };
         let sse = SseBody::streaming(body, sent.lease, setup);
         Response::from_parts(parts, ResponseBody::sse(sse, x))
     }
@@ -276,26 +311,48 @@ enum Forwarded {
 }
 
 /// `200 application/json` before the upstream answered (`json_keepalive`).
-fn json_committed(pending: Pending, route: &Route, dialect: Dialect, conn: &ConnInfo, mut x: Exchange) -> Response<ResponseBody> {
+fn json_committed(
+    pending: Pending,
+    route: &Route,
+    dialect: Dialect,
+    conn: &ConnInfo,
+    mut x: Exchange,
+) -> Response<ResponseBody> {
     x.set_status(StatusCode::OK.as_u16());
     let heartbeat = Heartbeat::new(conn.wheel.clone(), route.stream.heartbeat);
     let body = ResponseBody::json_wait(JsonWaitBody::new(pending, heartbeat, dialect), x);
     let mut res = Response::new(body);
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(&headers::X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
     h.insert("sse-edge-early-commit", HeaderValue::from_static("1"));
     res
 }
 
 /// `200 text/event-stream` before the upstream answered.
-fn committed(pending: Pending, route: &Route, dialect: Dialect, conn: &ConnInfo, mut x: Exchange) -> Response<ResponseBody> {
+fn committed(
+    pending: Pending,
+    route: &Route,
+    dialect: Dialect,
+    conn: &ConnInfo,
+    mut x: Exchange,
+) -> Response<ResponseBody> {
     x.set_status(StatusCode::OK.as_u16());
-    let setup = SseSetup { dialect, wheel: conn.wheel.clone(), stream: &route.stream };
+    let setup = SseSetup {
+        dialect,
+        wheel: conn.wheel.clone(),
+        stream: &route.stream,
+    };
     let body = ResponseBody::sse(SseBody::waiting(pending, setup), x);
     let mut res = Response::new(body);
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(&headers::X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
     h.insert("sse-edge-early-commit", HeaderValue::from_static("1"));

@@ -14,7 +14,11 @@ use crate::telemetry::Exchange;
 pub fn error(err: &Error, dialect: Dialect, exchange: Option<Exchange>) -> Response<ResponseBody> {
     let status = err.status();
     let message = err.message();
-    let info = ErrorInfo { status, code: code(err.kind()), message: &message };
+    let info = ErrorInfo {
+        status,
+        code: code(err.kind()),
+        message: &message,
+    };
     let body = errors::body(dialect, info);
     let mut exchange = exchange;
     if let Some(x) = exchange.as_mut() {

@@ -14,37 +14,55 @@ use http::{HeaderMap, Method, Request, Uri, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use super::ConnInfo;
 use super::headers;
 use super::retry::Head;
 use super::route::Route;
-use super::ConnInfo;
 use crate::body::RequestBody;
 use crate::error::{Error, Kind};
 
 /// A request ready to go upstream.
 pub enum Outbound {
-    Buffered { head: Head, body: Bytes, streaming: bool },
-    Streaming { head: Head, body: Incoming, limit: u64, streaming: bool },
+    Buffered {
+        head: Head,
+        body: Bytes,
+        streaming: bool,
+    },
+    Streaming {
+        head: Head,
+        body: Incoming,
+        limit: u64,
+        streaming: bool,
+    },
 }
 
 impl Outbound {
     /// The client asked for an event stream.
     pub fn streaming(&self) -> bool {
         match self {
-            Outbound::Buffered { streaming, .. } | Outbound::Streaming { streaming, .. } => *streaming,
+            Outbound::Buffered { streaming, .. } | Outbound::Streaming { streaming, .. } => {
+                *streaming
+            }
         }
     }
 
     pub fn into_request(self) -> Request<RequestBody> {
         match self {
             Outbound::Buffered { head, body, .. } => head.request(RequestBody::buffered(body)),
-            Outbound::Streaming { head, body, limit, .. } => head.request(RequestBody::streaming(body, limit)),
+            Outbound::Streaming {
+                head, body, limit, ..
+            } => head.request(RequestBody::streaming(body, limit)),
         }
     }
 }
 
 /// Target and headers for the upstream.
-pub fn head(route: &Route, parts: Parts, conn: &ConnInfo, trust_forwarded: bool) -> Result<Head, Error> {
+pub fn head(
+    route: &Route,
+    parts: Parts,
+    conn: &ConnInfo,
+    trust_forwarded: bool,
+) -> Result<Head, Error> {
     let target = route.upstream_target(parts.uri.path(), parts.uri.query());
     let uri: Uri = target
         .parse()
@@ -55,7 +73,11 @@ pub fn head(route: &Route, parts: Parts, conn: &ConnInfo, trust_forwarded: bool)
     // hyper answered any `Expect: 100-continue` already, by reading the body.
     h.remove(header::EXPECT);
     headers::set_forwarded(&mut h, conn.peer.ip(), conn.https, trust_forwarded);
-    Ok(Head { method: parts.method, uri, headers: h })
+    Ok(Head {
+        method: parts.method,
+        uri,
+        headers: h,
+    })
 }
 
 /// Reads the body first when it is a JSON POST; decides whether the client
@@ -63,7 +85,12 @@ pub fn head(route: &Route, parts: Parts, conn: &ConnInfo, trust_forwarded: bool)
 pub async fn prepare(head: Head, body: Incoming, limit: u64) -> Result<Outbound, Error> {
     let accepts_sse = accepts_event_stream(&head.headers);
     if head.method != Method::POST || !is_json(&head.headers) {
-        return Ok(Outbound::Streaming { head, body, limit, streaming: accepts_sse });
+        return Ok(Outbound::Streaming {
+            head,
+            body,
+            limit,
+            streaming: accepts_sse,
+        });
     }
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
     let bytes = Limited::new(body, limit_usize)
@@ -78,7 +105,11 @@ pub async fn prepare(head: Head, body: Incoming, limit: u64) -> Result<Outbound,
         })?
         .to_bytes();
     let streaming = accepts_sse || stream_flag(&bytes);
-    Ok(Outbound::Buffered { head, body: bytes, streaming })
+    Ok(Outbound::Buffered {
+        head,
+        body: bytes,
+        streaming,
+    })
 }
 
 fn accepts_event_stream(h: &HeaderMap) -> bool {
@@ -119,7 +150,9 @@ mod tests {
         assert!(stream_flag(br#"{"model":"m","stream":true}"#));
         assert!(stream_flag(br#"{ "stream" : true, "messages": [] }"#));
         assert!(!stream_flag(br#"{"stream":false}"#));
-        assert!(!stream_flag(br#"{"messages":[{"content":"\"stream\": true"}]}"#));
+        assert!(!stream_flag(
+            br#"{"messages":[{"content":"\"stream\": true"}]}"#
+        ));
         assert!(!stream_flag(br#"{"metadata":{"stream":true}}"#));
         assert!(!stream_flag(br#"{"stream":true"#));
         assert!(!stream_flag(b"not json"));

@@ -61,7 +61,11 @@ impl Policy {
 }
 
 /// Sends once, under the first-byte deadline.
-pub async fn send_once(origin: &Arc<Origin>, req: Request<RequestBody>, first_byte: Option<Duration>) -> Result<Sent, Error> {
+pub async fn send_once(
+    origin: &Arc<Origin>,
+    req: Request<RequestBody>,
+    first_byte: Option<Duration>,
+) -> Result<Sent, Error> {
     let send = origin.send(req);
     match first_byte {
         Some(limit) => tokio::time::timeout(limit, send)
@@ -72,12 +76,22 @@ pub async fn send_once(origin: &Arc<Origin>, req: Request<RequestBody>, first_by
 }
 
 /// Sends `head` + `body`, retrying as the module describes.
-pub async fn send(origin: Arc<Origin>, head: Head, body: Bytes, policy: Policy) -> Result<Sent, Error> {
+pub async fn send(
+    origin: Arc<Origin>,
+    head: Head,
+    body: Bytes,
+    policy: Policy,
+) -> Result<Sent, Error> {
     let started = Instant::now();
     let mut attempts = 0;
     let mut retry = 0;
     loop {
-        let res = send_once(&origin, head.request(RequestBody::buffered(body.clone())), policy.first_byte_timeout).await;
+        let res = send_once(
+            &origin,
+            head.request(RequestBody::buffered(body.clone())),
+            policy.first_byte_timeout,
+        )
+        .await;
         if let Ok(sent) = &res {
             attempts += sent.attempts;
         } else {
@@ -117,7 +131,9 @@ fn describe(res: &Result<Sent, Error>) -> String {
 /// How long to wait before retrying `res`, or `None` if it is final.
 fn retry_wait(res: &Result<Sent, Error>, retry: u32, backoff: Duration) -> Option<Duration> {
     match res {
-        Err(e) if matches!(e.kind(), Kind::Connect | Kind::ConnectTimeout) => Some(jittered(backoff, retry)),
+        Err(e) if matches!(e.kind(), Kind::Connect | Kind::ConnectTimeout) => {
+            Some(jittered(backoff, retry))
+        }
         Err(_) => None,
         Ok(sent) if retryable(sent.response.status()) => {
             Some(retry_after(sent.response.headers()).unwrap_or_else(|| jittered(backoff, retry)))
@@ -168,7 +184,10 @@ mod tests {
         h.insert("retry-after-ms", "1500".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
         let mut h = HeaderMap::new();
-        h.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h), None);
     }
 
@@ -178,7 +197,10 @@ mod tests {
         for retry in 0..6 {
             let w = jittered(b, retry);
             let full = b * (1 << retry.min(3));
-            assert!(w >= full / 2 && w <= full, "retry {retry}: {w:?} vs {full:?}");
+            assert!(
+                w >= full / 2 && w <= full,
+                "retry {retry}: {w:?} vs {full:?}"
+            );
         }
         assert!(retryable(StatusCode::TOO_MANY_REQUESTS));
         assert!(retryable(StatusCode::from_u16(529).unwrap()));

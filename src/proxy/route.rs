@@ -4,10 +4,10 @@
 //! `/v1/x`, never `/v1x`); the longest matching prefix wins. Routes are
 //! built once at start; matching allocates nothing.
 
-use std::sync::Arc;
 use crate::config::{DialectSetting, RouteConfig, StreamConfig};
 use crate::error::Error;
 use crate::upstream::{Origin, OriginKey, Pool};
+use std::sync::Arc;
 
 /// One route, ready to serve.
 pub struct Route {

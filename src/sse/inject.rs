@@ -94,7 +94,11 @@ impl Keepalive {
         let mut cr_line = Vec::with_capacity(line.len() + 1);
         cr_line.push(b'\n');
         cr_line.extend_from_slice(&line);
-        Ok(Keepalive { full, line, cr_line: Bytes::from(cr_line) })
+        Ok(Keepalive {
+            full,
+            line,
+            cr_line: Bytes::from(cr_line),
+        })
     }
 
     /// `: keepalive\n\n` at boundaries, `: keepalive\n` inside events.
@@ -212,7 +216,9 @@ mod tests {
         let k = Keepalive::comment();
         let mut s = Scanner::new(1024);
         let feed = |s: &mut Scanner, b: &'static [u8]| {
-            s.feed(Bytes::from_static(b), &mut |_| {}).map(|b| b.len()).ok()
+            s.feed(Bytes::from_static(b), &mut |_| {})
+                .map(|b| b.len())
+                .ok()
         };
         assert_eq!(k.frame(&mut s).as_deref(), Some(COMMENT_FULL));
         assert_eq!(feed(&mut s, b"data: a"), Some(7));

@@ -70,7 +70,9 @@ enum Line {
     Start,
     In,
     /// `blank`: the CR ended a blank line, so its event is complete.
-    Cr { blank: bool },
+    Cr {
+        blank: bool,
+    },
 }
 
 /// Follows one upstream event stream; see the module docs.
@@ -91,9 +93,9 @@ pub struct Scanner {
     /// Upstream bytes that may still be a split leading BOM (at most 2).
     bom_held: Vec<u8>,
     fed: bool,
-    forwarded: bool,
-    /// Something was injected before any upstream byte was forwarded.
-    injected_first: bool,
+    /// A frame was written. Only read while the BOM is undecided, that is
+    /// before any upstream byte was forwarded.
+    injected: bool,
 }
 
 impl Scanner {
@@ -110,8 +112,7 @@ impl Scanner {
             bom_decided: false,
             bom_held: Vec::new(),
             fed: false,
-            forwarded: false,
-            injected_first: false,
+            injected: false,
         }
     }
 
@@ -134,7 +135,7 @@ impl Scanner {
         let Some((data, bom_len)) = self.resolve_bom(chunk) else {
             return Ok(Bytes::new());
         };
-        let mut skip = if bom_len > 0 && self.injected_first { bom_len } else { 0 };
+        let mut skip = if self.injected { bom_len } else { 0 };
         let mut pos = bom_len;
         if self.swallow_lf && pos < data.len() {
             self.swallow_lf = false;
@@ -150,9 +151,11 @@ impl Scanner {
         }
         self.scan(&data, pos, on_event, &mut overflowed);
         let forward = data.slice(skip..);
-        self.forwarded |= !forward.is_empty();
         if overflowed {
-            Err(Overflow { limit: self.max_event, forward })
+            Err(Overflow {
+                limit: self.max_event,
+                forward,
+            })
         } else {
             Ok(forward)
         }
@@ -196,9 +199,7 @@ impl Scanner {
     /// After a CR the frame began with an LF completing it, so a following
     /// upstream LF is swallowed and a blank line's event is complete.
     pub(crate) fn note_injection(&mut self) {
-        if !self.forwarded {
-            self.injected_first = true;
-        }
+        self.injected = true;
         if let Line::Cr { blank } = self.line {
             self.swallow_lf = true;
             self.pending |= blank;

@@ -70,7 +70,12 @@ pub(super) fn scan_all(chunks: &[&[u8]], max_event: usize) -> Outcome {
     }
     forwarded.extend_from_slice(&s.finish(&mut on_event));
     drop(on_event);
-    Outcome { forwarded, events, parsed, overflows }
+    Outcome {
+        forwarded,
+        events,
+        parsed,
+        overflows,
+    }
 }
 
 /// An independent, whole-buffer splitter: the raw bytes of every event
@@ -133,7 +138,11 @@ fn sse_every_split_matches_reference_and_splitter() {
             let out = scan_all(&chunks, 1 << 20);
             assert_eq!(out.forwarded, input, "forwarded, {chunks:?}");
             assert_eq!(out.events, want_events, "events, {chunks:?}");
-            assert_eq!(dispatched(&out.parsed), want_dispatched, "parse, {chunks:?}");
+            assert_eq!(
+                dispatched(&out.parsed),
+                want_dispatched,
+                "parse, {chunks:?}"
+            );
             assert_eq!(out.overflows, 0);
         }
     }
@@ -147,7 +156,10 @@ fn sse_events_are_zero_copy_slices_and_forwarding_is_the_chunk() {
     let range = chunk.as_ptr_range();
     let out = s.feed(chunk.clone(), &mut |e| {
         for seg in e.segments() {
-            assert!(range.contains(&seg.as_ptr()), "segment is a slice of the chunk");
+            assert!(
+                range.contains(&seg.as_ptr()),
+                "segment is a slice of the chunk"
+            );
         }
         seen.push(e.segments().concat());
     });
@@ -162,7 +174,9 @@ fn sse_event_completion_waits_for_the_byte_after_a_cr() {
     let mut s = Scanner::new(64);
     let mut seen: Vec<Vec<u8>> = vec![];
     let feed = |s: &mut Scanner, b: &'static [u8], seen: &mut Vec<Vec<u8>>| {
-        let r = s.feed(Bytes::from_static(b), &mut |e| seen.push(e.segments().concat()));
+        let r = s.feed(Bytes::from_static(b), &mut |e| {
+            seen.push(e.segments().concat())
+        });
         r.map(|b| b.len()).ok()
     };
     assert_eq!(feed(&mut s, b"data: a\r\r", &mut seen), Some(9));
@@ -192,15 +206,24 @@ fn sse_bom_prefix_is_held_then_released_or_dropped() {
             let push = |out: &mut Vec<u8>, b: Result<Bytes, _>| {
                 out.extend_from_slice(&b.ok().unwrap_or_default());
             };
-            push(&mut out, s.feed(Bytes::copy_from_slice(&BOM[..cut]), &mut |_| {}));
+            push(
+                &mut out,
+                s.feed(Bytes::copy_from_slice(&BOM[..cut]), &mut |_| {}),
+            );
             assert!(!s.at_stream_start());
             assert_eq!(s.position(), Position::EventBoundary);
             if inject {
                 let frame = ka.frame(&mut s).unwrap_or_default();
                 out.extend_from_slice(&frame);
             }
-            push(&mut out, s.feed(Bytes::copy_from_slice(&BOM[cut..]), &mut |_| {}));
-            push(&mut out, s.feed(Bytes::from_static(b"data: a\n\n"), &mut |_| {}));
+            push(
+                &mut out,
+                s.feed(Bytes::copy_from_slice(&BOM[cut..]), &mut |_| {}),
+            );
+            push(
+                &mut out,
+                s.feed(Bytes::from_static(b"data: a\n\n"), &mut |_| {}),
+            );
             let want: &[u8] = if inject {
                 b": keepalive\n\ndata: a\n\n"
             } else {
@@ -219,7 +242,9 @@ fn sse_not_a_bom_prefix_is_released_whole() {
     assert_eq!(first.ok().map(|b| b.len()), Some(0));
     let ka = Keepalive::comment();
     assert_eq!(ka.frame(&mut s).as_deref(), Some(&b": keepalive\n\n"[..]));
-    let out = s.feed(Bytes::from_static(b"\xBBx\n\n"), &mut |e| events.push(e.segments().concat()));
+    let out = s.feed(Bytes::from_static(b"\xBBx\n\n"), &mut |e| {
+        events.push(e.segments().concat())
+    });
     assert_eq!(out.ok().as_deref(), Some(&b"\xEF\xBBx\n\n"[..]));
     assert_eq!(events, [b"\xEF\xBBx\n\n"]);
     // A stream that is only a BOM prefix gives its bytes back at finish.
@@ -234,13 +259,22 @@ fn sse_overflow_is_reported_once_and_the_event_skipped() {
     for chunks in splits(input) {
         let out = scan_all(&chunks, 16);
         assert_eq!(out.overflows, 1, "{chunks:?}");
-        assert_eq!(out.events, [&b"data: a\n\n"[..], b"data: b\n\n"], "{chunks:?}");
+        assert_eq!(
+            out.events,
+            [&b"data: a\n\n"[..], b"data: b\n\n"],
+            "{chunks:?}"
+        );
         assert_eq!(out.forwarded, input, "Overflow::forward keeps the chunk");
     }
     // An event of exactly max_event bytes fits, one more does not.
     let exact: &[u8] = b"data: 0123456\n\n";
     assert_eq!(scan_all(&[exact], exact.len()).overflows, 0);
     assert_eq!(scan_all(&[exact], exact.len() - 1).overflows, 1);
+    // Once overflowed, nothing more of the event is held: a long event in
+    // small chunks is reported once.
+    let long = [&b"data: "[..], &[b'x'; 300], b"\n\ndata: b\n\n"].concat();
+    let out = scan_all(&long.chunks(7).collect::<Vec<_>>(), 16);
+    assert_eq!((out.overflows, out.events.len()), (1, 1));
     // Held bytes are released at every dispatch: many small events are fine.
     let many = b"data: x\n\n".repeat(1000);
     let out = scan_all(&many.chunks(7).collect::<Vec<_>>(), 9);
@@ -257,7 +291,9 @@ fn sse_overflow_error_carries_the_forward_bytes() {
     assert!(err.is_some_and(|o| o.to_string().contains("12 bytes")));
     // The rest of the event is skipped without another error; position
     // tracking goes on.
-    let r = s.feed(Bytes::from_static(b"45\r"), &mut |_| panic!("skipped event"));
+    let r = s.feed(Bytes::from_static(b"45\r"), &mut |_| {
+        panic!("skipped event")
+    });
     assert!(r.is_ok());
     assert_eq!(s.position(), Position::AfterCr);
     let mut n = 0;

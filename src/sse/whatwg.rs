@@ -44,7 +44,10 @@ pub struct Parser {
 impl Parser {
     /// A parser at stream start.
     pub fn new() -> Self {
-        Parser { at_boundary: true, ..Parser::default() }
+        Parser {
+            at_boundary: true,
+            ..Parser::default()
+        }
     }
 
     /// Feeds the next bytes of the stream.
@@ -171,7 +174,11 @@ mod tests {
     use super::*;
 
     fn ev(t: &str, d: &str, id: &str) -> Dispatched {
-        Dispatched { event_type: t.into(), data: d.into(), last_event_id: id.into() }
+        Dispatched {
+            event_type: t.into(),
+            data: d.into(),
+            last_event_id: id.into(),
+        }
     }
 
     #[test]
@@ -180,23 +187,38 @@ mod tests {
         let s = b"data: YHOO\ndata: +2\ndata: 10\n\n";
         assert_eq!(parse(s), [ev("message", "YHOO\n+2\n10", "")]);
         let s = b": test stream\n\ndata: first event\nid: 1\n\ndata:second event\nid\n\ndata:  third event\n";
-        assert_eq!(parse(s), [ev("message", "first event", "1"), ev("message", "second event", "")]);
+        assert_eq!(
+            parse(s),
+            [
+                ev("message", "first event", "1"),
+                ev("message", "second event", "")
+            ]
+        );
         let s = b"data\n\ndata\ndata\n\ndata:";
         assert_eq!(parse(s), [ev("message", "", ""), ev("message", "\n", "")]);
         let s = b"data:test\n\ndata: test\n\n";
-        assert_eq!(parse(s), [ev("message", "test", ""), ev("message", "test", "")]);
+        assert_eq!(
+            parse(s),
+            [ev("message", "test", ""), ev("message", "test", "")]
+        );
     }
 
     #[test]
     fn line_ends_and_bom() {
         let want = [ev("message", "a", ""), ev("message", "b", "")];
-        for s in [&b"data:a\r\rdata:b\r\n\r\n"[..], b"\xEF\xBB\xBFdata:a\n\ndata:b\r\r"] {
+        for s in [
+            &b"data:a\r\rdata:b\r\n\r\n"[..],
+            b"\xEF\xBB\xBFdata:a\n\ndata:b\r\r",
+        ] {
             assert_eq!(parse(s), want);
         }
         // A second BOM is content: it poisons the field name.
         assert_eq!(parse(b"\xEF\xBB\xBF\xEF\xBB\xBFdata:a\n\n"), []);
         // An incomplete BOM is content too (decoded as U+FFFD).
-        assert_eq!(parse(b"\xEF\xBBdata:a\n\ndata:b\n\n"), [ev("message", "b", "")]);
+        assert_eq!(
+            parse(b"\xEF\xBBdata:a\n\ndata:b\n\n"),
+            [ev("message", "b", "")]
+        );
         // CR LF split over feeds is still one line end.
         let mut p = Parser::new();
         for part in [&b"data:a\r"[..], b"\n", b"\r", b"\n"] {

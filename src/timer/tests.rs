@@ -37,7 +37,10 @@ async fn entries_beyond_one_rotation_wait_for_their_turn() {
     // 64 slots * 100 ms = 6.4 s per rotation; 15 s is more than two rotations.
     let far = wheel.insert(start + Duration::from_secs(15));
     let near = wheel.insert(start + Duration::from_millis(200));
-    assert_eq!(fired_at(&wheel, near).await - start, Duration::from_millis(200));
+    assert_eq!(
+        fired_at(&wheel, near).await - start,
+        Duration::from_millis(200)
+    );
     assert_eq!(fired_at(&wheel, far).await - start, Duration::from_secs(15));
     driver.abort();
 }
@@ -55,7 +58,10 @@ async fn reset_pushes_forward_and_rearms() {
     // An earlier deadline than the armed one wakes the sleeping driver.
     wheel.reset(key, Instant::now() + Duration::from_secs(30));
     let other = wheel.insert(Instant::now() + Duration::from_millis(500));
-    assert_eq!(fired_at(&wheel, other).await - start, Duration::from_millis(3_500));
+    assert_eq!(
+        fired_at(&wheel, other).await - start,
+        Duration::from_millis(3_500)
+    );
     driver.abort();
 }
 
@@ -68,7 +74,10 @@ async fn removed_entries_never_fire_and_slots_are_reused() {
     let b = wheel.insert(start + Duration::from_millis(300));
     wheel.remove(a);
     assert_eq!(wheel.len(), 1);
-    assert_eq!(fired_at(&wheel, b).await - start, Duration::from_millis(300));
+    assert_eq!(
+        fired_at(&wheel, b).await - start,
+        Duration::from_millis(300)
+    );
     let c = wheel.insert(Instant::now() + Duration::from_millis(100));
     assert_eq!(c, a, "the freed slab slot is reused");
     wheel.remove(b);

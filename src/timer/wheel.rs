@@ -2,8 +2,9 @@
 //!
 //! Deadlines are rounded *up* to ticks of `tick` (coarse on purpose: a
 //! keepalive may go out up to one tick late, never early). Ticks hash into
-//! [`SLOTS`] slots; each slot is an intrusive singly linked list through the
-//! entry slab, so an empty wheel is a few hundred bytes. Entries due more
+//! [`SLOTS`] slots; each slot is an intrusive doubly linked list through the
+//! entry slab (O(1) insert and unlink), so an empty wheel is a few hundred
+//! bytes. Entries due more
 //! than one rotation ahead stay in their slot and are skipped until their
 //! rotation comes round.
 //!
@@ -30,6 +31,7 @@ pub struct TimerKey(u32);
 
 struct Entry {
     due: u64,
+    prev: u32,
     next: u32,
     fired: bool,
     waker: Option<Waker>,
@@ -80,7 +82,14 @@ impl Wheel {
     pub fn insert(&self, deadline: Instant) -> TimerKey {
         let mut w = self.lock();
         let due = w.tick_at(deadline);
-        let entry = Entry { due, next: NIL, fired: false, waker: None, live: true };
+        let entry = Entry {
+            due,
+            prev: NIL,
+            next: NIL,
+            fired: false,
+            waker: None,
+            live: true,
+        };
         let id = match w.free.pop() {
             Some(id) => {
                 w.entries[id as usize] = entry;
@@ -207,25 +216,28 @@ impl Inner {
 
     fn link(&mut self, id: u32) {
         let slot = (self.entries[id as usize].due as usize) & (SLOTS - 1);
-        self.entries[id as usize].next = self.heads[slot];
+        let head = self.heads[slot];
+        if head != NIL {
+            self.entries[head as usize].prev = id;
+        }
+        let e = &mut self.entries[id as usize];
+        e.prev = NIL;
+        e.next = head;
         self.heads[slot] = id;
     }
 
     fn unlink(&mut self, id: u32) {
-        let slot = (self.entries[id as usize].due as usize) & (SLOTS - 1);
-        let next = self.entries[id as usize].next;
-        if self.heads[slot] == id {
-            self.heads[slot] = next;
-            return;
+        let (due, prev, next) = {
+            let e = &self.entries[id as usize];
+            (e.due, e.prev, e.next)
+        };
+        if prev == NIL {
+            self.heads[(due as usize) & (SLOTS - 1)] = next;
+        } else {
+            self.entries[prev as usize].next = next;
         }
-        let mut cur = self.heads[slot];
-        while cur != NIL {
-            let after = self.entries[cur as usize].next;
-            if after == id {
-                self.entries[cur as usize].next = next;
-                return;
-            }
-            cur = after;
+        if next != NIL {
+            self.entries[next as usize].prev = prev;
         }
     }
 
@@ -280,4 +292,3 @@ impl Inner {
             .min()
     }
 }
-

@@ -313,7 +313,7 @@ pub fn client_tls_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
 
 // ---------------------------------------------------------------- temp dirs
 
-/// A directory removed on drop.
+/// A directory under `target/tmp`, removed on drop.
 pub struct TempDir {
     pub path: PathBuf,
 }
@@ -322,8 +322,9 @@ impl TempDir {
     pub fn new(name: &str) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("sse-edge-test-{}-{n}-{name}", std::process::id()));
+        // Cargo's scratch directory for integration tests, inside target/.
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("sse-edge-test-{}-{n}-{name}", std::process::id()));
         std::fs::create_dir_all(&path).unwrap();
         Self { path }
     }
@@ -355,6 +356,14 @@ pub enum Mode {
     H2c,
     /// TLS (certificate from [`test_ca`]), ALPN `h2` and `http/1.1`.
     Tls,
+    /// TLS offering only ALPN `http/1.1`.
+    TlsHttp1,
+}
+
+impl Mode {
+    pub fn is_tls(self) -> bool {
+        matches!(self, Mode::Tls | Mode::TlsHttp1)
+    }
 }
 
 /// One request as the upstream saw it.
@@ -429,12 +438,14 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let conns = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let acceptor = (opts.mode == Mode::Tls).then(|| {
-            tokio_rustls::TlsAcceptor::from(server_tls_config(
-                upstream_leaf(),
-                &[b"h2", b"http/1.1"],
-            ))
-        });
+        let alpn: &[&[u8]] = match opts.mode {
+            Mode::TlsHttp1 => &[b"http/1.1"],
+            _ => &[b"h2", b"http/1.1"],
+        };
+        let acceptor = opts
+            .mode
+            .is_tls()
+            .then(|| tokio_rustls::TlsAcceptor::from(server_tls_config(upstream_leaf(), alpn)));
         let task = tokio::spawn({
             let (conns, requests) = (conns.clone(), requests.clone());
             async move {
@@ -487,11 +498,7 @@ impl Upstream {
     }
 
     pub fn url(&self) -> String {
-        let scheme = if self.mode == Mode::Tls {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = if self.mode.is_tls() { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)
     }
 
@@ -752,7 +759,7 @@ pub async fn start_relay(args: &[&str]) -> Running {
 pub async fn start_relay_to(upstream: &Upstream, extra: &[&str]) -> Running {
     let url = upstream.url();
     let mut args = vec!["--upstream", url.as_str()];
-    if upstream.mode == Mode::Tls {
+    if upstream.mode.is_tls() {
         args.extend([
             "--upstream-ca-file",
             ca_pem_path().to_str().unwrap(),

@@ -30,16 +30,24 @@ fn inject_run(chunks: &[&[u8]], inject: &[usize], ka: &Keepalive, max: usize) ->
     let (mut output, mut forwarded, mut events, mut parsed) = (vec![], vec![], vec![], vec![]);
     let mut fulls = 0;
     let mut on_event = |e: &crate::sse::Event| {
-        e.segments().iter().for_each(|s| events.extend_from_slice(s));
+        e.segments()
+            .iter()
+            .for_each(|s| events.extend_from_slice(s));
         parsed.push(e.parse());
     };
     for i in 0..=chunks.len() {
         for _ in 0..inject.get(i).copied().unwrap_or(0) {
-            let Some(frame) = ka.frame(&mut s) else { continue };
+            let Some(frame) = ka.frame(&mut s) else {
+                continue;
+            };
             fulls += usize::from(frame == ka.full());
             output.extend_from_slice(&frame);
             client.feed(&frame);
-            assert_eq!(s.position(), client.position(), "after frame, {chunks:?} {inject:?}");
+            assert_eq!(
+                s.position(),
+                client.position(),
+                "after frame, {chunks:?} {inject:?}"
+            );
         }
         let Some(chunk) = chunks.get(i) else { break };
         let out = s.feed(Bytes::copy_from_slice(chunk), &mut on_event);
@@ -47,22 +55,47 @@ fn inject_run(chunks: &[&[u8]], inject: &[usize], ka: &Keepalive, max: usize) ->
         output.extend_from_slice(&out);
         forwarded.extend_from_slice(&out);
         client.feed(&out);
-        assert_eq!(s.position(), client.position(), "after chunk {i}, {chunks:?} {inject:?}");
+        assert_eq!(
+            s.position(),
+            client.position(),
+            "after chunk {i}, {chunks:?} {inject:?}"
+        );
     }
     let rest = s.finish(&mut on_event);
     output.extend_from_slice(&rest);
     forwarded.extend_from_slice(&rest);
-    Injected { output, forwarded, events, parsed, fulls }
+    Injected {
+        output,
+        forwarded,
+        events,
+        parsed,
+        fulls,
+    }
 }
 
 /// The property for comment frames, plus the scanner's own invariants.
 fn check(input: &[u8], run: &Injected, ctx: &dyn std::fmt::Debug) {
     let want = whatwg::parse(input);
-    assert_eq!(whatwg::parse(&run.output), want, "downstream differs: {ctx:?}");
-    assert_eq!(dispatched(&run.parsed), want, "scanner events differ: {ctx:?}");
-    let bom = if run.output.starts_with(BOM) { BOM.len() } else { 0 };
+    assert_eq!(
+        whatwg::parse(&run.output),
+        want,
+        "downstream differs: {ctx:?}"
+    );
+    assert_eq!(
+        dispatched(&run.parsed),
+        want,
+        "scanner events differ: {ctx:?}"
+    );
+    let bom = if run.output.starts_with(BOM) {
+        BOM.len()
+    } else {
+        0
+    };
     let body = &run.forwarded[bom..];
-    assert!(body.starts_with(&run.events), "events are not a prefix: {ctx:?}");
+    assert!(
+        body.starts_with(&run.events),
+        "events are not a prefix: {ctx:?}"
+    );
 }
 
 /// Tokens for the exhaustive runs: field names that matter, delimiters,
@@ -156,7 +189,10 @@ fn sse_inject_before_a_bom_drops_it() {
         let chunks = [&input[..cut], &input[cut..]];
         let run = inject_run(&chunks, &[1, 0, 0], &ka, 1 << 10);
         check(input, &run, &cut);
-        assert_eq!(&run.output[..], b": keepalive\n\ndata: a\r\n\r\ndata: b\n\n");
+        assert_eq!(
+            &run.output[..],
+            b": keepalive\n\ndata: a\r\n\r\ndata: b\n\n"
+        );
         // Without the drop, the BOM would poison the first field name.
         let mut naive = b": keepalive\n\n".to_vec();
         naive.extend_from_slice(input);
@@ -170,8 +206,14 @@ fn sse_inject_after_cr_swallows_only_the_crs_own_lf() {
     let cases: [(&[&[u8]], &[u8]); 4] = [
         (&[b"data: a\r", b"\n\n"], b"data: a\r\n: keepalive\n\n"),
         (&[b"data: a\r", b"\r"], b"data: a\r\n: keepalive\n\r"),
-        (&[b"data: a\n\r", b"\ndata: b\n\n"], b"data: a\n\r\n: keepalive\ndata: b\n\n"),
-        (&[b"data: a\r", b"", b"\n", b"\n"], b"data: a\r\n: keepalive\n\n"),
+        (
+            &[b"data: a\n\r", b"\ndata: b\n\n"],
+            b"data: a\n\r\n: keepalive\ndata: b\n\n",
+        ),
+        (
+            &[b"data: a\r", b"", b"\n", b"\n"],
+            b"data: a\r\n: keepalive\n\n",
+        ),
     ];
     for (chunks, want) in cases {
         let run = inject_run(chunks, &[0, 1, 0, 0, 0], &ka, 1 << 10);
@@ -214,7 +256,10 @@ fn sse_inject_random_realistic_streams() {
             check(&input, &run, &chunks);
         }
     }
-    assert!(frames > 10_000, "the plans injected too little: {frames} bytes");
+    assert!(
+        frames > 10_000,
+        "the plans injected too little: {frames} bytes"
+    );
 }
 
 #[test]
@@ -224,7 +269,9 @@ fn sse_inject_random_bytes() {
     let mut rng = XorShift(0x5eed_0003);
     for _ in 0..20_000 {
         let len = rng.below(40);
-        let input: Vec<u8> = (0..len).map(|_| ALPHABET[rng.below(ALPHABET.len())]).collect();
+        let input: Vec<u8> = (0..len)
+            .map(|_| ALPHABET[rng.below(ALPHABET.len())])
+            .collect();
         let (chunks, inject) = random_plan(&mut rng, &input);
         let run = inject_run(&chunks, &inject, &ka, 1 << 10);
         check(&input, &run, &(&chunks, &inject));
@@ -253,11 +300,19 @@ fn random_plan<'a>(rng: &mut XorShift, input: &'a [u8]) -> (Vec<&'a [u8]>, Vec<u
     let (mut chunks, mut inject, mut from) = (vec![], vec![], 0);
     let max = [1, 4, 40, 2000][rng.below(4)];
     loop {
-        inject.push(if rng.below(3) == 0 { 1 + rng.below(3) } else { 0 });
+        inject.push(if rng.below(3) == 0 {
+            1 + rng.below(3)
+        } else {
+            0
+        });
         if from == input.len() && rng.below(2) == 0 {
             break;
         }
-        let size = if rng.below(8) == 0 { 0 } else { 1 + rng.below(max) };
+        let size = if rng.below(8) == 0 {
+            0
+        } else {
+            1 + rng.below(max)
+        };
         let to = input.len().min(from + size);
         chunks.push(&input[from..to]);
         from = to;
@@ -294,12 +349,20 @@ fn realistic(rng: &mut XorShift) -> Vec<u8> {
     }
     lines.push("data: [DONE]".into());
     lines.push(String::new());
-    let mut out = if rng.below(4) == 0 { BOM.to_vec() } else { vec![] };
+    let mut out = if rng.below(4) == 0 {
+        BOM.to_vec()
+    } else {
+        vec![]
+    };
     for line in lines {
         out.extend_from_slice(line.as_bytes());
         out.extend_from_slice([&b"\n"[..], b"\r\n", b"\r"][rng.below(3)]);
     }
-    let cut = if rng.below(4) == 0 { rng.below(out.len()) } else { out.len() };
+    let cut = if rng.below(4) == 0 {
+        rng.below(out.len())
+    } else {
+        out.len()
+    };
     out.truncate(cut);
     out
 }
