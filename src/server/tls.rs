@@ -49,11 +49,15 @@ pub struct Terminator {
     acceptor: TlsAcceptor,
     resolver: Arc<Resolver>,
     cfg: TlsConfig,
+    /// The file contents in service, the reload watcher's starting point.
+    loaded: Raw,
 }
 
 impl Terminator {
     pub fn new(cfg: &TlsConfig, http2: bool) -> io::Result<Self> {
-        let (cert, key) = read_pair(&cfg.cert, &cfg.key)?;
+        let raw = read_raw(&cfg.cert, &cfg.key)
+            .map_err(|e| io::Error::new(e.kind(), format!("reading TLS files: {e}")))?;
+        let (cert, key) = parse_pair(&raw)?;
         let certified = certified_key(cert, key)?;
         let resolver = Arc::new(Resolver {
             current: RwLock::new(Arc::new(certified)),
@@ -73,6 +77,7 @@ impl Terminator {
             acceptor: TlsAcceptor::from(Arc::new(sc)),
             resolver,
             cfg: cfg.clone(),
+            loaded: raw,
         })
     }
 
@@ -86,7 +91,7 @@ impl Terminator {
 
     /// Re-reads the files every `reload_interval` until `stop` fires.
     pub async fn watch(self: Arc<Self>, metrics: Arc<Metrics>, stop: Shutdown) {
-        let mut last = read_raw(&self.cfg.cert, &self.cfg.key).ok();
+        let mut last = self.loaded.clone();
         let mut tick = tokio::time::interval(self.cfg.reload_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -97,7 +102,7 @@ impl Terminator {
             let Ok(raw) = read_raw(&self.cfg.cert, &self.cfg.key) else {
                 continue; // mid-rotation or briefly missing: try next tick
             };
-            if last.as_ref() == Some(&raw) {
+            if last == raw {
                 continue;
             }
             match parse_pair(&raw).and_then(|(c, k)| certified_key(c, k)) {
@@ -119,7 +124,7 @@ impl Terminator {
                     tracing::error!("TLS certificate reload refused, keeping the old one: {e}");
                 }
             }
-            last = Some(raw);
+            last = raw;
         }
     }
 }
@@ -128,15 +133,6 @@ type Raw = (Vec<u8>, Vec<u8>);
 
 fn read_raw(cert: &Path, key: &Path) -> io::Result<Raw> {
     Ok((std::fs::read(cert)?, std::fs::read(key)?))
-}
-
-fn read_pair(
-    cert: &Path,
-    key: &Path,
-) -> io::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let raw = read_raw(cert, key)
-        .map_err(|e| io::Error::new(e.kind(), format!("reading TLS files: {e}")))?;
-    parse_pair(&raw)
 }
 
 fn parse_pair(raw: &Raw) -> io::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
