@@ -88,6 +88,7 @@ pub async fn start(config: Config, access: AccessLog) -> Result<Running, StartEr
     let metrics = Arc::new(Metrics::new(
         RouteTable::names_in_order(&config.routes),
         pool.clone(),
+        config.usage.max_models,
     ));
     let sinks = Arc::new(Sinks {
         metrics: metrics.clone(),

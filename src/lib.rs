@@ -21,6 +21,7 @@ pub mod sse;
 pub mod telemetry;
 pub mod timer;
 pub mod upstream;
+pub mod usage;
 
 pub use app::{Running, StartError, start};
 pub use error::Error;

@@ -21,9 +21,15 @@ mod common;
 use common::{Step, dispatched, steps, upstream};
 
 fuzz_target!(|input: &[u8]| {
-    let Some((&header, stream)) = input.split_first() else { return };
+    let Some((&header, stream)) = input.split_first() else {
+        return;
+    };
     let ping = header % 2 == 1;
-    let ka = if ping { Keepalive::anthropic_ping() } else { Keepalive::comment() };
+    let ka = if ping {
+        Keepalive::anthropic_ping()
+    } else {
+        Keepalive::comment()
+    };
     let upstream = upstream(stream);
     let mut scanner = Scanner::new(1 << 20);
     let mut client = whatwg::Parser::new();
@@ -38,10 +44,12 @@ fuzz_target!(|input: &[u8]| {
                 }
                 None => continue,
             },
-            Step::Chunk(chunk) => match scanner.feed(Bytes::copy_from_slice(chunk), &mut on_event) {
-                Ok(out) => out,
-                Err(o) => panic!("no event can reach 1 MiB here: {o}"),
-            },
+            Step::Chunk(chunk) => {
+                match scanner.feed(Bytes::copy_from_slice(chunk), &mut on_event) {
+                    Ok(out) => out,
+                    Err(o) => panic!("no event can reach 1 MiB here: {o}"),
+                }
+            }
         };
         output.extend_from_slice(&bytes);
         client.feed(&bytes);

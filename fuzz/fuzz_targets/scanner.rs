@@ -20,8 +20,14 @@ mod common;
 use common::{Step, dispatched, split_events, steps, upstream};
 
 fuzz_target!(|input: &[u8]| {
-    let Some((&header, stream)) = input.split_first() else { return };
-    let max = if header < 0x80 { 1 << 20 } else { usize::from(header - 0x7F) * 4 };
+    let Some((&header, stream)) = input.split_first() else {
+        return;
+    };
+    let max = if header < 0x80 {
+        1 << 20
+    } else {
+        usize::from(header - 0x7F) * 4
+    };
     let upstream = upstream(stream);
     let mut scanner = Scanner::new(max);
     let mut reference = whatwg::Parser::new();

@@ -14,12 +14,13 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming};
 
+use super::capture::UsageCapture;
 use super::heartbeat::Heartbeat;
 use super::sse::Pending;
 use crate::dialect::Dialect;
 use crate::dialect::errors::{self, ErrorInfo};
 use crate::error::{Error, Kind};
-use crate::telemetry::{Exchange, Outcome};
+use crate::telemetry::{Exchange, Outcome, UsageSource};
 use crate::upstream::Lease;
 
 const SPACE: &[u8] = b" ";
@@ -34,14 +35,21 @@ pub struct JsonWaitBody {
     phase: Phase,
     heartbeat: Heartbeat,
     dialect: Dialect,
+    usage: UsageCapture,
 }
 
 impl JsonWaitBody {
-    pub fn new(pending: Pending, heartbeat: Heartbeat, dialect: Dialect) -> Self {
+    pub fn new(
+        pending: Pending,
+        heartbeat: Heartbeat,
+        dialect: Dialect,
+        usage: UsageCapture,
+    ) -> Self {
         Self {
             phase: Phase::Waiting(pending),
             heartbeat,
             dialect,
+            usage,
         }
     }
 
@@ -75,11 +83,18 @@ impl JsonWaitBody {
                         Some(Ok(frame)) => {
                             if let Some(d) = frame.data_ref() {
                                 x.add_bytes(d.len());
+                                self.usage.push(d);
                             }
                             Poll::Ready(Some(Ok(frame)))
                         }
                         None => {
                             lease.release();
+                            if let Some((u, model)) = self.usage.finish() {
+                                if let Some(m) = model {
+                                    x.set_model(&m);
+                                }
+                                x.set_usage(u, UsageSource::Body);
+                            }
                             x.finish(Outcome::Complete);
                             self.phase = Phase::Done;
                             Poll::Ready(None)

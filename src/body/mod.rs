@@ -9,12 +9,15 @@
 //! - [`SseBody`]: an event stream through the SSE engine, with keepalives
 //!   from the connection's timer wheel and an honest ending.
 
+mod capture;
+mod events;
 mod heartbeat;
 mod json_wait;
 mod request;
 mod response;
 mod sse;
 
+pub use capture::UsageCapture;
 pub use heartbeat::Heartbeat;
 pub use json_wait::JsonWaitBody;
 pub use request::RequestBody;

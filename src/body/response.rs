@@ -6,10 +6,11 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::capture::UsageCapture;
 use super::json_wait::JsonWaitBody;
 use super::sse::SseBody;
 use crate::error::{Error, Kind};
-use crate::telemetry::{Exchange, Outcome, UpstreamClass};
+use crate::telemetry::{Exchange, Outcome, UpstreamClass, UsageSource};
 use crate::upstream::Lease;
 
 /// The response body handed to hyper: an upstream body relayed frame by
@@ -21,7 +22,11 @@ pub struct ResponseBody {
 }
 
 enum Inner {
-    Upstream { body: Incoming, lease: Lease },
+    Upstream {
+        body: Incoming,
+        lease: Lease,
+        usage: Option<UsageCapture>,
+    },
     Sse(Box<SseBody>),
     JsonWait(Box<JsonWaitBody>),
     Full(Option<Bytes>),
@@ -29,7 +34,13 @@ enum Inner {
 
 impl ResponseBody {
     /// Relays `body`; `lease` goes back to the pool when it ends.
-    pub fn relay(body: Incoming, mut lease: Lease, mut exchange: Exchange) -> Self {
+    /// `usage`, when given, keeps the (JSON) body to read its usage at the end.
+    pub fn relay(
+        body: Incoming,
+        mut lease: Lease,
+        mut exchange: Exchange,
+        usage: Option<UsageCapture>,
+    ) -> Self {
         exchange.start_streaming();
         if body.is_end_stream() {
             // No body (HEAD, 204, 304, Content-Length: 0): hyper will not
@@ -38,7 +49,7 @@ impl ResponseBody {
             exchange.finish(Outcome::Complete);
         }
         Self {
-            inner: Inner::Upstream { body, lease },
+            inner: Inner::Upstream { body, lease, usage },
             exchange: Some(exchange),
         }
     }
@@ -79,28 +90,27 @@ impl ResponseBody {
     }
 
     fn poll_upstream(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let Inner::Upstream { body, lease } = &mut self.inner else {
+        let Inner::Upstream { body, lease, usage } = &mut self.inner else {
             return Poll::Ready(None);
         };
         let polled = ready!(Pin::new(&mut *body).poll_frame(cx));
-        let x = self.exchange.as_mut();
+        let mut x = self.exchange.as_mut();
         match polled {
             None => {
-                lease.release();
-                if let Some(x) = x {
-                    x.finish(Outcome::Complete);
-                }
+                complete(lease, usage, x);
                 Poll::Ready(None)
             }
             Some(Ok(frame)) => {
-                if let Some(x) = x {
-                    if let Some(data) = frame.data_ref() {
+                if let Some(data) = frame.data_ref() {
+                    if let Some(x) = x.as_deref_mut() {
                         x.add_bytes(data.len());
                     }
-                    if body.is_end_stream() {
-                        lease.release();
-                        x.finish(Outcome::Complete);
+                    if let Some(u) = usage.as_mut() {
+                        u.push(data);
                     }
+                }
+                if body.is_end_stream() {
+                    complete(lease, usage, x);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -114,6 +124,19 @@ impl ResponseBody {
             }
         }
     }
+}
+
+/// The upstream body ended: free its connection, record usage and outcome.
+fn complete(lease: &mut Lease, usage: &mut Option<UsageCapture>, x: Option<&mut Exchange>) {
+    lease.release();
+    let Some(x) = x else { return };
+    if let Some((u, model)) = usage.take().and_then(|mut c| c.finish()) {
+        if let Some(m) = model {
+            x.set_model(&m);
+        }
+        x.set_usage(u, UsageSource::Body);
+    }
+    x.finish(Outcome::Complete);
 }
 
 impl Body for ResponseBody {

@@ -24,14 +24,15 @@ use bytes::{Bytes, BytesMut};
 use http::{StatusCode, header};
 use hyper::body::{Body, Frame, Incoming};
 
+use super::events::EventObserver;
 use super::heartbeat::Heartbeat;
 use crate::config::StreamConfig;
 use crate::dialect::Dialect;
 use crate::dialect::errors::{self, ErrorInfo};
-use crate::dialect::stream::{Ending, ending, keepalive};
+use crate::dialect::stream::{Ending, keepalive};
 use crate::error::{Error, Kind};
 use crate::sse::{Keepalive, Position, Scanner};
-use crate::telemetry::{Exchange, Outcome};
+use crate::telemetry::{Exchange, Outcome, UpstreamClass, UsageSource};
 use crate::timer::Wheel;
 use crate::upstream::{Lease, Sent};
 
@@ -60,6 +61,9 @@ pub struct SseSetup<'a> {
     pub dialect: Dialect,
     pub wheel: Arc<Wheel>,
     pub stream: &'a StreamConfig,
+    /// The relay added `include_usage` upstream: remove the usage-only
+    /// chunk from the client's stream.
+    pub strip_usage_chunk: bool,
 }
 
 pub struct SseBody {
@@ -69,6 +73,7 @@ pub struct SseBody {
     template: Option<Arc<str>>,
     heartbeat: Heartbeat,
     dialect: Dialect,
+    observer: EventObserver,
     max_event: usize,
     ended: bool,
     /// Frames to write before anything else, in order.
@@ -96,6 +101,7 @@ impl SseBody {
             template,
             heartbeat: Heartbeat::new(s.wheel, s.stream.heartbeat),
             dialect: s.dialect,
+            observer: EventObserver::new(s.dialect, s.strip_usage_chunk),
             max_event,
             ended: false,
             queued: VecDeque::new(),
@@ -113,6 +119,7 @@ impl SseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         loop {
             if let Some(b) = self.queued.pop_front() {
+                self.heartbeat.wrote();
                 x.add_bytes(b.len());
                 return Poll::Ready(Some(Ok(Frame::data(b))));
             }
@@ -152,19 +159,11 @@ impl SseBody {
                 let Ok(data) = frame.into_data() else {
                     return Poll::Ready(None); // trailers: nothing for an event stream
                 };
-                let dialect = self.dialect;
-                let mut end = Ending::None;
-                let fed = self
-                    .scanner
-                    .feed(data, &mut |ev| note_ending(&mut end, dialect, ev));
-                self.record_ending(end, x);
+                let obs = &mut self.observer;
+                let fed = self.scanner.feed(data, &mut |ev| obs.on_event(ev));
+                self.after_events(x);
                 match fed {
-                    Ok(out) if out.is_empty() => Poll::Ready(None),
-                    Ok(out) => {
-                        self.heartbeat.wrote();
-                        x.add_bytes(out.len());
-                        Poll::Ready(Some(Ok(Frame::data(out))))
-                    }
+                    Ok(out) => self.forward(out, x),
                     Err(_) => {
                         let msg = format!(
                             "an upstream event exceeded max_event_size ({} bytes held)",
@@ -183,19 +182,19 @@ impl SseBody {
             }
             None => {
                 lease.release();
-                let dialect = self.dialect;
-                let mut end = Ending::None;
-                let held = self
-                    .scanner
-                    .finish(&mut |ev| note_ending(&mut end, dialect, ev));
-                self.record_ending(end, x);
-                if !held.is_empty() {
+                let obs = &mut self.observer;
+                let held = self.scanner.finish(&mut |ev| obs.on_event(ev));
+                self.after_events(x);
+                if self.observer.event_aligned() {
+                    self.queued.extend(self.observer.take_kept());
+                } else if !held.is_empty() {
                     self.queued.push_back(held);
                 }
                 if self.ended || self.dialect == Dialect::Generic {
                     x.finish(Outcome::Complete);
                     self.phase = Phase::Done;
                 } else {
+                    x.upstream_error(UpstreamClass::Truncated);
                     let msg = "upstream ended the stream without its final event";
                     self.fail(
                         x,
@@ -227,6 +226,38 @@ impl SseBody {
                 Poll::Ready(None)
             }
         }
+    }
+
+    /// Hands what the observer learned from the events just completed to
+    /// the request's record.
+    fn after_events(&mut self, x: &mut Exchange) {
+        if let Some((usage, model)) = self.observer.take_usage() {
+            if let Some(m) = model {
+                x.set_model(m);
+            }
+            x.set_usage(usage, UsageSource::Stream);
+        }
+        let end = self.observer.take_ending();
+        self.record_ending(end, x);
+    }
+
+    /// Sends upstream bytes on: the scanner's slice as is, or in
+    /// event-aligned mode the whole events completed so far.
+    fn forward(
+        &mut self,
+        out: Bytes,
+        x: &mut Exchange,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        if self.observer.event_aligned() {
+            self.queued.extend(self.observer.take_kept());
+            return Poll::Ready(None); // the loop sends the queue
+        }
+        if out.is_empty() {
+            return Poll::Ready(None);
+        }
+        self.heartbeat.wrote();
+        x.add_bytes(out.len());
+        Poll::Ready(Some(Ok(Frame::data(out))))
     }
 
     fn record_ending(&mut self, end: Ending, x: &mut Exchange) {
@@ -265,6 +296,9 @@ impl SseBody {
         x.set_attempts(sent.attempts);
         let (parts, body) = sent.response.into_parts();
         x.set_upstream_status(parts.status.as_u16());
+        if parts.status.as_u16() == 429 || parts.status.is_server_error() {
+            x.upstream_error(UpstreamClass::Status);
+        }
         if !parts.status.is_success() {
             self.phase = Phase::ReadingError {
                 body,
@@ -355,9 +389,14 @@ impl SseBody {
         loop {
             ready!(self.heartbeat.poll_due(cx));
             self.heartbeat.rearm();
-            let frame = match self.template.as_deref().and_then(rendered) {
-                Some(k) => k.frame(&mut self.scanner),
-                None => self.keepalive.frame(&mut self.scanner),
+            let rendered = self.template.as_deref().and_then(rendered);
+            let k = rendered.as_ref().unwrap_or(&self.keepalive);
+            let frame = if self.observer.event_aligned() && !self.scanner.at_stream_start() {
+                // Only whole events went out: the client is at a boundary
+                // whatever the upstream's half-sent event looks like.
+                Some(k.full().clone())
+            } else {
+                k.frame(&mut self.scanner)
             };
             if let Some(frame) = frame {
                 x.heartbeat();
@@ -366,13 +405,6 @@ impl SseBody {
             }
             // Inside a line: nothing is safe until the upstream finishes it.
         }
-    }
-}
-
-/// Keeps the first ending among a chunk's events.
-fn note_ending(end: &mut Ending, dialect: Dialect, ev: &crate::sse::Event) {
-    if *end == Ending::None {
-        *end = ending(dialect, ev);
     }
 }
 

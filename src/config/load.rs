@@ -30,7 +30,9 @@ use super::value::{
     parse_positive_duration, parse_readable_file, parse_root_store, parse_server_name, parse_size,
     parse_socket_addr,
 };
-use super::{Config, LogConfig, RootStore, RouteConfig, ServerConfig, TlsConfig, UpstreamConfig};
+use super::{
+    Config, LogConfig, RootStore, RouteConfig, ServerConfig, TlsConfig, UpstreamConfig, UsageConfig,
+};
 
 const ABOUT: &str = "TLS edge relay that keeps streaming model-API responses alive";
 const AFTER_HELP: &str = "Precedence: flag > SSE_EDGE_* environment variable > config file > \
@@ -131,6 +133,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     stream("retry_attempts", Kind::Int, V("3"), "Retries of a streaming request before its first upstream byte, 0..=20; routes inherit it"),
     stream("retry_budget", Kind::Duration, V("60s"), "Total time retries may wait, Retry-After included; routes inherit it"),
     stream("retry_backoff", Kind::Duration, V("500ms"), "First retry backoff (> 0), doubled per attempt up to 8x; routes inherit it"),
+    stream("include_usage", Kind::Bool, V("false"), "OpenAI chat: ask the upstream for usage when the client did not, and strip it from the client's stream; routes inherit it"),
     set("server.backlog", Kind::Int, V("1024"), "listen(2) backlog, 1..=65535"),
     set("server.tcp_keepalive", Kind::Duration, V("60s"), "TCP keepalive on accepted sockets; 0 turns it off"),
     set("server.header_read_timeout", Kind::Duration, V("15s"), "Deadline for a complete HTTP/1 request head"),
@@ -153,6 +156,8 @@ pub(super) const SETTINGS: &[Setting] = &[
     set("upstream.ca_file", Kind::Path, Unset, "Extra PEM CA bundle for upstream TLS"),
     set("log.access_log", Kind::Bool, V("true"), "One JSON access-log line per request on stdout"),
     set("log.level", Kind::Text, V("info"), "Diagnostics filter used when RUST_LOG is unset"),
+    set("usage.max_models", Kind::Int, V("32"), "Distinct model labels in token metrics before the rest fold into \"other\", 1..=10000"),
+    set("usage.max_body_size", Kind::Size, V("1MiB"), "Largest non-streaming JSON response parsed for usage"),
 ];
 
 /// Names derived from a setting's key, computed once so clap can borrow them.
@@ -606,6 +611,10 @@ fn build_config(v: &Values, routes: Vec<RouteConfig>) -> Result<Config, ConfigEr
         log: LogConfig {
             access_log: v.get("log.access_log", parse_bool)?,
             level: v.get("log.level", parse_log_level)?,
+        },
+        usage: UsageConfig {
+            max_models: v.get("usage.max_models", |s| parse_number(s, 1, 10_000))?,
+            max_body_size: v.get("usage.max_body_size", parse_size)?,
         },
     })
 }

@@ -37,6 +37,17 @@ pub struct Config {
     /// Routes in match order (longest prefix wins, see `proxy::route`).
     pub routes: Vec<RouteConfig>,
     pub log: LogConfig,
+    pub usage: UsageConfig,
+}
+
+/// Token accounting settings.
+#[derive(Debug, Clone)]
+pub struct UsageConfig {
+    /// Distinct `model` label values in `sse_edge_tokens_total`; later
+    /// models are counted as `other`.
+    pub max_models: usize,
+    /// Non-streaming JSON answers up to this size are parsed for usage.
+    pub max_body_size: u64,
 }
 
 /// Client-facing listener and protocol settings.
@@ -154,6 +165,10 @@ pub struct StreamConfig {
     pub retry_budget: Duration,
     /// First backoff; doubles per attempt, capped at 8x (`retry_backoff`).
     pub retry_backoff: Duration,
+    /// OpenAI chat: add `stream_options.include_usage` upstream when the
+    /// client did not ask for usage, and remove the usage-only chunk from
+    /// the client's stream (`include_usage`).
+    pub include_usage: bool,
 }
 
 impl Default for StreamConfig {
@@ -167,6 +182,7 @@ impl Default for StreamConfig {
             retry_attempts: 3,
             retry_budget: Duration::from_secs(60),
             retry_backoff: Duration::from_millis(500),
+            include_usage: false,
         }
     }
 }

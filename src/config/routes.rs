@@ -77,6 +77,9 @@ const INHERITED: &[InheritedKey] = &[
     inherit("retry_backoff",
         |d, s| parse_positive_duration(s).map(|v| d.stream.retry_backoff = v),
         |d| Some(format_duration(d.stream.retry_backoff))),
+    inherit("include_usage",
+        |d, s| parse_bool(s).map(|v| d.stream.include_usage = v),
+        |d| Some(d.stream.include_usage.to_string())),
 ];
 
 /// A route plus what the rendering needs to say about it.

@@ -313,6 +313,7 @@ json_keepalive = true
 retry_attempts = 0
 retry_budget = "0"
 retry_backoff = "1s"
+include_usage = true
 
 [[route]]
 prefix = "/inherit"
@@ -329,6 +330,7 @@ json_keepalive = false
 retry_attempts = 20
 retry_budget = "1m30s"
 retry_backoff = "100ms"
+include_usage = false
 "#;
 
 fn top_streams() -> StreamConfig {
@@ -341,6 +343,7 @@ fn top_streams() -> StreamConfig {
         retry_attempts: 0,
         retry_budget: Duration::ZERO,
         retry_backoff: Duration::from_secs(1),
+        include_usage: true,
     }
 }
 
@@ -361,6 +364,7 @@ fn routes_inherit_and_override_stream_keys() {
         retry_attempts: 20,
         retry_budget: Duration::from_secs(90),
         retry_backoff: Duration::from_millis(100),
+        include_usage: false,
     };
     assert_eq!(b.stream, own);
     // the --upstream route inherits every top-level value

@@ -31,14 +31,16 @@ pub use headers::is_event_stream;
 pub use reply::code as error_code;
 pub use route::{Route, RouteTable};
 
-use crate::body::{Heartbeat, JsonWaitBody, Pending, ResponseBody, SseBody, SseSetup};
+use crate::body::{
+    Heartbeat, JsonWaitBody, Pending, ResponseBody, SseBody, SseSetup, UsageCapture,
+};
 use crate::config::Config;
 use crate::dialect::Dialect;
 use crate::error::{Error, Kind};
-use crate::telemetry::{Exchange, Sinks};
+use crate::telemetry::{Exchange, Sinks, UpstreamClass};
 use crate::timer::Wheel;
 use crate::upstream::Sent;
-use request::Outbound;
+use request::{OutBody, Outbound};
 
 /// The real connection a request arrived on.
 #[derive(Clone)]
@@ -56,6 +58,7 @@ struct Settings {
     trust_forwarded: bool,
     server_names: Vec<String>,
     first_byte_timeout: Option<Duration>,
+    usage_body_cap: u64,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -76,6 +79,7 @@ impl Relay {
                 trust_forwarded: config.server.trust_forwarded,
                 server_names: config.server.server_names.clone(),
                 first_byte_timeout: config.upstream.first_byte_timeout,
+                usage_body_cap: config.usage.max_body_size,
             },
             draining: AtomicBool::new(false),
         }
@@ -123,15 +127,17 @@ impl Relay {
         };
         let dialect = Dialect::resolve(route.dialect, path);
         x.set_route(route.index, route.name.clone(), dialect.as_str());
-        let res = match self
-            .forward(route, dialect, parts, body, &conn, &mut x)
-            .await
-        {
-            Ok(Forwarded::Answered(sent)) => self.respond(sent, route, dialect, &conn, x),
-            Ok(Forwarded::Committed(pending)) => committed(pending, route, dialect, &conn, x),
-            Ok(Forwarded::JsonCommitted(pending)) => {
-                json_committed(pending, route, dialect, &conn, x)
-            }
+        let mut ctx = Ctx {
+            route,
+            dialect,
+            conn: &conn,
+            strip_usage_chunk: false,
+            usage_cap: self.settings.usage_body_cap,
+        };
+        let res = match self.forward(&mut ctx, parts, body, &mut x).await {
+            Ok(Forwarded::Answered(sent)) => respond(sent, &ctx, x),
+            Ok(Forwarded::Committed(pending)) => committed(pending, &ctx, x),
+            Ok(Forwarded::JsonCommitted(pending)) => json_committed(pending, &ctx, x),
             Err(e) => {
                 if let Some(class) = e.upstream_class() {
                     x.upstream_error(class);
@@ -202,17 +208,21 @@ impl Relay {
     /// than the heartbeat, hands the unfinished send to an early commit.
     async fn forward(
         &self,
-        route: &Route,
-        dialect: Dialect,
+        ctx: &mut Ctx<'_>,
         parts: Parts,
         body: Incoming,
-        conn: &ConnInfo,
         x: &mut Exchange,
     ) -> Result<Forwarded, Error> {
-        let head = request::head(route, parts, conn, self.settings.trust_forwarded)?;
-        let out = request::prepare(head, body, self.settings.max_request_body).await?;
+        let route = ctx.route;
+        let head = request::head(route, parts, ctx.conn, self.settings.trust_forwarded)?;
+        let add_usage = route.stream.include_usage && ctx.dialect == Dialect::OpenAiChat;
+        let out = request::prepare(head, body, self.settings.max_request_body, add_usage).await?;
+        if let Some(m) = &out.model {
+            x.set_model(m);
+        }
+        ctx.strip_usage_chunk = out.strip_usage_chunk;
         // How to answer if the upstream is slower than the heartbeat.
-        let commit: Option<fn(Pending) -> Forwarded> = if out.streaming() {
+        let commit: Option<fn(Pending) -> Forwarded> = if out.streaming {
             route.stream.early_commit.then_some(Forwarded::Committed)
         } else {
             route
@@ -229,7 +239,7 @@ impl Relay {
             Err(_) => {
                 tracing::debug!(
                     route = &*route.name,
-                    dialect = dialect.as_str(),
+                    dialect = ctx.dialect.as_str(),
                     "early commit"
                 );
                 x.set_committed();
@@ -243,52 +253,16 @@ impl Relay {
     fn send(&self, route: &Route, out: Outbound) -> Pending {
         let origin = route.origin.clone();
         let first_byte = self.settings.first_byte_timeout;
-        match out {
-            Outbound::Buffered {
-                head,
-                body,
-                streaming: true,
-            } => Box::pin(retry::send(
-                origin,
-                head,
-                body,
-                retry::Policy::new(&route.stream, first_byte),
-            )),
-            other => {
-                let req = other.into_request();
+        match out.body {
+            OutBody::Buffered(body) if out.streaming => {
+                let policy = retry::Policy::new(&route.stream, first_byte);
+                Box::pin(retry::send(origin, out.head, body, policy))
+            }
+            _ => {
+                let req = out.into_request();
                 Box::pin(async move { retry::send_once(&origin, req, first_byte).await })
             }
         }
-    }
-
-    /// The upstream's own answer, relayed.
-    fn respond(
-        &self,
-        sent: Sent,
-        route: &Route,
-        dialect: Dialect,
-        conn: &ConnInfo,
-        mut x: Exchange,
-    ) -> Response<ResponseBody> {
-        let (mut parts, body) = sent.response.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers);
-        parts.version = Version::HTTP_11;
-        x.set_attempts(sent.attempts);
-        x.set_status(parts.status.as_u16());
-        if !(parts.status.is_success() && headers::is_event_stream(&parts.headers)) {
-            return Response::from_parts(parts, ResponseBody::relay(body, sent.lease, x));
-        }
-        parts
-            .headers
-            .entry(&headers::X_ACCEL_BUFFERING)
-            .or_insert(HeaderValue::from_static("no"));
-        let setup = SseSetup {
-            dialect,
-            wheel: conn.wheel.clone(),
-            stream: &route.stream,
-        };
-        let sse = SseBody::streaming(body, sent.lease, setup);
-        Response::from_parts(parts, ResponseBody::sse(sse, x))
     }
 
     fn finish(&self, mut res: Response<ResponseBody>, version: Version) -> Response<ResponseBody> {
@@ -298,6 +272,61 @@ impl Relay {
         }
         res
     }
+}
+
+/// One request's route, dialect and connection, for building its answer.
+struct Ctx<'a> {
+    route: &'a Route,
+    dialect: Dialect,
+    conn: &'a ConnInfo,
+    /// The relay injected `include_usage` (see `request::prepare`).
+    strip_usage_chunk: bool,
+    /// Largest JSON answer parsed for usage.
+    usage_cap: u64,
+}
+
+impl Ctx<'_> {
+    fn sse_setup(&self) -> SseSetup<'_> {
+        SseSetup {
+            dialect: self.dialect,
+            wheel: self.conn.wheel.clone(),
+            stream: &self.route.stream,
+            strip_usage_chunk: self.strip_usage_chunk,
+        }
+    }
+}
+
+/// The upstream's own answer, relayed.
+fn respond(sent: Sent, ctx: &Ctx<'_>, mut x: Exchange) -> Response<ResponseBody> {
+    let (mut parts, body) = sent.response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    parts.version = Version::HTTP_11;
+    x.set_attempts(sent.attempts);
+    x.set_status(parts.status.as_u16());
+    if parts.status.as_u16() == 429 || parts.status.is_server_error() {
+        x.upstream_error(UpstreamClass::Status);
+    }
+    if !(parts.status.is_success() && headers::is_event_stream(&parts.headers)) {
+        let usage = usage_capture(&parts, ctx);
+        return Response::from_parts(parts, ResponseBody::relay(body, sent.lease, x, usage));
+    }
+    parts
+        .headers
+        .entry(&headers::X_ACCEL_BUFFERING)
+        .or_insert(HeaderValue::from_static("no"));
+    let sse = SseBody::streaming(body, sent.lease, ctx.sse_setup());
+    Response::from_parts(parts, ResponseBody::sse(sse, x))
+}
+
+/// A 2xx JSON answer is kept (as shared `Bytes`, up to the cap) to read its
+/// usage when it is complete.
+fn usage_capture(parts: &http::response::Parts, ctx: &Ctx<'_>) -> Option<UsageCapture> {
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+    (parts.status.is_success() && json).then(|| UsageCapture::new(ctx.dialect, ctx.usage_cap))
 }
 
 /// What forwarding produced.
@@ -311,16 +340,12 @@ enum Forwarded {
 }
 
 /// `200 application/json` before the upstream answered (`json_keepalive`).
-fn json_committed(
-    pending: Pending,
-    route: &Route,
-    dialect: Dialect,
-    conn: &ConnInfo,
-    mut x: Exchange,
-) -> Response<ResponseBody> {
+fn json_committed(pending: Pending, ctx: &Ctx<'_>, mut x: Exchange) -> Response<ResponseBody> {
     x.set_status(StatusCode::OK.as_u16());
-    let heartbeat = Heartbeat::new(conn.wheel.clone(), route.stream.heartbeat);
-    let body = ResponseBody::json_wait(JsonWaitBody::new(pending, heartbeat, dialect), x);
+    let heartbeat = Heartbeat::new(ctx.conn.wheel.clone(), ctx.route.stream.heartbeat);
+    let capture = UsageCapture::new(ctx.dialect, ctx.usage_cap);
+    let wait = JsonWaitBody::new(pending, heartbeat, ctx.dialect, capture);
+    let body = ResponseBody::json_wait(wait, x);
     let mut res = Response::new(body);
     let h = res.headers_mut();
     h.insert(
@@ -333,20 +358,9 @@ fn json_committed(
 }
 
 /// `200 text/event-stream` before the upstream answered.
-fn committed(
-    pending: Pending,
-    route: &Route,
-    dialect: Dialect,
-    conn: &ConnInfo,
-    mut x: Exchange,
-) -> Response<ResponseBody> {
+fn committed(pending: Pending, ctx: &Ctx<'_>, mut x: Exchange) -> Response<ResponseBody> {
     x.set_status(StatusCode::OK.as_u16());
-    let setup = SseSetup {
-        dialect,
-        wheel: conn.wheel.clone(),
-        stream: &route.stream,
-    };
-    let body = ResponseBody::sse(SseBody::waiting(pending, setup), x);
+    let body = ResponseBody::sse(SseBody::waiting(pending, ctx.sse_setup()), x);
     let mut res = Response::new(body);
     let h = res.headers_mut();
     h.insert(

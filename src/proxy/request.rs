@@ -4,9 +4,12 @@
 //! A JSON POST is read into memory (within `server.max_request_body`)
 //! before it goes upstream: the relay needs its `"stream": true` flag to
 //! know a stream is coming, and a buffered body can be sent again on retry.
-//! The flag is looked for with a substring search; only bodies that contain
-//! `"stream"` are parsed (simd-json), and only to read that one top-level
-//! key. Every other body streams through untouched.
+//! The body is parsed (simd-json) only when a substring search finds
+//! `"stream"` or `"model"` in it, and only its top-level keys are read
+//! (`usage::request_info`). With a route's `include_usage`, a streaming
+//! OpenAI chat body gets `stream_options.include_usage = true` spliced in
+//! (`usage::inject_include_usage`, no re-serialisation). Every other body
+//! streams through untouched.
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -20,38 +23,33 @@ use super::retry::Head;
 use super::route::Route;
 use crate::body::RequestBody;
 use crate::error::{Error, Kind};
+use crate::usage::{inject_include_usage, request_info};
 
 /// A request ready to go upstream.
-pub enum Outbound {
-    Buffered {
-        head: Head,
-        body: Bytes,
-        streaming: bool,
-    },
-    Streaming {
-        head: Head,
-        body: Incoming,
-        limit: u64,
-        streaming: bool,
-    },
+pub struct Outbound {
+    pub head: Head,
+    pub body: OutBody,
+    /// The client asked for an event stream.
+    pub streaming: bool,
+    /// `model` from the request body.
+    pub model: Option<String>,
+    /// The relay added `stream_options.include_usage`: strip the usage-only
+    /// chunk from the client's stream.
+    pub strip_usage_chunk: bool,
+}
+
+pub enum OutBody {
+    Buffered(Bytes),
+    Streaming { body: Incoming, limit: u64 },
 }
 
 impl Outbound {
-    /// The client asked for an event stream.
-    pub fn streaming(&self) -> bool {
-        match self {
-            Outbound::Buffered { streaming, .. } | Outbound::Streaming { streaming, .. } => {
-                *streaming
-            }
-        }
-    }
-
     pub fn into_request(self) -> Request<RequestBody> {
-        match self {
-            Outbound::Buffered { head, body, .. } => head.request(RequestBody::buffered(body)),
-            Outbound::Streaming {
-                head, body, limit, ..
-            } => head.request(RequestBody::streaming(body, limit)),
+        match self.body {
+            OutBody::Buffered(bytes) => self.head.request(RequestBody::buffered(bytes)),
+            OutBody::Streaming { body, limit } => {
+                self.head.request(RequestBody::streaming(body, limit))
+            }
         }
     }
 }
@@ -81,35 +79,58 @@ pub fn head(
 }
 
 /// Reads the body first when it is a JSON POST; decides whether the client
-/// asked for a stream.
-pub async fn prepare(head: Head, body: Incoming, limit: u64) -> Result<Outbound, Error> {
+/// asked for a stream, and adds `include_usage` when the route wants it.
+pub async fn prepare(
+    head: Head,
+    body: Incoming,
+    limit: u64,
+    add_usage: bool,
+) -> Result<Outbound, Error> {
     let accepts_sse = accepts_event_stream(&head.headers);
     if head.method != Method::POST || !is_json(&head.headers) {
-        return Ok(Outbound::Streaming {
+        let body = OutBody::Streaming { body, limit };
+        return Ok(Outbound {
             head,
             body,
-            limit,
             streaming: accepts_sse,
+            model: None,
+            strip_usage_chunk: false,
         });
     }
-    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    let bytes = Limited::new(body, limit_usize)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                Error::new(Kind::BodyTooLarge)
-            } else {
-                Error::with_cause(Kind::DownstreamBody, e)
-            }
-        })?
-        .to_bytes();
-    let streaming = accepts_sse || stream_flag(&bytes);
-    Ok(Outbound::Buffered {
+    let mut bytes = read_limited(body, limit).await?;
+    let info = request_info(&bytes);
+    let streaming = accepts_sse || info.stream;
+    let mut strip_usage_chunk = false;
+    if add_usage && info.stream && info.include_usage != Some(true) {
+        if let Some(spliced) = inject_include_usage(&bytes) {
+            bytes = spliced;
+            strip_usage_chunk = true;
+        }
+    }
+    let mut head = head;
+    if strip_usage_chunk {
+        // The body changed length; hyper sets the new Content-Length.
+        head.headers.remove(header::CONTENT_LENGTH);
+    }
+    Ok(Outbound {
         head,
-        body: bytes,
+        body: OutBody::Buffered(bytes),
         streaming,
+        model: info.model,
+        strip_usage_chunk,
     })
+}
+
+async fn read_limited(body: Incoming, limit: u64) -> Result<Bytes, Error> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let collected = Limited::new(body, limit).collect().await.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            Error::new(Kind::BodyTooLarge)
+        } else {
+            Error::with_cause(Kind::DownstreamBody, e)
+        }
+    })?;
+    Ok(collected.to_bytes())
 }
 
 fn accepts_event_stream(h: &HeaderMap) -> bool {
@@ -126,35 +147,4 @@ fn is_json(h: &HeaderMap) -> bool {
             let v = v.to_ascii_lowercase();
             v.starts_with("application/json") || v.contains("+json")
         })
-}
-
-/// True when the JSON body has `"stream": true` at its top level.
-pub fn stream_flag(body: &[u8]) -> bool {
-    if memchr::memmem::find(body, b"\"stream\"").is_none() {
-        return false;
-    }
-    let mut copy = body.to_vec();
-    let Ok(value) = simd_json::to_borrowed_value(&mut copy) else {
-        return false;
-    };
-    use simd_json::prelude::*;
-    value.get("stream").and_then(|v| v.as_bool()) == Some(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::stream_flag;
-
-    #[test]
-    fn stream_flag_only_at_top_level() {
-        assert!(stream_flag(br#"{"model":"m","stream":true}"#));
-        assert!(stream_flag(br#"{ "stream" : true, "messages": [] }"#));
-        assert!(!stream_flag(br#"{"stream":false}"#));
-        assert!(!stream_flag(
-            br#"{"messages":[{"content":"\"stream\": true"}]}"#
-        ));
-        assert!(!stream_flag(br#"{"metadata":{"stream":true}}"#));
-        assert!(!stream_flag(br#"{"stream":true"#));
-        assert!(!stream_flag(b"not json"));
-    }
 }

@@ -75,5 +75,5 @@ pub mod whatwg;
 mod tests;
 
 pub use event::{Event, ParsedEvent};
-pub use inject::{COMMENT_LINE, FrameError, Keepalive};
+pub use inject::{ANTHROPIC_PING_FULL, COMMENT_FULL, COMMENT_LINE, FrameError, Keepalive};
 pub use scanner::{Overflow, Position, Scanner};

@@ -99,9 +99,9 @@ pub struct Scanner {
 }
 
 impl Scanner {
-    /// `max_event`: most bytes held for one event (cap; > 0).
+    /// `max_event`: most bytes held for one event (cap; > 0). Every event
+    /// has at least its blank line, so 0 makes every event overflow.
     pub fn new(max_event: usize) -> Self {
-        debug_assert!(max_event > 0, "max_event must be positive");
         Scanner {
             max_event,
             line: Line::Boundary,
@@ -116,13 +116,18 @@ impl Scanner {
         }
     }
 
-    /// Feeds one upstream chunk and returns the bytes to forward downstream
-    /// (a slice of `chunk`, possibly empty). Every event completed by this
+    /// Feeds one upstream chunk and returns the bytes to forward downstream:
+    /// a slice of `chunk`, less a leading BOM when a frame was written
+    /// before it and less one LF swallowed after an injected CR completion.
+    /// It is empty while a split BOM prefix is held (released with the
+    /// chunk that decides it, the only copy) and may be empty after a
+    /// swallow: send no empty data frame. Every event completed by this
     /// chunk is passed to `on_event` in order.
     ///
     /// # Errors
     ///
-    /// [`Overflow`] when an event exceeds `max_event` bytes.
+    /// [`Overflow`] when an event exceeds `max_event` bytes; it carries the
+    /// bytes to forward, the chunk having been scanned to its end.
     pub fn feed(
         &mut self,
         chunk: Bytes,

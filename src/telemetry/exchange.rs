@@ -17,6 +17,7 @@ use super::AccessLog;
 use super::json::escape_into;
 use super::metrics::{Metrics, UpstreamClass};
 use super::time::rfc3339_now;
+use crate::usage::Usage;
 
 /// How a request ended (access-log `outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,15 @@ impl Outcome {
     }
 }
 
+/// Where a request's token usage came from (access-log `usage_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageSource {
+    /// A usage-carrying event of the stream.
+    Stream,
+    /// The non-streaming JSON body.
+    Body,
+}
+
 /// Shared sinks for finished records.
 pub struct Sinks {
     pub metrics: Arc<Metrics>,
@@ -83,6 +93,8 @@ pub struct Exchange {
     upstream_status: Option<u16>,
     heartbeats: u64,
     committed: bool,
+    model: Option<String>,
+    usage: Option<(Usage, UsageSource)>,
     outcome: Option<Outcome>,
     streaming: bool,
 }
@@ -103,6 +115,8 @@ impl Exchange {
             upstream_status: None,
             heartbeats: 0,
             committed: false,
+            model: None,
+            usage: None,
             outcome: None,
             streaming: false,
         }
@@ -120,7 +134,21 @@ impl Exchange {
     /// The response head is ready to go to the client.
     pub fn set_status(&mut self, status: u16) {
         self.status = status;
-        self.ttfb_ms = Some(ms(self.start.elapsed()));
+        let elapsed = self.start.elapsed();
+        self.ttfb_ms = Some(ms(elapsed));
+        self.sinks.metrics.observe_ttfb(self.route_index(), elapsed);
+    }
+
+    /// The model named by the request or, preferably, the upstream.
+    pub fn set_model(&mut self, model: &str) {
+        if self.model.as_deref() != Some(model) {
+            self.model = Some(model.to_owned());
+        }
+    }
+
+    /// Token usage the upstream reported, and where it was found.
+    pub fn set_usage(&mut self, usage: Usage, source: UsageSource) {
+        self.usage = Some((usage, source));
     }
 
     /// The upstream's status when it differs from what the client got
@@ -202,6 +230,7 @@ impl Exchange {
         if self.committed {
             l.push_str(",\"early_commit\":true");
         }
+        self.usage_fields(&mut l);
         if let Some(s) = self.upstream_status {
             let _ = write!(l, ",\"upstream_status\":{s}");
         }
@@ -218,12 +247,55 @@ impl Exchange {
     }
 }
 
+impl Exchange {
+    /// `model`, the five token counts (null when not reported) and
+    /// `usage_source` (`stream`, `body` or `missing`).
+    fn usage_fields(&self, l: &mut String) {
+        l.push_str(",\"model\":");
+        match &self.model {
+            Some(m) => {
+                l.push('"');
+                escape_into(l, m);
+                l.push('"');
+            }
+            None => l.push_str("null"),
+        }
+        let (usage, source) = match &self.usage {
+            Some((u, UsageSource::Stream)) => (*u, "stream"),
+            Some((u, UsageSource::Body)) => (*u, "body"),
+            None => (Usage::default(), "missing"),
+        };
+        let fields = [
+            ("input_tokens", usage.input),
+            ("output_tokens", usage.output),
+            ("cache_read_tokens", usage.cache_read),
+            ("cache_write_tokens", usage.cache_write),
+            ("reasoning_tokens", usage.reasoning),
+        ];
+        for (name, v) in fields {
+            match v {
+                Some(n) => {
+                    let _ = write!(l, ",\"{name}\":{n}");
+                }
+                None => {
+                    let _ = write!(l, ",\"{name}\":null");
+                }
+            }
+        }
+        let _ = write!(l, ",\"usage_source\":\"{source}\"");
+    }
+}
+
 impl Drop for Exchange {
     fn drop(&mut self) {
         let outcome = self.outcome.unwrap_or(Outcome::ClientDisconnected);
         let metrics = &self.sinks.metrics;
         if self.streaming {
             metrics.active_streams.fetch_sub(1, Ordering::Relaxed);
+            metrics.observe_stream(self.route_index(), self.start.elapsed());
+        }
+        if let Some((usage, _)) = &self.usage {
+            metrics.count_tokens(self.route_index(), self.model.as_deref(), usage);
         }
         if outcome == Outcome::ClientDisconnected {
             metrics.client_disconnects.fetch_add(1, Ordering::Relaxed);

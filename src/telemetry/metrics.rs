@@ -8,8 +8,12 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
+use super::histogram::{Histogram, STREAM_BUCKETS, TTFB_BUCKETS};
+use super::tokens::Tokens;
 use crate::upstream::Pool;
+use crate::usage::Usage;
 
 const STATUS_SLOTS: usize = 500; // 100..=599
 
@@ -21,15 +25,21 @@ pub enum UpstreamClass {
     Tls,
     Reset,
     Protocol,
+    /// The upstream answered 429 or 5xx.
+    Status,
+    /// The upstream ended a stream without its terminal event.
+    Truncated,
 }
 
 impl UpstreamClass {
-    const ALL: [UpstreamClass; 5] = [
+    const ALL: [UpstreamClass; 7] = [
         UpstreamClass::Connect,
         UpstreamClass::Timeout,
         UpstreamClass::Tls,
         UpstreamClass::Reset,
         UpstreamClass::Protocol,
+        UpstreamClass::Status,
+        UpstreamClass::Truncated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +49,8 @@ impl UpstreamClass {
             UpstreamClass::Tls => "tls",
             UpstreamClass::Reset => "reset",
             UpstreamClass::Protocol => "protocol",
+            UpstreamClass::Status => "status",
+            UpstreamClass::Truncated => "truncated",
         }
     }
 }
@@ -48,6 +60,8 @@ struct RouteCounters {
     status: Box<[AtomicU64]>,
     upstream_errors: [AtomicU64; UpstreamClass::ALL.len()],
     heartbeats: AtomicU64,
+    ttfb: Histogram,
+    stream_duration: Histogram,
 }
 
 impl RouteCounters {
@@ -57,6 +71,8 @@ impl RouteCounters {
             status: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             upstream_errors: Default::default(),
             heartbeats: AtomicU64::new(0),
+            ttfb: Histogram::new(TTFB_BUCKETS),
+            stream_duration: Histogram::new(STREAM_BUCKETS),
         }
     }
 }
@@ -65,6 +81,7 @@ impl RouteCounters {
 pub struct Metrics {
     /// One per configured route, then one for unmatched requests.
     routes: Vec<RouteCounters>,
+    tokens: Tokens,
     pool: Arc<Pool>,
     pub active_streams: AtomicI64,
     pub client_disconnects: AtomicU64,
@@ -77,10 +94,15 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(route_names: impl IntoIterator<Item = String>, pool: Arc<Pool>) -> Self {
+    pub fn new(
+        route_names: impl IntoIterator<Item = String>,
+        pool: Arc<Pool>,
+        max_models: usize,
+    ) -> Self {
         let mut routes: Vec<_> = route_names.into_iter().map(RouteCounters::new).collect();
         routes.push(RouteCounters::new("-".to_owned()));
         Self {
+            tokens: Tokens::new(routes.len(), max_models),
             routes,
             pool,
             active_streams: AtomicI64::new(0),
@@ -105,6 +127,23 @@ impl Metrics {
         self.route(route).status[slot].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Tokens one request used.
+    pub fn count_tokens(&self, route: Option<usize>, model: Option<&str>, usage: &Usage) {
+        let last = self.routes.len() - 1;
+        self.tokens
+            .add(route.map_or(last, |r| r.min(last)), model, usage);
+    }
+
+    /// Time until the response head was ready.
+    pub fn observe_ttfb(&self, route: Option<usize>, d: Duration) {
+        self.route(route).ttfb.observe(d);
+    }
+
+    /// Length of a streamed (relayed-body) response.
+    pub fn observe_stream(&self, route: Option<usize>, d: Duration) {
+        self.route(route).stream_duration.observe(d);
+    }
+
     pub fn count_heartbeat(&self, route: Option<usize>) {
         self.route(route).heartbeats.fetch_add(1, Ordering::Relaxed);
     }
@@ -121,6 +160,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         self.render_requests(&mut out);
+        self.render_latency_and_tokens(&mut out);
         gauge(
             &mut out,
             "sse_edge_active_streams",
@@ -175,6 +215,40 @@ impl Metrics {
         );
         self.render_pool(&mut out);
         out
+    }
+
+    fn render_latency_and_tokens(&self, out: &mut String) {
+        header(
+            out,
+            "sse_edge_ttfb_seconds",
+            "histogram",
+            "Time until the response head was ready, by route.",
+        );
+        for r in &self.routes {
+            r.ttfb.render(
+                out,
+                "sse_edge_ttfb_seconds",
+                &format!("route=\"{}\"", label(&r.name)),
+            );
+        }
+        header(
+            out,
+            "sse_edge_stream_duration_seconds",
+            "histogram",
+            "Length of relayed response bodies, by route.",
+        );
+        for r in &self.routes {
+            let labels = format!("route=\"{}\"", label(&r.name));
+            r.stream_duration
+                .render(out, "sse_edge_stream_duration_seconds", &labels);
+        }
+        header(
+            out,
+            "sse_edge_tokens_total",
+            "counter",
+            "Tokens the upstream reported, by route, model and kind.",
+        );
+        self.tokens.render(out, |i| label(&self.routes[i].name));
     }
 
     fn render_requests(&self, out: &mut String) {
@@ -312,7 +386,7 @@ fn gauge(out: &mut String, name: &str, help: &str, v: i64) {
 }
 
 /// Escapes a label value (backslash, double quote, newline).
-fn label(v: &str) -> String {
+pub(super) fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

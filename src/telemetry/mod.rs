@@ -3,11 +3,13 @@
 
 mod access;
 mod exchange;
+mod histogram;
 mod json;
 mod metrics;
 mod time;
+mod tokens;
 
 pub use access::AccessLog;
-pub use exchange::{Exchange, Outcome, Sinks};
+pub use exchange::{Exchange, Outcome, Sinks, UsageSource};
 pub use json::escape_into as json_escape_into;
 pub use metrics::{Metrics, UpstreamClass};

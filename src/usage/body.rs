@@ -1,0 +1,84 @@
+//! Usage in complete JSON answers, and the per-dialect `usage` shapes the
+//! stream tracker shares.
+
+use simd_json::BorrowedValue;
+use simd_json::prelude::*;
+
+use super::Usage;
+use crate::dialect::Dialect;
+
+/// Usage and model from a complete non-streaming JSON response body of
+/// `dialect` (OpenAI chat/completions: `usage.{prompt_tokens,
+/// completion_tokens, prompt_tokens_details.cached_tokens,
+/// completion_tokens_details.reasoning_tokens}` and `model`; Responses:
+/// `usage.{input_tokens, input_tokens_details.cached_tokens, output_tokens,
+/// output_tokens_details.reasoning_tokens}` and `model`; Anthropic:
+/// `usage.{input_tokens, output_tokens, cache_creation_input_tokens,
+/// cache_read_input_tokens}` and `model`). Generic: try all shapes.
+///
+/// The usage is `None` when the body is not JSON or has no `usage` object.
+pub fn from_body(dialect: Dialect, body: &[u8]) -> (Option<Usage>, Option<String>) {
+    let mut copy = body.to_vec();
+    let Ok(value) = simd_json::to_borrowed_value(&mut copy) else {
+        return (None, None);
+    };
+    let model = model_of(&value);
+    let usage = value
+        .get("usage")
+        .filter(|u| u.is_object())
+        .map(|u| match dialect {
+            Dialect::OpenAiChat => chat_usage(u),
+            Dialect::OpenAiResponses => responses_usage(u),
+            Dialect::Anthropic => anthropic_usage(u),
+            Dialect::Generic => chat_usage(u).or(responses_usage(u)).or(anthropic_usage(u)),
+        });
+    (usage, model)
+}
+
+/// The `model` string of an object, owned.
+pub(super) fn model_of(v: &BorrowedValue<'_>) -> Option<String> {
+    v.get("model").and_then(|m| m.as_str()).map(str::to_owned)
+}
+
+/// The unsigned integer at `path` below `v`.
+pub(super) fn num(v: &BorrowedValue<'_>, path: &[&str]) -> Option<u64> {
+    let mut cur = v;
+    for key in path {
+        cur = cur.get(*key)?;
+    }
+    cur.as_u64()
+}
+
+/// OpenAI chat/completions `usage`.
+pub(super) fn chat_usage(u: &BorrowedValue<'_>) -> Usage {
+    Usage {
+        input: num(u, &["prompt_tokens"]),
+        output: num(u, &["completion_tokens"]),
+        cache_read: num(u, &["prompt_tokens_details", "cached_tokens"]),
+        cache_write: None,
+        reasoning: num(u, &["completion_tokens_details", "reasoning_tokens"]),
+    }
+}
+
+/// OpenAI Responses `usage`.
+pub(super) fn responses_usage(u: &BorrowedValue<'_>) -> Usage {
+    Usage {
+        input: num(u, &["input_tokens"]),
+        output: num(u, &["output_tokens"]),
+        cache_read: num(u, &["input_tokens_details", "cached_tokens"]),
+        cache_write: None,
+        reasoning: num(u, &["output_tokens_details", "reasoning_tokens"]),
+    }
+}
+
+/// Anthropic `usage` (message_start's `message.usage`, message_delta's
+/// `usage`, or a non-streaming message's `usage`).
+pub(super) fn anthropic_usage(u: &BorrowedValue<'_>) -> Usage {
+    Usage {
+        input: num(u, &["input_tokens"]),
+        output: num(u, &["output_tokens"]),
+        cache_read: num(u, &["cache_read_input_tokens"]),
+        cache_write: num(u, &["cache_creation_input_tokens"]),
+        reasoning: None,
+    }
+}

@@ -1,0 +1,248 @@
+//! The client's JSON request: what the relay reads from it, and the one
+//! change it may make (asking a chat stream to report usage).
+//!
+//! Bodies are parsed only when they contain `"stream"` or `"model"`. The
+//! include-usage rewrite never re-serialises: simd-json first checks that
+//! the body is a JSON object and what it says, then a small structural
+//! walker (strings with escapes, nesting) finds the top-level members' byte
+//! ranges and the new bytes are spliced in, so every other byte the client
+//! sent goes upstream unchanged. Where the two disagree (a key spelled with
+//! escapes, say) the body is left alone.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use memchr::memmem;
+use simd_json::BorrowedValue;
+use simd_json::prelude::*;
+
+use super::body::model_of;
+
+/// What the relay needs from a JSON request body, from one parse (only
+/// when the body contains `"stream"` or `"model"`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// `"stream": true` at the top level.
+    pub stream: bool,
+    /// The top-level `model` string.
+    pub model: Option<String>,
+    /// `stream_options.include_usage` as sent (None = absent)
+    pub include_usage: Option<bool>,
+}
+
+/// Reads the top-level `stream`, `model` and `stream_options.include_usage`
+/// keys; invalid JSON or a non-object gives the default.
+pub fn request_info(body: &[u8]) -> RequestInfo {
+    if memmem::find(body, b"\"stream\"").is_none() && memmem::find(body, b"\"model\"").is_none() {
+        return RequestInfo::default();
+    }
+    let mut copy = body.to_vec();
+    let Ok(value) = simd_json::to_borrowed_value(&mut copy) else {
+        return RequestInfo::default();
+    };
+    if !value.is_object() {
+        return RequestInfo::default();
+    }
+    RequestInfo {
+        stream: value.get("stream").and_then(|s| s.as_bool()) == Some(true),
+        model: model_of(&value),
+        include_usage: options(&value)
+            .and_then(|o| o.get("include_usage"))
+            .and_then(|i| i.as_bool()),
+    }
+}
+
+fn options<'v, 'a>(value: &'v BorrowedValue<'a>) -> Option<&'v BorrowedValue<'a>> {
+    value.get("stream_options")
+}
+
+/// What simd-json says about the keys the rewrite touches.
+struct Parsed {
+    has_options: bool,
+    has_include_key: bool,
+}
+
+/// None when the body is not a JSON object or already asks for usage.
+fn check(body: &[u8]) -> Option<Parsed> {
+    let mut copy = body.to_vec();
+    let value = simd_json::to_borrowed_value(&mut copy).ok()?;
+    if !value.is_object() {
+        return None;
+    }
+    let include = options(&value).and_then(|o| o.get("include_usage"));
+    if include.and_then(|i| i.as_bool()) == Some(true) {
+        return None;
+    }
+    Some(Parsed {
+        has_options: options(&value).is_some(),
+        has_include_key: include.is_some(),
+    })
+}
+
+/// Returns the body with `stream_options.include_usage` set to true, by
+/// splicing bytes (never re-serialising the JSON): inserts
+/// `"stream_options":{"include_usage":true}` as the first top-level member
+/// when absent, inserts `"include_usage":true` as the first member of an
+/// existing `stream_options` object, replaces an existing non-true
+/// `include_usage` value, or replaces `"stream_options":null`. None when the
+/// body is not a JSON object, include_usage is already true, or
+/// `stream_options` is neither an object nor null. With duplicate keys the
+/// last one is edited.
+pub fn inject_include_usage(body: &[u8]) -> Option<Bytes> {
+    let parsed = check(body)?;
+    let open = skip_ws(body, 0);
+    let top = members(body, open)?;
+    let Some(opts) = last(body, &top, b"stream_options") else {
+        if parsed.has_options {
+            return None;
+        }
+        let at = open + 1;
+        let sep = separator(&top);
+        return Some(splice(body, at..at, &[OPTIONS_MEMBER, sep]));
+    };
+    match body.get(opts.value.start) {
+        Some(b'n') => Some(splice(body, opts.value.clone(), &[OPTIONS_VALUE])),
+        Some(b'{') => into_options(body, opts.value.start, &parsed),
+        _ => None,
+    }
+}
+
+const OPTIONS_MEMBER: &[u8] = br#""stream_options":{"include_usage":true}"#;
+const OPTIONS_VALUE: &[u8] = br#"{"include_usage":true}"#;
+const INCLUDE_MEMBER: &[u8] = br#""include_usage":true"#;
+
+/// Sets `include_usage` inside the `stream_options` object at `open`.
+fn into_options(body: &[u8], open: usize, parsed: &Parsed) -> Option<Bytes> {
+    let inner = members(body, open)?;
+    match last(body, &inner, b"include_usage") {
+        Some(m) => Some(splice(body, m.value.clone(), &[b"true"])),
+        None if parsed.has_include_key => None,
+        None => {
+            let at = open + 1;
+            Some(splice(body, at..at, &[INCLUDE_MEMBER, separator(&inner)]))
+        }
+    }
+}
+
+/// A comma after an inserted first member, unless the object was empty.
+fn separator(members: &[Member]) -> &'static [u8] {
+    if members.is_empty() { b"" } else { b"," }
+}
+
+/// `body` with `range` replaced by `parts`.
+fn splice(body: &[u8], range: Range<usize>, parts: &[&[u8]]) -> Bytes {
+    let added: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(body.len() + added);
+    out.extend_from_slice(&body[..range.start]);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(&body[range.end..]);
+    Bytes::from(out)
+}
+
+/// One object member: the key's raw bytes between its quotes and the
+/// value's byte range.
+struct Member {
+    key: Range<usize>,
+    value: Range<usize>,
+}
+
+/// The last member whose raw key is `name`.
+fn last<'m>(body: &[u8], members: &'m [Member], name: &[u8]) -> Option<&'m Member> {
+    members.iter().rev().find(|m| &body[m.key.clone()] == name)
+}
+
+/// The members of the object whose `{` is at `open`; None when the bytes
+/// are not an object there.
+fn members(body: &[u8], open: usize) -> Option<Vec<Member>> {
+    if body.get(open) != Some(&b'{') {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut i = skip_ws(body, open + 1);
+    if body.get(i) == Some(&b'}') {
+        return Some(out);
+    }
+    loop {
+        if body.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(body, i)?;
+        let colon = skip_ws(body, key_end);
+        if body.get(colon) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(body, colon + 1);
+        let end = value_end(body, start)?;
+        out.push(Member {
+            key: i + 1..key_end - 1,
+            value: start..end,
+        });
+        i = skip_ws(body, end);
+        match body.get(i) {
+            Some(b',') => i = skip_ws(body, i + 1),
+            Some(b'}') => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(body: &[u8], mut i: usize) -> usize {
+    while matches!(body.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The index just past the string whose opening quote is at `open`.
+fn string_end(body: &[u8], open: usize) -> Option<usize> {
+    let mut i = open + 1;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', body.get(i..)?)?;
+        if body[i] == b'"' {
+            return Some(i + 1);
+        }
+        i += 2; // a backslash and the byte it escapes
+    }
+}
+
+/// The index just past the value starting at `start`.
+fn value_end(body: &[u8], start: usize) -> Option<usize> {
+    match body.get(start)? {
+        b'"' => string_end(body, start),
+        b'{' | b'[' => container_end(body, start),
+        _ => {
+            let rest = &body[start..];
+            let len = rest
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(rest.len());
+            (len > 0).then_some(start + len)
+        }
+    }
+}
+
+/// The index just past the object or array opening at `open`.
+fn container_end(body: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = open;
+    while let Some(&b) = body.get(i) {
+        match b {
+            b'"' => {
+                i = string_end(body, i)?;
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}

@@ -1,0 +1,181 @@
+//! Usage of one event stream, from the few events that carry it.
+//!
+//! Every event costs one to three memmem tests ([`is_candidate`]); only
+//! candidates are copied and parsed. What a parsed event's JSON says then
+//! decides: a candidate whose `type` or `usage` is not what the dialect's
+//! usage frame has is [`Seen::Other`] and changes nothing.
+
+use simd_json::BorrowedValue;
+use simd_json::prelude::*;
+
+use super::Usage;
+use super::body::{anthropic_usage, chat_usage, model_of, responses_usage};
+use crate::dialect::Dialect;
+use crate::sse::Event;
+
+/// The Responses events that carry `response.usage`.
+const RESPONSES_TERMINAL: [&str; 3] = [
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+];
+
+#[cfg(test)]
+thread_local! {
+    /// How many events this thread's trackers parsed (tests prove that
+    /// non-candidates never are).
+    pub(super) static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Follows one event stream's usage.
+#[derive(Debug, Clone)]
+pub struct StreamUsage {
+    dialect: Dialect,
+    usage: Option<Usage>,
+    model: Option<String>,
+}
+
+/// What the tracker made of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// No usage in it (most events; never parsed).
+    Other,
+    /// It carried usage, now recorded.
+    Usage,
+    /// OpenAI chat: the usage-only final chunk (`"choices": []` with a
+    /// `usage` object) — a relay that injected include_usage removes it
+    /// from the client's stream.
+    UsageOnlyChunk,
+}
+
+impl StreamUsage {
+    pub fn new(dialect: Dialect) -> Self {
+        StreamUsage {
+            dialect,
+            usage: None,
+            model: None,
+        }
+    }
+
+    /// Looks at one complete event; parses only candidate events (cheap
+    /// memmem test first).
+    pub fn on_event(&mut self, event: &Event) -> Seen {
+        if !is_candidate(self.dialect, event) {
+            return Seen::Other;
+        }
+        let Some(data) = event.parse().data else {
+            return Seen::Other;
+        };
+        #[cfg(test)]
+        PARSES.with(|p| p.set(p.get() + 1));
+        let mut buf = data.into_bytes();
+        let Ok(value) = simd_json::to_borrowed_value(&mut buf) else {
+            return Seen::Other;
+        };
+        match self.dialect {
+            Dialect::OpenAiChat => self.chat(&value),
+            Dialect::OpenAiResponses => self.responses(&value),
+            Dialect::Anthropic => self.anthropic(&value),
+            Dialect::Generic => Seen::Other,
+        }
+    }
+
+    /// None until a usage-carrying frame was seen.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    /// The model the stream reported (chat: the usage chunk's, else the
+    /// first candidate's; Responses: `response.model`; Anthropic:
+    /// `message_start.message.model`). Only read from frames parsed anyway.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// A chat chunk: usage replaces any earlier report (servers that send
+    /// usage on every chunk send running totals).
+    fn chat(&mut self, chunk: &BorrowedValue<'_>) -> Seen {
+        let model = model_of(chunk);
+        let Some(u) = chunk.get("usage").filter(|u| u.is_object()) else {
+            if self.model.is_none() {
+                self.model = model;
+            }
+            return Seen::Other;
+        };
+        self.usage = Some(chat_usage(u));
+        if model.is_some() {
+            self.model = model;
+        }
+        let no_choices = chunk
+            .get("choices")
+            .and_then(|c| c.as_array())
+            .is_some_and(|c| c.is_empty());
+        if no_choices {
+            Seen::UsageOnlyChunk
+        } else {
+            Seen::Usage
+        }
+    }
+
+    /// A terminal Responses event: `response.usage`, `response.model`.
+    fn responses(&mut self, event: &BorrowedValue<'_>) -> Seen {
+        let terminal = event
+            .get("type")
+            .and_then(|t| t.as_str())
+            .is_some_and(|t| RESPONSES_TERMINAL.contains(&t));
+        let Some(response) = event.get("response").filter(|_| terminal) else {
+            return Seen::Other;
+        };
+        if let Some(m) = model_of(response) {
+            self.model = Some(m);
+        }
+        match response.get("usage").filter(|u| u.is_object()) {
+            Some(u) => {
+                self.usage = Some(responses_usage(u));
+                Seen::Usage
+            }
+            None => Seen::Other,
+        }
+    }
+
+    /// `message_start` sets everything; `message_delta` replaces the counts
+    /// it carries (cumulative, never added).
+    fn anthropic(&mut self, event: &BorrowedValue<'_>) -> Seen {
+        match event.get("type").and_then(|t| t.as_str()) {
+            Some("message_start") => {
+                let Some(message) = event.get("message") else {
+                    return Seen::Other;
+                };
+                if let Some(m) = model_of(message) {
+                    self.model = Some(m);
+                }
+                self.replace_anthropic(message.get("usage"))
+            }
+            Some("message_delta") => self.replace_anthropic(event.get("usage")),
+            _ => Seen::Other,
+        }
+    }
+
+    fn replace_anthropic(&mut self, usage: Option<&BorrowedValue<'_>>) -> Seen {
+        let Some(u) = usage.filter(|u| u.is_object()) else {
+            return Seen::Other;
+        };
+        let before = self.usage.unwrap_or_default();
+        self.usage = Some(anthropic_usage(u).or(before));
+        Seen::Usage
+    }
+}
+
+/// The cheap test: might this event carry usage for `dialect`? Chat looks
+/// for a `usage` key followed by an object, so `"usage":null` chunks never
+/// match.
+pub(super) fn is_candidate(dialect: Dialect, event: &Event) -> bool {
+    match dialect {
+        Dialect::OpenAiChat => event.contains(b"\"usage\":{") || event.contains(b"\"usage\": {"),
+        Dialect::OpenAiResponses => RESPONSES_TERMINAL
+            .iter()
+            .any(|name| event.contains(name.as_bytes())),
+        Dialect::Anthropic => event.contains(b"message_start") || event.contains(b"message_delta"),
+        Dialect::Generic => false,
+    }
+}
