@@ -45,6 +45,13 @@ impl AccessLog {
         ))
     }
 
+    /// A log whose lines go to the returned receiver instead of stdout
+    /// (tests, embedding). Lines are dropped once the queue is full.
+    pub fn capture() -> (Self, Receiver<String>) {
+        let (tx, rx) = sync_channel(QUEUE);
+        (Self { tx: Some(tx) }, rx)
+    }
+
     pub fn enabled(&self) -> bool {
         self.tx.is_some()
     }

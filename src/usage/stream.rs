@@ -5,6 +5,9 @@
 //! decides: a candidate whose `type` or `usage` is not what the dialect's
 //! usage frame has is [`Seen::Other`] and changes nothing.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use simd_json::BorrowedValue;
 use simd_json::prelude::*;
 
@@ -20,6 +23,14 @@ const RESPONSES_TERMINAL: [&str; 3] = [
     "response.failed",
 ];
 
+/// The candidate markers per dialect, searchers built once per process.
+static CHAT_MARKERS: LazyLock<[Finder<'static>; 2]> =
+    LazyLock::new(|| [Finder::new(b"\"usage\":{"), Finder::new(b"\"usage\": {")]);
+static RESPONSES_MARKERS: LazyLock<[Finder<'static>; 3]> =
+    LazyLock::new(|| RESPONSES_TERMINAL.map(|name| Finder::new(name.as_bytes())));
+static ANTHROPIC_MARKERS: LazyLock<[Finder<'static>; 2]> =
+    LazyLock::new(|| [Finder::new(b"message_start"), Finder::new(b"message_delta")]);
+
 #[cfg(test)]
 thread_local! {
     /// How many events this thread's trackers parsed (tests prove that
@@ -31,6 +42,7 @@ thread_local! {
 #[derive(Debug, Clone)]
 pub struct StreamUsage {
     dialect: Dialect,
+    markers: &'static [Finder<'static>],
     usage: Option<Usage>,
     model: Option<String>,
 }
@@ -52,6 +64,7 @@ impl StreamUsage {
     pub fn new(dialect: Dialect) -> Self {
         StreamUsage {
             dialect,
+            markers: markers(dialect),
             usage: None,
             model: None,
         }
@@ -60,7 +73,7 @@ impl StreamUsage {
     /// Looks at one complete event; parses only candidate events (cheap
     /// memmem test first).
     pub fn on_event(&mut self, event: &Event) -> Seen {
-        if !is_candidate(self.dialect, event) {
+        if !matches(self.markers, event) {
             return Seen::Other;
         }
         let Some(data) = event.parse().data else {
@@ -166,16 +179,30 @@ impl StreamUsage {
     }
 }
 
+fn markers(dialect: Dialect) -> &'static [Finder<'static>] {
+    match dialect {
+        Dialect::OpenAiChat => &*CHAT_MARKERS,
+        Dialect::OpenAiResponses => &*RESPONSES_MARKERS,
+        Dialect::Anthropic => &*ANTHROPIC_MARKERS,
+        Dialect::Generic => &[],
+    }
+}
+
 /// The cheap test: might this event carry usage for `dialect`? Chat looks
 /// for a `usage` key followed by an object, so `"usage":null` chunks never
 /// match.
+#[cfg(test)]
 pub(super) fn is_candidate(dialect: Dialect, event: &Event) -> bool {
-    match dialect {
-        Dialect::OpenAiChat => event.contains(b"\"usage\":{") || event.contains(b"\"usage\": {"),
-        Dialect::OpenAiResponses => RESPONSES_TERMINAL
-            .iter()
-            .any(|name| event.contains(name.as_bytes())),
-        Dialect::Anthropic => event.contains(b"message_start") || event.contains(b"message_delta"),
-        Dialect::Generic => false,
-    }
+    matches(markers(dialect), event)
+}
+
+/// True if one of `markers` occurs in the event: the prebuilt searchers on
+/// each segment, and [`Event::contains`] for matches across segments (only
+/// events that arrived split over chunks have more than one).
+fn matches(markers: &[Finder<'static>], event: &Event) -> bool {
+    let segments = event.segments();
+    markers.iter().any(|m| {
+        segments.iter().any(|s| m.find(s).is_some())
+            || (segments.len() > 1 && event.contains(m.needle()))
+    })
 }

@@ -125,6 +125,17 @@ fn run(dialect: Dialect, stream: &str) -> (StreamUsage, Vec<Seen>, usize) {
     whole
 }
 
+/// A usage from `[input, output, cache_read, cache_write, reasoning]`.
+fn usage([input, output, cache_read, cache_write, reasoning]: [Option<u64>; 5]) -> Usage {
+    Usage {
+        input,
+        output,
+        cache_read,
+        cache_write,
+        reasoning,
+    }
+}
+
 fn positions(seen: &[Seen], kind: Seen) -> Vec<usize> {
     (0..seen.len()).filter(|&i| seen[i] == kind).collect()
 }
@@ -132,13 +143,7 @@ fn positions(seen: &[Seen], kind: Seen) -> Vec<usize> {
 #[test]
 fn chat_usage_only_chunk_with_details() {
     let (t, seen, parses) = run(Dialect::OpenAiChat, &chat_stream(300, true));
-    let want = Usage {
-        input: Some(1117),
-        output: Some(246),
-        cache_read: Some(1024),
-        cache_write: None,
-        reasoning: Some(192),
-    };
+    let want = usage([Some(1117), Some(246), Some(1024), None, Some(192)]);
     assert_eq!(t.usage(), Some(want));
     assert_eq!(t.model(), Some("gpt-4o-2024-08-06"));
     assert_eq!(seen.len(), 304);
@@ -182,24 +187,14 @@ fn vllm_usage_on_last_choice_chunk() {
     let (t, seen, parses) = run(Dialect::OpenAiChat, VLLM);
     assert_eq!(seen, [Seen::Other, Seen::Other, Seen::Usage, Seen::Other]);
     assert_eq!(parses, 1);
-    let want = Usage {
-        input: Some(21),
-        output: Some(2),
-        ..Usage::default()
-    };
+    let want = usage([Some(21), Some(2), None, None, None]);
     assert_eq!(t.usage(), Some(want));
     assert_eq!(t.model(), Some("Qwen/Qwen2.5-7B-Instruct"));
 }
 
 #[test]
 fn responses_terminal_events() {
-    let want = Usage {
-        input: Some(36),
-        output: Some(87),
-        cache_read: Some(12),
-        cache_write: None,
-        reasoning: Some(64),
-    };
+    let want = usage([Some(36), Some(87), Some(12), None, Some(64)]);
     for (terminal, status) in [
         ("response.completed", "completed"),
         ("response.incomplete", "incomplete"),
@@ -230,13 +225,7 @@ fn responses_without_usage() {
 fn anthropic_cache_tokens_and_cumulative_deltas() {
     let stream = format!("{ANTHROPIC_START}{ANTHROPIC_BODY}");
     let (t, seen, parses) = run(Dialect::Anthropic, &stream);
-    let want = Usage {
-        input: Some(472),
-        output: Some(42),
-        cache_read: Some(2048),
-        cache_write: Some(1536),
-        reasoning: None,
-    };
+    let want = usage([Some(472), Some(42), Some(2048), Some(1536), None]);
     assert_eq!(t.usage(), Some(want));
     assert_eq!(t.model(), Some("claude-sonnet-4-5-20250929"));
     assert_eq!(positions(&seen, Seen::Usage), vec![0, 6, 7]);
@@ -249,13 +238,7 @@ fn anthropic_delta_with_input_counts_replaces_them() {
     let delta = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"input_tokens\":500,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":3584,\"output_tokens\":77,\"server_tool_use\":{\"web_search_requests\":1}}}\n\n";
     let stream = format!("{ANTHROPIC_START}{ANTHROPIC_BODY}{delta}");
     let (t, _, _) = run(Dialect::Anthropic, &stream);
-    let want = Usage {
-        input: Some(500),
-        output: Some(77),
-        cache_read: Some(3584),
-        cache_write: Some(0),
-        reasoning: None,
-    };
+    let want = usage([Some(500), Some(77), Some(3584), Some(0), None]);
     assert_eq!(t.usage(), Some(want));
 }
 
@@ -293,29 +276,23 @@ fn bodies_of_each_shape() {
             Dialect::OpenAiChat,
             CHAT_BODY,
             "gpt-4o-2024-08-06",
-            (1117, 46, Some(1024), None, Some(0)),
+            [Some(1117), Some(46), Some(1024), None, Some(0)],
         ),
         (
             Dialect::OpenAiResponses,
             RESPONSES_BODY,
             "o4-mini-2025-04-16",
-            (328, 52, Some(0), None, Some(40)),
+            [Some(328), Some(52), Some(0), None, Some(40)],
         ),
         (
             Dialect::Anthropic,
             ANTHROPIC_MESSAGE,
             "claude-sonnet-4-5-20250929",
-            (2095, 503, Some(1800), Some(0), None),
+            [Some(2095), Some(503), Some(1800), Some(0), None],
         ),
     ];
-    for (dialect, body, model, (input, output, cache_read, cache_write, reasoning)) in cases {
-        let want = Usage {
-            input: Some(input),
-            output: Some(output),
-            cache_read,
-            cache_write,
-            reasoning,
-        };
+    for (dialect, body, model, counts) in cases {
+        let want = usage(counts);
         let got = from_body(dialect, body.as_bytes());
         assert_eq!(got, (Some(want), Some(model.to_owned())), "{dialect:?}");
         assert_eq!(
@@ -489,4 +466,25 @@ fn inject_refuses() {
     ] {
         assert_eq!(inject_include_usage(body.as_bytes()), None, "{body}");
     }
+}
+
+#[test]
+fn inject_and_request_info_on_every_prefix() {
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"a \"q\" \\ {[\u00e9]}"}],"stream":true,"stream_options":{"x":[{}],"include_usage":false}}"#;
+    for end in 0..body.len() {
+        let prefix = &body.as_bytes()[..end];
+        assert_eq!(inject_include_usage(prefix), None, "{end}");
+        let _ = request_info(prefix);
+    }
+    let out = injected(body);
+    assert_eq!(
+        out,
+        body.replace("\"include_usage\":false", "\"include_usage\":true")
+    );
+}
+
+#[test]
+fn tracker_moves_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<StreamUsage>();
 }
