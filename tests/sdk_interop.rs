@@ -81,6 +81,7 @@ const CHAT: &[&str] = &[
     "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-test\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}]}\n\n",
     "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-test\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" world\"},\"finish_reason\":null}]}\n\n",
     "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-test\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-test\",\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":3,\"total_tokens\":14}}\n\n",
     "data: [DONE]\n\n",
 ];
 
@@ -101,6 +102,19 @@ const ANTHROPIC: &[&str] = &[
     "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
 ];
 
+/// `/metrics` shows the counts the SDK saw.
+async fn assert_tokens(relay: &sse_edge::Running, model: &str, input: u64, output: u64) {
+    let m = metrics(relay.admin).await;
+    for (kind, want) in [("input", input), ("output", output)] {
+        let labels = [("route", "default"), ("model", model), ("kind", kind)];
+        assert_eq!(
+            metric_or_zero(&m, "sse_edge_tokens_total", &labels),
+            want as f64,
+            "{kind}: {m}"
+        );
+    }
+}
+
 const SLOW_HEAD: Duration = Duration::from_millis(1300);
 const PAUSE: Duration = Duration::from_millis(1000);
 
@@ -114,8 +128,10 @@ async fn openai_chat_sdk_reads_through_keepalives() {
     let relay = relay_for(&up).await;
     let v = sdk("openai_chat", &relay).await;
     assert_eq!(v["ok"]["text"], "Hello world", "{v}");
-    assert_eq!(v["ok"]["chunks"], 4, "keepalives are not chunks: {v}");
+    assert_eq!(v["ok"]["chunks"], 5, "keepalives are not chunks: {v}");
     assert_eq!(v["ok"]["finish"], "stop");
+    assert_eq!(v["ok"]["usage"], serde_json::json!([11, 3]));
+    assert_tokens(&relay, "gpt-test", 11, 3).await;
     stop_relay(relay).await;
 }
 
@@ -152,6 +168,7 @@ async fn anthropic_sdk_reads_through_pings() {
     assert_eq!(v["ok"]["stop_reason"], "end_turn");
     assert_eq!(v["ok"]["input_tokens"], 10);
     assert_eq!(v["ok"]["output_tokens"], 5);
+    assert_tokens(&relay, "claude-test", 10, 5).await;
     stop_relay(relay).await;
 }
 

@@ -1,7 +1,10 @@
 //! Usage of one event stream, from the few events that carry it.
 //!
-//! Every event costs one to three memmem tests ([`is_candidate`]); only
-//! candidates are copied and parsed. What a parsed event's JSON says then
+//! Every event costs one memmem search per marker of its dialect (two or
+//! three, with searchers built once per process); only candidates are
+//! copied and parsed. The chat markers are `"usage":{` and `"usage": {`,
+//! the spellings OpenAI and the compatible servers send; a server writing
+//! `"usage" : {` would go uncounted, never misparsed. What a parsed event's JSON says then
 //! decides: a candidate whose `type` or `usage` is not what the dialect's
 //! usage frame has is [`Seen::Other`] and changes nothing.
 

@@ -26,23 +26,27 @@ def openai_chat(base):
     stream = openai_client(base).chat.completions.create(
         model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
     )
-    text, chunks, finish = "", 0, None
+    text, chunks, finish, usage = "", 0, None, None
     for chunk in stream:
         chunks += 1
         for choice in chunk.choices:
             text += choice.delta.content or ""
             finish = choice.finish_reason or finish
-    return {"text": text, "chunks": chunks, "finish": finish}
+        if chunk.usage is not None:
+            usage = [chunk.usage.prompt_tokens, chunk.usage.completion_tokens]
+    return {"text": text, "chunks": chunks, "finish": finish, "usage": usage}
 
 
 def openai_responses(base):
     stream = openai_client(base).responses.create(model="gpt-test", input="hi", stream=True)
-    text, types = "", []
+    text, types, usage = "", [], None
     for event in stream:
         types.append(event.type)
         if event.type == "response.output_text.delta":
             text += event.delta
-    return {"text": text, "types": types}
+        if event.type == "response.completed" and event.response.usage is not None:
+            usage = [event.response.usage.input_tokens, event.response.usage.output_tokens]
+    return {"text": text, "types": types, "usage": usage}
 
 
 def anthropic_messages(base):
