@@ -5,7 +5,7 @@
 //! Lifecycle: `start` -> ready -> `drain()` (readyz 503, stop accepting,
 //! graceful close) -> connections done or `drain_timeout` -> the stop
 //! signal ends the admin listener, the pool's connections and reaper and
-//! the certificate watcher -> `wait()` returns. No task outlives `wait()`.
+//! the certificate and client-key watchers -> `wait()` returns. No task outlives `wait()`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -85,6 +85,7 @@ pub async fn start(config: Config, access: AccessLog) -> Result<Running, StartEr
     let drain = Shutdown::new();
     let pool = Arc::new(Pool::new(&config.upstream, stop.clone()).map_err(StartError::Tls)?);
     let routes = RouteTable::new(&config.routes, &pool).map_err(StartError::Route)?;
+    let key_watchers = routes.key_watchers(&stop);
     let metrics = Arc::new(Metrics::new(
         RouteTable::names_in_order(&config.routes),
         pool.clone(),
@@ -124,6 +125,7 @@ pub async fn start(config: Config, access: AccessLog) -> Result<Running, StartEr
             async move { pool.reap_idle(stop).await }
         }),
     ];
+    helpers.extend(key_watchers.into_iter().map(tokio::spawn));
     if let Some(t) = &tls {
         helpers.push(tokio::spawn(t.clone().watch(metrics.clone(), stop.clone())));
     }

@@ -8,6 +8,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -20,6 +21,8 @@ type Cause = Box<dyn StdError + Send + Sync>;
 pub struct Error {
     kind: Kind,
     cause: Option<Cause>,
+    /// How long the client should wait before trying again (`Retry-After`).
+    retry_after: Option<Duration>,
 }
 
 /// What went wrong.
@@ -37,6 +40,8 @@ pub enum Kind {
     UpstreamProtocol,
     /// Upstream response headers did not arrive in time.
     FirstByteTimeout,
+    /// The upstream went silent inside a body past `upstream.read_timeout`.
+    UpstreamReadTimeout,
     /// No route matches the request path.
     NoRoute,
     /// The request body is larger than allowed.
@@ -50,6 +55,18 @@ pub enum Kind {
     DownstreamBody,
     /// The relay is draining.
     ShuttingDown,
+    /// `server.max_requests` requests are already in flight.
+    Overloaded,
+    /// The request target is longer than `server.max_uri_length`.
+    UriTooLong,
+    /// Ambiguous message framing (request smuggling shapes).
+    Framing,
+    /// The client paused its request body longer than `server.body_timeout`.
+    RequestTimeout,
+    /// The route wants a client key and none, or an unknown one, was given.
+    Unauthorized,
+    /// The client's key (or address) has used up the route's rate limit.
+    RateLimited,
 }
 
 /// Whose side failed.
@@ -61,14 +78,35 @@ pub enum Side {
 
 impl Error {
     pub fn new(kind: Kind) -> Self {
-        Self { kind, cause: None }
+        Self {
+            kind,
+            cause: None,
+            retry_after: None,
+        }
     }
 
     pub fn with_cause(kind: Kind, cause: impl Into<Cause>) -> Self {
         Self {
             kind,
             cause: Some(cause.into()),
+            retry_after: None,
         }
+    }
+
+    /// A [`Kind::RateLimited`] refusal; the client may try again after `wait`.
+    pub fn rate_limited(wait: Duration) -> Self {
+        Self {
+            retry_after: Some(wait),
+            ..Self::new(Kind::RateLimited)
+        }
+    }
+
+    /// `Retry-After` in whole seconds, rounded up (at least 1).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after.map(|d| {
+            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            secs.max(1)
+        })
     }
 
     pub fn kind(&self) -> Kind {
@@ -82,18 +120,28 @@ impl Error {
             | Kind::Tls
             | Kind::UpstreamReset
             | Kind::UpstreamProtocol
-            | Kind::FirstByteTimeout => Side::Upstream,
+            | Kind::FirstByteTimeout
+            | Kind::UpstreamReadTimeout => Side::Upstream,
             Kind::NoRoute
             | Kind::BodyTooLarge
             | Kind::BadRequest
             | Kind::MethodNotAllowed
             | Kind::DownstreamBody
-            | Kind::ShuttingDown => Side::Downstream,
+            | Kind::ShuttingDown
+            | Kind::Overloaded
+            | Kind::UriTooLong
+            | Kind::Framing
+            | Kind::RequestTimeout
+            | Kind::Unauthorized
+            | Kind::RateLimited => Side::Downstream,
         }
     }
 
     pub fn is_timeout(&self) -> bool {
-        matches!(self.kind, Kind::ConnectTimeout | Kind::FirstByteTimeout)
+        matches!(
+            self.kind,
+            Kind::ConnectTimeout | Kind::FirstByteTimeout | Kind::UpstreamReadTimeout
+        )
     }
 
     /// Status of the relay-made answer for this error.
@@ -102,12 +150,19 @@ impl Error {
             Kind::Connect | Kind::Tls | Kind::UpstreamReset | Kind::UpstreamProtocol => {
                 StatusCode::BAD_GATEWAY
             }
-            Kind::ConnectTimeout | Kind::FirstByteTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Kind::ConnectTimeout | Kind::FirstByteTimeout | Kind::UpstreamReadTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             Kind::NoRoute => StatusCode::NOT_FOUND,
             Kind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::BadRequest | Kind::DownstreamBody => StatusCode::BAD_REQUEST,
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Kind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::ShuttingDown | Kind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::UriTooLong => StatusCode::URI_TOO_LONG,
+            Kind::Framing => StatusCode::BAD_REQUEST,
+            Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Kind::Unauthorized => StatusCode::UNAUTHORIZED,
+            Kind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -115,7 +170,9 @@ impl Error {
     pub fn upstream_class(&self) -> Option<UpstreamClass> {
         match self.kind {
             Kind::Connect => Some(UpstreamClass::Connect),
-            Kind::ConnectTimeout | Kind::FirstByteTimeout => Some(UpstreamClass::Timeout),
+            Kind::ConnectTimeout | Kind::FirstByteTimeout | Kind::UpstreamReadTimeout => {
+                Some(UpstreamClass::Timeout)
+            }
             Kind::Tls => Some(UpstreamClass::Tls),
             Kind::UpstreamReset => Some(UpstreamClass::Reset),
             Kind::UpstreamProtocol => Some(UpstreamClass::Protocol),
@@ -127,9 +184,10 @@ impl Error {
     /// beyond the cause's own message.
     pub fn message(&self) -> String {
         let what = self.kind.describe();
-        match &self.cause {
-            Some(cause) => format!("{what}: {}", chain(cause.as_ref())),
-            None => what.to_owned(),
+        match (&self.cause, self.retry_after_secs()) {
+            (Some(cause), _) => format!("{what}: {}", chain(cause.as_ref())),
+            (None, Some(secs)) => format!("{what}: retry after {secs}s"),
+            (None, None) => what.to_owned(),
         }
     }
 }
@@ -143,12 +201,19 @@ impl Kind {
             Kind::UpstreamReset => "upstream connection failed",
             Kind::UpstreamProtocol => "upstream sent an invalid response",
             Kind::FirstByteTimeout => "upstream response headers timed out",
+            Kind::UpstreamReadTimeout => "upstream went silent inside the response",
             Kind::NoRoute => "no route for this path",
             Kind::BodyTooLarge => "request body too large",
             Kind::BadRequest => "bad request",
             Kind::MethodNotAllowed => "method not allowed",
             Kind::DownstreamBody => "reading the request body failed",
             Kind::ShuttingDown => "relay is shutting down",
+            Kind::Overloaded => "relay at its request limit, retry shortly",
+            Kind::UriTooLong => "request target too long",
+            Kind::Framing => "ambiguous request framing",
+            Kind::RequestTimeout => "request body timed out",
+            Kind::Unauthorized => "authentication failed",
+            Kind::RateLimited => "rate limit exceeded",
         }
     }
 }

@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use sse_edge::config::{self, Config, ConfigError, Invocation};
+use sse_edge::demo::DemoOptions;
 use sse_edge::telemetry::AccessLog;
 
 fn main() -> ExitCode {
@@ -24,22 +25,70 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Invocation::Run(config) => run(config),
+        Invocation::Demo(options) => demo(options),
+        Invocation::HashKey => hash_key(),
+    }
+}
+
+/// `sse-edge hash-key`: the SHA-256 hex digest of the key on stdin (one
+/// line; surrounding whitespace and the newline are not part of the key).
+fn hash_key() -> ExitCode {
+    use std::io::Read;
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().lock().read_to_end(&mut input) {
+        eprintln!("sse-edge hash-key: cannot read stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let key = input.trim_ascii();
+    if key.is_empty() {
+        eprintln!(
+            "sse-edge hash-key: no key on stdin (try: printf %s \"$KEY\" | sse-edge hash-key)"
+        );
+        return ExitCode::from(2);
+    }
+    if key.iter().any(|b| b.is_ascii_whitespace()) {
+        eprintln!("sse-edge hash-key: give one key, without spaces or line breaks");
+        return ExitCode::from(2);
+    }
+    println!("{}", sse_edge::auth::hex(&sse_edge::auth::digest(key)));
+    ExitCode::SUCCESS
+}
+
+fn runtime(workers: usize) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("sse-edge")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("sse-edge: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+fn demo(options: DemoOptions) -> ExitCode {
+    init_logging("warn");
+    let Some(runtime) = runtime(2) else {
+        return ExitCode::FAILURE;
+    };
+    let result = runtime.block_on(sse_edge::demo::run(options, wait_for_signal()));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sse-edge demo: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn run(config: Config) -> ExitCode {
     init_logging(&config.log.level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.workers)
-        .thread_name("sse-edge")
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("sse-edge: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(config.workers) else {
+        return ExitCode::FAILURE;
     };
     let (access, writer) = if config.log.access_log {
         match AccessLog::stdout() {

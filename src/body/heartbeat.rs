@@ -34,9 +34,9 @@ impl Heartbeat {
         }
     }
 
-    /// Bytes went downstream.
-    pub fn wrote(&mut self) {
-        self.last_write = Instant::now();
+    /// Bytes went downstream at `now`.
+    pub fn wrote(&mut self, now: Instant) {
+        self.last_write = now;
     }
 
     /// Ready when the stream has been silent for a whole interval.

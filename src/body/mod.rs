@@ -12,6 +12,7 @@
 mod capture;
 mod events;
 mod heartbeat;
+mod idle;
 mod json_wait;
 mod request;
 mod response;

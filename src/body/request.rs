@@ -1,10 +1,14 @@
 //! The client's request body on its way upstream.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use tokio::time::{Instant, Sleep};
 
 use crate::error::{Error, Kind};
 
@@ -20,16 +24,45 @@ pub struct RequestBody {
 }
 
 enum Inner {
-    Streaming { body: Incoming, remaining: u64 },
+    Streaming {
+        body: Incoming,
+        remaining: u64,
+        idle: Idle,
+    },
     Buffered(Option<Bytes>),
 }
 
+/// `server.body_timeout`: the longest pause between body frames.
+struct Idle {
+    timeout: Duration,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Idle {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            timer: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    fn progressed(&mut self) {
+        self.timer.as_mut().reset(Instant::now() + self.timeout);
+    }
+
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.timer.as_mut().poll(cx).is_ready()
+    }
+}
+
 impl RequestBody {
-    pub fn streaming(body: Incoming, limit: u64) -> Self {
+    /// `idle` bounds each pause between frames (`server.body_timeout`).
+    pub fn streaming(body: Incoming, limit: u64, idle: Duration) -> Self {
         Self {
             inner: Inner::Streaming {
                 body,
                 remaining: limit,
+                idle: Idle::new(idle),
             },
         }
     }
@@ -50,17 +83,26 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let (body, remaining) = match &mut self.get_mut().inner {
+        let (body, remaining, idle) = match &mut self.get_mut().inner {
             Inner::Buffered(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Streaming { body, remaining } => (body, remaining),
+            Inner::Streaming {
+                body,
+                remaining,
+                idle,
+            } => (body, remaining, idle),
         };
-        let frame = match ready!(Pin::new(body).poll_frame(cx)) {
-            None => return Poll::Ready(None),
-            Some(Err(e)) => {
+        let frame = match Pin::new(body).poll_frame(cx) {
+            Poll::Pending if idle.poll_expired(cx) => {
+                return Poll::Ready(Some(Err(Error::new(Kind::RequestTimeout))));
+            }
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => {
                 return Poll::Ready(Some(Err(Error::with_cause(Kind::DownstreamBody, e))));
             }
-            Some(Ok(frame)) => frame,
+            Poll::Ready(Some(Ok(frame))) => frame,
         };
+        idle.progressed();
         if let Some(data) = frame.data_ref() {
             let len = data.len() as u64;
             if len > *remaining {

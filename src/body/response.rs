@@ -1,12 +1,14 @@
 //! What the client receives.
 
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::capture::UsageCapture;
+use super::idle::ReadDeadline;
 use super::json_wait::JsonWaitBody;
 use super::sse::SseBody;
 use crate::error::{Error, Kind};
@@ -26,6 +28,7 @@ enum Inner {
         body: Incoming,
         lease: Lease,
         usage: Option<UsageCapture>,
+        deadline: Option<ReadDeadline>,
     },
     Sse(Box<SseBody>),
     JsonWait(Box<JsonWaitBody>),
@@ -35,11 +38,13 @@ enum Inner {
 impl ResponseBody {
     /// Relays `body`; `lease` goes back to the pool when it ends.
     /// `usage`, when given, keeps the (JSON) body to read its usage at the end.
+    /// `read_timeout` bounds upstream silence between frames.
     pub fn relay(
         body: Incoming,
         mut lease: Lease,
         mut exchange: Exchange,
         usage: Option<UsageCapture>,
+        read_timeout: Option<Duration>,
     ) -> Self {
         exchange.start_streaming();
         if body.is_end_stream() {
@@ -49,7 +54,12 @@ impl ResponseBody {
             exchange.finish(Outcome::Complete);
         }
         Self {
-            inner: Inner::Upstream { body, lease, usage },
+            inner: Inner::Upstream {
+                body,
+                lease,
+                usage,
+                deadline: read_timeout.map(ReadDeadline::new),
+            },
             exchange: Some(exchange),
         }
     }
@@ -90,10 +100,26 @@ impl ResponseBody {
     }
 
     fn poll_upstream(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let Inner::Upstream { body, lease, usage } = &mut self.inner else {
+        let Inner::Upstream { body, lease, usage, deadline } = &mut self.inner else {
             return Poll::Ready(None);
         };
-        let polled = ready!(Pin::new(&mut *body).poll_frame(cx));
+        let polled = match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Ready(polled) => polled,
+            Poll::Pending => {
+                let Some(Poll::Ready(limit)) = deadline.as_mut().map(|d| d.poll_expired(cx)) else {
+                    return Poll::Pending;
+                };
+                if let Some(x) = self.exchange.as_mut() {
+                    x.upstream_error(UpstreamClass::Timeout);
+                    x.finish(Outcome::UpstreamTimeout);
+                }
+                tracing::warn!("upstream body silent for {limit:?} (upstream.read_timeout)");
+                return Poll::Ready(Some(Err(Error::new(Kind::UpstreamReadTimeout))));
+            }
+        };
+        if let Some(d) = deadline.as_mut() {
+            d.arrived();
+        }
         let mut x = self.exchange.as_mut();
         match polled {
             None => {

@@ -19,10 +19,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{StatusCode, header};
 use hyper::body::{Body, Frame, Incoming};
+use tokio::time::Instant;
 
 use super::events::EventObserver;
 use super::heartbeat::Heartbeat;
@@ -64,6 +66,8 @@ pub struct SseSetup<'a> {
     /// The relay added `include_usage` upstream: remove the usage-only
     /// chunk from the client's stream.
     pub strip_usage_chunk: bool,
+    /// `upstream.read_timeout`: longest upstream silence inside the stream.
+    pub read_timeout: Option<Duration>,
 }
 
 pub struct SseBody {
@@ -74,7 +78,9 @@ pub struct SseBody {
     heartbeat: Heartbeat,
     dialect: Dialect,
     observer: EventObserver,
-    max_event: usize,
+    read_timeout: Option<Duration>,
+    /// When the upstream last sent bytes (keepalives do not count).
+    last_upstream: Instant,
     ended: bool,
     /// Frames to write before anything else, in order.
     queued: VecDeque<Bytes>,
@@ -102,7 +108,8 @@ impl SseBody {
             heartbeat: Heartbeat::new(s.wheel, s.stream.heartbeat),
             dialect: s.dialect,
             observer: EventObserver::new(s.dialect, s.strip_usage_chunk),
-            max_event,
+            read_timeout: s.read_timeout,
+            last_upstream: Instant::now(),
             ended: false,
             queued: VecDeque::new(),
         }
@@ -119,7 +126,7 @@ impl SseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         loop {
             if let Some(b) = self.queued.pop_front() {
-                self.heartbeat.wrote();
+                self.heartbeat.wrote(Instant::now());
                 x.add_bytes(b.len());
                 return Poll::Ready(Some(Ok(Frame::data(b))));
             }
@@ -156,6 +163,7 @@ impl SseBody {
         };
         match ready!(Pin::new(&mut *body).poll_frame(cx)) {
             Some(Ok(frame)) => {
+                self.last_upstream = Instant::now();
                 let Ok(data) = frame.into_data() else {
                     return Poll::Ready(None); // trailers: nothing for an event stream
                 };
@@ -164,10 +172,15 @@ impl SseBody {
                 self.after_events(x);
                 match fed {
                     Ok(out) => self.forward(out, x),
-                    Err(_) => {
+                    Err(overflow) => {
+                        // The scanner's position counts these bytes as sent:
+                        // send them, so the error event lands where it thinks.
+                        if !self.observer.event_aligned() && !overflow.forward.is_empty() {
+                            self.queued.push_back(overflow.forward);
+                        }
                         let msg = format!(
-                            "an upstream event exceeded max_event_size ({} bytes held)",
-                            self.max_event
+                            "an upstream event exceeded max_event_size ({} bytes)",
+                            overflow.limit
                         );
                         self.fail(
                             x,
@@ -255,7 +268,7 @@ impl SseBody {
         if out.is_empty() {
             return Poll::Ready(None);
         }
-        self.heartbeat.wrote();
+        self.heartbeat.wrote(self.last_upstream);
         x.add_bytes(out.len());
         Poll::Ready(Some(Ok(Frame::data(out))))
     }
@@ -364,6 +377,8 @@ impl SseBody {
         tracing::warn!("stream ended with an error event: {message}");
         x.finish(outcome);
         let boundary: &[u8] = match self.scanner.position() {
+            // Only whole events went out: the client is at a boundary.
+            _ if self.observer.event_aligned() => b"",
             Position::EventBoundary => b"",
             Position::LineStart => b"\n",
             Position::InLine | Position::AfterCr => b"\n\n",
@@ -389,6 +404,9 @@ impl SseBody {
         loop {
             ready!(self.heartbeat.poll_due(cx));
             self.heartbeat.rearm();
+            if self.upstream_silent_too_long(x) {
+                return Poll::Ready(());
+            }
             let rendered = self.template.as_deref().and_then(rendered);
             let k = rendered.as_ref().unwrap_or(&self.keepalive);
             let frame = if self.observer.event_aligned() && !self.scanner.at_stream_start() {
@@ -405,6 +423,26 @@ impl SseBody {
             }
             // Inside a line: nothing is safe until the upstream finishes it.
         }
+    }
+}
+
+impl SseBody {
+    /// Checked at each keepalive: an upstream silent past
+    /// `upstream.read_timeout` ends the stream with an error event.
+    fn upstream_silent_too_long(&mut self, x: &mut Exchange) -> bool {
+        let Some(limit) = self.read_timeout else {
+            return false;
+        };
+        let Phase::Streaming { .. } = self.phase else {
+            return false;
+        };
+        if self.last_upstream.elapsed() < limit {
+            return false;
+        }
+        x.upstream_error(UpstreamClass::Timeout);
+        let msg = format!("upstream sent nothing for {limit:?} (upstream.read_timeout)");
+        self.fail(x, Outcome::UpstreamTimeout, StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", &msg);
+        true
     }
 }
 

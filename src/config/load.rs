@@ -26,12 +26,15 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use super::render::render;
 use super::routes::load_routes;
 use super::value::{
-    Kind, Raw, parse_bool, parse_duration, parse_log_level, parse_number, parse_optional_duration,
-    parse_positive_duration, parse_readable_file, parse_root_store, parse_server_name, parse_size,
-    parse_socket_addr,
+    Kind, Raw, parse_bool, parse_duration, parse_heartbeat, parse_log_level, parse_number,
+    parse_optional_duration, parse_positive_duration, parse_readable_file, parse_root_store,
+    parse_server_name, parse_size, parse_size_in, parse_socket_addr,
 };
+use crate::demo::DemoOptions;
+
 use super::{
-    Config, LogConfig, RootStore, RouteConfig, ServerConfig, TlsConfig, UpstreamConfig, UsageConfig,
+    Config, LogConfig, RootStore, RouteConfig, ServerConfig, ServerLimits, TlsConfig,
+    UpstreamConfig, UsageConfig,
 };
 
 const ABOUT: &str = "TLS edge relay that keeps streaming model-API responses alive";
@@ -46,6 +49,11 @@ pub enum Invocation {
     Run(Config),
     /// `sse-edge check-config FILE`: validated config plus its rendering.
     CheckConfig { config: Config, rendered: String },
+    /// `sse-edge demo`: a simulated slow model API behind the relay.
+    Demo(DemoOptions),
+    /// `sse-edge hash-key`: print the SHA-256 digest of the key on stdin,
+    /// for an `auth_keys_file` (no configuration is loaded).
+    HashKey,
 }
 
 /// Why no [`Invocation`] could be built.
@@ -125,6 +133,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     set("workers", Kind::Int, Cpus, "Worker threads, 1..=1024"),
     set("drain_timeout", Kind::Duration, V("30s"), "How long in-flight requests may run after SIGTERM/SIGINT"),
     set("dialect", Kind::Choice(DIALECTS), V("auto"), "API dialect; routes inherit it"),
+    set("auth_reload_interval", Kind::Duration, V("10s"), "How often each route's auth_keys_file is checked for changes"),
     stream("heartbeat", Kind::Duration, V("15s"), "Downstream silence before a keepalive is injected (>= 100ms); routes inherit it"),
     stream("keepalive_frame", Kind::Frame, Unset, "Keepalive frame instead of the dialect's: SSE lines ending in a blank line, {now_ms} = Unix time in ms, \\n = newline on the command line; routes inherit it"),
     stream("max_event_size", Kind::Size, V("8MiB"), "Largest upstream event held, 1KiB..=1GiB; routes inherit it"),
@@ -142,12 +151,20 @@ pub(super) const SETTINGS: &[Setting] = &[
     set("server.h2_max_concurrent_streams", Kind::Int, V("256"), "HTTP/2 streams per client connection, 1..=65535"),
     set("server.trust_forwarded", Kind::Bool, V("false"), "Append to client-supplied X-Forwarded-For"),
     set("server.server_names", Kind::List, V(""), "Host names accepted in absolute-form targets (comma-separated)"),
+    set("server.max_header_size", Kind::Size, V("64KiB"), "Largest request head (HTTP/1) or header list (HTTP/2); 431 above it, 8KiB..=1MiB"),
+    set("server.max_headers", Kind::Int, V("100"), "Most request header fields (HTTP/1); 431 above it, 1..=1000"),
+    set("server.max_uri_length", Kind::Size, V("8KiB"), "Longest request target; 414 above it"),
+    set("server.max_connections", Kind::Int, V("10000"), "Open client connections; more are answered 503 and closed"),
+    set("server.max_requests", Kind::Int, V("10000"), "Requests in flight (streams included); more get 503 with Retry-After"),
+    set("server.body_timeout", Kind::Duration, V("30s"), "Longest pause between request body bytes; 408 after it"),
+    set("server.write_timeout", Kind::Duration, V("60s"), "How long a client may stop reading before its connection is closed"),
     set("tls.cert", Kind::Path, Unset, "PEM certificate chain; enables TLS together with --tls-key"),
     set("tls.key", Kind::Path, Unset, "PEM private key; enables TLS together with --tls-cert"),
     set("tls.handshake_timeout", Kind::Duration, V("10s"), "Deadline for a complete TLS handshake"),
     set("tls.reload_interval", Kind::Duration, V("10s"), "How often cert and key are checked for changes"),
     set("upstream.connect_timeout", Kind::Duration, V("5s"), "Upstream TCP + TLS + HTTP/2 handshake deadline"),
     set("upstream.first_byte_timeout", Kind::Duration, V("0"), "Deadline for upstream response headers; 0 waits forever"),
+    set("upstream.read_timeout", Kind::Duration, V("5m"), "Longest upstream silence inside a response body (keepalives do not count); 0 waits forever"),
     set("upstream.idle_timeout", Kind::Duration, V("50s"), "Idle upstream HTTP/1.1 connections are closed after this"),
     set("upstream.max_idle_per_origin", Kind::Int, V("64"), "Idle HTTP/1.1 connections kept per origin, 0..=65535"),
     set("upstream.h2_max_streams_per_connection", Kind::Int, V("100"), "Streams per upstream HTTP/2 connection"),
@@ -284,7 +301,7 @@ impl Values {
             .map_err(|why| invalid(key, &entry.source, s, &why))
     }
 
-    fn get<T>(&self, key: &str, parse: Parser<T>) -> Result<T, ConfigError> {
+    pub(super) fn get<T>(&self, key: &str, parse: Parser<T>) -> Result<T, ConfigError> {
         self.opt(key, parse)?
             .ok_or_else(|| ConfigError::Invalid(format!("missing value for {key}")))
     }
@@ -401,7 +418,9 @@ fn route_tables(file: &str, value: toml::Value) -> Result<Vec<toml::Table>, Conf
 
 // ---- command line ----
 
-/// Subcommands; add one here, in [`mode`] and in [`Invocation`].
+/// Subcommands; add one here, in [`mode`] and in [`Invocation`]. `demo`
+/// and `hash-key` need neither file nor routes and are handled first in
+/// [`from_args`].
 enum Mode {
     Run,
     CheckConfig(PathBuf),
@@ -434,7 +453,43 @@ fn command() -> Command {
                     .help("TOML config file to check (takes the place of --config)"),
             ),
     )
+    .subcommand(demo_command())
+    .subcommand(
+        Command::new("hash-key").about(
+            "Read a client key on stdin and print its SHA-256 hex digest for an auth_keys_file",
+        ),
+    )
 }
+
+fn demo_command() -> Command {
+    let duration = |id: &'static str, default: &'static str, help: &'static str| {
+        Arg::new(id)
+            .long(id)
+            .value_name("DURATION")
+            .default_value(default)
+            .help(help)
+    };
+    let keep_running = Arg::new("keep-running")
+        .long("keep-running")
+        .action(ArgAction::SetTrue)
+        .help(DEMO_KEEP_RUNNING);
+    Command::new("demo")
+        .about(DEMO_ABOUT)
+        .after_help(DEMO_AFTER_HELP)
+        .arg(duration("head-delay", "4s", DEMO_HEAD_DELAY))
+        .arg(duration("pause", "3s", DEMO_PAUSE))
+        .arg(keep_running)
+}
+
+const DEMO_ABOUT: &str =
+    "Stream from a simulated slow model API through the relay and show what arrives when";
+const DEMO_HEAD_DELAY: &str = "Silence of the simulated API before its response headers";
+const DEMO_PAUSE: &str = "Silence of the simulated API in the middle of each stream";
+const DEMO_KEEP_RUNNING: &str = "Keep the relay and the simulated API up after the demo \
+(until Ctrl-C or SIGTERM) and print commands to try";
+const DEMO_AFTER_HELP: &str = "The demo's relay uses --listen and --admin when given (default \
+127.0.0.1:8080 and 127.0.0.1:9090 with --keep-running, ephemeral ports otherwise) and \
+--heartbeat (default 1s); it ignores the config file and the other settings.";
 
 fn global_arg(id: &'static str, value_name: &'static str, help: &'static str) -> Arg {
     Arg::new(id)
@@ -482,6 +537,43 @@ fn mode(matches: &ArgMatches) -> Result<Mode, ConfigError> {
             .ok_or_else(|| ConfigError::Invalid("check-config needs a FILE".to_owned())),
         _ => Ok(Mode::Run),
     }
+}
+
+/// The demo's own flags; the relay addresses and heartbeat are filled in by
+/// [`demo_relay_settings`].
+fn demo_options(sub: &ArgMatches) -> Result<DemoOptions, ConfigError> {
+    let duration = |flag: &'static str| {
+        let text = sub
+            .try_get_one::<String>(flag)
+            .ok()
+            .flatten()
+            .ok_or_else(|| ConfigError::Invalid(format!("demo needs --{flag}")))?;
+        parse_duration(text).map_err(|why| invalid(flag, &Source::Flag(flag), text, &why))
+    };
+    Ok(DemoOptions {
+        head_delay: duration("head-delay")?,
+        pause: duration("pause")?,
+        keep_running: sub.get_flag("keep-running"),
+        listen: None,
+        admin: None,
+        heartbeat: None,
+    })
+}
+
+/// `listen`, `admin` and `heartbeat` when a flag or environment variable
+/// sets them (the demo has its own defaults).
+fn demo_relay_settings(mut options: DemoOptions, v: &Values) -> Result<DemoOptions, ConfigError> {
+    let given = |key: &str| !matches!(v.source(key), None | Some(Source::Default));
+    if given("listen") {
+        options.listen = v.opt("listen", parse_socket_addr)?;
+    }
+    if given("admin") {
+        options.admin = v.opt("admin", parse_socket_addr)?;
+    }
+    if given("heartbeat") {
+        options.heartbeat = v.opt("heartbeat", parse_heartbeat)?;
+    }
+    Ok(options)
 }
 
 /// A value parser from [`super::value`] (closures that capture nothing coerce).
@@ -579,6 +671,14 @@ where
     let matches = command()
         .try_get_matches_from(args)
         .map_err(ConfigError::Cli)?;
+    if let Some(("demo", sub)) = matches.subcommand() {
+        // The demo runs its own upstream: no config file, no routes.
+        let values = resolve(&matches, env, None);
+        return demo_relay_settings(demo_options(sub)?, &values).map(Invocation::Demo);
+    }
+    if let Some(("hash-key", _)) = matches.subcommand() {
+        return Ok(Invocation::HashKey);
+    }
     let mode = mode(&matches)?;
     let file = match config_path(&matches, &mode, env) {
         Some(path) => Some(load_file(&path)?),
@@ -631,6 +731,17 @@ fn build_server(v: &Values) -> Result<ServerConfig, ConfigError> {
         })?,
         trust_forwarded: v.get("server.trust_forwarded", parse_bool)?,
         server_names: v.list("server.server_names", parse_server_name)?,
+        limits: ServerLimits {
+            max_header_size: v.get("server.max_header_size", |s| {
+                parse_size_in(s, 8 << 10, 1 << 20)
+            })?,
+            max_headers: v.get("server.max_headers", |s| parse_number(s, 1, 1000))?,
+            max_uri_length: v.get("server.max_uri_length", |s| parse_size_in(s, 256, 1 << 20))?,
+            max_connections: v.get("server.max_connections", |s| parse_number(s, 1, 1_000_000))?,
+            max_requests: v.get("server.max_requests", |s| parse_number(s, 1, 1_000_000))?,
+            body_timeout: v.get("server.body_timeout", parse_positive_duration)?,
+            write_timeout: v.get("server.write_timeout", parse_positive_duration)?,
+        },
     })
 }
 
@@ -673,6 +784,7 @@ fn build_upstream(v: &Values) -> Result<UpstreamConfig, ConfigError> {
     Ok(UpstreamConfig {
         connect_timeout: v.get("upstream.connect_timeout", parse_positive_duration)?,
         first_byte_timeout: v.get("upstream.first_byte_timeout", parse_optional_duration)?,
+        read_timeout: v.get("upstream.read_timeout", parse_optional_duration)?,
         idle_timeout: v.get("upstream.idle_timeout", parse_positive_duration)?,
         max_idle_per_origin: v.get("upstream.max_idle_per_origin", |s| {
             parse_number(s, 0, 65535)

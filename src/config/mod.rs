@@ -7,14 +7,21 @@
 
 mod load;
 mod render;
+mod route_auth;
 mod routes;
 #[cfg(test)]
 mod tests;
 mod value;
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use http::HeaderValue;
+
+use crate::auth::KeySet;
 
 pub use load::{ConfigError, Invocation, from_args};
 pub use value::{parse_duration, parse_size};
@@ -69,6 +76,27 @@ pub struct ServerConfig {
     pub trust_forwarded: bool,
     /// Host names this relay answers to in absolute-form request targets.
     pub server_names: Vec<String>,
+    pub limits: ServerLimits,
+}
+
+/// What one client may cost the relay.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// Largest request head / HTTP/2 header list (431).
+    pub max_header_size: u64,
+    /// Most request header fields on HTTP/1 (431).
+    pub max_headers: usize,
+    /// Longest request target (414).
+    pub max_uri_length: u64,
+    /// Open client connections; beyond it new ones get 503 and are closed.
+    pub max_connections: usize,
+    /// Requests in flight, streams included; beyond it 503 + Retry-After.
+    pub max_requests: usize,
+    /// Longest pause between request body bytes (408).
+    pub body_timeout: Duration,
+    /// How long writes to a client may stay blocked (a client that stopped
+    /// reading) before the connection is closed.
+    pub write_timeout: Duration,
 }
 
 /// TLS termination settings.
@@ -92,6 +120,9 @@ pub struct UpstreamConfig {
     /// Deadline for upstream response headers; `None` waits as long as the
     /// upstream needs (slow model APIs are the reason this relay exists).
     pub first_byte_timeout: Option<Duration>,
+    /// Longest upstream silence inside a response body (relay keepalives
+    /// do not count); `None` waits forever.
+    pub read_timeout: Option<Duration>,
     /// Idle HTTP/1.1 connections older than this are closed. Keep it below
     /// the upstream's own keep-alive timeout.
     pub idle_timeout: Duration,
@@ -135,6 +166,106 @@ pub struct RouteConfig {
     pub dialect: DialectSetting,
     /// Keepalive, early-commit and retry behaviour of streams on this route.
     pub stream: StreamConfig,
+    /// Client keys, upstream credential and rate limit (all off by default).
+    pub auth: RouteAuth,
+}
+
+/// A route's edge auth (see `crate::auth`). Route-only keys; the
+/// `--upstream` route has none of them.
+#[derive(Debug, Clone, Default)]
+pub struct RouteAuth {
+    /// `auth_keys_file`: the client keys the route accepts.
+    pub keys: Option<KeysFile>,
+    /// `upstream_key_env` / `upstream_key_header`: the relay's own key for
+    /// the upstream, replacing whatever the client sent.
+    pub upstream_key: Option<UpstreamKey>,
+    /// `rate_limit` / `rate_limit_burst`: a token bucket per client key (or
+    /// per client address when the route has no keys file).
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A keys file, read and checked when the configuration was loaded.
+#[derive(Debug, Clone)]
+pub struct KeysFile {
+    pub path: PathBuf,
+    /// How often the file is checked for changes (`auth_reload_interval`).
+    pub reload_interval: Duration,
+    /// The keys the file held at load time.
+    pub initial: Arc<KeySet>,
+}
+
+/// The relay's credential for a route's upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamKey {
+    /// Environment variable the key was read from (at start).
+    pub env: String,
+    pub header: UpstreamKeyHeader,
+    /// The complete header value (`Bearer <key>` or the raw key).
+    pub value: SecretHeader,
+}
+
+/// Which header carries the upstream key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamKeyHeader {
+    /// `Authorization: Bearer <key>` (OpenAI and most others).
+    Authorization,
+    /// `x-api-key: <key>` (Anthropic).
+    XApiKey,
+}
+
+impl UpstreamKeyHeader {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Authorization => "authorization",
+            Self::XApiKey => "x-api-key",
+        }
+    }
+}
+
+/// A header value holding a secret: marked sensitive (HPACK never indexes
+/// it) and never shown by `Debug`.
+#[derive(Clone)]
+pub struct SecretHeader(pub HeaderValue);
+
+impl fmt::Debug for SecretHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `rate_limit = "<count>/<s|m|h>"` with `rate_limit_burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per period.
+    pub count: u32,
+    pub period: RatePeriod,
+    /// Bucket size: requests that may come at once (defaults to `count`).
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RatePeriod {
+    Second,
+    Minute,
+    Hour,
+}
+
+impl RatePeriod {
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(match self {
+            Self::Second => 1,
+            Self::Minute => 60,
+            Self::Hour => 3600,
+        })
+    }
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::Second => "s",
+            Self::Minute => "m",
+            Self::Hour => "h",
+        }
+    }
 }
 
 /// Per-route stream settings. Each key also exists at the top level of the

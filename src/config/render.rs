@@ -3,6 +3,7 @@
 //! it came from, and each route's inheritable keys with whether they are the
 //! top-level values.
 
+use super::RouteAuth;
 use super::load::{ConfigError, Entry, SETTINGS, Values, setting};
 use super::routes::LoadedRoute;
 use super::value::{Kind, Raw, format_upstream_url, protocol_name, toml_string};
@@ -67,5 +68,40 @@ fn render_route(r: &LoadedRoute) -> Result<String, ConfigError> {
         };
         out.push_str(&format!("{line}{note}\n"));
     }
+    out.push_str(&render_auth(&c.auth));
     Ok(out)
+}
+
+/// The route-only edge-auth keys; the upstream key shows only its
+/// environment variable.
+fn render_auth(a: &RouteAuth) -> String {
+    let keys_file = a.keys.as_ref().map(|k| {
+        let path = k.path.to_string_lossy();
+        format!("{}  # {} key(s)", toml_string(&path), k.initial.len())
+    });
+    let env = a.upstream_key.as_ref().map(|k| toml_string(&k.env));
+    let header = a
+        .upstream_key
+        .as_ref()
+        .map(|k| toml_string(k.header.name()));
+    let rate = a.rate_limit.map(|r| {
+        let text = format!("{}/{}", r.count, r.period.suffix());
+        (toml_string(&text), r.burst.to_string())
+    });
+    let (rate, burst) = rate.unzip();
+    let rows = [
+        ("auth_keys_file", keys_file),
+        ("upstream_key_env", env),
+        ("upstream_key_header", header),
+        ("rate_limit", rate),
+        ("rate_limit_burst", burst),
+    ];
+    let mut out = String::new();
+    for (key, value) in rows {
+        match value {
+            Some(v) => out.push_str(&format!("{key} = {v}\n")),
+            None => out.push_str(&format!("# {key} is not set\n")),
+        }
+    }
+    out
 }

@@ -7,21 +7,35 @@
 //! [`Inherited`] and shows it back as text, so loading and rendering need no
 //! per-key code anywhere else.
 
+use std::time::Duration;
+
 use clap::ArgMatches;
 
 use super::load::{
     ConfigError, EnvFn, FileDoc, Parser, Source, Values, flag_or_env, invalid, setting, single,
     type_error,
 };
+use super::route_auth::route_auth;
 use super::value::{
     Raw, dialect_name, format_duration, format_size, parse_bool, parse_dialect, parse_duration,
     parse_heartbeat, parse_keepalive_frame, parse_number, parse_positive_duration, parse_protocol,
     parse_route_name, parse_route_prefix, parse_size_in, parse_upstream_url,
 };
-use super::{DialectSetting, RouteConfig, StreamConfig, UpstreamProtocol};
+use super::{DialectSetting, RouteAuth, RouteConfig, StreamConfig, UpstreamProtocol};
 
 /// Keys only a route has.
-const OWN_KEYS: &[&str] = &["upstream", "prefix", "name", "strip_prefix", "protocol"];
+const OWN_KEYS: &[&str] = &[
+    "upstream",
+    "prefix",
+    "name",
+    "strip_prefix",
+    "protocol",
+    "auth_keys_file",
+    "upstream_key_env",
+    "upstream_key_header",
+    "rate_limit",
+    "rate_limit_burst",
+];
 
 /// The part of a route that falls back to the top level.
 #[derive(Clone)]
@@ -122,6 +136,7 @@ pub(super) fn load_routes(
     file: Option<&FileDoc>,
 ) -> Result<Vec<LoadedRoute>, ConfigError> {
     let top = top_level(v)?;
+    let reload = v.get("auth_reload_interval", parse_positive_duration)?;
     let routes = match flag_or_env(m, "upstream", "SSE_EDGE_UPSTREAM", env) {
         Some((url, source)) => vec![cli_route(&url, source, &top)?],
         None => match file {
@@ -129,7 +144,14 @@ pub(super) fn load_routes(
                 .routes
                 .iter()
                 .enumerate()
-                .map(|(i, t)| file_route(i, t, &f.name, &top))
+                .map(|(i, table)| {
+                    let t = RouteTable {
+                        index: i,
+                        table,
+                        file: &f.name,
+                    };
+                    file_route(&t, &top, env, reload)
+                })
                 .collect::<Result<_, _>>()?,
             None => Vec::new(),
         },
@@ -165,6 +187,7 @@ fn cli_route(url: &str, source: Source, top: &Inherited) -> Result<LoadedRoute, 
         protocol: UpstreamProtocol::Auto,
         dialect: top.dialect,
         stream: top.stream.clone(),
+        auth: RouteAuth::default(),
     };
     Ok(LoadedRoute {
         route,
@@ -174,14 +197,14 @@ fn cli_route(url: &str, source: Source, top: &Inherited) -> Result<LoadedRoute, 
 }
 
 /// One `[[route]]` table of the file, keys named `route[i].key` in errors.
-struct RouteTable<'a> {
+pub(super) struct RouteTable<'a> {
     index: usize,
     table: &'a toml::Table,
-    file: &'a str,
+    pub(super) file: &'a str,
 }
 
 impl RouteTable<'_> {
-    fn key(&self, key: &str) -> String {
+    pub(super) fn key(&self, key: &str) -> String {
         format!("route[{}].{key}", self.index)
     }
 
@@ -201,7 +224,7 @@ impl RouteTable<'_> {
         }
     }
 
-    fn string<T>(&self, key: &str, parse: Parser<T>) -> Result<Option<T>, ConfigError> {
+    pub(super) fn string<T>(&self, key: &str, parse: Parser<T>) -> Result<Option<T>, ConfigError> {
         match self.table.get(key) {
             None => Ok(None),
             Some(toml::Value::String(s)) => parse(s)
@@ -209,6 +232,35 @@ impl RouteTable<'_> {
                 .map_err(|why| invalid(&self.key(key), &self.source(), s, &why)),
             Some(other) => Err(type_error(&self.key(key), self.file, other, "a string")),
         }
+    }
+
+    pub(super) fn integer(
+        &self,
+        key: &str,
+        min: u32,
+        max: u32,
+    ) -> Result<Option<u32>, ConfigError> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(n)) => u32::try_from(*n)
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .map(Some)
+                .ok_or_else(|| {
+                    let why = format!("expected a whole number from {min} to {max}");
+                    invalid(&self.key(key), &self.source(), &n.to_string(), &why)
+                }),
+            Some(other) => Err(type_error(&self.key(key), self.file, other, "an integer")),
+        }
+    }
+
+    /// `key` is set without `needed`, which gives it its meaning.
+    pub(super) fn needs(&self, key: &str, needed: &str) -> ConfigError {
+        let (key, needed) = (self.key(key), self.key(needed));
+        ConfigError::Invalid(format!(
+            "{key} is set but {needed} is not in config file {}: set both or neither",
+            self.file
+        ))
     }
 
     fn boolean(&self, key: &str) -> Result<Option<bool>, ConfigError> {
@@ -245,15 +297,15 @@ impl RouteTable<'_> {
 }
 
 fn file_route(
-    index: usize,
-    table: &toml::Table,
-    file: &str,
+    t: &RouteTable<'_>,
     top: &Inherited,
+    env: EnvFn,
+    reload: Duration,
 ) -> Result<LoadedRoute, ConfigError> {
-    let t = RouteTable { index, table, file };
     t.check_keys()?;
     let upstream = t.string("upstream", parse_upstream_url)?.ok_or_else(|| {
         let key = t.key("upstream");
+        let file = t.file;
         ConfigError::Invalid(format!(
             "missing key {key} in config file {file}: expected an upstream URL"
         ))
@@ -274,6 +326,7 @@ fn file_route(
             .unwrap_or(UpstreamProtocol::Auto),
         dialect: inherited.dialect,
         stream: inherited.stream,
+        auth: route_auth(t, env, reload)?,
     };
     Ok(LoadedRoute {
         route,

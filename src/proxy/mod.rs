@@ -40,7 +40,7 @@ use crate::error::{Error, Kind};
 use crate::telemetry::{Exchange, Sinks, UpstreamClass};
 use crate::timer::Wheel;
 use crate::upstream::Sent;
-use request::{OutBody, Outbound};
+use request::{BodyLimits, OutBody, Outbound};
 
 /// The real connection a request arrived on.
 #[derive(Clone)]
@@ -59,6 +59,10 @@ struct Settings {
     server_names: Vec<String>,
     first_byte_timeout: Option<Duration>,
     usage_body_cap: u64,
+    max_requests: usize,
+    max_uri_length: u64,
+    read_timeout: Option<Duration>,
+    body_timeout: Duration,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -80,6 +84,10 @@ impl Relay {
                 server_names: config.server.server_names.clone(),
                 first_byte_timeout: config.upstream.first_byte_timeout,
                 usage_body_cap: config.usage.max_body_size,
+                max_requests: config.server.limits.max_requests,
+                read_timeout: config.upstream.read_timeout,
+                max_uri_length: config.server.limits.max_uri_length,
+                body_timeout: config.server.limits.body_timeout,
             },
             draining: AtomicBool::new(false),
         }
@@ -117,8 +125,8 @@ impl Relay {
             guess.as_str(),
         );
         let version = parts.version;
-        if let Err(e) = self.admit(&parts, &conn) {
-            tracing::info!(path, "refused: {e}");
+        if let Err(e) = self.admit(&parts, &conn, x.in_flight()) {
+            tracing::info!(path = short(path), "refused: {e}");
             return Ok(self.finish(reply::error(&e, guess, Some(x)), version));
         }
         let Some(route) = self.routes.find(path) else {
@@ -127,12 +135,16 @@ impl Relay {
         };
         let dialect = Dialect::resolve(route.dialect, path);
         x.set_route(route.index, route.name.clone(), dialect.as_str());
+        if let Err(e) = route.auth.check(&parts.headers, conn.peer.ip(), &mut x) {
+            return Ok(self.finish(reply::error(&e, dialect, Some(x)), version));
+        }
         let mut ctx = Ctx {
             route,
             dialect,
             conn: &conn,
             strip_usage_chunk: false,
             usage_cap: self.settings.usage_body_cap,
+            read_timeout: self.settings.read_timeout,
         };
         let res = match self.forward(&mut ctx, parts, body, &mut x).await {
             Ok(Forwarded::Answered(sent)) => respond(sent, &ctx, x),
@@ -152,7 +164,23 @@ impl Relay {
     /// Refusals that need no route: CONNECT, absolute-form targets naming
     /// another host (this is not an open proxy), missing or repeated Host,
     /// bodies announced larger than allowed.
-    fn admit(&self, parts: &Parts, conn: &ConnInfo) -> Result<(), Error> {
+    fn admit(&self, parts: &Parts, conn: &ConnInfo, in_flight: usize) -> Result<(), Error> {
+        if in_flight > self.settings.max_requests {
+            return Err(Error::new(Kind::Overloaded));
+        }
+        let target = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        if target as u64 > self.settings.max_uri_length {
+            return Err(Error::new(Kind::UriTooLong));
+        }
+        let h = &parts.headers;
+        if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+            // RFC 9112 §6.3: a request smuggling shape; never guess which
+            // framing the sender meant.
+            return Err(Error::with_cause(
+                Kind::Framing,
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
         if parts.method == Method::CONNECT {
             return Err(Error::with_cause(
                 Kind::MethodNotAllowed,
@@ -216,7 +244,11 @@ impl Relay {
         let route = ctx.route;
         let head = request::head(route, parts, ctx.conn, self.settings.trust_forwarded)?;
         let add_usage = route.stream.include_usage && ctx.dialect == Dialect::OpenAiChat;
-        let out = request::prepare(head, body, self.settings.max_request_body, add_usage).await?;
+        let limits = BodyLimits {
+            size: self.settings.max_request_body,
+            idle: self.settings.body_timeout,
+        };
+        let out = request::prepare(head, body, limits, add_usage).await?;
         if let Some(m) = &out.model {
             x.set_model(m);
         }
@@ -283,6 +315,8 @@ struct Ctx<'a> {
     strip_usage_chunk: bool,
     /// Largest JSON answer parsed for usage.
     usage_cap: u64,
+    /// `upstream.read_timeout`.
+    read_timeout: Option<Duration>,
 }
 
 impl Ctx<'_> {
@@ -292,6 +326,7 @@ impl Ctx<'_> {
             wheel: self.conn.wheel.clone(),
             stream: &self.route.stream,
             strip_usage_chunk: self.strip_usage_chunk,
+            read_timeout: self.read_timeout,
         }
     }
 }
@@ -308,7 +343,8 @@ fn respond(sent: Sent, ctx: &Ctx<'_>, mut x: Exchange) -> Response<ResponseBody>
     }
     if !(parts.status.is_success() && headers::is_event_stream(&parts.headers)) {
         let usage = usage_capture(&parts, ctx);
-        return Response::from_parts(parts, ResponseBody::relay(body, sent.lease, x, usage));
+        let body = ResponseBody::relay(body, sent.lease, x, usage, ctx.read_timeout);
+        return Response::from_parts(parts, body);
     }
     parts
         .headers
@@ -327,6 +363,14 @@ fn usage_capture(parts: &http::response::Parts, ctx: &Ctx<'_>) -> Option<UsageCa
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
     (parts.status.is_success() && json).then(|| UsageCapture::new(ctx.dialect, ctx.usage_cap))
+}
+
+/// A path cut for diagnostics: clients choose its length.
+fn short(path: &str) -> &str {
+    match path.char_indices().nth(256) {
+        Some((i, _)) => &path[..i],
+        None => path,
+    }
 }
 
 /// What forwarding produced.

@@ -32,11 +32,26 @@ pub fn error(err: &Error, dialect: Dialect, exchange: Option<Exchange>) -> Respo
         HeaderValue::from_static("application/json"),
     );
     h.insert("sse-edge-error", HeaderValue::from_static(code(err.kind())));
-    if err.kind() == Kind::MethodNotAllowed {
-        h.insert(
-            header::ALLOW,
-            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
-        );
+    match err.kind() {
+        Kind::MethodNotAllowed => {
+            let allow = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+            h.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        Kind::Overloaded | Kind::ShuttingDown => {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        Kind::RequestTimeout | Kind::DownstreamBody | Kind::Framing => {
+            // The rest of the body is not coming: the connection cannot be reused.
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Kind::Unauthorized => {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        Kind::RateLimited => {
+            let secs = err.retry_after_secs().unwrap_or(1);
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        _ => {}
     }
     res
 }
@@ -46,12 +61,18 @@ pub fn code(kind: Kind) -> &'static str {
     match kind {
         Kind::Connect | Kind::Tls => "upstream_unreachable",
         Kind::ConnectTimeout => "upstream_connect_timeout",
-        Kind::FirstByteTimeout => "upstream_timeout",
+        Kind::FirstByteTimeout | Kind::UpstreamReadTimeout => "upstream_timeout",
         Kind::UpstreamReset | Kind::UpstreamProtocol => "upstream_error",
         Kind::NoRoute => "no_route",
         Kind::BodyTooLarge => "request_too_large",
         Kind::BadRequest | Kind::DownstreamBody => "bad_request",
         Kind::MethodNotAllowed => "method_not_allowed",
         Kind::ShuttingDown => "shutting_down",
+        Kind::Overloaded => "overloaded",
+        Kind::UriTooLong => "uri_too_long",
+        Kind::Framing => "bad_framing",
+        Kind::RequestTimeout => "request_timeout",
+        Kind::Unauthorized => "invalid_api_key",
+        Kind::RateLimited => "rate_limit_exceeded",
     }
 }

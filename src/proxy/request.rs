@@ -11,10 +11,12 @@
 //! (`usage::inject_include_usage`, no re-serialisation). Every other body
 //! streams through untouched.
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Uri, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::ConnInfo;
@@ -40,15 +42,19 @@ pub struct Outbound {
 
 pub enum OutBody {
     Buffered(Bytes),
-    Streaming { body: Incoming, limit: u64 },
+    Streaming {
+        body: Incoming,
+        limit: u64,
+        idle: Duration,
+    },
 }
 
 impl Outbound {
     pub fn into_request(self) -> Request<RequestBody> {
         match self.body {
             OutBody::Buffered(bytes) => self.head.request(RequestBody::buffered(bytes)),
-            OutBody::Streaming { body, limit } => {
-                self.head.request(RequestBody::streaming(body, limit))
+            OutBody::Streaming { body, limit, idle } => {
+                self.head.request(RequestBody::streaming(body, limit, idle))
             }
         }
     }
@@ -71,6 +77,9 @@ pub fn head(
     // hyper answered any `Expect: 100-continue` already, by reading the body.
     h.remove(header::EXPECT);
     headers::set_forwarded(&mut h, conn.peer.ip(), conn.https, trust_forwarded);
+    if let Some(credential) = route.auth.credential() {
+        credential.apply(&mut h);
+    }
     Ok(Head {
         method: parts.method,
         uri,
@@ -83,12 +92,16 @@ pub fn head(
 pub async fn prepare(
     head: Head,
     body: Incoming,
-    limit: u64,
+    limits: BodyLimits,
     add_usage: bool,
 ) -> Result<Outbound, Error> {
     let accepts_sse = accepts_event_stream(&head.headers);
     if head.method != Method::POST || !is_json(&head.headers) {
-        let body = OutBody::Streaming { body, limit };
+        let body = OutBody::Streaming {
+            body,
+            limit: limits.size,
+            idle: limits.idle,
+        };
         return Ok(Outbound {
             head,
             body,
@@ -97,7 +110,7 @@ pub async fn prepare(
             strip_usage_chunk: false,
         });
     }
-    let mut bytes = read_limited(body, limit).await?;
+    let mut bytes = read_limited(body, limits).await?;
     let info = request_info(&bytes);
     let streaming = accepts_sse || info.stream;
     let mut strip_usage_chunk = false;
@@ -121,16 +134,44 @@ pub async fn prepare(
     })
 }
 
-async fn read_limited(body: Incoming, limit: u64) -> Result<Bytes, Error> {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let collected = Limited::new(body, limit).collect().await.map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            Error::new(Kind::BodyTooLarge)
-        } else {
-            Error::with_cause(Kind::DownstreamBody, e)
+/// `server.max_request_body` and `server.body_timeout`.
+#[derive(Clone, Copy)]
+pub struct BodyLimits {
+    pub size: u64,
+    pub idle: Duration,
+}
+
+/// Reads a whole body within the size limit, each pause within `idle`.
+async fn read_limited(mut body: Incoming, limits: BodyLimits) -> Result<Bytes, Error> {
+    let mut frames: Vec<Bytes> = Vec::new();
+    let mut len: u64 = 0;
+    loop {
+        let next = tokio::time::timeout(limits.idle, body.frame())
+            .await
+            .map_err(|_| Error::new(Kind::RequestTimeout))?;
+        let Some(frame) = next else { break };
+        let frame = frame.map_err(|e| Error::with_cause(Kind::DownstreamBody, e))?;
+        if let Ok(data) = frame.into_data() {
+            len += data.len() as u64;
+            if len > limits.size {
+                return Err(Error::new(Kind::BodyTooLarge));
+            }
+            frames.push(data);
         }
-    })?;
-    Ok(collected.to_bytes())
+    }
+    Ok(join(frames, len))
+}
+
+/// One `Bytes` from several; no copy when there is one frame.
+fn join(frames: Vec<Bytes>, len: u64) -> Bytes {
+    if frames.len() == 1 {
+        return frames.into_iter().next().unwrap_or_default();
+    }
+    let mut out = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+    for f in frames {
+        out.extend_from_slice(&f);
+    }
+    out.freeze()
 }
 
 fn accepts_event_stream(h: &HeaderMap) -> bool {

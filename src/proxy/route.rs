@@ -4,9 +4,13 @@
 //! `/v1/x`, never `/v1x`); the longest matching prefix wins. Routes are
 //! built once at start; matching allocates nothing.
 
+use crate::auth::Gate;
 use crate::config::{DialectSetting, RouteConfig, StreamConfig};
 use crate::error::Error;
+use crate::shutdown::Shutdown;
 use crate::upstream::{Origin, OriginKey, Pool};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// One route, ready to serve.
@@ -21,6 +25,8 @@ pub struct Route {
     pub origin: Arc<Origin>,
     pub dialect: DialectSetting,
     pub stream: StreamConfig,
+    /// Client keys, rate limit and upstream credential (see `crate::auth`).
+    pub auth: Gate,
 }
 
 /// Routes ordered by prefix length, longest first.
@@ -38,9 +44,11 @@ impl RouteTable {
                 port: rc.upstream.port,
                 protocol: rc.protocol,
             })?;
+            let name: Arc<str> = Arc::from(rc.name.as_str());
             routes.push(Route {
                 index,
-                name: Arc::from(rc.name.as_str()),
+                auth: Gate::new(&rc.auth, name.clone()),
+                name,
                 prefix: rc.prefix.trim_end_matches('/').to_owned(),
                 strip_prefix: rc.strip_prefix,
                 base_path: rc.upstream.base_path.trim_end_matches('/').to_owned(),
@@ -56,6 +64,16 @@ impl RouteTable {
     /// Route names in configuration order (metrics labels).
     pub fn names_in_order(configs: &[RouteConfig]) -> Vec<String> {
         configs.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// Every route's keys-file watcher, to spawn once the relay runs; each
+    /// ends when `stop` fires.
+    pub fn key_watchers(&self, stop: &Shutdown) -> Vec<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        let boxed = |w| Box::pin(w) as Pin<Box<dyn Future<Output = ()> + Send>>;
+        self.routes
+            .iter()
+            .filter_map(|r| r.auth.watcher(stop.clone()).map(boxed))
+            .collect()
     }
 
     /// The shortest heartbeat of any route (sets the wheel's tick).

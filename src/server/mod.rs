@@ -10,6 +10,7 @@
 //! returns only when no connection task is left.
 
 mod listener;
+mod stall;
 mod tls;
 
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 pub use listener::bind;
+use stall::WriteDeadline;
 pub use tls::Terminator;
 
 use crate::config::ServerConfig;
@@ -46,14 +48,19 @@ struct Builders {
 
 impl Builders {
     fn new(cfg: &ServerConfig) -> Self {
+        let head = usize::try_from(cfg.limits.max_header_size).unwrap_or(usize::MAX);
         let mut b = auto::Builder::new(TokioExecutor::new());
         b.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(cfg.header_read_timeout)
-            .keep_alive(true);
+            .keep_alive(true)
+            // A head larger than the read buffer is answered 431.
+            .max_buf_size(head.max(8192))
+            .max_headers(cfg.limits.max_headers);
         b.http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(cfg.h2_max_concurrent_streams)
+            .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX))
             // Rapid-reset and local-error-reset storms end the connection.
             .max_pending_accept_reset_streams(64)
             .max_local_error_reset_streams(1024);
@@ -77,6 +84,9 @@ pub struct Server {
     metrics: Arc<Metrics>,
     builders: Builders,
     tcp_keepalive: Option<Duration>,
+    header_read_timeout: Duration,
+    write_timeout: Duration,
+    max_connections: usize,
 }
 
 impl Server {
@@ -92,6 +102,9 @@ impl Server {
             metrics,
             builders: Builders::new(cfg),
             tcp_keepalive: cfg.tcp_keepalive,
+            header_read_timeout: cfg.header_read_timeout,
+            write_timeout: cfg.limits.write_timeout,
+            max_connections: cfg.limits.max_connections,
         }
     }
 
@@ -106,6 +119,9 @@ impl Server {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) if self.at_capacity() => {
+                        conns.spawn(self.clone().refuse(stream, peer));
+                    }
                     Ok((stream, peer)) => {
                         conns.spawn(self.clone().serve(stream, peer, drain.clone()));
                     }
@@ -148,6 +164,13 @@ impl Server {
         };
         let wheel = Arc::new(Wheel::new(self.relay.wheel_tick()));
         let Some(tls) = self.tls.clone() else {
+            let decided = tokio::select! {
+                d = first_bytes(&stream, self.header_read_timeout) => d,
+                () = drain.wait() => false,
+            };
+            if !decided {
+                return tracing::debug!(%peer, "closed: no request bytes within header_read_timeout");
+            }
             let info = ConnInfo {
                 wheel,
                 peer,
@@ -176,6 +199,33 @@ impl Server {
         self.drive(builder, stream, info, &drain).await;
     }
 
+    fn at_capacity(&self) -> bool {
+        let open = self.metrics.connections_open.load(Ordering::Relaxed);
+        usize::try_from(open).unwrap_or(0) >= self.max_connections
+    }
+
+    /// Over `max_connections`: a plaintext client gets a minimal 503 (one
+    /// write, bounded by a short deadline); a TLS client just a close, since
+    /// answering would cost a handshake. Either way the live connections
+    /// keep their share of the relay.
+    async fn refuse(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
+        self.metrics
+            .connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%peer, "refused: max_connections ({}) reached", self.max_connections);
+        if self.tls.is_some() {
+            return;
+        }
+        const BODY: &str = r#"{"error":{"message":"relay at its connection limit","type":"server_error","code":"overloaded"}}"#;
+        let busy = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+            BODY.len()
+        );
+        let write = tokio::io::AsyncWriteExt::write_all(&mut stream, busy.as_bytes());
+        let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+    }
+
     fn tls_failed(&self, peer: SocketAddr, e: &dyn std::fmt::Display) {
         self.metrics
             .tls_handshake_errors
@@ -195,9 +245,32 @@ impl Server {
         let relay = self.relay.clone();
         let (peer, wheel) = (info.peer, info.wheel.clone());
         let svc = service_fn(move |req| relay.clone().handle(info.clone(), req));
+        let io = WriteDeadline::new(io, self.write_timeout);
         let conn = builder.serve_connection(TokioIo::new(io), svc);
         until_drained(conn, &wheel, drain, peer).await;
     }
+}
+
+/// Waits, at most `limit`, until a plaintext client has sent enough bytes
+/// to tell HTTP/1.1 from the h2c preface. hyper-util's protocol detection
+/// reads them with no deadline of its own (hyper's `header_read_timeout`
+/// starts only after it), so a client that connects and sends nothing, or
+/// part of the preface, would otherwise hold its connection slot forever.
+/// False on timeout, EOF or error.
+async fn first_bytes(stream: &TcpStream, limit: Duration) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let decided = async {
+        let mut buf = [0u8; PREFACE.len()];
+        loop {
+            match stream.peek(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) if n == buf.len() || buf[..n] != PREFACE[..n] => return true,
+                // Part of the preface: `peek` would return at once again.
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    };
+    tokio::time::timeout(limit, decided).await.unwrap_or(false)
 }
 
 /// Runs `conn` with its timer wheel; on drain asks it to finish gracefully

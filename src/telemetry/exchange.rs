@@ -97,15 +97,21 @@ pub struct Exchange {
     usage: Option<(Usage, UsageSource)>,
     outcome: Option<Outcome>,
     streaming: bool,
+    /// Label of the client key the route accepted (never the key itself).
+    key: Option<Arc<str>>,
 }
 
 impl Exchange {
     pub fn new(sinks: Arc<Sinks>, method: Method, path: &str, dialect: &'static str) -> Self {
+        sinks
+            .metrics
+            .requests_in_flight
+            .fetch_add(1, Ordering::Relaxed);
         Self {
             sinks,
             start: Instant::now(),
             method,
-            path: path.to_owned(),
+            path: bounded(path),
             route: None,
             dialect,
             status: 0,
@@ -119,12 +125,39 @@ impl Exchange {
             usage: None,
             outcome: None,
             streaming: false,
+            key: None,
         }
+    }
+
+    /// Requests in flight across the relay, this one included.
+    pub fn in_flight(&self) -> usize {
+        let n = self
+            .sinks
+            .metrics
+            .requests_in_flight
+            .load(Ordering::Relaxed);
+        usize::try_from(n).unwrap_or(0)
     }
 
     pub fn set_route(&mut self, index: usize, name: Arc<str>, dialect: &'static str) {
         self.route = Some((index, name));
         self.dialect = dialect;
+    }
+
+    /// The accepted client key's label (access-log `key`): its name in the
+    /// keys file or the first 8 hex digits of its digest, never the key.
+    pub fn set_key(&mut self, label: Arc<str>) {
+        self.key = Some(label);
+    }
+
+    /// The route refused the request's client key (401).
+    pub fn auth_failure(&mut self) {
+        self.sinks.metrics.count_auth_failure(self.route_index());
+    }
+
+    /// The route's rate limit refused the request (429).
+    pub fn rate_limited(&mut self) {
+        self.sinks.metrics.count_rate_limited(self.route_index());
     }
 
     pub fn set_attempts(&mut self, attempts: u32) {
@@ -221,6 +254,11 @@ impl Exchange {
             ",\"status\":{},\"dialect\":\"{}\"",
             self.status, self.dialect
         );
+        if let Some(key) = &self.key {
+            l.push_str(",\"key\":\"");
+            escape_into(&mut l, key);
+            l.push('"');
+        }
         match self.ttfb_ms {
             Some(t) => {
                 let _ = write!(l, ",\"ttfb_ms\":{t:.3}");
@@ -290,6 +328,7 @@ impl Drop for Exchange {
     fn drop(&mut self) {
         let outcome = self.outcome.unwrap_or(Outcome::ClientDisconnected);
         let metrics = &self.sinks.metrics;
+        metrics.requests_in_flight.fetch_sub(1, Ordering::Relaxed);
         if self.streaming {
             metrics.active_streams.fetch_sub(1, Ordering::Relaxed);
             metrics.observe_stream(self.route_index(), self.start.elapsed());
@@ -310,6 +349,19 @@ impl Drop for Exchange {
             metrics.access_log_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Clients choose the path's length; the log keeps at most 2 KiB of it.
+fn bounded(path: &str) -> String {
+    const MAX: usize = 2048;
+    if path.len() <= MAX {
+        return path.to_owned();
+    }
+    let mut end = MAX;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &path[..end])
 }
 
 fn ms(d: std::time::Duration) -> f64 {

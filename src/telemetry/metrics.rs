@@ -60,6 +60,8 @@ struct RouteCounters {
     status: Box<[AtomicU64]>,
     upstream_errors: [AtomicU64; UpstreamClass::ALL.len()],
     heartbeats: AtomicU64,
+    auth_failures: AtomicU64,
+    rate_limited: AtomicU64,
     ttfb: Histogram,
     stream_duration: Histogram,
 }
@@ -71,6 +73,8 @@ impl RouteCounters {
             status: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             upstream_errors: Default::default(),
             heartbeats: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
             ttfb: Histogram::new(TTFB_BUCKETS),
             stream_duration: Histogram::new(STREAM_BUCKETS),
         }
@@ -87,6 +91,9 @@ pub struct Metrics {
     pub client_disconnects: AtomicU64,
     pub connections_open: AtomicI64,
     pub connections_total: AtomicU64,
+    pub connections_refused: AtomicU64,
+    /// Requests between arrival and the end of their answer.
+    pub requests_in_flight: AtomicI64,
     pub tls_handshake_errors: AtomicU64,
     pub cert_reloads_ok: AtomicU64,
     pub cert_reloads_failed: AtomicU64,
@@ -109,6 +116,8 @@ impl Metrics {
             client_disconnects: AtomicU64::new(0),
             connections_open: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            requests_in_flight: AtomicI64::new(0),
             tls_handshake_errors: AtomicU64::new(0),
             cert_reloads_ok: AtomicU64::new(0),
             cert_reloads_failed: AtomicU64::new(0),
@@ -148,6 +157,20 @@ impl Metrics {
         self.route(route).heartbeats.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A request refused for a missing or unknown client key.
+    pub fn count_auth_failure(&self, route: Option<usize>) {
+        self.route(route)
+            .auth_failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request refused by the route's rate limit.
+    pub fn count_rate_limited(&self, route: Option<usize>) {
+        self.route(route)
+            .rate_limited
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn count_upstream_error(&self, route: Option<usize>, class: UpstreamClass) {
         let i = UpstreamClass::ALL
             .iter()
@@ -160,6 +183,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         self.render_requests(&mut out);
+        self.render_edge_auth(&mut out);
         self.render_latency_and_tokens(&mut out);
         gauge(
             &mut out,
@@ -184,6 +208,18 @@ impl Metrics {
             "sse_edge_connections_total",
             "Client connections accepted.",
             load(&self.connections_total),
+        );
+        counter(
+            &mut out,
+            "sse_edge_connections_refused_total",
+            "Client connections refused at server.max_connections.",
+            load(&self.connections_refused),
+        );
+        gauge(
+            &mut out,
+            "sse_edge_requests_in_flight",
+            "Requests between arrival and the end of their answer.",
+            load_i(&self.requests_in_flight),
         );
         counter(
             &mut out,
@@ -249,6 +285,33 @@ impl Metrics {
             "Tokens the upstream reported, by route, model and kind.",
         );
         self.tokens.render(out, |i| label(&self.routes[i].name));
+    }
+
+    fn render_edge_auth(&self, out: &mut String) {
+        type Field = fn(&RouteCounters) -> &AtomicU64;
+        let rows: [(&str, &str, Field); 2] = [
+            (
+                "sse_edge_auth_failures_total",
+                "Requests refused for a missing or unknown client key, by route.",
+                |r| &r.auth_failures,
+            ),
+            (
+                "sse_edge_rate_limited_total",
+                "Requests refused by the route's rate limit, by route.",
+                |r| &r.rate_limited,
+            ),
+        ];
+        for (name, help, field) in rows {
+            header(out, name, "counter", help);
+            for r in &self.routes {
+                let _ = writeln!(
+                    out,
+                    "{name}{{route=\"{}\"}} {}",
+                    label(&r.name),
+                    load(field(r))
+                );
+            }
+        }
     }
 
     fn render_requests(&self, out: &mut String) {

@@ -1,0 +1,124 @@
+//! `e2e-bench`: the end-to-end benchmark of sse-edge against nginx and
+//! HAProxy. `benches/e2e/run.sh` drives it; see BENCHMARKS.md.
+//!
+//! - `e2e-bench run ...`: the whole benchmark (starts the upstream and the
+//!   proxies itself) and the report.
+//! - `e2e-bench upstream --listen ADDR`: the mock model upstream alone.
+//! - `e2e-bench load --addr ADDR --workload W ...`: one workload against an
+//!   address that is already serving (used by `profile.sh`).
+//! - `e2e-bench profile ...`: strace, perf, callgrind and massif of the
+//!   proxies (used by `profile.sh`).
+//! - `e2e-bench splice --file F --block NAME --from G`: put a generated
+//!   block into BENCHMARKS.md between its markers.
+
+mod client;
+mod orchestrate;
+mod procs;
+mod profile;
+mod report;
+mod upstream;
+mod util;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use util::{Args, percentile};
+
+const USAGE: &str = "usage: e2e-bench run|upstream|load|profile|splice [--options]  (see benches/e2e/run.sh)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or(&[]);
+    let r = match args.first().map(String::as_str) {
+        Some("run") => orchestrate::main(rest),
+        Some("upstream") => upstream::main(rest),
+        Some("load") => load(rest),
+        Some("splice") => report::splice_main(rest),
+        Some("profile") => profile::main(rest),
+        Some("massif-summary") => profile::massif_summary(rest),
+        _ => Err(USAGE.to_string()),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("e2e-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `e2e-bench load --addr ADDR --workload stream|json|idle [--streams N]
+/// [--events N] [--interval-us N] [--clients N] [--secs S] [--tls] [--cpu N]`
+fn load(args: &[String]) -> Result<(), String> {
+    let a = Args::parse(args, &["tls"])?;
+    if let Some(cpu) = a.opt("cpu") {
+        util::pin_to_cpu(cpu.parse().map_err(|_| "--cpu")?).map_err(|e| e.to_string())?;
+    }
+    let addr: SocketAddr = a.req("addr")?.parse().map_err(|e| format!("--addr: {e}"))?;
+    let ep = client::Endpoint {
+        addr,
+        tls: a.flag("tls").then(|| client::tls_client(true)),
+    };
+    let clients: usize = a.num("clients", 32)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    rt.block_on(async {
+        match a.req("workload")? {
+            "stream" => {
+                let mut st = client::streams(
+                    &ep,
+                    clients,
+                    a.num("streams", 320)?,
+                    a.num("events", 300)?,
+                    a.num("interval-us", 1000)?,
+                    true,
+                )
+                .await;
+                st.lat_ns.sort_unstable();
+                println!(
+                    "streams {} failed {} events {} in {:.2} s; latency p50 {:.1} us p99 {:.1} us",
+                    st.streams,
+                    st.failed,
+                    st.events,
+                    st.wall.as_secs_f64(),
+                    percentile(&st.lat_ns, 50.0) / 1e3,
+                    percentile(&st.lat_ns, 99.0) / 1e3
+                );
+            }
+            "json" => {
+                let d = Duration::from_secs_f64(a.num("secs", 3.0)?);
+                let mut st = client::json_closed(&ep, clients, d).await;
+                st.lat_ns.sort_unstable();
+                println!(
+                    "requests {} failed {} in {:.2} s; p50 {:.1} us p99 {:.1} us",
+                    st.ok,
+                    st.failed,
+                    st.wall.as_secs_f64(),
+                    percentile(&st.lat_ns, 50.0) / 1e3,
+                    percentile(&st.lat_ns, 99.0) / 1e3
+                );
+            }
+            "idle" => {
+                let n: u64 = a.num("streams", 1000)?;
+                let set = client::open_idle(&ep, n, 200);
+                let secs: f64 = a.num("secs", 5.0)?;
+                tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+                println!(
+                    "opened {} failed {} keepalives {}",
+                    set.opened.load(std::sync::atomic::Ordering::Relaxed),
+                    set.failed.load(std::sync::atomic::Ordering::Relaxed),
+                    set.keepalives.load(std::sync::atomic::Ordering::Relaxed)
+                );
+                set.abort();
+            }
+            w => return Err(format!("unknown workload {w:?}")),
+        }
+        Ok::<(), String>(())
+    })?;
+    eprintln!("load done in {:.1} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}

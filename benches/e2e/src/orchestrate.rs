@@ -1,0 +1,597 @@
+//! `e2e-bench run`: starts the mock upstream, then runs every scenario
+//! against every target in interleaved rounds (round-major; the order of
+//! the targets rotates each round), one fresh proxy process per
+//! measurement, and writes the report.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::client::{self, Endpoint};
+use crate::procs::{self, Env, Kind, Options, Proxy};
+use crate::report::{self, Cell, Meta};
+use crate::util::{Args, clk_tck, cpu_ticks, cpu_times, fd_count, percentile, pin_to_cpu, rss_kib};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Scn {
+    Paced,
+    Burst,
+    JsonC1,
+    JsonC32,
+    Idle,
+    Heartbeat,
+    TlsHandshake,
+    TlsStream,
+}
+
+pub const ALL: [Scn; 8] = [
+    Scn::Paced,
+    Scn::Burst,
+    Scn::JsonC1,
+    Scn::JsonC32,
+    Scn::Idle,
+    Scn::Heartbeat,
+    Scn::TlsHandshake,
+    Scn::TlsStream,
+];
+
+impl Scn {
+    pub fn id(self) -> &'static str {
+        match self {
+            Scn::Paced => "stream_paced",
+            Scn::Burst => "stream_burst",
+            Scn::JsonC1 => "json_c1",
+            Scn::JsonC32 => "json_c32",
+            Scn::Idle => "idle",
+            Scn::Heartbeat => "heartbeat",
+            Scn::TlsHandshake => "tls_handshake",
+            Scn::TlsStream => "tls_stream",
+        }
+    }
+
+    /// `None` is the direct-to-upstream baseline.
+    fn targets(self) -> Vec<Option<Kind>> {
+        let peers = vec![Some(Kind::SseEdge), Some(Kind::Nginx), Some(Kind::Haproxy)];
+        match self {
+            Scn::Paced | Scn::Burst | Scn::JsonC1 | Scn::JsonC32 => {
+                let mut v = vec![None];
+                v.extend(peers);
+                v
+            }
+            Scn::Heartbeat => vec![Some(Kind::SseEdge)],
+            Scn::Idle | Scn::TlsHandshake | Scn::TlsStream => peers,
+        }
+    }
+
+    fn tls(self) -> bool {
+        matches!(self, Scn::TlsHandshake | Scn::TlsStream)
+    }
+}
+
+/// Workload sizes of one run.
+#[derive(Clone, Debug)]
+pub struct Sizes {
+    pub rounds: usize,
+    pub clients: usize,
+    pub events: u32,
+    pub interval_us: u32,
+    pub paced_streams: u64,
+    pub burst_streams: u64,
+    pub json_secs: f64,
+    pub wave_ms: u64,
+    pub idle_streams: u64,
+    pub hb_streams: u64,
+    pub hb_window_secs: f64,
+    pub hs_conns: usize,
+    pub hs_secs: f64,
+    pub tls_streams: u64,
+}
+
+impl Sizes {
+    fn full() -> Sizes {
+        Sizes {
+            rounds: 3,
+            clients: 32,
+            events: 300,
+            interval_us: 1000,
+            paced_streams: 320,
+            burst_streams: 640,
+            json_secs: 4.0,
+            wave_ms: 5,
+            idle_streams: 8000,
+            hb_streams: 8000,
+            hb_window_secs: 10.0,
+            hs_conns: 4,
+            hs_secs: 4.0,
+            tls_streams: 320,
+        }
+    }
+
+    fn quick() -> Sizes {
+        Sizes {
+            rounds: 2,
+            paced_streams: 96,
+            burst_streams: 192,
+            json_secs: 1.5,
+            idle_streams: 4000,
+            hb_streams: 4000,
+            hb_window_secs: 5.0,
+            hs_secs: 1.5,
+            tls_streams: 96,
+            ..Sizes::full()
+        }
+    }
+}
+
+struct Ctx {
+    env: Env,
+    sizes: Sizes,
+    upstream_pid: u32,
+    tck: f64,
+    load_cpu: usize,
+    /// Seconds left to wait, over the whole run, for other load to pass.
+    quiet_budget: std::cell::Cell<f64>,
+}
+
+/// Before a measurement, waits (up to 30 s, within the run's budget) until
+/// the rest of the machine uses less than 0.15 of a core: other people's
+/// builds on a shared 2-core machine would otherwise land in the numbers.
+/// Returns the seconds waited.
+async fn wait_quiet(ctx: &Ctx) -> f64 {
+    let start = Instant::now();
+    loop {
+        let a = snap(ctx, None);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let b = snap(ctx, None);
+        let wall = (b.t - a.t).as_secs_f64();
+        let busy: u64 = (0..b.cpus.len()).map(|c| cpu_delta(&a, &b, c).0).sum();
+        let ours = (b.me - a.me) + (b.up - a.up);
+        let other = busy.saturating_sub(ours) as f64 / ctx.tck / wall;
+        let waited = start.elapsed().as_secs_f64();
+        if other < 0.15 || waited >= 30.0 || waited >= ctx.quiet_budget.get() {
+            ctx.quiet_budget.set((ctx.quiet_budget.get() - waited).max(0.0));
+            return waited;
+        }
+    }
+}
+
+/// CPU ticks of the proxy, of this process and of the upstream, at one instant.
+struct Snap {
+    t: Instant,
+    proxy: u64,
+    me: u64,
+    up: u64,
+    cpus: Vec<(u64, u64)>,
+}
+
+fn snap(ctx: &Ctx, proxy: Option<u32>) -> Snap {
+    Snap {
+        t: Instant::now(),
+        proxy: proxy.and_then(|p| cpu_ticks(p).ok()).unwrap_or(0),
+        me: cpu_ticks(std::process::id()).unwrap_or(0),
+        up: cpu_ticks(ctx.upstream_pid).unwrap_or(0),
+        cpus: cpu_times(),
+    }
+}
+
+fn cpu_delta(a: &Snap, b: &Snap, cpu: usize) -> (u64, u64) {
+    let (x, y) = (a.cpus.get(cpu).copied().unwrap_or_default(), b.cpus.get(cpu).copied().unwrap_or_default());
+    (y.0.saturating_sub(x.0), y.1.saturating_sub(x.1))
+}
+
+/// Wall time, proxy CPU seconds and both cores' utilisation between two snapshots.
+fn common(ctx: &Ctx, a: &Snap, b: &Snap, m: &mut BTreeMap<&'static str, f64>) -> (f64, f64) {
+    let wall = (b.t - a.t).as_secs_f64();
+    let cpu = (b.proxy - a.proxy) as f64 / ctx.tck;
+    let load = ((b.me - a.me) + (b.up - a.up)) as f64 / ctx.tck;
+    m.insert("wall_s", wall);
+    m.insert("proxy_cpu_s", cpu);
+    m.insert("proxy_core_util", cpu / wall);
+    m.insert("load_core_util", load / wall);
+    // Whatever else ran on each core meanwhile (other users of the machine),
+    // and what the hypervisor stole from it.
+    let (p_busy, p_steal) = cpu_delta(a, b, ctx.env.proxy_cpu);
+    let (l_busy, l_steal) = cpu_delta(a, b, ctx.load_cpu);
+    let p_other = p_busy.saturating_sub(b.proxy - a.proxy) as f64 / ctx.tck;
+    let l_other = l_busy.saturating_sub((b.me - a.me) + (b.up - a.up)) as f64 / ctx.tck;
+    m.insert("other_load_proxy_core", p_other / wall);
+    m.insert("other_load_load_core", l_other / wall);
+    m.insert("steal_proxy_core", p_steal as f64 / ctx.tck / wall);
+    m.insert("steal_load_core", l_steal as f64 / ctx.tck / wall);
+    (wall, cpu)
+}
+
+fn lat_metrics(lat: &mut [u32], m: &mut BTreeMap<&'static str, f64>) {
+    lat.sort_unstable();
+    m.insert("lat_p50_us", percentile(lat, 50.0) / 1000.0);
+    m.insert("lat_p99_us", percentile(lat, 99.0) / 1000.0);
+}
+
+pub fn main(args: &[String]) -> Result<(), String> {
+    let a = Args::parse(args, &["quick"])?;
+    let quick = a.flag("quick");
+    let mut sizes = if quick { Sizes::quick() } else { Sizes::full() };
+    sizes.rounds = a.num("rounds", sizes.rounds)?;
+    let proxy_cpu: usize = a.num("proxy-cpu", 0)?;
+    let load_cpu: usize = a.num("load-cpu", 1)?;
+    let port_base: u16 = a.num("port-base", 18000)?;
+    let abs = |p: &str| -> Result<PathBuf, String> {
+        std::path::absolute(p).map_err(|e| format!("{p}: {e}"))
+    };
+    let work = abs(a.req("work")?)?;
+    let out = PathBuf::from(a.req("out")?);
+    let only: Option<Vec<String>> = a
+        .opt("only")
+        .map(|s| s.split(',').map(str::to_string).collect());
+    let scenarios: Vec<Scn> = ALL
+        .into_iter()
+        .filter(|s| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s.id())))
+        .collect();
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    pin_to_cpu(load_cpu).map_err(|e| format!("pinning to CPU {load_cpu}: {e}"))?;
+    let upstream: SocketAddr = ([127, 0, 0, 1], port_base).into();
+    let env = Env {
+        work: work.clone(),
+        sse_edge: abs(a.req("sse-edge")?)?,
+        cert: abs(a.req("cert")?)?,
+        key: abs(a.req("key")?)?,
+        proxy_cpu,
+        upstream,
+        port_base,
+    };
+    let meta = Meta::collect(
+        &env,
+        a.opt("command").unwrap_or("bash benches/e2e/run.sh"),
+        quick,
+        &sizes,
+        load_cpu,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut up = spawn_upstream(&env, load_cpu)?;
+    let ctx = Ctx {
+        env,
+        sizes,
+        upstream_pid: up.id(),
+        tck: clk_tck(),
+        load_cpu,
+        quiet_budget: std::cell::Cell::new(a.num("quiet-budget", if quick { 30.0 } else { 300.0 })?),
+    };
+    let started = Instant::now();
+    let cells = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(upstream).await.is_err() {
+            if Instant::now() > deadline {
+                return Err("the mock upstream did not start".to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut cells = Vec::new();
+        for round in 0..ctx.sizes.rounds {
+            for &scn in &scenarios {
+                let mut targets = scn.targets();
+                let n = targets.len();
+                targets.rotate_left(round % n);
+                for t in targets {
+                    let cell = run_cell(&ctx, scn, t, round).await;
+                    print_cell(&cell);
+                    cells.push(cell);
+                }
+            }
+        }
+        Ok(cells)
+    });
+    let _ = up.kill();
+    let _ = up.wait();
+    let cells = cells?;
+    let elapsed = started.elapsed();
+    std::fs::write(work.join("cells.tsv"), report::tsv(&cells)).map_err(|e| e.to_string())?;
+    let md = report::markdown(&meta, &ctx.sizes, &cells, elapsed);
+    std::fs::write(&out, &md).map_err(|e| format!("{}: {e}", out.display()))?;
+    println!("\n{}", report::summary_table(&cells, &ctx.sizes));
+    println!("report written to {} ({:.0} s)", out.display(), elapsed.as_secs_f64());
+    Ok(())
+}
+
+pub fn spawn_upstream(env: &Env, cpu: usize) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(env.work.join("logs")).map_err(|e| e.to_string())?;
+    let err = std::fs::File::create(env.work.join("logs/upstream.err")).map_err(|e| e.to_string())?;
+    Command::new("taskset")
+        .arg("-c")
+        .arg(cpu.to_string())
+        .arg(exe)
+        .arg("upstream")
+        .arg("--listen")
+        .arg(env.upstream.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("starting the upstream: {e}"))
+}
+
+fn print_cell(c: &Cell) {
+    let keys = [
+        "cpu_us_per_event",
+        "cpu_ms_per_stream",
+        "events_per_s",
+        "lat_p50_us",
+        "cpu_us_per_req",
+        "req_per_s",
+        "p50_us",
+        "p99_us",
+        "kib_per_stream",
+        "cpu_us_per_keepalive",
+        "hs_per_s",
+        "cpu_us_per_hs",
+        "proxy_core_util",
+        "load_core_util",
+        "failed",
+    ];
+    let mut s = format!("[round {}] {:<14} {:<9}", c.round + 1, c.scenario, c.target);
+    for k in keys {
+        if let Some(v) = c.m.get(k) {
+            s.push_str(&format!(" {k}={v:.3}"));
+        }
+    }
+    if !c.note.is_empty() {
+        s.push_str(&format!("  NOTE: {}", c.note));
+    }
+    println!("{s}");
+}
+
+async fn run_cell(ctx: &Ctx, scn: Scn, target: Option<Kind>, round: usize) -> Cell {
+    let mut cell = Cell {
+        scenario: scn.id(),
+        round,
+        target: target.map_or("direct", Kind::name),
+        m: BTreeMap::new(),
+        note: String::new(),
+    };
+    let waited = wait_quiet(ctx).await;
+    cell.m.insert("quiet_wait_s", waited);
+    let heartbeat = if scn == Scn::Heartbeat { "1s" } else { "15s" };
+    let proxy = match target {
+        None => None,
+        Some(k) => match procs::start(
+            &ctx.env,
+            k,
+            &Options {
+                tls: scn.tls(),
+                heartbeat,
+                wrapper: Vec::new(),
+            },
+        )
+        .await
+        {
+            Ok(p) => Some(p),
+            Err(e) => {
+                cell.note = e.to_string();
+                return cell;
+            }
+        },
+    };
+    let ep = Endpoint {
+        addr: proxy.as_ref().map_or(ctx.env.upstream, |p| p.addr),
+        tls: scn.tls().then(|| client::tls_client(scn != Scn::TlsHandshake)),
+    };
+    let r = match scn {
+        Scn::Paced | Scn::Burst | Scn::TlsStream => stream_cell(ctx, scn, &ep, proxy.as_ref(), &mut cell).await,
+        Scn::JsonC1 | Scn::JsonC32 => json_cell(ctx, scn, &ep, proxy.as_ref(), &mut cell).await,
+        Scn::Idle | Scn::Heartbeat => idle_cell(ctx, scn, &ep, proxy.as_ref(), &mut cell).await,
+        Scn::TlsHandshake => hs_cell(ctx, &ep, proxy.as_ref(), &mut cell).await,
+    };
+    if let Err(e) = r {
+        cell.note = e;
+    }
+    if let Some(p) = proxy {
+        p.stop().await;
+    }
+    cell
+}
+
+async fn stream_cell(
+    ctx: &Ctx,
+    scn: Scn,
+    ep: &Endpoint,
+    proxy: Option<&Proxy>,
+    cell: &mut Cell,
+) -> Result<(), String> {
+    let s = &ctx.sizes;
+    let (total, interval) = match scn {
+        Scn::Burst => (s.burst_streams, 0),
+        Scn::TlsStream => (s.tls_streams, s.interval_us),
+        _ => (s.paced_streams, s.interval_us),
+    };
+    let warm = client::streams(ep, s.clients, s.clients as u64, 30, 0, false).await;
+    if warm.streams == 0 {
+        return Err(format!("warm-up failed ({} failed streams)", warm.failed));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let a = snap(ctx, proxy.map(|p| p.pid));
+    let mut st = client::streams(ep, s.clients, total, s.events, interval, true).await;
+    let b = snap(ctx, proxy.map(|p| p.pid));
+    let m = &mut cell.m;
+    let (wall, cpu) = common(ctx, &a, &b, m);
+    m.insert("streams", st.streams as f64);
+    m.insert("events", st.events as f64);
+    m.insert("failed", st.failed as f64);
+    m.insert("events_per_s", st.events as f64 / wall);
+    if proxy.is_some() && st.streams > 0 {
+        m.insert("cpu_ms_per_stream", cpu * 1e3 / st.streams as f64);
+        m.insert("cpu_us_per_event", cpu * 1e6 / st.events as f64);
+    }
+    lat_metrics(&mut st.lat_ns, m);
+    Ok(())
+}
+
+async fn json_cell(
+    ctx: &Ctx,
+    scn: Scn,
+    ep: &Endpoint,
+    proxy: Option<&Proxy>,
+    cell: &mut Cell,
+) -> Result<(), String> {
+    let s = &ctx.sizes;
+    let warm = client::json_closed(ep, 4, Duration::from_millis(300)).await;
+    if warm.ok == 0 {
+        return Err(format!("warm-up failed ({} failed requests)", warm.failed));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let d = Duration::from_secs_f64(s.json_secs);
+    let a = snap(ctx, proxy.map(|p| p.pid));
+    let mut st = if scn == Scn::JsonC1 {
+        client::json_closed(ep, 1, d).await
+    } else {
+        client::json_waves(ep, s.clients, Duration::from_millis(s.wave_ms), d).await
+    };
+    let b = snap(ctx, proxy.map(|p| p.pid));
+    let m = &mut cell.m;
+    let (wall, cpu) = common(ctx, &a, &b, m);
+    m.insert("requests", st.ok as f64);
+    m.insert("failed", st.failed as f64);
+    m.insert("req_per_s", st.ok as f64 / wall);
+    if proxy.is_some() && st.ok > 0 {
+        m.insert("cpu_us_per_req", cpu * 1e6 / st.ok as f64);
+    }
+    st.lat_ns.sort_unstable();
+    m.insert("p50_us", percentile(&st.lat_ns, 50.0) / 1000.0);
+    m.insert("p99_us", percentile(&st.lat_ns, 99.0) / 1000.0);
+    Ok(())
+}
+
+async fn hs_cell(ctx: &Ctx, ep: &Endpoint, proxy: Option<&Proxy>, cell: &mut Cell) -> Result<(), String> {
+    let s = &ctx.sizes;
+    let warm = client::handshakes(ep, 2, Duration::from_millis(300)).await;
+    if warm.ok == 0 {
+        return Err(format!("warm-up failed ({} failed handshakes)", warm.failed));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let a = snap(ctx, proxy.map(|p| p.pid));
+    let mut st = client::handshakes(ep, s.hs_conns, Duration::from_secs_f64(s.hs_secs)).await;
+    let b = snap(ctx, proxy.map(|p| p.pid));
+    let m = &mut cell.m;
+    let (wall, cpu) = common(ctx, &a, &b, m);
+    m.insert("handshakes", st.ok as f64);
+    m.insert("failed", st.failed as f64);
+    m.insert("hs_per_s", st.ok as f64 / wall);
+    if st.ok > 0 {
+        let per = cpu * 1e6 / st.ok as f64;
+        m.insert("cpu_us_per_hs", per);
+        m.insert("hs_per_core_s", 1e6 / per);
+    }
+    st.lat_ns.sort_unstable();
+    m.insert("p50_us", percentile(&st.lat_ns, 50.0) / 1000.0);
+    Ok(())
+}
+
+async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while !done() {
+        if Instant::now() > end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+async fn heartbeats_metric(proxy: &Proxy) -> f64 {
+    let Some(admin) = proxy.admin else {
+        return f64::NAN;
+    };
+    match client::simple(admin, "GET", "/metrics").await {
+        Ok(text) => text
+            .lines()
+            .filter(|l| l.starts_with("sse_edge_heartbeats_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum(),
+        Err(_) => f64::NAN,
+    }
+}
+
+async fn idle_cell(
+    ctx: &Ctx,
+    scn: Scn,
+    ep: &Endpoint,
+    proxy: Option<&Proxy>,
+    cell: &mut Cell,
+) -> Result<(), String> {
+    let proxy = proxy.ok_or("idle streams need a proxy")?;
+    let n = if scn == Scn::Heartbeat {
+        ctx.sizes.hb_streams
+    } else {
+        ctx.sizes.idle_streams
+    };
+    let warm = client::streams(ep, 8, 8, 5, 0, false).await;
+    if warm.streams == 0 {
+        return Err(format!("warm-up failed ({} failed streams)", warm.failed));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss0 = rss_kib(proxy.pid).map_err(|e| e.to_string())?;
+    let fds0 = fd_count(proxy.pid);
+    let t_open = Instant::now();
+    let set = client::open_idle(ep, n, 200);
+    let all_in = wait_for(Duration::from_secs(90), || {
+        set.opened.load(Ordering::Relaxed) + set.failed.load(Ordering::Relaxed) >= n
+    })
+    .await;
+    let opened = set.opened.load(Ordering::Relaxed);
+    let m = &mut cell.m;
+    m.insert("open_s", t_open.elapsed().as_secs_f64());
+    m.insert("streams", opened as f64);
+    m.insert("failed", set.failed.load(Ordering::Relaxed) as f64);
+    if !all_in {
+        cell.note = format!("only {opened} of {n} streams opened in 90 s");
+    }
+    let result = if scn == Scn::Idle {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss1 = rss_kib(proxy.pid).map_err(|e| e.to_string())?;
+        let fds1 = fd_count(proxy.pid);
+        m.insert("rss_before_kib", rss0 as f64);
+        m.insert("rss_after_kib", rss1 as f64);
+        if opened > 0 {
+            m.insert("kib_per_stream", (rss1 as f64 - rss0 as f64) / opened as f64);
+            m.insert("fds_per_stream", (fds1 as f64 - fds0 as f64) / opened as f64);
+        }
+        Ok(())
+    } else {
+        // Let every stream reach its first keepalive, then measure a window.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let k0 = set.keepalives.load(Ordering::Relaxed);
+        let h0 = heartbeats_metric(proxy).await;
+        let a = snap(ctx, Some(proxy.pid));
+        tokio::time::sleep(Duration::from_secs_f64(ctx.sizes.hb_window_secs)).await;
+        let b = snap(ctx, Some(proxy.pid));
+        let k1 = set.keepalives.load(Ordering::Relaxed);
+        let h1 = heartbeats_metric(proxy).await;
+        let (wall, cpu) = common(ctx, &a, &b, m);
+        let k = (k1 - k0) as f64;
+        m.insert("keepalives", k);
+        m.insert("keepalives_metric", h1 - h0);
+        m.insert("keepalives_per_s", k / wall);
+        if opened > 0 {
+            m.insert("keepalives_per_stream_s", k / wall / opened as f64);
+        }
+        if k > 0.0 {
+            m.insert("cpu_us_per_keepalive", cpu * 1e6 / k);
+        }
+        Ok(())
+    };
+    // Teardown: the upstream closes every held stream, the proxy then closes
+    // the client side; connections left over are reset.
+    let _ = client::simple(ctx.env.upstream, "POST", "/_release").await;
+    wait_for(Duration::from_secs(15), || {
+        set.ended.load(Ordering::Relaxed) + set.failed.load(Ordering::Relaxed) >= n
+    })
+    .await;
+    set.abort();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    result
+}

@@ -1,0 +1,493 @@
+//! The report: ratios of sse-edge to the best peer per round (each round's
+//! numbers were measured side by side), their medians, the targets, and
+//! every raw measurement; plus `splice`, which puts a generated block into
+//! BENCHMARKS.md between its markers and leaves the rest of the file alone.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::orchestrate::{ALL, Sizes};
+use crate::procs::Env;
+use crate::util::{Args, command_output, median};
+
+/// One measurement: one scenario, one target, one round.
+pub struct Cell {
+    pub scenario: &'static str,
+    pub round: usize,
+    pub target: &'static str,
+    pub m: BTreeMap<&'static str, f64>,
+    pub note: String,
+}
+
+/// Where and with what the run happened.
+pub struct Meta {
+    date: String,
+    machine: String,
+    versions: Vec<String>,
+    command: String,
+    quick: bool,
+    pinning: String,
+}
+
+impl Meta {
+    pub fn collect(env: &Env, command: &str, quick: bool, sizes: &Sizes, load_cpu: usize) -> Meta {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let mem = std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map(|kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0))
+            .unwrap_or_default();
+        let nofile = std::fs::read_to_string("/proc/self/limits")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .map(|l| l.split_whitespace().nth(3).unwrap_or("?").to_string())
+            .unwrap_or_default();
+        let machine = format!(
+            "nproc {}, {model}, Linux {}, {mem} RAM, open-file limit {nofile}",
+            command_output("nproc", &[]),
+            command_output("uname", &["-r"]),
+        );
+        let sse = env.sse_edge.display().to_string();
+        let sha = command_output("sha256sum", &[&sse]);
+        let haproxy = command_output("haproxy", &["-v"]);
+        let versions = vec![
+            format!(
+                "{} (release build `{}`, sha256 {})",
+                command_output(&sse, &["--version"]),
+                sse,
+                sha.split_whitespace().next().unwrap_or("?").get(..16).unwrap_or("?")
+            ),
+            command_output("nginx", &["-v"]).replace("nginx version: ", ""),
+            haproxy.lines().next().unwrap_or("").to_string(),
+            command_output("rustc", &["-V"]),
+            command_output("openssl", &["version"]),
+        ];
+        let _ = sizes;
+        Meta {
+            date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            machine,
+            versions,
+            command: command.to_string(),
+            quick,
+            pinning: format!(
+                "each proxy pinned to CPU {} with `taskset` (sse-edge `--workers 1`, nginx `worker_processes 1`, HAProxy `nbthread 1`); load generator and mock upstream pinned to CPU {load_cpu}",
+                env.proxy_cpu
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Goal {
+    /// Lower is better; met when the median per-round ratio is at most this.
+    Ratio(f64),
+    /// Added latency: met when sse-edge adds no more than nginx (median per-round difference <= 0).
+    NotAboveNginx,
+    /// Informational, lower is better.
+    Info,
+    /// Informational, higher is better.
+    InfoHigher,
+    /// Only sse-edge can do it.
+    SseOnly,
+}
+
+struct Row {
+    label: String,
+    scenario: &'static str,
+    metric: &'static str,
+    unit: &'static str,
+    /// Subtract the direct-to-upstream baseline of the same round.
+    added: bool,
+    goal: Goal,
+}
+
+fn rows(s: &Sizes) -> Vec<Row> {
+    let r = |label: String, scenario, metric, unit, added, goal| Row {
+        label,
+        scenario,
+        metric,
+        unit,
+        added,
+        goal,
+    };
+    let paced = format!(
+        "Token streams, {} events paced {} ms, {} clients",
+        s.events,
+        s.interval_us as f64 / 1000.0,
+        s.clients
+    );
+    let burst = format!("Token streams, {} events back to back, {} clients", s.events, s.clients);
+    let c32 = format!("Small JSON, c={} (waves every {} ms)", s.clients, s.wave_ms);
+    vec![
+        r(format!("{paced}: proxy CPU per relayed event"), "stream_paced", "cpu_us_per_event", "us", false, Goal::Ratio(0.9)),
+        r(format!("{paced}: proxy CPU per stream"), "stream_paced", "cpu_ms_per_stream", "ms", false, Goal::Info),
+        r(format!("{paced}: added latency per event, p50"), "stream_paced", "lat_p50_us", "us", true, Goal::NotAboveNginx),
+        r(format!("{paced}: added latency per event, p99"), "stream_paced", "lat_p99_us", "us", true, Goal::Info),
+        r(format!("{burst}: proxy CPU per relayed event"), "stream_burst", "cpu_us_per_event", "us", false, Goal::Ratio(0.9)),
+        r(format!("{burst}: client throughput"), "stream_burst", "events_per_s", "events/s", false, Goal::InfoHigher),
+        r(format!("Idle streams ({} open, heartbeat 15 s armed): RSS per open stream", s.idle_streams), "idle", "kib_per_stream", "KiB", false, Goal::Ratio(1.0)),
+        r(format!("Heartbeats ({} silent streams, `--heartbeat 1s`): CPU per injected keepalive", s.hb_streams), "heartbeat", "cpu_us_per_keepalive", "us", false, Goal::SseOnly),
+        r("Small JSON, c=1: proxy CPU per request".into(), "json_c1", "cpu_us_per_req", "us", false, Goal::Ratio(0.9)),
+        r("Small JSON, c=1: added latency p50".into(), "json_c1", "p50_us", "us", true, Goal::NotAboveNginx),
+        r("Small JSON, c=1: added latency p99".into(), "json_c1", "p99_us", "us", true, Goal::Info),
+        r(format!("{c32}: proxy CPU per request"), "json_c32", "cpu_us_per_req", "us", false, Goal::Ratio(0.9)),
+        r(format!("{c32}: added latency p50"), "json_c32", "p50_us", "us", true, Goal::NotAboveNginx),
+        r(format!("{c32}: added latency p99"), "json_c32", "p99_us", "us", true, Goal::Info),
+        r(format!("TLS, new connection per request ({} loops): handshakes per second", s.hs_conns), "tls_handshake", "hs_per_s", "/s", false, Goal::InfoHigher),
+        r("TLS, new connection per request: proxy CPU per handshake + request".into(), "tls_handshake", "cpu_us_per_hs", "us", false, Goal::Info),
+        r(format!("TLS token streams, {} events paced {} ms: proxy CPU per relayed event", s.events, s.interval_us as f64 / 1000.0), "tls_stream", "cpu_us_per_event", "us", false, Goal::Ratio(0.9)),
+    ]
+}
+
+fn cell<'a>(cells: &'a [Cell], scenario: &str, target: &str, round: usize) -> Option<&'a Cell> {
+    cells
+        .iter()
+        .find(|c| c.scenario == scenario && c.target == target && c.round == round)
+}
+
+fn value(cells: &[Cell], row: &Row, target: &str, round: usize) -> f64 {
+    let Some(v) = cell(cells, row.scenario, target, round).and_then(|c| c.m.get(row.metric)) else {
+        return f64::NAN;
+    };
+    if row.added {
+        match cell(cells, row.scenario, "direct", round).and_then(|c| c.m.get(row.metric)) {
+            Some(base) => v - base,
+            None => f64::NAN,
+        }
+    } else {
+        *v
+    }
+}
+
+fn fmt(v: f64, unit: &str) -> String {
+    if !v.is_finite() {
+        return "—".into();
+    }
+    let digits = if v.abs() >= 1000.0 {
+        0
+    } else if v.abs() >= 100.0 {
+        1
+    } else {
+        2
+    };
+    let unit = if unit.starts_with('/') || unit.is_empty() {
+        unit.to_string()
+    } else {
+        format!(" {unit}")
+    };
+    format!("{v:.digits$}{unit}")
+}
+
+fn rounds_of(cells: &[Cell]) -> usize {
+    cells.iter().map(|c| c.round + 1).max().unwrap_or(0)
+}
+
+/// The summary table, one row per measure, with per-round ratios.
+pub fn summary_table(cells: &[Cell], sizes: &Sizes) -> String {
+    let rounds = rounds_of(cells);
+    let mut out = String::new();
+    out.push_str("| measure | sse-edge | nginx | HAProxy | sse-edge / best peer: median (per round) | target | met |\n");
+    out.push_str("|---|---:|---:|---:|---|---|---|\n");
+    for row in rows(sizes) {
+        if !cells.iter().any(|c| c.scenario == row.scenario) {
+            continue;
+        }
+        let per = |t: &str| -> Vec<f64> { (0..rounds).map(|r| value(cells, &row, t, r)).collect() };
+        let (s, n, h) = (per("sse-edge"), per("nginx"), per("haproxy"));
+        let higher = row.goal == Goal::InfoHigher;
+        let mut ratios = Vec::new();
+        let mut diffs = Vec::new();
+        for r in 0..rounds {
+            let best = if higher { n[r].max(h[r]) } else { n[r].min(h[r]) };
+            ratios.push(s[r] / best);
+            diffs.push(s[r] - n[r]);
+        }
+        let ratio = median(&ratios);
+        let per_round = |v: &[f64], f: &dyn Fn(f64) -> String| -> String {
+            v.iter().map(|x| f(*x)).collect::<Vec<_>>().join(", ")
+        };
+        let ratio_txt = |x: f64| if x.is_finite() { format!("{x:.2}") } else { "—".into() };
+        let diff_txt = |x: f64| if x.is_finite() { format!("{x:+.1}") } else { "—".into() };
+        let (compare, target, met) = match row.goal {
+            Goal::Ratio(t) => (
+                format!("**{}** ({})", ratio_txt(ratio), per_round(&ratios, &ratio_txt)),
+                format!("≤ {t:.2}× best peer"),
+                if !ratio.is_finite() {
+                    "not measured".into()
+                } else if ratio <= t {
+                    "yes".to_string()
+                } else {
+                    "**NO**".to_string()
+                },
+            ),
+            Goal::NotAboveNginx => {
+                let d = median(&diffs);
+                (
+                    format!(
+                        "{} (per round); sse-edge − nginx: **{} us** ({})",
+                        ratio_txt(ratio),
+                        diff_txt(d),
+                        per_round(&diffs, &diff_txt)
+                    ),
+                    "≤ nginx's added p50".into(),
+                    if !d.is_finite() {
+                        "not measured".into()
+                    } else if d <= 0.0 {
+                        "yes".into()
+                    } else {
+                        "**NO**".into()
+                    },
+                )
+            }
+            Goal::Info | Goal::InfoHigher => (
+                format!("{} ({})", ratio_txt(ratio), per_round(&ratios, &ratio_txt)),
+                if higher { "info (higher is better)".into() } else { "info (lower is better)".into() },
+                "—".into(),
+            ),
+            Goal::SseOnly => (
+                "n/a: nginx and HAProxy cannot inject keepalives".into(),
+                "absolute cost".into(),
+                "—".into(),
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.label,
+            fmt(median(&s), row.unit),
+            fmt(median(&n), row.unit),
+            fmt(median(&h), row.unit),
+            compare,
+            target,
+            met
+        );
+    }
+    out
+}
+
+/// Columns of the detail table of each scenario.
+fn detail_columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
+    match scenario {
+        "stream_paced" | "stream_burst" | "tls_stream" => &[
+            ("streams", "streams"),
+            ("events", "events"),
+            ("failed", "failed"),
+            ("events_per_s", "events/s"),
+            ("cpu_ms_per_stream", "CPU ms/stream"),
+            ("cpu_us_per_event", "CPU us/event"),
+            ("lat_p50_us", "latency p50 us"),
+            ("lat_p99_us", "latency p99 us"),
+            ("proxy_core_util", "proxy core busy"),
+            ("load_core_util", "load core busy"),
+        ],
+        "json_c1" | "json_c32" => &[
+            ("requests", "requests"),
+            ("failed", "failed"),
+            ("req_per_s", "req/s"),
+            ("cpu_us_per_req", "CPU us/req"),
+            ("p50_us", "p50 us"),
+            ("p99_us", "p99 us"),
+            ("proxy_core_util", "proxy core busy"),
+            ("load_core_util", "load core busy"),
+        ],
+        "idle" => &[
+            ("streams", "streams open"),
+            ("failed", "failed"),
+            ("open_s", "open time s"),
+            ("rss_before_kib", "RSS before KiB"),
+            ("rss_after_kib", "RSS after KiB"),
+            ("kib_per_stream", "KiB/stream"),
+            ("fds_per_stream", "fds/stream"),
+        ],
+        "heartbeat" => &[
+            ("streams", "streams open"),
+            ("keepalives", "keepalives (client)"),
+            ("keepalives_metric", "keepalives (/metrics)"),
+            ("keepalives_per_stream_s", "keepalives/stream/s"),
+            ("proxy_cpu_s", "CPU s"),
+            ("cpu_us_per_keepalive", "CPU us/keepalive"),
+            ("proxy_core_util", "proxy core busy"),
+        ],
+        "tls_handshake" => &[
+            ("handshakes", "handshakes"),
+            ("failed", "failed"),
+            ("hs_per_s", "handshakes/s"),
+            ("cpu_us_per_hs", "CPU us/handshake"),
+            ("hs_per_core_s", "one core's capacity /s"),
+            ("p50_us", "connect+request p50 us"),
+            ("proxy_core_util", "proxy core busy"),
+            ("load_core_util", "load core busy"),
+        ],
+        _ => &[],
+    }
+}
+
+fn num(v: f64) -> String {
+    if !v.is_finite() {
+        "—".into()
+    } else if v.abs() >= 100.0 || v == v.trunc() {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn details(cells: &[Cell]) -> String {
+    let mut out = String::new();
+    for scn in ALL {
+        let id = scn.id();
+        let mine: Vec<&Cell> = cells.iter().filter(|c| c.scenario == id).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let cols = detail_columns(id);
+        let _ = writeln!(out, "\n`{id}` (median over rounds)\n");
+        let _ = writeln!(
+            out,
+            "| target | {} |",
+            cols.iter().map(|c| c.1).collect::<Vec<_>>().join(" | ")
+        );
+        let _ = writeln!(out, "|---|{}", "---:|".repeat(cols.len()));
+        for target in ["direct", "sse-edge", "nginx", "haproxy"] {
+            let tc: Vec<&&Cell> = mine.iter().filter(|c| c.target == target).collect();
+            if tc.is_empty() {
+                continue;
+            }
+            let vals: Vec<String> = cols
+                .iter()
+                .map(|(k, _)| {
+                    let v: Vec<f64> = tc.iter().filter_map(|c| c.m.get(k).copied()).collect();
+                    num(median(&v))
+                })
+                .collect();
+            let _ = writeln!(out, "| {target} | {} |", vals.join(" | "));
+        }
+    }
+    out
+}
+
+fn raw(cells: &[Cell]) -> String {
+    let mut out = String::from("| round | scenario | target | measurements | note |\n|---|---|---|---|---|\n");
+    for c in cells {
+        let m: Vec<String> = c.m.iter().map(|(k, v)| format!("{k}={}", num(*v))).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            c.round + 1,
+            c.scenario,
+            c.target,
+            m.join(" "),
+            c.note.replace('|', "/")
+        );
+    }
+    out
+}
+
+pub fn tsv(cells: &[Cell]) -> String {
+    let mut out = String::from("round\tscenario\ttarget\tmetric\tvalue\n");
+    for c in cells {
+        for (k, v) in &c.m {
+            let _ = writeln!(out, "{}\t{}\t{}\t{k}\t{v}", c.round + 1, c.scenario, c.target);
+        }
+    }
+    out
+}
+
+pub fn markdown(meta: &Meta, sizes: &Sizes, cells: &[Cell], elapsed: Duration) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Generated by the command below on **{}**; the next run rewrites everything between the `e2e` markers.\n",
+        meta.date
+    );
+    let _ = writeln!(out, "- Command: `{}`{}", meta.command, if meta.quick { " (quick mode: small sizes, not for conclusions)" } else { "" });
+    let _ = writeln!(out, "- Machine: {}", meta.machine);
+    let _ = writeln!(out, "- Versions: {}", meta.versions.join("; "));
+    let _ = writeln!(out, "- Pinning: {}", meta.pinning);
+    let _ = writeln!(
+        out,
+        "- Rounds: {} interleaved rounds (every scenario against every target in one round, target order rotated each round), a fresh proxy process per measurement, warmed up before it; run time {:.0} s",
+        sizes.rounds,
+        elapsed.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "- Sizes: {} paced streams and {} back-to-back streams of {} events over {} keep-alive clients; JSON runs {} s each; {} idle streams; {} silent streams for {} s of `--heartbeat 1s`; TLS handshakes for {} s over {} loops; {} TLS streams",
+        sizes.paced_streams,
+        sizes.burst_streams,
+        sizes.events,
+        sizes.clients,
+        sizes.json_secs,
+        sizes.idle_streams,
+        sizes.hb_streams,
+        sizes.hb_window_secs,
+        sizes.hs_secs,
+        sizes.hs_conns,
+        sizes.tls_streams
+    );
+    let stat = |k: &str| -> (f64, f64) {
+        let v: Vec<f64> = cells.iter().filter_map(|c| c.m.get(k).copied()).collect();
+        (median(&v), v.iter().copied().fold(f64::NAN, f64::max))
+    };
+    let (po_med, po_max) = stat("other_load_proxy_core");
+    let (lo_med, lo_max) = stat("other_load_load_core");
+    let (ps_med, ps_max) = stat("steal_proxy_core");
+    let waited: f64 = cells.iter().filter_map(|c| c.m.get("quiet_wait_s")).sum();
+    let _ = writeln!(
+        out,
+        "- Other load during the measurements (the machine is shared): proxy core median {po_med:.2} / max {po_max:.2} of a core, load core median {lo_med:.2} / max {lo_max:.2}; hypervisor steal on the proxy core median {ps_med:.2} / max {ps_max:.2}; {waited:.0} s spent waiting for the machine to go quiet before measurements"
+    );
+    out.push_str("\n### Summary: sse-edge against the best peer\n\n");
+    out.push_str("Values are medians over rounds; the ratio column is the median of the per-round ratios (each round's numbers were measured side by side), with every round's ratio in parentheses. \"Added\" latency is the proxied value minus the direct-to-upstream value of the same round.\n\n");
+    out.push_str(&summary_table(cells, sizes));
+    let notes: Vec<&Cell> = cells.iter().filter(|c| !c.note.is_empty()).collect();
+    if !notes.is_empty() {
+        out.push_str("\nProblems during the run:\n\n");
+        for c in notes {
+            let _ = writeln!(out, "- round {} `{}` {}: {}", c.round + 1, c.scenario, c.target, c.note);
+        }
+    }
+    out.push_str("\n### Details\n");
+    out.push_str(&details(cells));
+    out.push_str("\n<details><summary>Every measurement</summary>\n\n");
+    out.push_str(&raw(cells));
+    out.push_str("\n</details>\n");
+    out
+}
+
+const SKELETON: &str = "# Benchmarks\n\n<!-- e2e:begin -->\n<!-- e2e:end -->\n";
+
+/// Replaces the text between `<!-- NAME:begin -->` and `<!-- NAME:end -->`
+/// (the markers stay), appending the block when the markers are missing.
+pub fn splice_text(doc: &str, name: &str, block: &str) -> String {
+    let begin = format!("<!-- {name}:begin -->");
+    let end = format!("<!-- {name}:end -->");
+    let body = format!("{begin}\n{}\n{end}", block.trim_end());
+    match (doc.find(&begin), doc.find(&end)) {
+        (Some(b), Some(e)) if e > b => format!("{}{}{}", &doc[..b], body, &doc[e + end.len()..]),
+        _ => format!("{}\n{body}\n", doc.trim_end()),
+    }
+}
+
+/// `e2e-bench splice --file BENCHMARKS.md --block NAME --from FILE`
+pub fn splice_main(args: &[String]) -> Result<(), String> {
+    let a = Args::parse(args, &[])?;
+    let file = Path::new(a.req("file")?);
+    let block = std::fs::read_to_string(a.req("from")?).map_err(|e| e.to_string())?;
+    let doc = std::fs::read_to_string(file).unwrap_or_else(|_| SKELETON.to_string());
+    let new = splice_text(&doc, a.req("block")?, &block);
+    std::fs::write(file, new).map_err(|e| e.to_string())
+}

@@ -1,0 +1,109 @@
+//! Edge auth: client keys, the relay's upstream credential and per-client
+//! rate limits. Each is a route setting and off by default.
+//!
+//! The contract, per request on a route (`proxy` calls [`Gate::check`] once
+//! the route and dialect are known, before anything goes upstream):
+//!
+//! 1. **Client key** (`auth_keys_file`): the client sends its key as
+//!    `Authorization: Bearer <key>` (OpenAI SDKs) or `x-api-key: <key>`
+//!    (Anthropic SDKs). The relay hashes it (SHA-256) and looks the digest
+//!    up in the file's set; the file holds digests only, so neither the
+//!    file nor memory holds a usable key. No key or an unknown one is a 401
+//!    in the dialect's error shape with `www-authenticate: Bearer`; the
+//!    upstream is not contacted. The accepted key's label (or the first 8
+//!    hex digits of its digest) goes into the access log's `key`; the key
+//!    itself is never logged.
+//! 2. **Rate limit** (`rate_limit`, `rate_limit_burst`): one token bucket
+//!    per accepted key digest, or per client address when the route has no
+//!    keys file; a request costs one token. An empty bucket is a 429 with
+//!    `Retry-After` (whole seconds, rounded up). Refusals by (1) cost no
+//!    token. See [`limit`] for the bucket math and its memory bound.
+//! 3. **Upstream credential** (`upstream_key_env`): applied where the
+//!    upstream headers are built; the client's `Authorization` and
+//!    `x-api-key` are dropped and the relay's key is set. See [`upstream`].
+//!
+//! The keys file is re-read by a watcher task ([`Gate::watcher`]) that
+//! ends with the relay's stop signal.
+
+pub mod keys;
+pub mod limit;
+pub mod upstream;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+pub use keys::{Digest, KeySet, digest, hex};
+
+use crate::config::RouteAuth;
+use crate::error::{Error, Kind};
+use crate::shutdown::Shutdown;
+use crate::telemetry::Exchange;
+use keys::Keys;
+use limit::{BucketKey, Limiter};
+use upstream::Credential;
+
+/// One route's auth state, built at start.
+pub struct Gate {
+    route: Arc<str>,
+    keys: Option<Arc<Keys>>,
+    limiter: Option<Limiter>,
+    credential: Option<Credential>,
+}
+
+impl Gate {
+    pub fn new(cfg: &RouteAuth, route: Arc<str>) -> Self {
+        Self {
+            keys: cfg
+                .keys
+                .as_ref()
+                .map(|f| Arc::new(Keys::new(f, route.clone()))),
+            limiter: cfg.rate_limit.as_ref().map(Limiter::new),
+            credential: cfg.upstream_key.as_ref().map(Credential::new),
+            route,
+        }
+    }
+
+    /// Admits the request or says why not (401 or 429). Records the key's
+    /// label and counts refusals on `x`.
+    pub fn check(&self, headers: &HeaderMap, peer: IpAddr, x: &mut Exchange) -> Result<(), Error> {
+        let peer = peer.to_canonical();
+        let bucket = match &self.keys {
+            None => BucketKey::Ip(peer),
+            Some(keys) => match keys.identify(headers) {
+                Ok((digest, label)) => {
+                    x.set_key(label);
+                    BucketKey::Key(digest)
+                }
+                Err(why) => {
+                    x.auth_failure();
+                    tracing::info!(route = &*self.route, %peer, "refused: {why}");
+                    return Err(Error::with_cause(Kind::Unauthorized, why));
+                }
+            },
+        };
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter
+            .check(bucket, tokio::time::Instant::now())
+            .map_err(|wait| {
+                x.rate_limited();
+                tracing::debug!(route = &*self.route, %peer, ?wait, "rate limited");
+                Error::rate_limited(wait)
+            })
+    }
+
+    /// The relay's upstream credential, when the route has one.
+    pub fn credential(&self) -> Option<&Credential> {
+        self.credential.as_ref()
+    }
+
+    /// The keys-file reload task, when the route has a keys file; it ends
+    /// when `stop` fires.
+    pub fn watcher(&self, stop: Shutdown) -> Option<impl Future<Output = ()> + Send + 'static> {
+        self.keys.clone().map(|k| k.watch(stop))
+    }
+}

@@ -1,0 +1,128 @@
+//! A route's edge-auth keys (route-only, see `crate::auth`):
+//! `auth_keys_file`, `upstream_key_env`, `upstream_key_header`,
+//! `rate_limit`, `rate_limit_burst`.
+//!
+//! Everything is checked when the configuration loads: the keys file is
+//! read and parsed (its digests travel in the [`Config`](super::Config), so
+//! start cannot fail on it), and the upstream key is read from its
+//! environment variable. Errors name `route[i].key` and never a key.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+
+use super::load::{ConfigError, EnvFn};
+use super::routes::RouteTable;
+use super::value::{parse_number, parse_readable_file};
+use super::{
+    KeysFile, RateLimit, RatePeriod, RouteAuth, SecretHeader, UpstreamKey, UpstreamKeyHeader,
+};
+use crate::auth::KeySet;
+
+pub(super) fn route_auth(
+    t: &RouteTable<'_>,
+    env: EnvFn,
+    reload: Duration,
+) -> Result<RouteAuth, ConfigError> {
+    let keys = t
+        .string("auth_keys_file", parse_keys_file)?
+        .map(|(path, initial)| KeysFile {
+            path,
+            reload_interval: reload,
+            initial,
+        });
+    let header = t.string("upstream_key_header", parse_key_header)?;
+    let upstream_key = match t.string("upstream_key_env", parse_env_name)? {
+        Some(name) => Some(upstream_key(t, env, name, header)?),
+        None if header.is_some() => return Err(t.needs("upstream_key_header", "upstream_key_env")),
+        None => None,
+    };
+    let burst = t.integer("rate_limit_burst", 1, MAX_RATE)?;
+    let rate_limit = match t.string("rate_limit", parse_rate_limit)? {
+        Some((count, period)) => Some(RateLimit {
+            count,
+            period,
+            burst: burst.unwrap_or(count),
+        }),
+        None if burst.is_some() => return Err(t.needs("rate_limit_burst", "rate_limit")),
+        None => None,
+    };
+    Ok(RouteAuth {
+        keys,
+        upstream_key,
+        rate_limit,
+    })
+}
+
+/// The relay's key, read from the environment now; the error names the
+/// variable, never its value.
+fn upstream_key(
+    t: &RouteTable<'_>,
+    env: EnvFn,
+    name: String,
+    header: Option<UpstreamKeyHeader>,
+) -> Result<UpstreamKey, ConfigError> {
+    let key = t.key("upstream_key_env");
+    let refuse =
+        |why: &str| ConfigError::Invalid(format!("{key}: environment variable {name} {why}"));
+    let secret = env(&name).unwrap_or_default();
+    let secret = secret.trim();
+    if secret.is_empty() {
+        return Err(refuse(
+            "is not set or empty: the route's upstream key is read from it at start",
+        ));
+    }
+    let header = header.unwrap_or(UpstreamKeyHeader::Authorization);
+    let text = match header {
+        UpstreamKeyHeader::Authorization => format!("Bearer {secret}"),
+        UpstreamKeyHeader::XApiKey => secret.to_owned(),
+    };
+    let mut value = HeaderValue::from_str(&text)
+        .map_err(|_| refuse("holds characters an HTTP header cannot carry"))?;
+    value.set_sensitive(true);
+    Ok(UpstreamKey {
+        env: name,
+        header,
+        value: SecretHeader(value),
+    })
+}
+
+/// Largest `rate_limit` count and `rate_limit_burst`.
+const MAX_RATE: u32 = 1_000_000;
+
+fn parse_keys_file(s: &str) -> Result<(PathBuf, Arc<KeySet>), String> {
+    let path = parse_readable_file(s)?;
+    let set = KeySet::load(&path)?;
+    Ok((path, Arc::new(set)))
+}
+
+fn parse_key_header(s: &str) -> Result<UpstreamKeyHeader, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "authorization" => Ok(UpstreamKeyHeader::Authorization),
+        "x-api-key" => Ok(UpstreamKeyHeader::XApiKey),
+        _ => Err("expected authorization or x-api-key".to_owned()),
+    }
+}
+
+fn parse_env_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    ok.then(|| s.to_owned())
+        .ok_or_else(|| "expected an environment variable name (letters, digits, _)".to_owned())
+}
+
+/// `<count>/<s|m|h>`, e.g. `60/m`.
+pub(super) fn parse_rate_limit(s: &str) -> Result<(u32, RatePeriod), String> {
+    let hint =
+        || format!("expected <count>/s, /m or /h with a count from 1 to {MAX_RATE}, e.g. 60/m");
+    let (count, unit) = s.split_once('/').ok_or_else(hint)?;
+    let count = parse_number(count.trim(), 1, MAX_RATE.into()).map_err(|_| hint())?;
+    let period = match unit.trim() {
+        "s" => RatePeriod::Second,
+        "m" => RatePeriod::Minute,
+        "h" => RatePeriod::Hour,
+        _ => return Err(hint()),
+    };
+    Ok((count, period))
+}
