@@ -68,7 +68,7 @@ macro_rules! case {
 /// `return Err(...)` unless `cond` holds.
 macro_rules! ensure {
     ($cond:expr, $($arg:tt)+) => {
-        if !$cond {
+        if let false = $cond {
             return Err(format!($($arg)+));
         }
     };
@@ -3015,10 +3015,11 @@ async fn soak_mixed() -> CaseResult {
     let pid = relay.pid();
 
     let warm = Arc::new(Tally::default());
-    soak_phase(relay.listen, WORKERS, 4, 1, &warm).await;
+    soak_phase(relay.listen, WORKERS, 5, 1, &warm).await;
     settled(relay.admin, true).await?;
     let rss_warm = rss_kib(pid)?;
 
+    // Two measured halves: a leak keeps growing, allocator warm-up does not.
     let tally = Arc::new(Tally::default());
     let sampler_stop = Arc::new(AtomicBool::new(false));
     let sampler = tokio::spawn({
@@ -3036,7 +3037,10 @@ async fn soak_mixed() -> CaseResult {
             peak
         }
     });
-    soak_phase(relay.listen, WORKERS, 16, 1_000_000, &tally).await;
+    soak_phase(relay.listen, WORKERS, 8, 1_000_000, &tally).await;
+    settled(relay.admin, true).await?;
+    let rss_half = rss_kib(pid)?;
+    soak_phase(relay.listen, WORKERS, 8, 2_000_000, &tally).await;
     sampler_stop.store(true, Ordering::Relaxed);
     let peak_conns = sampler.await.map_err(|e| e.to_string())?;
     let m = settled(relay.admin, true).await?;
@@ -3050,7 +3054,7 @@ async fn soak_mixed() -> CaseResult {
         .into_iter()
         .sum();
     let summary = format!(
-        "{total} streams ({} in the measured 16 s): {} complete, {} error event, {} 503, {} cancelled, {} bad; RSS warm {} -> after {}; upstream conns peak {peak_conns}, idle {idle}",
+        "{total} streams ({} in the measured 16 s): {} complete, {} error event, {} 503, {} cancelled, {} bad; RSS warm {} -> half {} -> after {}; upstream conns peak {peak_conns}, idle {idle}",
         tally.total(),
         tally.complete.load(Ordering::Relaxed),
         tally.error_event.load(Ordering::Relaxed),
@@ -3058,6 +3062,7 @@ async fn soak_mixed() -> CaseResult {
         tally.cancelled.load(Ordering::Relaxed),
         bad.len() + warm_bad.len(),
         mib(rss_warm),
+        mib(rss_half),
         mib(rss_after)
     );
     note(summary.clone());

@@ -8,7 +8,10 @@
 # Options: --quick, --no-install (skip apt-get), --no-micro (skip the
 # criterion micro-benches), --no-profile (skip profile.sh), --only LIST
 # (comma-separated scenarios: stream_paced,stream_burst,json_c1,json_c32,
-# idle,heartbeat,tls_handshake,tls_stream), --rounds N.
+# idle,heartbeat,tls_handshake,tls_stream), --rounds N. Quick and partial
+# runs (--quick, --only, --rounds) skip the micro-benches and profiles,
+# leave BENCHMARKS.md alone and report in
+# benches/e2e/out/e2e.md, unless --write is given.
 #
 # What it does: installs nginx, HAProxy, openssl and valgrind from Debian
 # packages when missing; builds sse-edge (release) and the harness
@@ -25,21 +28,23 @@ E2E=$ROOT/benches/e2e
 OUT=$E2E/out
 CMD="bash benches/e2e/run.sh${*:+ $*}"
 
-QUICK=0 INSTALL=1 MICRO=1 PROFILE=1
+QUICK=0 INSTALL=1 MICRO=1 PROFILE=1 WRITE=1
 RUN_ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) QUICK=1; MICRO=0; PROFILE=0; RUN_ARGS+=(--quick) ;;
+    --quick) QUICK=1; MICRO=0; PROFILE=0; WRITE=0; RUN_ARGS+=(--quick) ;;
+    --write) FORCE_WRITE=1 ;;
     --no-install) INSTALL=0 ;;
     --no-micro) MICRO=0 ;;
     --no-profile) PROFILE=0 ;;
-    --only) RUN_ARGS+=(--only "$2"); shift ;;
-    --rounds) RUN_ARGS+=(--rounds "$2"); shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --only) RUN_ARGS+=(--only "$2"); WRITE=0; MICRO=0; PROFILE=0; shift ;;
+    --rounds) RUN_ARGS+=(--rounds "$2"); WRITE=0; MICRO=0; PROFILE=0; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
+[ "${FORCE_WRITE:-0}" = 1 ] && WRITE=1
 
 if [ "$(nproc)" -lt 2 ]; then
   echo "run.sh: needs 2 CPUs (one for the proxy, one for load + upstream)" >&2
@@ -84,7 +89,11 @@ rm -rf "$OUT/work"
   --cert "$OUT/tls/cert.pem" --key "$OUT/tls/key.pem" \
   --proxy-cpu 0 --load-cpu 1 \
   --command "$CMD" "${RUN_ARGS[@]}"
-"$BENCH" splice --file "$ROOT/BENCHMARKS.md" --block e2e --from "$OUT/e2e.md"
+if [ "$WRITE" = 1 ]; then
+  "$BENCH" splice --file "$ROOT/BENCHMARKS.md" --block e2e --from "$OUT/e2e.md"
+else
+  echo "== partial or quick run: BENCHMARKS.md left alone (--write to update it); report in benches/e2e/out/e2e.md"
+fi
 
 if [ "$MICRO" = 1 ]; then
   echo "== criterion micro-benches"
@@ -99,9 +108,13 @@ if [ "$MICRO" = 1 ]; then
       echo "\`cargo bench --bench $b -- --warm-up-time 1 --measurement-time 3\`:"
       echo
       echo '```text'
-      # Names, time and throughput lines; criterion's progress and change noise dropped.
-      grep -vE '^(Benchmarking|Gnuplot|Found|  [0-9]+ \(|Warning|Running|\s+Running|\s+Compiling|\s+Finished|Performance|No change|Change within|change:|\s+change:)' "$OUT/micro-$b.txt" \
-        | grep -E 'time:|thrpt:|^[A-Za-z0-9_/. -]+$|failed' | sed 's/[[:space:]]*$//' | grep -v '^$' || true
+      # Names, time and throughput lines; progress, outliers and the change
+      # against an earlier run on this machine dropped.
+      awk '/^[[:space:]]+change:/ { skip = 2; next }
+           skip > 0 { skip--; next }
+           /time:|thrpt:/ { print; next }
+           /^(Benchmarking|Found|Gnuplot|WARNING|Warning|error|warning)/ { next }
+           /^[^[:space:]]/ { print }' "$OUT/micro-$b.txt" | sed 's/[[:space:]]*$//'
       echo '```'
     done
   } >"$OUT/micro.md"

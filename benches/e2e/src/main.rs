@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// `e2e-bench load --addr ADDR --workload stream|json|idle [--streams N]
+/// `e2e-bench load --addr ADDR --workload stream|json|idle|handshake [--streams N]
 /// [--events N] [--interval-us N] [--clients N] [--secs S] [--tls] [--cpu N]`
 fn load(args: &[String]) -> Result<(), String> {
     let a = Args::parse(args, &["tls"])?;
@@ -100,6 +100,26 @@ fn load(args: &[String]) -> Result<(), String> {
                     st.wall.as_secs_f64(),
                     percentile(&st.lat_ns, 50.0) / 1e3,
                     percentile(&st.lat_ns, 99.0) / 1e3
+                );
+            }
+            "handshake" => {
+                let d = Duration::from_secs_f64(a.num("secs", 3.0)?);
+                let ep = client::Endpoint {
+                    addr,
+                    tls: Some(client::tls_client(false)),
+                };
+                let mut st = client::handshakes(&ep, clients, d).await;
+                st.lat_ns.sort_unstable();
+                let mean = st.lat_ns.iter().map(|&x| x as f64).sum::<f64>() / st.lat_ns.len().max(1) as f64;
+                println!(
+                    "handshakes {} failed {} in {:.2} s; p50 {:.1} us p99 {:.1} us mean {:.1} us max {:.1} us",
+                    st.ok,
+                    st.failed,
+                    st.wall.as_secs_f64(),
+                    percentile(&st.lat_ns, 50.0) / 1e3,
+                    percentile(&st.lat_ns, 99.0) / 1e3,
+                    mean / 1e3,
+                    percentile(&st.lat_ns, 100.0) / 1e3
                 );
             }
             "idle" => {

@@ -104,7 +104,7 @@ impl Sizes {
             idle_streams: 8000,
             hb_streams: 8000,
             hb_window_secs: 10.0,
-            hs_conns: 4,
+            hs_conns: 8,
             hs_secs: 4.0,
             tls_streams: 320,
         }
