@@ -823,8 +823,20 @@ async fn stop_proc(mut p: RelayProc) {
 
 // ================================================================ upstream
 
+/// A port that refuses connections and stays reserved while this lives (a
+/// socket bound but not listening), so no concurrent case can take it over.
+fn refusing_port() -> (socket2::Socket, SocketAddr) {
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    sock.bind(&any.into()).expect("bind");
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    (sock, addr)
+}
+
 async fn upstream_refuses_connections() -> CaseResult {
-    let url = format!("http://{}", closed_port_addr());
+    let (_reserved, dead) = refusing_port();
+    let url = format!("http://{dead}");
     let (relay, mut log) = start_logged(&[
         "--upstream",
         &url,
