@@ -38,7 +38,9 @@ fn per_chunk(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let wheel = Arc::new(Wheel::new(INTERVAL / 16));
     let mut hb = Heartbeat::new(wheel, INTERVAL);
-    g.bench_function("wheel_record_write", |b| b.iter(|| hb.wrote(Instant::now())));
+    g.bench_function("wheel_record_write", |b| {
+        b.iter(|| hb.wrote(Instant::now()))
+    });
     let mut sleep: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep(INTERVAL));
     g.bench_function("naive_sleep_reset", |b| {
         b.iter(|| sleep.as_mut().reset(Instant::now() + INTERVAL))

@@ -23,6 +23,8 @@ pub struct Error {
     cause: Option<Cause>,
     /// How long the client should wait before trying again (`Retry-After`).
     retry_after: Option<Duration>,
+    /// Upstream attempts made before giving up (0: none, or not counted).
+    attempts: u32,
 }
 
 /// What went wrong.
@@ -59,8 +61,6 @@ pub enum Kind {
     Overloaded,
     /// The request target is longer than `server.max_uri_length`.
     UriTooLong,
-    /// Ambiguous message framing (request smuggling shapes).
-    Framing,
     /// The client paused its request body longer than `server.body_timeout`.
     RequestTimeout,
     /// The route wants a client key and none, or an unknown one, was given.
@@ -82,6 +82,7 @@ impl Error {
             kind,
             cause: None,
             retry_after: None,
+            attempts: 0,
         }
     }
 
@@ -90,7 +91,18 @@ impl Error {
             kind,
             cause: Some(cause.into()),
             retry_after: None,
+            attempts: 0,
         }
+    }
+
+    /// Records how many upstream attempts ended in this error.
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts;
+        self
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.attempts
     }
 
     /// A [`Kind::RateLimited`] refusal; the client may try again after `wait`.
@@ -130,7 +142,6 @@ impl Error {
             | Kind::ShuttingDown
             | Kind::Overloaded
             | Kind::UriTooLong
-            | Kind::Framing
             | Kind::RequestTimeout
             | Kind::Unauthorized
             | Kind::RateLimited => Side::Downstream,
@@ -159,7 +170,6 @@ impl Error {
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::ShuttingDown | Kind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Kind::UriTooLong => StatusCode::URI_TOO_LONG,
-            Kind::Framing => StatusCode::BAD_REQUEST,
             Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Kind::Unauthorized => StatusCode::UNAUTHORIZED,
             Kind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -210,7 +220,6 @@ impl Kind {
             Kind::ShuttingDown => "relay is shutting down",
             Kind::Overloaded => "relay at its request limit, retry shortly",
             Kind::UriTooLong => "request target too long",
-            Kind::Framing => "ambiguous request framing",
             Kind::RequestTimeout => "request body timed out",
             Kind::Unauthorized => "authentication failed",
             Kind::RateLimited => "rate limit exceeded",

@@ -129,6 +129,7 @@ impl JsonWaitBody {
                 None
             }
             Err(e) => {
+                x.set_attempts(e.attempts());
                 if let Some(class) = e.upstream_class() {
                     x.upstream_error(class);
                 }

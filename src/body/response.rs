@@ -100,7 +100,13 @@ impl ResponseBody {
     }
 
     fn poll_upstream(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let Inner::Upstream { body, lease, usage, deadline } = &mut self.inner else {
+        let Inner::Upstream {
+            body,
+            lease,
+            usage,
+            deadline,
+        } = &mut self.inner
+        else {
             return Poll::Ready(None);
         };
         let polled = match Pin::new(&mut *body).poll_frame(cx) {

@@ -221,6 +221,12 @@ impl SseBody {
             }
             Some(Err(e)) => {
                 tracing::warn!("upstream stream failed: {e}");
+                let class = if e.is_timeout() {
+                    UpstreamClass::Timeout
+                } else {
+                    UpstreamClass::Reset
+                };
+                x.upstream_error(class);
                 let (outcome, status, code) = if e.is_timeout() {
                     (
                         Outcome::UpstreamTimeout,
@@ -287,6 +293,7 @@ impl SseBody {
         let sent = match res {
             Ok(sent) => sent,
             Err(e) => {
+                x.set_attempts(e.attempts());
                 let outcome = match e.kind() {
                     Kind::ConnectTimeout | Kind::FirstByteTimeout => Outcome::UpstreamTimeout,
                     Kind::Connect | Kind::Tls => Outcome::UpstreamConnect,
@@ -441,7 +448,13 @@ impl SseBody {
         }
         x.upstream_error(UpstreamClass::Timeout);
         let msg = format!("upstream sent nothing for {limit:?} (upstream.read_timeout)");
-        self.fail(x, Outcome::UpstreamTimeout, StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", &msg);
+        self.fail(
+            x,
+            Outcome::UpstreamTimeout,
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            &msg,
+        );
         true
     }
 }

@@ -158,6 +158,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     set("server.max_requests", Kind::Int, V("10000"), "Requests in flight (streams included); more get 503 with Retry-After"),
     set("server.body_timeout", Kind::Duration, V("30s"), "Longest pause between request body bytes; 408 after it"),
     set("server.write_timeout", Kind::Duration, V("60s"), "How long a client may stop reading before its connection is closed"),
+    set("server.idle_timeout", Kind::Duration, V("5m"), "HTTP/2 connections with no open request are closed after this (HTTP/1: header_read_timeout)"),
     set("tls.cert", Kind::Path, Unset, "PEM certificate chain; enables TLS together with --tls-key"),
     set("tls.key", Kind::Path, Unset, "PEM private key; enables TLS together with --tls-cert"),
     set("tls.handshake_timeout", Kind::Duration, V("10s"), "Deadline for a complete TLS handshake"),
@@ -741,6 +742,7 @@ fn build_server(v: &Values) -> Result<ServerConfig, ConfigError> {
             max_requests: v.get("server.max_requests", |s| parse_number(s, 1, 1_000_000))?,
             body_timeout: v.get("server.body_timeout", parse_positive_duration)?,
             write_timeout: v.get("server.write_timeout", parse_positive_duration)?,
+            idle_timeout: v.get("server.idle_timeout", parse_positive_duration)?,
         },
     })
 }

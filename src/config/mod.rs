@@ -97,6 +97,8 @@ pub struct ServerLimits {
     /// How long writes to a client may stay blocked (a client that stopped
     /// reading) before the connection is closed.
     pub write_timeout: Duration,
+    /// HTTP/2 connections with no open request are closed after this.
+    pub idle_timeout: Duration,
 }
 
 /// TLS termination settings.

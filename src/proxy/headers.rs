@@ -2,8 +2,9 @@
 //!
 //! Hop-by-hop fields (RFC 9110 §7.6.1) belong to one connection and are
 //! never forwarded: `Connection` and every field it names, plus
-//! `Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`
-//! and `Proxy-Authorization`. Framing (`Content-Length` /
+//! `Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`,
+//! `Proxy-Authorization` and `HTTP2-Settings` (an h2c upgrade is never
+//! honoured, so it would only confuse the upstream). Framing (`Content-Length` /
 //! `Transfer-Encoding`) is recomputed by hyper for each side.
 //!
 //! Forwarding headers describe the real connection. Client-supplied
@@ -15,7 +16,7 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-static HOP_BY_HOP: [HeaderName; 7] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -23,6 +24,8 @@ static HOP_BY_HOP: [HeaderName; 7] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     header::PROXY_AUTHORIZATION,
+    // Only meaningful with `Upgrade: h2c`, which is never honoured here.
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Tells nginx-style buffering proxies in front not to hold the stream.

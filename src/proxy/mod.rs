@@ -37,7 +37,7 @@ use crate::body::{
 use crate::config::Config;
 use crate::dialect::Dialect;
 use crate::error::{Error, Kind};
-use crate::telemetry::{Exchange, Sinks, UpstreamClass};
+use crate::telemetry::{Activity, Exchange, Sinks, UpstreamClass};
 use crate::timer::Wheel;
 use crate::upstream::Sent;
 use request::{BodyLimits, OutBody, Outbound};
@@ -50,6 +50,8 @@ pub struct ConnInfo {
     pub https: bool,
     /// The connection's heartbeat timer wheel.
     pub wheel: Arc<Wheel>,
+    /// Requests open on the connection (its idle timeout).
+    pub activity: Arc<Activity>,
 }
 
 /// Request-path settings taken from the configuration.
@@ -124,6 +126,7 @@ impl Relay {
             path,
             guess.as_str(),
         );
+        x.hold(conn.activity.begin());
         let version = parts.version;
         if let Err(e) = self.admit(&parts, &conn, x.in_flight()) {
             tracing::info!(path = short(path), "refused: {e}");
@@ -151,6 +154,7 @@ impl Relay {
             Ok(Forwarded::Committed(pending)) => committed(pending, &ctx, x),
             Ok(Forwarded::JsonCommitted(pending)) => json_committed(pending, &ctx, x),
             Err(e) => {
+                x.set_attempts(e.attempts());
                 if let Some(class) = e.upstream_class() {
                     x.upstream_error(class);
                     tracing::warn!(route = &*route.name, "upstream: {e}");
@@ -171,15 +175,6 @@ impl Relay {
         let target = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
         if target as u64 > self.settings.max_uri_length {
             return Err(Error::new(Kind::UriTooLong));
-        }
-        let h = &parts.headers;
-        if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
-            // RFC 9112 §6.3: a request smuggling shape; never guess which
-            // framing the sender meant.
-            return Err(Error::with_cause(
-                Kind::Framing,
-                "both Content-Length and Transfer-Encoding",
-            ));
         }
         if parts.method == Method::CONNECT {
             return Err(Error::with_cause(

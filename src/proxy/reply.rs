@@ -40,7 +40,7 @@ pub fn error(err: &Error, dialect: Dialect, exchange: Option<Exchange>) -> Respo
         Kind::Overloaded | Kind::ShuttingDown => {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        Kind::RequestTimeout | Kind::DownstreamBody | Kind::Framing => {
+        Kind::RequestTimeout | Kind::DownstreamBody => {
             // The rest of the body is not coming: the connection cannot be reused.
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -70,7 +70,6 @@ pub fn code(kind: Kind) -> &'static str {
         Kind::ShuttingDown => "shutting_down",
         Kind::Overloaded => "overloaded",
         Kind::UriTooLong => "uri_too_long",
-        Kind::Framing => "bad_framing",
         Kind::RequestTimeout => "request_timeout",
         Kind::Unauthorized => "invalid_api_key",
         Kind::RateLimited => "rate_limit_exceeded",

@@ -67,12 +67,16 @@ pub async fn send_once(
     first_byte: Option<Duration>,
 ) -> Result<Sent, Error> {
     let send = origin.send(req);
-    match first_byte {
+    let res = match first_byte {
         Some(limit) => tokio::time::timeout(limit, send)
             .await
-            .map_err(|_| Error::new(Kind::FirstByteTimeout))?,
+            .unwrap_or_else(|_| Err(Error::new(Kind::FirstByteTimeout))),
         None => send.await,
-    }
+    };
+    res.map_err(|e| match e.attempts() {
+        0 => e.with_attempts(1),
+        _ => e,
+    })
 }
 
 /// Sends `head` + `body`, retrying as the module describes.
@@ -115,10 +119,13 @@ pub async fn send(
 }
 
 fn with_attempts(res: Result<Sent, Error>, attempts: u32) -> Result<Sent, Error> {
-    res.map(|mut sent| {
-        sent.attempts = attempts;
-        sent
-    })
+    match res {
+        Ok(mut sent) => {
+            sent.attempts = attempts;
+            Ok(sent)
+        }
+        Err(e) => Err(e.with_attempts(attempts)),
+    }
 }
 
 fn describe(res: &Result<Sent, Error>) -> String {

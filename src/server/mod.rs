@@ -13,6 +13,7 @@ mod listener;
 mod stall;
 mod tls;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ pub use tls::Terminator;
 use crate::config::ServerConfig;
 use crate::proxy::{ConnInfo, Relay};
 use crate::shutdown::Shutdown;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Activity, Metrics};
 use crate::timer::Wheel;
 
 /// hyper connection builders: negotiated by preface (plaintext), or fixed
@@ -86,6 +87,7 @@ pub struct Server {
     tcp_keepalive: Option<Duration>,
     header_read_timeout: Duration,
     write_timeout: Duration,
+    idle_timeout: Duration,
     max_connections: usize,
 }
 
@@ -104,6 +106,7 @@ impl Server {
             tcp_keepalive: cfg.tcp_keepalive,
             header_read_timeout: cfg.header_read_timeout,
             write_timeout: cfg.limits.write_timeout,
+            idle_timeout: cfg.limits.idle_timeout,
             max_connections: cfg.limits.max_connections,
         }
     }
@@ -173,6 +176,7 @@ impl Server {
             }
             let info = ConnInfo {
                 wheel,
+                activity: Arc::default(),
                 peer,
                 local,
                 https: false,
@@ -187,14 +191,16 @@ impl Server {
         };
         let info = ConnInfo {
             wheel,
+            activity: Arc::default(),
             peer,
             local,
             https: true,
         };
+        // HTTP/2 over TLS needs ALPN `h2` (RFC 9113 §3.3); anything else
+        // is HTTP/1.1.
         let builder = match stream.get_ref().1.alpn_protocol() {
             Some(b"h2") => &self.builders.h2,
-            Some(_) => &self.builders.h1,
-            None => &self.builders.auto,
+            _ => &self.builders.h1,
         };
         self.drive(builder, stream, info, &drain).await;
     }
@@ -243,11 +249,12 @@ impl Server {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let relay = self.relay.clone();
-        let (peer, wheel) = (info.peer, info.wheel.clone());
+        let (peer, wheel, activity) = (info.peer, info.wheel.clone(), info.activity.clone());
         let svc = service_fn(move |req| relay.clone().handle(info.clone(), req));
         let io = WriteDeadline::new(io, self.write_timeout);
         let conn = builder.serve_connection(TokioIo::new(io), svc);
-        until_drained(conn, &wheel, drain, peer).await;
+        let idle = idle(&activity, self.idle_timeout);
+        until_drained(conn, &wheel, drain, idle, peer).await;
     }
 }
 
@@ -275,8 +282,13 @@ async fn first_bytes(stream: &TcpStream, limit: Duration) -> bool {
 
 /// Runs `conn` with its timer wheel; on drain asks it to finish gracefully
 /// and keeps both running until it has.
-async fn until_drained<C>(conn: C, wheel: &Wheel, drain: &Shutdown, peer: SocketAddr)
-where
+async fn until_drained<C>(
+    conn: C,
+    wheel: &Wheel,
+    drain: &Shutdown,
+    idle: impl Future<Output = ()>,
+    peer: SocketAddr,
+) where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
@@ -292,9 +304,32 @@ where
                 () = timers.as_mut() => return,
             }
         }
+        () = idle => {
+            tracing::debug!(%peer, "idle timeout: closing the connection");
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                res = conn.as_mut() => res,
+                () = timers.as_mut() => return,
+            }
+        }
     };
     if let Err(e) = res {
         tracing::debug!(%peer, "connection ended: {e}");
+    }
+}
+
+/// Resolves once the connection has had no open request for a whole
+/// `timeout` (checked once per `timeout`, so it closes between one and two
+/// timeouts after its last request ended). HTTP/1 keep-alive connections
+/// are closed sooner by hyper's header read timeout; this is what ends idle
+/// HTTP/2 connections.
+async fn idle(activity: &Activity, timeout: Duration) {
+    let mut cursor = activity.started();
+    loop {
+        tokio::time::sleep(timeout).await;
+        if activity.idle_since(&mut cursor) {
+            return;
+        }
     }
 }
 

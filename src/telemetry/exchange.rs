@@ -14,6 +14,7 @@ use std::time::Instant;
 use http::Method;
 
 use super::AccessLog;
+use super::activity::ActiveRequest;
 use super::json::escape_into;
 use super::metrics::{Metrics, UpstreamClass};
 use super::time::rfc3339_now;
@@ -93,6 +94,8 @@ pub struct Exchange {
     upstream_status: Option<u16>,
     heartbeats: u64,
     committed: bool,
+    /// Keeps the connection out of its idle timeout while this lives.
+    _active: Option<ActiveRequest>,
     model: Option<String>,
     usage: Option<(Usage, UsageSource)>,
     outcome: Option<Outcome>,
@@ -121,12 +124,18 @@ impl Exchange {
             upstream_status: None,
             heartbeats: 0,
             committed: false,
+            _active: None,
             model: None,
             usage: None,
             outcome: None,
             streaming: false,
             key: None,
         }
+    }
+
+    /// Counts this request as open on its connection until it ends.
+    pub fn hold(&mut self, active: ActiveRequest) {
+        self._active = Some(active);
     }
 
     /// Requests in flight across the relay, this one included.

@@ -2,6 +2,7 @@
 //! log, both fed by the per-request [`Exchange`] record.
 
 mod access;
+mod activity;
 mod exchange;
 mod histogram;
 mod json;
@@ -10,6 +11,7 @@ mod time;
 mod tokens;
 
 pub use access::AccessLog;
+pub use activity::{ActiveRequest, Activity};
 pub use exchange::{Exchange, Outcome, Sinks, UsageSource};
 pub use json::escape_into as json_escape_into;
 pub use metrics::{Metrics, UpstreamClass};
