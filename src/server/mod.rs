@@ -286,7 +286,7 @@ async fn until_drained<C>(
     conn: C,
     wheel: &Wheel,
     drain: &Shutdown,
-    idle: impl Future<Output = ()>,
+    idle: impl Future<Output = Duration>,
     peer: SocketAddr,
 ) where
     C: GracefulConnection,
@@ -304,12 +304,15 @@ async fn until_drained<C>(
                 () = timers.as_mut() => return,
             }
         }
-        () = idle => {
+        grace = idle => {
             tracing::debug!(%peer, "idle timeout: closing the connection");
+            // GOAWAY first; HTTP/2 then waits for the client's PING ack,
+            // which an idle (or broken) client may never send.
             conn.as_mut().graceful_shutdown();
             tokio::select! {
                 res = conn.as_mut() => res,
                 () = timers.as_mut() => return,
+                () = tokio::time::sleep(grace) => return,
             }
         }
     };
@@ -320,15 +323,15 @@ async fn until_drained<C>(
 
 /// Resolves once the connection has had no open request for a whole
 /// `timeout` (checked once per `timeout`, so it closes between one and two
-/// timeouts after its last request ended). HTTP/1 keep-alive connections
-/// are closed sooner by hyper's header read timeout; this is what ends idle
-/// HTTP/2 connections.
-async fn idle(activity: &Activity, timeout: Duration) {
+/// timeouts after its last request ended), with how long a graceful close
+/// may then take. HTTP/1 keep-alive connections are closed sooner by hyper's
+/// header read timeout; this is what ends idle HTTP/2 connections.
+async fn idle(activity: &Activity, timeout: Duration) -> Duration {
     let mut cursor = activity.started();
     loop {
         tokio::time::sleep(timeout).await;
         if activity.idle_since(&mut cursor) {
-            return;
+            return timeout.min(Duration::from_secs(5));
         }
     }
 }
