@@ -267,12 +267,6 @@ async fn run_case(area: &'static str, c: Case) -> bool {
     }
 }
 
-/// A deviation worth reporting that does not fail the case (telemetry or
-/// hygiene, not what the client sees or what is leaked).
-fn finding(s: impl Into<String>) {
-    note(format!("FINDING: {}", s.into()));
-}
-
 fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_owned()
