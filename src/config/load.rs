@@ -2,7 +2,7 @@
 //!
 //! Precedence, per setting: command-line flag > `SSE_EDGE_*` environment
 //! variable > config file > built-in default. Every setting is declared once
-//! in [`SETTINGS`]; its flag (`--upstream-connect-timeout`), environment
+//! in [`SETTINGS`] ([`super::settings`]); its flag (`--upstream-connect-timeout`), environment
 //! variable (`SSE_EDGE_UPSTREAM_CONNECT_TIMEOUT`) and file key
 //! (`[upstream] connect_timeout`) are derived from its dotted key. Empty
 //! environment variables count as unset.
@@ -19,14 +19,14 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use super::render::render;
 use super::routes::load_routes;
+use super::settings::{Names, SETTINGS, Setting, default_value, help_text, names};
 use super::value::{
-    Kind, Raw, parse_bool, parse_duration, parse_heartbeat, parse_log_level, parse_number,
+    Raw, parse_bool, parse_duration, parse_heartbeat, parse_log_level, parse_number,
     parse_optional_duration, parse_positive_duration, parse_readable_file, parse_root_store,
     parse_server_name, parse_size, parse_size_in, parse_socket_addr,
 };
@@ -40,7 +40,6 @@ use super::{
 const ABOUT: &str = "TLS edge relay that keeps streaming model-API responses alive";
 const AFTER_HELP: &str = "Precedence: flag > SSE_EDGE_* environment variable > config file > \
 default. --upstream replaces the config file's [[route]] entries.";
-const ENV_PREFIX: &str = "SSE_EDGE_";
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -82,122 +81,6 @@ impl std::error::Error for ConfigError {
             Self::Invalid(_) => None,
         }
     }
-}
-
-/// Value used when no layer sets the key.
-#[derive(Clone, Copy)]
-enum Fallback {
-    Value(&'static str),
-    /// `std::thread::available_parallelism`, at most 1024.
-    Cpus,
-    Unset,
-}
-
-pub(super) struct Setting {
-    /// Dotted TOML path; at most one level of section.
-    pub(super) key: &'static str,
-    pub(super) kind: Kind,
-    default: Fallback,
-    help: &'static str,
-    /// `--help` heading; `None` derives it from the section.
-    heading: Option<&'static str>,
-}
-
-const fn set(key: &'static str, kind: Kind, default: Fallback, help: &'static str) -> Setting {
-    Setting {
-        key,
-        kind,
-        default,
-        help,
-        heading: None,
-    }
-}
-
-/// A stream setting: top-level default of a key every `[[route]]` may set.
-const fn stream(key: &'static str, kind: Kind, default: Fallback, help: &'static str) -> Setting {
-    Setting {
-        heading: Some("Streams"),
-        ..set(key, kind, default, help)
-    }
-}
-
-use Fallback::{Cpus, Unset, Value as V};
-const ROOTS: &[&str] = &["webpki", "native", "both", "none"];
-const DIALECTS: &[&str] = &["auto", "openai", "anthropic", "generic"];
-
-/// Every setting except routes; flags, env vars and file keys derive from it.
-#[rustfmt::skip]
-pub(super) const SETTINGS: &[Setting] = &[
-    set("listen", Kind::Addr, V("127.0.0.1:8080"), "Address of the client-facing listener"),
-    set("admin", Kind::Addr, V("127.0.0.1:9090"), "Address of the admin listener (/healthz, /readyz, /metrics)"),
-    set("workers", Kind::Int, Cpus, "Worker threads, 1..=1024"),
-    set("drain_timeout", Kind::Duration, V("30s"), "How long in-flight requests may run after SIGTERM/SIGINT"),
-    set("dialect", Kind::Choice(DIALECTS), V("auto"), "API dialect; routes inherit it"),
-    set("auth_reload_interval", Kind::Duration, V("10s"), "How often each route's auth_keys_file is checked for changes"),
-    stream("heartbeat", Kind::Duration, V("15s"), "Downstream silence before a keepalive is injected (>= 100ms); routes inherit it"),
-    stream("keepalive_frame", Kind::Frame, Unset, "Keepalive frame instead of the dialect's: SSE lines ending in a blank line, {now_ms} = Unix time in ms, \\n = newline on the command line; routes inherit it"),
-    stream("max_event_size", Kind::Size, V("8MiB"), "Largest upstream event held, 1KiB..=1GiB; routes inherit it"),
-    stream("early_commit", Kind::Bool, V("true"), "Commit 200 text/event-stream when upstream headers take longer than heartbeat; routes inherit it"),
-    stream("json_keepalive", Kind::Bool, V("false"), "Keep slow non-streaming JSON responses alive with leading whitespace; routes inherit it"),
-    stream("retry_attempts", Kind::Int, V("3"), "Retries of a streaming request before its first upstream byte, 0..=20; routes inherit it"),
-    stream("retry_budget", Kind::Duration, V("60s"), "Total time retries may wait, Retry-After included; routes inherit it"),
-    stream("retry_backoff", Kind::Duration, V("500ms"), "First retry backoff (> 0), doubled per attempt up to 8x; routes inherit it"),
-    stream("include_usage", Kind::Bool, V("false"), "OpenAI chat: ask the upstream for usage when the client did not, and strip it from the client's stream; routes inherit it"),
-    set("server.backlog", Kind::Int, V("1024"), "listen(2) backlog, 1..=65535"),
-    set("server.tcp_keepalive", Kind::Duration, V("60s"), "TCP keepalive on accepted sockets; 0 turns it off"),
-    set("server.header_read_timeout", Kind::Duration, V("15s"), "Deadline for a complete HTTP/1 request head"),
-    set("server.max_request_body", Kind::Size, V("32MiB"), "Largest request body accepted"),
-    set("server.http2", Kind::Bool, V("true"), "Accept HTTP/2 (h2c or ALPN h2)"),
-    set("server.h2_max_concurrent_streams", Kind::Int, V("256"), "HTTP/2 streams per client connection, 1..=65535"),
-    set("server.trust_forwarded", Kind::Bool, V("false"), "Append to client-supplied X-Forwarded-For"),
-    set("server.server_names", Kind::List, V(""), "Host names accepted in absolute-form targets (comma-separated)"),
-    set("server.max_header_size", Kind::Size, V("64KiB"), "Largest request head (HTTP/1) or header list (HTTP/2); 431 above it, 8KiB..=1MiB"),
-    set("server.max_headers", Kind::Int, V("100"), "Most request header fields (HTTP/1); 431 above it, 1..=1000"),
-    set("server.max_uri_length", Kind::Size, V("8KiB"), "Longest request target; 414 above it"),
-    set("server.max_connections", Kind::Int, V("10000"), "Open client connections; more are answered 503 and closed"),
-    set("server.max_requests", Kind::Int, V("10000"), "Requests in flight (streams included); more get 503 with Retry-After"),
-    set("server.body_timeout", Kind::Duration, V("30s"), "Longest pause between request body bytes; 408 after it"),
-    set("server.write_timeout", Kind::Duration, V("60s"), "How long a client may stop reading before its connection is closed"),
-    set("server.idle_timeout", Kind::Duration, V("5m"), "HTTP/2 connections with no open request are closed after this (HTTP/1: header_read_timeout)"),
-    set("tls.cert", Kind::Path, Unset, "PEM certificate chain; enables TLS together with --tls-key"),
-    set("tls.key", Kind::Path, Unset, "PEM private key; enables TLS together with --tls-cert"),
-    set("tls.handshake_timeout", Kind::Duration, V("10s"), "Deadline for a complete TLS handshake"),
-    set("tls.reload_interval", Kind::Duration, V("10s"), "How often cert and key are checked for changes"),
-    set("upstream.connect_timeout", Kind::Duration, V("5s"), "Upstream TCP + TLS + HTTP/2 handshake deadline"),
-    set("upstream.first_byte_timeout", Kind::Duration, V("0"), "Deadline for upstream response headers; 0 waits forever"),
-    set("upstream.read_timeout", Kind::Duration, V("5m"), "Longest upstream silence inside a response body (keepalives do not count); 0 waits forever"),
-    set("upstream.idle_timeout", Kind::Duration, V("50s"), "Idle upstream HTTP/1.1 connections are closed after this"),
-    set("upstream.max_idle_per_origin", Kind::Int, V("64"), "Idle HTTP/1.1 connections kept per origin, 0..=65535"),
-    set("upstream.h2_max_streams_per_connection", Kind::Int, V("100"), "Streams per upstream HTTP/2 connection"),
-    set("upstream.tcp_keepalive", Kind::Duration, V("60s"), "TCP keepalive on upstream sockets; 0 turns it off"),
-    set("upstream.roots", Kind::Choice(ROOTS), V("both"), "CA roots for upstream TLS"),
-    set("upstream.ca_file", Kind::Path, Unset, "Extra PEM CA bundle for upstream TLS"),
-    set("log.access_log", Kind::Bool, V("true"), "One JSON access-log line per request on stdout"),
-    set("log.level", Kind::Text, V("info"), "Diagnostics filter used when RUST_LOG is unset"),
-    set("usage.max_models", Kind::Int, V("32"), "Distinct model labels in token metrics before the rest fold into \"other\", 1..=10000"),
-    set("usage.max_body_size", Kind::Size, V("1MiB"), "Largest non-streaming JSON response parsed for usage"),
-];
-
-/// Names derived from a setting's key, computed once so clap can borrow them.
-struct Names {
-    flag: String,
-    env: String,
-}
-
-fn names() -> &'static [Names] {
-    static NAMES: OnceLock<Vec<Names>> = OnceLock::new();
-    NAMES.get_or_init(|| {
-        SETTINGS
-            .iter()
-            .map(|s| Names {
-                flag: s.key.replace(['.', '_'], "-"),
-                env: format!(
-                    "{ENV_PREFIX}{}",
-                    s.key.to_ascii_uppercase().replace('.', "_")
-                ),
-            })
-            .collect()
-    })
 }
 
 /// Where a value came from.
@@ -515,19 +398,6 @@ fn setting_arg(setting: &Setting, names: &'static Names) -> Arg {
         .help_heading(heading)
 }
 
-fn help_text(setting: &Setting, names: &Names) -> String {
-    let mut help = format!("{} [env: {}]", setting.help, names.env);
-    if let Kind::Choice(choices) = setting.kind {
-        help.push_str(&format!(" [possible values: {}]", choices.join(", ")));
-    }
-    match setting.default {
-        V("") | Unset => {}
-        V(value) => help.push_str(&format!(" [default: {value}]")),
-        Cpus => help.push_str(" [default: number of CPUs]"),
-    }
-    help
-}
-
 fn mode(matches: &ArgMatches) -> Result<Mode, ConfigError> {
     match matches.subcommand() {
         Some(("check-config", sub)) => sub
@@ -640,17 +510,6 @@ fn resolve(m: &ArgMatches, env: EnvFn, file: Option<&FileDoc>) -> Values {
         .map(layered)
         .collect();
     Values { entries }
-}
-
-fn default_value(fallback: Fallback) -> Option<Raw> {
-    match fallback {
-        V(value) => Some(Raw::One(value.to_owned())),
-        Cpus => {
-            let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-            Some(Raw::One(cpus.min(1024).to_string()))
-        }
-        Unset => None,
-    }
 }
 
 /// Parses the command line (`args` includes the program name) and loads the

@@ -9,6 +9,7 @@ mod load;
 mod render;
 mod route_auth;
 mod routes;
+mod settings;
 #[cfg(test)]
 mod tests;
 mod value;

@@ -4,8 +4,9 @@
 //! top-level values.
 
 use super::RouteAuth;
-use super::load::{ConfigError, Entry, SETTINGS, Values, setting};
+use super::load::{ConfigError, Entry, Values, setting};
 use super::routes::LoadedRoute;
+use super::settings::SETTINGS;
 use super::value::{Kind, Raw, format_upstream_url, protocol_name, toml_string};
 
 /// The effective configuration as TOML, each setting commented with its source.
