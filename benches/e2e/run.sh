@@ -114,7 +114,7 @@ if [ "$MICRO" = 1 ]; then
            skip > 0 { skip--; next }
            /time:|thrpt:/ { print; next }
            /^(Benchmarking|Found|Gnuplot|WARNING|Warning|error|warning)/ { next }
-           /^[^[:space:]]/ { print }' "$OUT/micro-$b.txt" | sed 's/[[:space:]]*$//'
+           /^[A-Za-z_][^|,`]*$/ { print }' "$OUT/micro-$b.txt" | sed 's/[[:space:]]*$//'
       echo '```'
     done
   } >"$OUT/micro.md"

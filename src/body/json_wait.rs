@@ -79,6 +79,7 @@ impl JsonWaitBody {
                     return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(SPACE)))));
                 }
                 Phase::Relaying { body, lease } => {
+                    lease.drive(cx);
                     return match ready!(Pin::new(body).poll_frame(cx)) {
                         Some(Ok(frame)) => {
                             if let Some(d) = frame.data_ref() {

@@ -109,6 +109,7 @@ impl ResponseBody {
         else {
             return Poll::Ready(None);
         };
+        lease.drive(cx);
         let polled = match Pin::new(&mut *body).poll_frame(cx) {
             Poll::Ready(polled) => polled,
             Poll::Pending => {

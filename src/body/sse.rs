@@ -48,6 +48,7 @@ enum Phase {
     Waiting(Pending),
     ReadingError {
         body: Incoming,
+        lease: Lease,
         status: StatusCode,
         buf: BytesMut,
     },
@@ -161,6 +162,7 @@ impl SseBody {
         let Phase::Streaming { body, lease } = &mut self.phase else {
             return Poll::Ready(None);
         };
+        lease.drive(cx);
         match ready!(Pin::new(&mut *body).poll_frame(cx)) {
             Some(Ok(frame)) => {
                 self.last_upstream = Instant::now();
@@ -322,6 +324,7 @@ impl SseBody {
         if !parts.status.is_success() {
             self.phase = Phase::ReadingError {
                 body,
+                lease: sent.lease,
                 status: parts.status,
                 buf: BytesMut::new(),
             };
@@ -353,10 +356,18 @@ impl SseBody {
         cx: &mut Context<'_>,
         x: &mut Exchange,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let Phase::ReadingError { body, status, buf } = &mut self.phase else {
+        let Phase::ReadingError {
+            body,
+            lease,
+            status,
+            buf,
+        } = &mut self.phase
+        else {
             return Poll::Ready(None);
         };
+        lease.drive(cx);
         while let Some(Ok(frame)) = ready!(Pin::new(&mut *body).poll_frame(cx)) {
+            lease.drive(cx);
             if let Ok(data) = frame.into_data() {
                 let room = ERROR_BODY_CAP.saturating_sub(buf.len());
                 buf.extend_from_slice(&data[..data.len().min(room)]);

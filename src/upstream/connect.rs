@@ -20,6 +20,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::h1::H1Conn;
 use super::pool::OriginKey;
 use super::tls::ClientTls;
 use crate::body::RequestBody;
@@ -29,7 +30,7 @@ use crate::shutdown::Shutdown;
 
 /// A freshly opened connection.
 pub enum Fresh {
-    H1(http1::SendRequest<RequestBody>),
+    H1(H1Conn),
     /// The sender and the peer's SETTINGS_MAX_CONCURRENT_STREAMS, kept
     /// current by the connection task.
     H2(http2::SendRequest<RequestBody>, Arc<AtomicUsize>),
@@ -156,8 +157,12 @@ impl Connector {
             .handshake(io)
             .await
             .map_err(|e| Error::with_cause(Kind::UpstreamProtocol, e))?;
-        spawn_conn(conn, stop, on_close);
-        Ok(Fresh::H1(tx))
+        drop(stop); // no task to stop: see `h1`
+        Ok(Fresh::H1(H1Conn::new(
+            tx,
+            Box::pin(conn),
+            Box::new(on_close),
+        )))
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`tls`] builds the rustls client configuration (roots, extra CA, ALPN).
 
 mod connect;
+mod h1;
 mod pool;
 mod tls;
 

@@ -27,23 +27,26 @@
 //! is retried this way only after failing on a *reused* connection; once
 //! any byte may have reached the upstream it is never sent twice.
 
+use std::future::{Future, poll_fn};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Context;
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version, header};
 use hyper::body::Incoming;
-use hyper::client::conn::{TrySendError, http1, http2};
+use hyper::client::conn::{TrySendError, http2};
 use tokio::time::Instant;
 
 use super::connect::{Connector, Fresh};
+use super::h1::H1Conn;
 use crate::body::RequestBody;
 use crate::config::{UpstreamConfig, UpstreamProtocol};
 use crate::error::{Error, Kind};
 use crate::shutdown::Shutdown;
 
-type H1 = http1::SendRequest<RequestBody>;
+type H1 = H1Conn;
 type H2 = http2::SendRequest<RequestBody>;
 
 /// Where connections go: scheme, host, port and protocol choice.
@@ -266,7 +269,16 @@ impl Origin {
         *req.version_mut() = Version::HTTP_11;
         req.headers_mut()
             .insert(header::HOST, self.host_header.clone());
-        let response = tx.try_send_request(req).await?;
+        // The connection has no task of its own: drive it until the
+        // response head is in (see `h1`).
+        let response = {
+            let mut sent = std::pin::pin!(tx.tx.try_send_request(req));
+            poll_fn(|cx| {
+                tx.drive(cx);
+                sent.as_mut().poll(cx)
+            })
+            .await?
+        };
         Ok((response, Lease::h1(tx, Arc::downgrade(self))))
     }
 
@@ -295,14 +307,14 @@ impl Origin {
                 }
                 self.pop_idle(&mut state)
             };
-            let Some(mut tx) = taken else { break };
-            if tx.is_closed() {
+            let Some(mut conn) = taken else { break };
+            if conn.poll_closed() {
                 continue;
             }
-            if !tx.is_ready() && tx.ready().await.is_err() {
+            if poll_fn(|cx| conn.poll_ready(cx)).await.is_err() {
                 continue;
             }
-            return Ok((Checked::H1(tx), true));
+            return Ok((Checked::H1(conn), true));
         }
         self.connect_new().await.map(|c| (c, false))
     }
@@ -403,15 +415,15 @@ impl Origin {
     }
 
     /// Returns a connection whose response was read to its end.
-    fn put_idle(&self, tx: H1) {
-        if tx.is_closed() {
+    fn put_idle(&self, mut conn: H1) {
+        if conn.poll_closed() {
             return;
         }
         let mut state = lock(&self.state);
         if state.idle.len() >= self.limits.max_idle {
             return;
         }
-        state.idle.push((tx, Instant::now()));
+        state.idle.push((conn, Instant::now()));
         self.stats.idle.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -421,7 +433,7 @@ impl Origin {
         let before = state.idle.len();
         state
             .idle
-            .retain(|(tx, since)| since.elapsed() < timeout && !tx.is_closed());
+            .retain_mut(|(conn, since)| since.elapsed() < timeout && !conn.poll_closed());
         let removed = before - state.idle.len();
         self.stats.idle.fetch_sub(removed, Ordering::Relaxed);
         state.h2.retain(|c| !c.tx.is_closed());
@@ -517,6 +529,14 @@ impl Lease {
     fn h2(streams: Arc<AtomicUsize>, stats: Arc<OriginStats>) -> Self {
         Self {
             inner: LeaseInner::H2 { streams, stats },
+        }
+    }
+
+    /// Runs an HTTP/1.1 connection's I/O (it has no task of its own); call
+    /// before polling the response body. A no-op for HTTP/2.
+    pub fn drive(&mut self, cx: &mut Context<'_>) {
+        if let LeaseInner::H1 { tx, .. } = &mut self.inner {
+            tx.drive(cx);
         }
     }
 

@@ -143,7 +143,12 @@ fn host(ep: &Endpoint) -> String {
     ep.addr.to_string()
 }
 
-pub fn stream_request(ep: &Endpoint, events: u32, interval_us: u32, hold: bool) -> Request<Full<Bytes>> {
+pub fn stream_request(
+    ep: &Endpoint,
+    events: u32,
+    interval_us: u32,
+    hold: bool,
+) -> Request<Full<Bytes>> {
     Request::post(format!(
         "/v1/chat/completions?events={events}&interval_us={interval_us}&hold={}",
         u8::from(hold)
@@ -269,7 +274,15 @@ pub async fn streams(
             let mut lat = Vec::new();
             let mut sender: Option<Sender> = None;
             while next.fetch_add(1, Ordering::Relaxed) < total {
-                let ok = one_stream(&ep, &mut sender, events, interval_us, record_latency.then_some(&mut lat), &mut st).await;
+                let ok = one_stream(
+                    &ep,
+                    &mut sender,
+                    events,
+                    interval_us,
+                    record_latency.then_some(&mut lat),
+                    &mut st,
+                )
+                .await;
                 if ok {
                     st.streams += 1;
                 } else {
@@ -316,7 +329,10 @@ async fn one_stream(
         return false;
     }
     let s = sender.as_mut().expect("sender");
-    let Ok(resp) = s.send_request(stream_request(ep, events, interval_us, false)).await else {
+    let Ok(resp) = s
+        .send_request(stream_request(ep, events, interval_us, false))
+        .await
+    else {
         return false;
     };
     if resp.status() != StatusCode::OK {
@@ -486,7 +502,12 @@ pub async fn json_closed(ep: &Endpoint, conns: usize, duration: Duration) -> Req
 /// keep-alive connections sends one request at the same instant (so
 /// `conns` requests are in flight together); a connection still busy
 /// skips the wave.
-pub async fn json_waves(ep: &Endpoint, conns: usize, period: Duration, duration: Duration) -> ReqStats {
+pub async fn json_waves(
+    ep: &Endpoint,
+    conns: usize,
+    period: Duration,
+    duration: Duration,
+) -> ReqStats {
     let start = Instant::now();
     let deadline = start + duration;
     let first = tokio::time::Instant::now() + Duration::from_millis(20);
@@ -549,7 +570,8 @@ pub async fn handshakes(ep: &Endpoint, conns: usize, duration: Duration) -> ReqS
                 match one_handshake(&ep).await {
                     Ok(()) => {
                         st.ok += 1;
-                        st.lat_ns.push(t0.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+                        st.lat_ns
+                            .push(t0.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
                     }
                     Err(_) => st.failed += 1,
                 }

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use util::{Args, percentile};
 
-const USAGE: &str = "usage: e2e-bench run|upstream|load|profile|splice [--options]  (see benches/e2e/run.sh)";
+const USAGE: &str =
+    "usage: e2e-bench run|upstream|load|profile|splice [--options]  (see benches/e2e/run.sh)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

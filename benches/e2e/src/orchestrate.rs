@@ -152,7 +152,8 @@ async fn wait_quiet(ctx: &Ctx) -> f64 {
         let other = busy.saturating_sub(ours) as f64 / ctx.tck / wall;
         let waited = start.elapsed().as_secs_f64();
         if other < 0.15 || waited >= 30.0 || waited >= ctx.quiet_budget.get() {
-            ctx.quiet_budget.set((ctx.quiet_budget.get() - waited).max(0.0));
+            ctx.quiet_budget
+                .set((ctx.quiet_budget.get() - waited).max(0.0));
             return waited;
         }
     }
@@ -178,7 +179,10 @@ fn snap(ctx: &Ctx, proxy: Option<u32>) -> Snap {
 }
 
 fn cpu_delta(a: &Snap, b: &Snap, cpu: usize) -> (u64, u64) {
-    let (x, y) = (a.cpus.get(cpu).copied().unwrap_or_default(), b.cpus.get(cpu).copied().unwrap_or_default());
+    let (x, y) = (
+        a.cpus.get(cpu).copied().unwrap_or_default(),
+        b.cpus.get(cpu).copied().unwrap_or_default(),
+    );
     (y.0.saturating_sub(x.0), y.1.saturating_sub(x.1))
 }
 
@@ -260,7 +264,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
         upstream_pid: up.id(),
         tck: clk_tck(),
         load_cpu,
-        quiet_budget: std::cell::Cell::new(a.num("quiet-budget", if quick { 30.0 } else { 300.0 })?),
+        quiet_budget: std::cell::Cell::new(
+            a.num("quiet-budget", if quick { 30.0 } else { 150.0 })?,
+        ),
     };
     let started = Instant::now();
     let cells = rt.block_on(async {
@@ -294,14 +300,19 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let md = report::markdown(&meta, &ctx.sizes, &cells, elapsed);
     std::fs::write(&out, &md).map_err(|e| format!("{}: {e}", out.display()))?;
     println!("\n{}", report::summary_table(&cells, &ctx.sizes));
-    println!("report written to {} ({:.0} s)", out.display(), elapsed.as_secs_f64());
+    println!(
+        "report written to {} ({:.0} s)",
+        out.display(),
+        elapsed.as_secs_f64()
+    );
     Ok(())
 }
 
 pub fn spawn_upstream(env: &Env, cpu: usize) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(env.work.join("logs")).map_err(|e| e.to_string())?;
-    let err = std::fs::File::create(env.work.join("logs/upstream.err")).map_err(|e| e.to_string())?;
+    let err =
+        std::fs::File::create(env.work.join("logs/upstream.err")).map_err(|e| e.to_string())?;
     Command::new("taskset")
         .arg("-c")
         .arg(cpu.to_string())
@@ -379,10 +390,14 @@ async fn run_cell(ctx: &Ctx, scn: Scn, target: Option<Kind>, round: usize) -> Ce
     };
     let ep = Endpoint {
         addr: proxy.as_ref().map_or(ctx.env.upstream, |p| p.addr),
-        tls: scn.tls().then(|| client::tls_client(scn != Scn::TlsHandshake)),
+        tls: scn
+            .tls()
+            .then(|| client::tls_client(scn != Scn::TlsHandshake)),
     };
     let r = match scn {
-        Scn::Paced | Scn::Burst | Scn::TlsStream => stream_cell(ctx, scn, &ep, proxy.as_ref(), &mut cell).await,
+        Scn::Paced | Scn::Burst | Scn::TlsStream => {
+            stream_cell(ctx, scn, &ep, proxy.as_ref(), &mut cell).await
+        }
         Scn::JsonC1 | Scn::JsonC32 => json_cell(ctx, scn, &ep, proxy.as_ref(), &mut cell).await,
         Scn::Idle | Scn::Heartbeat => idle_cell(ctx, scn, &ep, proxy.as_ref(), &mut cell).await,
         Scn::TlsHandshake => hs_cell(ctx, &ep, proxy.as_ref(), &mut cell).await,
@@ -466,11 +481,19 @@ async fn json_cell(
     Ok(())
 }
 
-async fn hs_cell(ctx: &Ctx, ep: &Endpoint, proxy: Option<&Proxy>, cell: &mut Cell) -> Result<(), String> {
+async fn hs_cell(
+    ctx: &Ctx,
+    ep: &Endpoint,
+    proxy: Option<&Proxy>,
+    cell: &mut Cell,
+) -> Result<(), String> {
     let s = &ctx.sizes;
     let warm = client::handshakes(ep, 2, Duration::from_millis(300)).await;
     if warm.ok == 0 {
-        return Err(format!("warm-up failed ({} failed handshakes)", warm.failed));
+        return Err(format!(
+            "warm-up failed ({} failed handshakes)",
+            warm.failed
+        ));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let a = snap(ctx, proxy.map(|p| p.pid));
@@ -557,8 +580,14 @@ async fn idle_cell(
         m.insert("rss_before_kib", rss0 as f64);
         m.insert("rss_after_kib", rss1 as f64);
         if opened > 0 {
-            m.insert("kib_per_stream", (rss1 as f64 - rss0 as f64) / opened as f64);
-            m.insert("fds_per_stream", (fds1 as f64 - fds0 as f64) / opened as f64);
+            m.insert(
+                "kib_per_stream",
+                (rss1 as f64 - rss0 as f64) / opened as f64,
+            );
+            m.insert(
+                "fds_per_stream",
+                (fds1 as f64 - fds0 as f64) / opened as f64,
+            );
         }
         Ok(())
     } else {

@@ -97,7 +97,10 @@ pub async fn start(env: &Env, kind: Kind, opts: &Options) -> io::Result<Proxy> {
         Kind::Nginx => {
             let dir = env.work.join("nginx");
             fs::create_dir_all(dir.join("tmp"))?;
-            fs::write(dir.join("nginx.conf"), nginx_conf(env, addr, opts.tls, &dir))?;
+            fs::write(
+                dir.join("nginx.conf"),
+                nginx_conf(env, addr, opts.tls, &dir),
+            )?;
             cmd.arg("nginx")
                 .arg("-p")
                 .arg(&dir)
@@ -115,7 +118,10 @@ pub async fn start(env: &Env, kind: Kind, opts: &Options) -> io::Result<Proxy> {
                 pem.extend_from_slice(&fs::read(&env.key)?);
                 fs::write(dir.join("site.pem"), pem)?;
             }
-            fs::write(dir.join("haproxy.cfg"), haproxy_cfg(env, addr, opts.tls, &dir))?;
+            fs::write(
+                dir.join("haproxy.cfg"),
+                haproxy_cfg(env, addr, opts.tls, &dir),
+            )?;
             cmd.arg("haproxy")
                 .arg("-f")
                 .arg(dir.join("haproxy.cfg"))
@@ -132,7 +138,8 @@ pub async fn start(env: &Env, kind: Kind, opts: &Options) -> io::Result<Proxy> {
         pid: child.id(),
         child,
     };
-    let deadline = Instant::now() + Duration::from_secs(if opts.wrapper.is_empty() { 15 } else { 120 });
+    let deadline =
+        Instant::now() + Duration::from_secs(if opts.wrapper.is_empty() { 15 } else { 120 });
     loop {
         if let Some(st) = p.child.try_wait()? {
             return Err(io::Error::other(format!(
@@ -146,7 +153,10 @@ pub async fn start(env: &Env, kind: Kind, opts: &Options) -> io::Result<Proxy> {
         }
         if Instant::now() > deadline {
             p.stop().await;
-            return Err(io::Error::other(format!("{} did not listen on {addr}", kind.name())));
+            return Err(io::Error::other(format!(
+                "{} did not listen on {addr}",
+                kind.name()
+            )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -156,7 +166,11 @@ pub async fn start(env: &Env, kind: Kind, opts: &Options) -> io::Result<Proxy> {
         loop {
             let children = fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
                 .unwrap_or_default();
-            if let Some(w) = children.split_whitespace().next().and_then(|w| w.parse().ok()) {
+            if let Some(w) = children
+                .split_whitespace()
+                .next()
+                .and_then(|w| w.parse().ok())
+            {
                 p.pid = w;
                 break;
             }

@@ -1,8 +1,9 @@
 //! `e2e-bench profile`: where sse-edge's CPU and memory go, next to the
 //! peers where that helps, for the rows the end-to-end run misses.
 //!
-//! 1. System calls per relayed event / per request for every proxy
-//!    (`strace -c -f -p PID` attached for the measured window only).
+//! 1. System calls and context switches per relayed event / per request
+//!    for every proxy (`perf stat` syscall tracepoints, or `strace -c` when
+//!    those are missing), for the measured window only.
 //! 2. `perf record -e cpu-clock` of every proxy: user space against kernel
 //!    (by DSO), and sse-edge's hottest symbols.
 //! 3. `valgrind --tool=callgrind` of sse-edge, instrumentation switched on
@@ -52,8 +53,16 @@ const EVENTS: u32 = 300;
 /// Runs one workload; returns how many units (events or requests) it did.
 async fn workload(ep: &Endpoint, w: Work) -> u64 {
     match w {
-        Work::Paced => client::streams(ep, 32, STREAMS, EVENTS, 1000, false).await.events,
-        Work::Burst => client::streams(ep, 32, STREAMS, EVENTS, 0, false).await.events,
+        Work::Paced => {
+            client::streams(ep, 32, STREAMS, EVENTS, 1000, false)
+                .await
+                .events
+        }
+        Work::Burst => {
+            client::streams(ep, 32, STREAMS, EVENTS, 0, false)
+                .await
+                .events
+        }
         Work::Json => client::json_closed(ep, 1, Duration::from_secs(2)).await.ok,
     }
 }
@@ -108,7 +117,10 @@ pub fn main(args: &[String]) -> Result<(), String> {
         upstream: ([127, 0, 0, 1], port_base).into(),
         port_base,
     };
-    let command = a.opt("command").unwrap_or("bash benches/e2e/profile.sh").to_string();
+    let command = a
+        .opt("command")
+        .unwrap_or("bash benches/e2e/profile.sh")
+        .to_string();
     let mut up = crate::orchestrate::spawn_upstream(&env, load_cpu)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -162,57 +174,140 @@ fn parse_strace(text: &str) -> Vec<(String, u64)> {
     rows
 }
 
+/// Groups of syscall tracepoints counted by `perf stat`: (label, events).
+const SYSCALL_GROUPS: [(&str, &[&str]); 4] = [
+    ("writes", &["write", "writev", "sendto", "sendmsg"]),
+    ("reads", &["read", "readv", "recvfrom", "recvmsg"]),
+    (
+        "epoll waits",
+        &["epoll_wait", "epoll_pwait", "epoll_pwait2"],
+    ),
+    ("futex", &["futex"]),
+];
+
+fn perf_tracepoints_work() -> bool {
+    matches!(
+        Command::new("perf")
+            .args(["stat", "-e", "raw_syscalls:sys_enter", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status(),
+        Ok(s) if s.success()
+    )
+}
+
 async fn syscalls(env: &Env, md: &mut String) {
-    md.push_str("#### System calls per relayed event / request\n\n");
-    if !have("strace") {
-        md.push_str("strace is not installed: skipped.\n\n");
+    md.push_str("#### System calls and context switches per relayed event / request\n\n");
+    let use_perf = perf_tracepoints_work();
+    if !use_perf && !have("strace") {
+        md.push_str("Neither perf tracepoints nor strace are available: skipped.\n\n");
         return;
     }
-    md.push_str("`strace -c -f -p PID` attached to the proxy (nginx: its worker) for the measured window only; counts, not timings, are what matter here.\n\n");
-    md.push_str("| proxy | workload | syscalls per unit | the largest (per unit) |\n|---|---|---:|---|\n");
+    if use_perf {
+        md.push_str("`perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_<name>,...,context-switches -p PID` (tracepoint counters, which do not slow the proxy down the way strace does) for the measured window only; nginx: its worker.\n\n");
+        md.push_str("| proxy | workload | syscalls | writes | reads | epoll waits | futex | context switches |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+    } else {
+        md.push_str("`strace -c -f -p PID` attached for the measured window only (perf tracepoints are not available; strace slows the proxy down, so reads batch more than they would).\n\n");
+        md.push_str("| proxy | workload | syscalls per unit | the largest (per unit) |\n|---|---|---:|---|\n");
+    }
     for kind in [Kind::SseEdge, Kind::Nginx, Kind::Haproxy] {
         let Ok(p) = procs::start(env, kind, &opts(Vec::new())).await else {
-            let _ = writeln!(md, "| {} | — | could not start | |", kind.name());
+            let _ = writeln!(md, "| {} | could not start | | |", kind.name());
             continue;
         };
         let ep = Endpoint::plain(p.addr);
         warm(&ep).await;
         for w in [Work::Paced, Work::Burst, Work::Json] {
-            let file = env.work.join(format!("strace-{}-{}.txt", kind.name(), w.unit()));
-            let Ok(st) = Command::new("strace")
-                .args(["-c", "-f", "-p", &p.pid.to_string(), "-o"])
-                .arg(&file)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-            else {
-                continue;
+            let file = env
+                .work
+                .join(format!("syscalls-{}-{}.txt", kind.name(), w.unit()));
+            let _ = std::fs::remove_file(&file);
+            let child = if use_perf {
+                let mut events = vec![
+                    "raw_syscalls:sys_enter".to_string(),
+                    "context-switches".to_string(),
+                ];
+                for (_, names) in SYSCALL_GROUPS {
+                    events.extend(names.iter().map(|n| format!("syscalls:sys_enter_{n}")));
+                }
+                Command::new("perf")
+                    .args([
+                        "stat",
+                        "-x",
+                        ",",
+                        "-e",
+                        &events.join(","),
+                        "-p",
+                        &p.pid.to_string(),
+                        "-o",
+                    ])
+                    .arg(&file)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+            } else {
+                Command::new("strace")
+                    .args(["-c", "-f", "-p", &p.pid.to_string(), "-o"])
+                    .arg(&file)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
             };
+            let Ok(child) = child else { continue };
             tokio::time::sleep(Duration::from_millis(500)).await;
             let units = workload(&ep, w).await;
-            interrupt(st);
-            let rows = parse_strace(&std::fs::read_to_string(&file).unwrap_or_default());
-            let total = rows.iter().find(|r| r.0 == "total").map_or(0, |r| r.1);
+            interrupt(child);
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
             let per = |c: u64| c as f64 / units.max(1) as f64;
-            let top: Vec<String> = rows
-                .iter()
-                .filter(|r| r.0 != "total")
-                .take(4)
-                .map(|(n, c)| format!("{n} {:.2}", per(*c)))
-                .collect();
-            let _ = writeln!(
-                md,
-                "| {} | {} ({units} {}s) | {:.2} | {} |",
-                kind.name(),
-                w.name(),
-                w.unit(),
-                per(total),
-                top.join(", ")
-            );
+            let label = format!("{} ({units} {}s)", w.name(), w.unit());
+            if use_perf {
+                let count = |ev: &str| -> u64 {
+                    text.lines()
+                        .filter_map(|l| {
+                            let f: Vec<&str> = l.split(',').collect();
+                            (f.len() > 2 && f[2] == ev).then(|| f[0].parse::<u64>().unwrap_or(0))
+                        })
+                        .sum()
+                };
+                let groups: Vec<String> = SYSCALL_GROUPS
+                    .iter()
+                    .map(|(_, names)| {
+                        let c: u64 = names
+                            .iter()
+                            .map(|n| count(&format!("syscalls:sys_enter_{n}")))
+                            .sum();
+                        format!("{:.2}", per(c))
+                    })
+                    .collect();
+                let _ = writeln!(
+                    md,
+                    "| {} | {label} | {:.2} | {} | {:.2} |",
+                    kind.name(),
+                    per(count("raw_syscalls:sys_enter")),
+                    groups.join(" | "),
+                    per(count("context-switches"))
+                );
+            } else {
+                let rows = parse_strace(&text);
+                let total = rows.iter().find(|r| r.0 == "total").map_or(0, |r| r.1);
+                let top: Vec<String> = rows
+                    .iter()
+                    .filter(|r| r.0 != "total")
+                    .take(4)
+                    .map(|(n, c)| format!("{n} {:.2}", per(*c)))
+                    .collect();
+                let _ = writeln!(
+                    md,
+                    "| {} | {label} | {:.2} | {} |",
+                    kind.name(),
+                    per(total),
+                    top.join(", ")
+                );
+            }
         }
         p.stop().await;
     }
-    md.push('\n');
+    md.push_str("\nColumns after the workload are per relayed event (token streams) or per request (JSON).\n\n");
 }
 
 async fn perf(env: &Env, md: &mut String) {
@@ -236,9 +331,22 @@ async fn perf(env: &Env, md: &mut String) {
         let ep = Endpoint::plain(p.addr);
         warm(&ep).await;
         for w in [Work::Burst, Work::Json] {
-            let data = env.work.join(format!("perf-{}-{}.data", kind.name(), w.unit()));
+            let data = env
+                .work
+                .join(format!("perf-{}-{}.data", kind.name(), w.unit()));
             let Ok(rec) = Command::new("perf")
-                .args(["record", "-q", "-e", "cpu-clock", "-F", "4999", "-g", "-p", &p.pid.to_string(), "-o"])
+                .args([
+                    "record",
+                    "-q",
+                    "-e",
+                    "cpu-clock",
+                    "-F",
+                    "4999",
+                    "-g",
+                    "-p",
+                    &p.pid.to_string(),
+                    "-o",
+                ])
                 .arg(&data)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -252,7 +360,19 @@ async fn perf(env: &Env, md: &mut String) {
             let report = |sort: &str| {
                 command_output(
                     "perf",
-                    &["report", "-i", &data.display().to_string(), "--no-children", "--sort", sort, "-g", "none", "--stdio", "--percent-limit", "2"],
+                    &[
+                        "report",
+                        "-i",
+                        &data.display().to_string(),
+                        "--no-children",
+                        "--sort",
+                        sort,
+                        "-g",
+                        "none",
+                        "--stdio",
+                        "--percent-limit",
+                        "2",
+                    ],
                 )
             };
             let dso = report("dso");
@@ -268,11 +388,29 @@ async fn perf(env: &Env, md: &mut String) {
                 .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
                 .take(5)
                 .collect();
-            let _ = writeln!(md, "| {} | {} | {samples} | {} |", kind.name(), w.name(), shares.join("; "));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {samples} | {} |",
+                kind.name(),
+                w.name(),
+                shares.join("; ")
+            );
             if kind == Kind::SseEdge {
                 let sym = command_output(
                     "perf",
-                    &["report", "-i", &data.display().to_string(), "--no-children", "--sort", "dso,sym", "-g", "none", "--stdio", "--percent-limit", "0.7"],
+                    &[
+                        "report",
+                        "-i",
+                        &data.display().to_string(),
+                        "--no-children",
+                        "--sort",
+                        "dso,sym",
+                        "-g",
+                        "none",
+                        "--stdio",
+                        "--percent-limit",
+                        "0.7",
+                    ],
                 );
                 let lines: Vec<String> = sym
                     .lines()
@@ -337,7 +475,11 @@ async fn callgrind(env: &Env, md: &mut String) {
         p.stop_within(Duration::from_secs(60)).await;
         let text = command_output(
             "callgrind_annotate",
-            &["--inclusive=no", "--threshold=95", &file.display().to_string()],
+            &[
+                "--inclusive=no",
+                "--threshold=95",
+                &file.display().to_string(),
+            ],
         );
         let total = text
             .lines()
@@ -370,7 +512,10 @@ async fn callgrind(env: &Env, md: &mut String) {
 fn short_paths(line: &str) -> String {
     let mut s = line.to_string();
     for (from, to) in [
-        ("/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/", "crates/"),
+        (
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/",
+            "crates/",
+        ),
         ("/rustc/", "rustc/"),
     ] {
         s = s.replace(from, to);
@@ -473,7 +618,11 @@ fn peak_tree(text: &str, streams: u64) -> Vec<String> {
         if depth != 0 {
             continue;
         }
-        let head: String = node.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let head: String = node
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
         if node.contains("below massif's threshold") {
             out.push(format!("{head} in sites below the threshold"));
             continue;

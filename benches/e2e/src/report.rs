@@ -66,7 +66,11 @@ impl Meta {
                 "{} (release build `{}`, sha256 {})",
                 command_output(&sse, &["--version"]),
                 sse,
-                sha.split_whitespace().next().unwrap_or("?").get(..16).unwrap_or("?")
+                sha.split_whitespace()
+                    .next()
+                    .unwrap_or("?")
+                    .get(..16)
+                    .unwrap_or("?")
             ),
             command_output("nginx", &["-v"]).replace("nginx version: ", ""),
             haproxy.lines().next().unwrap_or("").to_string(),
@@ -127,26 +131,161 @@ fn rows(s: &Sizes) -> Vec<Row> {
         s.interval_us as f64 / 1000.0,
         s.clients
     );
-    let burst = format!("Token streams, {} events back to back, {} clients", s.events, s.clients);
+    let burst = format!(
+        "Token streams, {} events back to back, {} clients",
+        s.events, s.clients
+    );
     let c32 = format!("Small JSON, c={} (waves every {} ms)", s.clients, s.wave_ms);
     vec![
-        r(format!("{paced}: proxy CPU per relayed event"), "stream_paced", "cpu_us_per_event", "us", false, Goal::Ratio(0.9)),
-        r(format!("{paced}: proxy CPU per stream"), "stream_paced", "cpu_ms_per_stream", "ms", false, Goal::Info),
-        r(format!("{paced}: added latency per event, p50"), "stream_paced", "lat_p50_us", "us", true, Goal::NotAboveNginx),
-        r(format!("{paced}: added latency per event, p99"), "stream_paced", "lat_p99_us", "us", true, Goal::Info),
-        r(format!("{burst}: proxy CPU per relayed event"), "stream_burst", "cpu_us_per_event", "us", false, Goal::Ratio(0.9)),
-        r(format!("{burst}: client throughput"), "stream_burst", "events_per_s", "events/s", false, Goal::InfoHigher),
-        r(format!("Idle streams ({} open, heartbeat 15 s armed): RSS per open stream", s.idle_streams), "idle", "kib_per_stream", "KiB", false, Goal::Ratio(1.0)),
-        r(format!("Heartbeats ({} silent streams, `--heartbeat 1s`): CPU per injected keepalive", s.hb_streams), "heartbeat", "cpu_us_per_keepalive", "us", false, Goal::SseOnly),
-        r("Small JSON, c=1: proxy CPU per request".into(), "json_c1", "cpu_us_per_req", "us", false, Goal::Ratio(0.9)),
-        r("Small JSON, c=1: added latency p50".into(), "json_c1", "p50_us", "us", true, Goal::NotAboveNginx),
-        r("Small JSON, c=1: added latency p99".into(), "json_c1", "p99_us", "us", true, Goal::Info),
-        r(format!("{c32}: proxy CPU per request"), "json_c32", "cpu_us_per_req", "us", false, Goal::Ratio(0.9)),
-        r(format!("{c32}: added latency p50"), "json_c32", "p50_us", "us", true, Goal::NotAboveNginx),
-        r(format!("{c32}: added latency p99"), "json_c32", "p99_us", "us", true, Goal::Info),
-        r(format!("TLS, new connection per request ({} loops): handshakes per second", s.hs_conns), "tls_handshake", "hs_per_s", "/s", false, Goal::InfoHigher),
-        r("TLS, new connection per request: proxy CPU per handshake + request".into(), "tls_handshake", "cpu_us_per_hs", "us", false, Goal::Info),
-        r(format!("TLS token streams, {} events paced {} ms: proxy CPU per relayed event", s.events, s.interval_us as f64 / 1000.0), "tls_stream", "cpu_us_per_event", "us", false, Goal::Ratio(0.9)),
+        r(
+            format!("{paced}: proxy CPU per relayed event"),
+            "stream_paced",
+            "cpu_us_per_event",
+            "us",
+            false,
+            Goal::Ratio(0.9),
+        ),
+        r(
+            format!("{paced}: proxy CPU per stream"),
+            "stream_paced",
+            "cpu_ms_per_stream",
+            "ms",
+            false,
+            Goal::Info,
+        ),
+        r(
+            format!("{paced}: added latency per event, p50"),
+            "stream_paced",
+            "lat_p50_us",
+            "us",
+            true,
+            Goal::NotAboveNginx,
+        ),
+        r(
+            format!("{paced}: added latency per event, p99"),
+            "stream_paced",
+            "lat_p99_us",
+            "us",
+            true,
+            Goal::Info,
+        ),
+        r(
+            format!("{burst}: proxy CPU per relayed event"),
+            "stream_burst",
+            "cpu_us_per_event",
+            "us",
+            false,
+            Goal::Ratio(0.9),
+        ),
+        r(
+            format!("{burst}: client throughput"),
+            "stream_burst",
+            "events_per_s",
+            "events/s",
+            false,
+            Goal::InfoHigher,
+        ),
+        r(
+            format!(
+                "Idle streams ({} open, heartbeat 15 s armed): RSS per open stream",
+                s.idle_streams
+            ),
+            "idle",
+            "kib_per_stream",
+            "KiB",
+            false,
+            Goal::Ratio(1.0),
+        ),
+        r(
+            format!(
+                "Heartbeats ({} silent streams, `--heartbeat 1s`): CPU per injected keepalive",
+                s.hb_streams
+            ),
+            "heartbeat",
+            "cpu_us_per_keepalive",
+            "us",
+            false,
+            Goal::SseOnly,
+        ),
+        r(
+            "Small JSON, c=1: proxy CPU per request".into(),
+            "json_c1",
+            "cpu_us_per_req",
+            "us",
+            false,
+            Goal::Ratio(0.9),
+        ),
+        r(
+            "Small JSON, c=1: added latency p50".into(),
+            "json_c1",
+            "p50_us",
+            "us",
+            true,
+            Goal::NotAboveNginx,
+        ),
+        r(
+            "Small JSON, c=1: added latency p99".into(),
+            "json_c1",
+            "p99_us",
+            "us",
+            true,
+            Goal::Info,
+        ),
+        r(
+            format!("{c32}: proxy CPU per request"),
+            "json_c32",
+            "cpu_us_per_req",
+            "us",
+            false,
+            Goal::Ratio(0.9),
+        ),
+        r(
+            format!("{c32}: added latency p50"),
+            "json_c32",
+            "p50_us",
+            "us",
+            true,
+            Goal::NotAboveNginx,
+        ),
+        r(
+            format!("{c32}: added latency p99"),
+            "json_c32",
+            "p99_us",
+            "us",
+            true,
+            Goal::Info,
+        ),
+        r(
+            format!(
+                "TLS, new connection per request ({} loops): handshakes per second",
+                s.hs_conns
+            ),
+            "tls_handshake",
+            "hs_per_s",
+            "/s",
+            false,
+            Goal::InfoHigher,
+        ),
+        r(
+            "TLS, new connection per request: proxy CPU per handshake + request".into(),
+            "tls_handshake",
+            "cpu_us_per_hs",
+            "us",
+            false,
+            Goal::Info,
+        ),
+        r(
+            format!(
+                "TLS token streams, {} events paced {} ms: proxy CPU per relayed event",
+                s.events,
+                s.interval_us as f64 / 1000.0
+            ),
+            "tls_stream",
+            "cpu_us_per_event",
+            "us",
+            false,
+            Goal::Ratio(0.9),
+        ),
     ]
 }
 
@@ -209,7 +348,11 @@ pub fn summary_table(cells: &[Cell], sizes: &Sizes) -> String {
         let mut ratios = Vec::new();
         let mut diffs = Vec::new();
         for r in 0..rounds {
-            let best = if higher { n[r].max(h[r]) } else { n[r].min(h[r]) };
+            let best = if higher {
+                n[r].max(h[r])
+            } else {
+                n[r].min(h[r])
+            };
             ratios.push(s[r] / best);
             diffs.push(s[r] - n[r]);
         }
@@ -217,16 +360,36 @@ pub fn summary_table(cells: &[Cell], sizes: &Sizes) -> String {
         let per_round = |v: &[f64], f: &dyn Fn(f64) -> String| -> String {
             v.iter().map(|x| f(*x)).collect::<Vec<_>>().join(", ")
         };
-        let ratio_txt = |x: f64| if x.is_finite() { format!("{x:.2}") } else { "—".into() };
-        let diff_txt = |x: f64| if x.is_finite() { format!("{x:+.1}") } else { "—".into() };
+        let ratio_txt = |x: f64| {
+            if x.is_finite() {
+                format!("{x:.2}")
+            } else {
+                "—".into()
+            }
+        };
+        let diff_txt = |x: f64| {
+            if x.is_finite() {
+                format!("{x:+.1}")
+            } else {
+                "—".into()
+            }
+        };
         let mut best_diffs = Vec::new();
         for r in 0..rounds {
-            let best = if higher { n[r].max(h[r]) } else { n[r].min(h[r]) };
+            let best = if higher {
+                n[r].max(h[r])
+            } else {
+                n[r].min(h[r])
+            };
             best_diffs.push(s[r] - best);
         }
         let (compare, target, met) = match row.goal {
             Goal::Ratio(t) => (
-                format!("**{}** ({})", ratio_txt(ratio), per_round(&ratios, &ratio_txt)),
+                format!(
+                    "**{}** ({})",
+                    ratio_txt(ratio),
+                    per_round(&ratios, &ratio_txt)
+                ),
                 format!("≤ {t:.2}× best peer"),
                 if !ratio.is_finite() {
                     "not measured".into()
@@ -239,7 +402,11 @@ pub fn summary_table(cells: &[Cell], sizes: &Sizes) -> String {
             Goal::NotAboveNginx => {
                 let d = median(&diffs);
                 (
-                    format!("sse-edge − nginx: **{} us** ({})", diff_txt(d), per_round(&diffs, &diff_txt)),
+                    format!(
+                        "sse-edge − nginx: **{} us** ({})",
+                        diff_txt(d),
+                        per_round(&diffs, &diff_txt)
+                    ),
                     "≤ nginx's added p50".into(),
                     if !d.is_finite() {
                         "not measured".into()
@@ -261,7 +428,11 @@ pub fn summary_table(cells: &[Cell], sizes: &Sizes) -> String {
             ),
             Goal::Info | Goal::InfoHigher => (
                 format!("{} ({})", ratio_txt(ratio), per_round(&ratios, &ratio_txt)),
-                if higher { "info (higher is better)".into() } else { "info (lower is better)".into() },
+                if higher {
+                    "info (higher is better)".into()
+                } else {
+                    "info (lower is better)".into()
+                },
                 "—".into(),
             ),
             Goal::SseOnly => (
@@ -389,9 +560,14 @@ fn details(cells: &[Cell]) -> String {
 }
 
 fn raw(cells: &[Cell]) -> String {
-    let mut out = String::from("| round | scenario | target | measurements | note |\n|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| round | scenario | target | measurements | note |\n|---|---|---|---|---|\n",
+    );
     for c in cells {
-        let m: Vec<String> = c.m.iter().map(|(k, v)| format!("{k}={}", num(*v))).collect();
+        let m: Vec<String> =
+            c.m.iter()
+                .map(|(k, v)| format!("{k}={}", num(*v)))
+                .collect();
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} |",
@@ -409,7 +585,13 @@ pub fn tsv(cells: &[Cell]) -> String {
     let mut out = String::from("round\tscenario\ttarget\tmetric\tvalue\n");
     for c in cells {
         for (k, v) in &c.m {
-            let _ = writeln!(out, "{}\t{}\t{}\t{k}\t{v}", c.round + 1, c.scenario, c.target);
+            let _ = writeln!(
+                out,
+                "{}\t{}\t{}\t{k}\t{v}",
+                c.round + 1,
+                c.scenario,
+                c.target
+            );
         }
     }
     out
@@ -422,7 +604,16 @@ pub fn markdown(meta: &Meta, sizes: &Sizes, cells: &[Cell], elapsed: Duration) -
         "Generated by the command below on **{}**; the next run rewrites everything between the `e2e` markers.\n",
         meta.date
     );
-    let _ = writeln!(out, "- Command: `{}`{}", meta.command, if meta.quick { " (quick mode: small sizes, not for conclusions)" } else { "" });
+    let _ = writeln!(
+        out,
+        "- Command: `{}`{}",
+        meta.command,
+        if meta.quick {
+            " (quick mode: small sizes, not for conclusions)"
+        } else {
+            ""
+        }
+    );
     let _ = writeln!(out, "- Machine: {}", meta.machine);
     let _ = writeln!(out, "- Versions: {}", meta.versions.join("; "));
     let _ = writeln!(out, "- Pinning: {}", meta.pinning);
@@ -466,7 +657,14 @@ pub fn markdown(meta: &Meta, sizes: &Sizes, cells: &[Cell], elapsed: Duration) -
     if !notes.is_empty() {
         out.push_str("\nProblems during the run:\n\n");
         for c in notes {
-            let _ = writeln!(out, "- round {} `{}` {}: {}", c.round + 1, c.scenario, c.target, c.note);
+            let _ = writeln!(
+                out,
+                "- round {} `{}` {}: {}",
+                c.round + 1,
+                c.scenario,
+                c.target,
+                c.note
+            );
         }
     }
     out.push_str("\n### Details\n");

@@ -233,7 +233,9 @@ fn make_event(ev: &mut Vec<u8>, i: u64, n: u64) {
     } else if i + 2 == n {
         ev.extend_from_slice(br#"{},"logprobs":null,"finish_reason":"stop"}],"usage":null}"#);
     } else {
-        ev.extend_from_slice(br#"{"content":" token"},"logprobs":null,"finish_reason":null}],"usage":null}"#);
+        ev.extend_from_slice(
+            br#"{"content":" token"},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+        );
     }
     ev.extend_from_slice(b"\n\n");
 }

@@ -44,7 +44,8 @@ impl Args {
     }
 
     pub fn req(&self, name: &str) -> Result<&str, String> {
-        self.opt(name).ok_or_else(|| format!("--{name} is required"))
+        self.opt(name)
+            .ok_or_else(|| format!("--{name} is required"))
     }
 
     pub fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
