@@ -54,13 +54,18 @@ fn hash_key() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// One worker runs on the current thread (no cross-thread wake-ups, no
+/// work stealing: the cheapest setup for a sidecar or a pinned core); more
+/// get tokio's multi-thread scheduler.
 fn runtime(workers: usize) -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("sse-edge")
-        .enable_all()
-        .build()
-    {
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    match builder.thread_name("sse-edge").enable_all().build() {
         Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("sse-edge: cannot start the runtime: {e}");

@@ -181,9 +181,12 @@ impl Server {
                 local,
                 https: false,
             };
-            return self.drive(&self.builders.auto, stream, info, &drain).await;
+            // Boxed here and below: the task then holds only the branch it
+            // takes, not the largest of the plaintext, handshake and TLS
+            // states (an idle connection's memory is mostly this).
+            return Box::pin(self.drive(&self.builders.auto, stream, info, &drain)).await;
         };
-        let handshake = tls.acceptor().accept(stream);
+        let handshake = Box::pin(tls.acceptor().accept(stream));
         let stream = match tokio::time::timeout(tls.handshake_timeout(), handshake).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return self.tls_failed(peer, &e),
@@ -202,7 +205,7 @@ impl Server {
             Some(b"h2") => &self.builders.h2,
             _ => &self.builders.h1,
         };
-        self.drive(builder, stream, info, &drain).await;
+        Box::pin(self.drive(builder, stream, info, &drain)).await;
     }
 
     fn at_capacity(&self) -> bool {
