@@ -8,7 +8,8 @@
 #   bash benches/e2e/profile.sh && benches/e2e/target/release/e2e-bench splice \
 #     --file BENCHMARKS.md --block profile --from benches/e2e/out/profile.md
 #
-# --no-build skips the builds (run.sh has just done them). ~3 minutes.
+# --no-build skips the builds (run.sh has just done them; it also passes
+# SSE_EDGE, its snapshot of the binary). ~1-2 minutes.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 E2E=$ROOT/benches/e2e
@@ -24,6 +25,6 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 mkdir -p "$OUT"
 rm -rf "$OUT/profile-work"
 "$E2E/target/release/e2e-bench" profile \
-  --sse-edge "$ROOT/target/release/sse-edge" \
+  --sse-edge "${SSE_EDGE:-$ROOT/target/release/sse-edge}" \
   --work "$OUT/profile-work" --out "$OUT/profile.md" \
   --proxy-cpu 0 --load-cpu 1 --command "bash benches/e2e/profile.sh"

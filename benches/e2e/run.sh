@@ -70,6 +70,11 @@ echo "== open-file limit: $(ulimit -n)"
 
 echo "== build sse-edge (release)"
 (cd "$ROOT" && cargo build --release --bin sse-edge)
+# A snapshot of the binary: every measurement and profile of this run uses
+# the same one, even if target/release/sse-edge is rebuilt meanwhile.
+mkdir -p "$OUT/bin"
+cp "$ROOT/target/release/sse-edge" "$OUT/bin/sse-edge.tmp" && mv "$OUT/bin/sse-edge.tmp" "$OUT/bin/sse-edge"
+SSE_EDGE=$OUT/bin/sse-edge
 echo "== build the harness (benches/e2e)"
 cargo build --release --locked --manifest-path "$E2E/Cargo.toml"
 BENCH=$E2E/target/release/e2e-bench
@@ -84,7 +89,7 @@ fi
 echo "== end-to-end run"
 rm -rf "$OUT/work"
 "$BENCH" run \
-  --sse-edge "$ROOT/target/release/sse-edge" \
+  --sse-edge "$SSE_EDGE" \
   --work "$OUT/work" --out "$OUT/e2e.md" \
   --cert "$OUT/tls/cert.pem" --key "$OUT/tls/key.pem" \
   --proxy-cpu 0 --load-cpu 1 \
@@ -123,7 +128,7 @@ fi
 
 if [ "$PROFILE" = 1 ]; then
   echo "== profiles"
-  bash "$E2E/profile.sh" --no-build && \
+  SSE_EDGE="$SSE_EDGE" bash "$E2E/profile.sh" --no-build && \
     "$BENCH" splice --file "$ROOT/BENCHMARKS.md" --block profile --from "$OUT/profile.md"
 fi
 

@@ -250,6 +250,8 @@ pub struct StreamStats {
     pub streams: u64,
     pub events: u64,
     pub failed: u64,
+    /// The first failure's reason, for the report.
+    pub first_error: Option<String>,
     pub lat_ns: Vec<u32>,
     pub wall: Duration,
 }
@@ -274,7 +276,7 @@ pub async fn streams(
             let mut lat = Vec::new();
             let mut sender: Option<Sender> = None;
             while next.fetch_add(1, Ordering::Relaxed) < total {
-                let ok = one_stream(
+                let r = one_stream(
                     &ep,
                     &mut sender,
                     events,
@@ -283,11 +285,15 @@ pub async fn streams(
                     &mut st,
                 )
                 .await;
-                if ok {
-                    st.streams += 1;
-                } else {
-                    st.failed += 1;
-                    sender = None;
+                match r {
+                    Ok(()) => st.streams += 1,
+                    Err(e) => {
+                        st.failed += 1;
+                        st.first_error.get_or_insert(e);
+                        sender = None;
+                        // Do not spin on a refusing peer.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
                 }
             }
             st.lat_ns = lat;
@@ -300,6 +306,9 @@ pub async fn streams(
             all.streams += st.streams;
             all.events += st.events;
             all.failed += st.failed;
+            if all.first_error.is_none() {
+                all.first_error = st.first_error;
+            }
             all.lat_ns.extend_from_slice(&st.lat_ns);
         }
     }
@@ -324,35 +333,42 @@ async fn one_stream(
     interval_us: u32,
     lat: Option<&mut Vec<u32>>,
     st: &mut StreamStats,
-) -> bool {
-    if ready_sender(ep, sender).await.is_err() {
-        return false;
-    }
+) -> Result<(), String> {
+    ready_sender(ep, sender)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let s = sender.as_mut().expect("sender");
-    let Ok(resp) = s
+    let resp = s
         .send_request(stream_request(ep, events, interval_us, false))
         .await
-    else {
-        return false;
-    };
+        .map_err(|e| format!("request: {e}"))?;
     if resp.status() != StatusCode::OK {
-        return false;
+        return Err(format!("status {}", resp.status()));
     }
     let mut body = resp.into_body();
     let mut scan = Scan::default();
     let mut lat = lat;
     while let Some(f) = body.frame().await {
-        let Ok(f) = f else { return false };
+        let f = f.map_err(|e| format!("body after {} events: {e}", scan.events))?;
         if let Some(d) = f.data_ref() {
             scan.feed(d, now_ns(), &mut lat);
         }
     }
     st.events += scan.events;
-    scan.done && scan.events == u64::from(events) && scan.errors == 0
+    if scan.done && scan.events == u64::from(events) && scan.errors == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "incomplete stream: {} of {events} events, [DONE] {}, {} relay error events",
+            scan.events, scan.done, scan.errors
+        ))
+    }
 }
 
 /// Silent streams held open: counters the run reads while they are open.
 pub struct IdleSet {
+    /// The first failure's reason, for the report.
+    pub first_error: Arc<std::sync::Mutex<Option<String>>>,
     pub opened: Arc<AtomicU64>,
     pub failed: Arc<AtomicU64>,
     pub ended: Arc<AtomicU64>,
@@ -374,6 +390,7 @@ impl IdleSet {
 /// once its first event has come through.
 pub fn open_idle(ep: &Endpoint, n: u64, parallel: usize) -> IdleSet {
     let set = IdleSet {
+        first_error: Arc::new(std::sync::Mutex::new(None)),
         opened: Arc::new(AtomicU64::new(0)),
         failed: Arc::new(AtomicU64::new(0)),
         ended: Arc::new(AtomicU64::new(0)),
@@ -385,24 +402,29 @@ pub fn open_idle(ep: &Endpoint, n: u64, parallel: usize) -> IdleSet {
     for _ in 0..n {
         let ep = ep.clone();
         let gate = gate.clone();
-        let (opened, failed, ended, kas) = (
+        let (opened, failed, ended, kas, first_error) = (
             set.opened.clone(),
             set.failed.clone(),
             set.ended.clone(),
             set.keepalives.clone(),
+            set.first_error.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let permit = gate.acquire_owned().await;
-            let Ok((mut s, _conn)) = connect(&ep).await else {
+            let fail = |e: String| {
                 failed.fetch_add(1, Ordering::Relaxed);
-                return;
+                if let Ok(mut f) = first_error.lock() {
+                    f.get_or_insert(e);
+                }
+            };
+            let permit = gate.acquire_owned().await;
+            let (mut s, _conn) = match connect(&ep).await {
+                Ok(c) => c,
+                Err(e) => return fail(format!("connect: {e}")),
             };
             let resp = match s.send_request(stream_request(&ep, 300, 0, true)).await {
                 Ok(r) if r.status() == StatusCode::OK => r,
-                _ => {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
+                Ok(r) => return fail(format!("status {}", r.status())),
+                Err(e) => return fail(format!("request: {e}")),
             };
             let mut body = resp.into_body();
             let mut scan = Scan::default();
@@ -421,7 +443,7 @@ pub fn open_idle(ep: &Endpoint, n: u64, parallel: usize) -> IdleSet {
                 }
             }
             if permit.is_some() {
-                failed.fetch_add(1, Ordering::Relaxed);
+                fail("stream ended before its first event".into());
             } else {
                 ended.fetch_add(1, Ordering::Relaxed);
             }
@@ -435,6 +457,8 @@ pub fn open_idle(ep: &Endpoint, n: u64, parallel: usize) -> IdleSet {
 pub struct ReqStats {
     pub ok: u64,
     pub failed: u64,
+    /// The first failure's reason, for the report.
+    pub first_error: Option<String>,
     pub lat_ns: Vec<u32>,
     pub wall: Duration,
 }
@@ -443,23 +467,36 @@ impl ReqStats {
     fn merge(&mut self, o: ReqStats) {
         self.ok += o.ok;
         self.failed += o.failed;
+        if self.first_error.is_none() {
+            self.first_error = o.first_error;
+        }
         self.lat_ns.extend_from_slice(&o.lat_ns);
     }
 }
 
-async fn one_json(ep: &Endpoint, sender: &mut Option<Sender>) -> Option<u32> {
-    ready_sender(ep, sender).await.ok()?;
-    let s = sender.as_mut()?;
+async fn one_json(ep: &Endpoint, sender: &mut Option<Sender>) -> Result<u32, String> {
+    ready_sender(ep, sender)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let s = sender.as_mut().expect("sender");
     let t0 = Instant::now();
-    let resp = s.send_request(json_request(ep)).await.ok()?;
+    let resp = s
+        .send_request(json_request(ep))
+        .await
+        .map_err(|e| format!("request: {e}"))?;
     if resp.status() != StatusCode::OK {
-        return None;
+        return Err(format!("status {}", resp.status()));
     }
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
     if body.len() < 100 {
-        return None;
+        return Err(format!("short body ({} bytes)", body.len()));
     }
-    Some(t0.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32)
+    Ok(t0.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32)
 }
 
 /// Small JSON requests, closed loop: each of `conns` keep-alive connections
@@ -475,13 +512,16 @@ pub async fn json_closed(ep: &Endpoint, conns: usize, duration: Duration) -> Req
             let mut sender = None;
             while Instant::now() < deadline {
                 match one_json(&ep, &mut sender).await {
-                    Some(ns) => {
+                    Ok(ns) => {
                         st.ok += 1;
                         st.lat_ns.push(ns);
                     }
-                    None => {
+                    Err(e) => {
                         st.failed += 1;
+                        st.first_error.get_or_insert(e);
                         sender = None;
+                        // Do not spin on a refusing peer.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
                     }
                 }
             }
@@ -531,13 +571,16 @@ pub async fn json_waves(
                     break;
                 }
                 match one_json(&ep, &mut sender).await {
-                    Some(ns) => {
+                    Ok(ns) => {
                         st.ok += 1;
                         st.lat_ns.push(ns);
                     }
-                    None => {
+                    Err(e) => {
                         st.failed += 1;
+                        st.first_error.get_or_insert(e);
                         sender = None;
+                        // Do not spin on a refusing peer.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
                     }
                 }
             }
@@ -573,7 +616,10 @@ pub async fn handshakes(ep: &Endpoint, conns: usize, duration: Duration) -> ReqS
                         st.lat_ns
                             .push(t0.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
                     }
-                    Err(_) => st.failed += 1,
+                    Err(e) => {
+                        st.failed += 1;
+                        st.first_error.get_or_insert(e.to_string());
+                    }
                 }
             }
             st

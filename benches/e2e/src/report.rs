@@ -55,7 +55,7 @@ impl Meta {
             .unwrap_or_default();
         let machine = format!(
             "nproc {}, {model}, Linux {}, {mem} RAM, open-file limit {nofile}",
-            command_output("nproc", &[]),
+            command_output("nproc", &["--all"]),
             command_output("uname", &["-r"]),
         );
         let sse = env.sse_edge.display().to_string();
@@ -73,7 +73,14 @@ impl Meta {
                     .unwrap_or("?")
             ),
             command_output("nginx", &["-v"]).replace("nginx version: ", ""),
-            haproxy.lines().next().unwrap_or("").to_string(),
+            haproxy
+                .lines()
+                .next()
+                .unwrap_or("")
+                .split(" - ")
+                .next()
+                .unwrap_or("")
+                .to_string(),
             command_output("rustc", &["-V"]),
             command_output("openssl", &["version"]),
         ];
@@ -429,7 +436,10 @@ pub fn summary_table(cells: &[Cell], sizes: &Sizes) -> String {
             Goal::Info | Goal::InfoHigher => (
                 format!("{} ({})", ratio_txt(ratio), per_round(&ratios, &ratio_txt)),
                 if higher {
-                    "info (higher is better)".into()
+                    format!(
+                        "info (higher is better){}",
+                        saturation_note(cells, row.scenario)
+                    )
                 } else {
                     "info (lower is better)".into()
                 },
@@ -454,6 +464,41 @@ pub fn summary_table(cells: &[Cell], sizes: &Sizes) -> String {
         );
     }
     out
+}
+
+/// For throughput rows: which targets ran with the load generator's core
+/// saturated (their figure is then a floor set by the load generator, not
+/// the proxy's ceiling) and which saturated their own core.
+fn saturation_note(cells: &[Cell], scenario: &str) -> String {
+    let med = |target: &str, k: &str| {
+        let v: Vec<f64> = cells
+            .iter()
+            .filter(|c| c.scenario == scenario && c.target == target)
+            .filter_map(|c| c.m.get(k).copied())
+            .collect();
+        median(&v)
+    };
+    let mut load = Vec::new();
+    let mut proxy = Vec::new();
+    for t in ["sse-edge", "nginx", "haproxy"] {
+        if med(t, "load_core_util") >= 0.95 {
+            load.push(t);
+        }
+        if med(t, "proxy_core_util") >= 0.95 {
+            proxy.push(t);
+        }
+    }
+    let mut note = String::new();
+    if !load.is_empty() {
+        note.push_str(&format!(
+            "; load generator's core saturated for {} (a floor, not the proxy's limit)",
+            load.join(", ")
+        ));
+    }
+    if !proxy.is_empty() {
+        note.push_str(&format!("; proxy core saturated for {}", proxy.join(", ")));
+    }
+    note
 }
 
 /// Columns of the detail table of each scenario.
