@@ -10,6 +10,10 @@
 //! Each event is first tested with a substring search over its raw bytes;
 //! only the rare candidates are parsed.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
 use super::Dialect;
 use crate::sse::{Event, Keepalive};
 
@@ -38,22 +42,29 @@ pub enum Ending {
 pub fn ending(dialect: Dialect, event: &Event) -> Ending {
     match dialect {
         Dialect::OpenAiChat => chat_ending(event),
-        Dialect::OpenAiResponses => named_ending(
-            event,
-            &[
-                "response.completed",
-                "response.incomplete",
-                "response.failed",
-            ],
-        ),
-        Dialect::Anthropic => named_ending(event, &["message_stop"]),
+        Dialect::OpenAiResponses => named_ending(event, &RESPONSES_END[..]),
+        Dialect::Anthropic => named_ending(event, &MESSAGE_STOP[..]),
         Dialect::Generic => Ending::None,
     }
 }
 
+/// Searchers built once: every event of a stream is tested with them.
+static DONE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"[DONE]"));
+static QUOTED_ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"error"));
+static RESPONSES_END: LazyLock<[Finder<'static>; 3]> = LazyLock::new(|| {
+    [
+        Finder::new(b"response.completed"),
+        Finder::new(b"response.incomplete"),
+        Finder::new(b"response.failed"),
+    ]
+});
+static MESSAGE_STOP: LazyLock<[Finder<'static>; 1]> =
+    LazyLock::new(|| [Finder::new(b"message_stop")]);
+
 fn chat_ending(event: &Event) -> Ending {
-    let done = event.contains(b"[DONE]");
-    if !done && !event.contains(b"\"error\"") {
+    let done = event.contains_with(&DONE);
+    if !done && !event.contains_with(&QUOTED_ERROR) {
         return Ending::None;
     }
     let parsed = event.parse();
@@ -71,15 +82,14 @@ fn chat_ending(event: &Event) -> Ending {
     }
 }
 
-fn named_ending(event: &Event, terminal: &[&str]) -> Ending {
-    let candidate =
-        event.contains(b"error") || terminal.iter().any(|t| event.contains(t.as_bytes()));
+fn named_ending(event: &Event, terminal: &[Finder<'static>]) -> Ending {
+    let candidate = event.contains_with(&ERROR) || terminal.iter().any(|t| event.contains_with(t));
     if !candidate {
         return Ending::None;
     }
     match event.parse().event.as_deref() {
         Some("error") => Ending::Error,
-        Some(name) if terminal.contains(&name) => Ending::Complete,
+        Some(name) if terminal.iter().any(|t| t.needle() == name.as_bytes()) => Ending::Complete,
         _ => Ending::None,
     }
 }

@@ -52,14 +52,20 @@ impl Event {
     /// True if `needle` occurs in the raw bytes, also when it straddles
     /// segment boundaries.
     pub fn contains(&self, needle: &[u8]) -> bool {
-        if needle.is_empty() {
+        self.contains_with(&memmem::Finder::new(needle))
+    }
+
+    /// [`Event::contains`] with a searcher built once by the caller (on the
+    /// per-event path, building the searcher costs more than the search).
+    pub fn contains_with(&self, finder: &memmem::Finder<'_>) -> bool {
+        let n = finder.needle().len();
+        if n == 0 {
             return true;
         }
-        let finder = memmem::Finder::new(needle);
         if self.segments.iter().any(|s| finder.find(s).is_some()) {
             return true;
         }
-        self.segments.len() > 1 && self.straddles(&finder, needle.len())
+        self.segments.len() > 1 && self.straddles(finder, n)
     }
 
     /// Looks for matches that start in one segment and end in a later one:

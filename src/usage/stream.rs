@@ -199,13 +199,8 @@ pub(super) fn is_candidate(dialect: Dialect, event: &Event) -> bool {
     matches(markers(dialect), event)
 }
 
-/// True if one of `markers` occurs in the event: the prebuilt searchers on
-/// each segment, and [`Event::contains`] for matches across segments (only
-/// events that arrived split over chunks have more than one).
+/// True if one of `markers` occurs in the event (matches across segments
+/// included).
 fn matches(markers: &[Finder<'static>], event: &Event) -> bool {
-    let segments = event.segments();
-    markers.iter().any(|m| {
-        segments.iter().any(|s| m.find(s).is_some())
-            || (segments.len() > 1 && event.contains(m.needle()))
-    })
+    markers.iter().any(|m| event.contains_with(m))
 }
