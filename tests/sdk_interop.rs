@@ -2,9 +2,10 @@
 //! they read the APIs': through an early commit with keepalives, silences
 //! mid-stream, and error events when the upstream fails.
 //!
-//! Needs `python3` with the SDKs of `tests/interop/requirements.txt`
-//! (`.ci/run` installs them). Without them these tests fail, naming the
-//! missing piece: a skipped interop check would hide breakage.
+//! Needs `python3`; the SDKs pinned in `tests/interop/requirements.txt` are
+//! installed with pip on first use when missing (`.ci/run` installs them up
+//! front). If they cannot be had, these tests fail, naming the missing piece:
+//! a skipped interop check would hide breakage.
 
 mod support;
 
@@ -15,8 +16,42 @@ use support::*;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/sdk_check.py");
 
+const REQUIREMENTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/interop/requirements.txt"
+);
+
+/// Installs the pinned SDKs once per test run when they are not importable,
+/// so `cargo test` alone works on a fresh machine that reaches PyPI.
+fn ensure_sdks() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        let importable = std::process::Command::new("python3")
+            .args(["-c", "import openai, anthropic"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if importable {
+            return;
+        }
+        let status = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+                REQUIREMENTS,
+            ])
+            .status()
+            .expect("python3 runs");
+        assert!(status.success(), "installing {REQUIREMENTS} failed");
+    });
+}
+
 /// Runs one scenario against the relay and returns the JSON it printed.
 async fn sdk(scenario: &str, relay: &sse_edge::Running) -> serde_json::Value {
+    ensure_sdks(); // blocking, before any request is in flight
     let base = format!("http://{}", relay.listen);
     let out = tokio::time::timeout(
         Duration::from_secs(60),
