@@ -387,29 +387,25 @@ fn json_committed(pending: Pending, ctx: &Ctx<'_>, mut x: Exchange) -> Response<
     let heartbeat = Heartbeat::new(ctx.conn.wheel.clone(), ctx.route.stream.heartbeat);
     let capture = UsageCapture::new(ctx.dialect, ctx.usage_cap);
     let wait = JsonWaitBody::new(pending, heartbeat, ctx.dialect, capture);
-    let body = ResponseBody::json_wait(wait, x);
-    let mut res = Response::new(body);
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(&headers::X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
-    h.insert("sse-edge-early-commit", HeaderValue::from_static("1"));
-    res
+    early_commit(ResponseBody::json_wait(wait, x), "application/json")
 }
 
 /// `200 text/event-stream` before the upstream answered.
 fn committed(pending: Pending, ctx: &Ctx<'_>, mut x: Exchange) -> Response<ResponseBody> {
     x.set_status(StatusCode::OK.as_u16());
     let body = ResponseBody::sse(SseBody::waiting(pending, ctx.sse_setup()), x);
+    let mut res = early_commit(body, "text/event-stream");
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// The head of an early-committed `200`: unbuffered, and marked so the
+/// client (and an operator reading headers) can tell it was the relay's.
+fn early_commit(body: ResponseBody, content_type: &'static str) -> Response<ResponseBody> {
     let mut res = Response::new(body);
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(&headers::X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
     h.insert("sse-edge-early-commit", HeaderValue::from_static("1"));
     res
