@@ -4,8 +4,9 @@
 //! spawns the tasks; [`Running`] is the handle to drain and wait for them.
 //! Lifecycle: `start` -> ready -> `drain()` (readyz 503, stop accepting,
 //! graceful close) -> connections done or `drain_timeout` -> the stop
-//! signal ends the admin listener, the pool's connections and reaper and
-//! the certificate and client-key watchers -> `wait()` returns. No task outlives `wait()`.
+//! signal ends the admin listener, the pool's connections and reaper, the
+//! resumable streams' producers and the certificate and client-key
+//! watchers -> `wait()` returns. No task outlives `wait()`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::error::Error;
 use crate::proxy::{Relay, RouteTable};
+use crate::resume::Hub;
 use crate::server::{self, Server, Terminator};
 use crate::shutdown::Shutdown;
 use crate::telemetry::{AccessLog, Metrics, Sinks};
@@ -95,7 +97,13 @@ pub async fn start(config: Config, access: AccessLog) -> Result<Running, StartEr
         metrics: metrics.clone(),
         access,
     });
-    let relay = Arc::new(Relay::new(&config, routes, sinks));
+    let hub = Arc::new(Hub::new(
+        config.resume_memory,
+        metrics.clone(),
+        drain.clone(),
+        stop.clone(),
+    ));
+    let relay = Arc::new(Relay::new(&config, routes, sinks, hub.clone()));
     let tls = match &config.tls {
         Some(t) => Some(Arc::new(
             Terminator::new(t, config.server.http2).map_err(StartError::Tls)?,
@@ -135,6 +143,7 @@ pub async fn start(config: Config, access: AccessLog) -> Result<Running, StartEr
     let supervisor = tokio::spawn(async move {
         run.await;
         stop.signal();
+        hub.wait_idle().await;
         for h in helpers {
             let _ = h.await;
         }

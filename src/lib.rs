@@ -20,6 +20,7 @@ pub mod demo;
 pub mod dialect;
 pub mod error;
 pub mod proxy;
+pub mod resume;
 pub mod server;
 pub mod shutdown;
 pub mod sse;

@@ -1,12 +1,13 @@
 //! What the relay does with each complete upstream event: watch for the
 //! dialect's ending, read usage from the events that carry it, and, when
 //! the relay itself asked for usage, drop the usage-only chunk from the
-//! client's stream.
+//! client's stream; on a resumable stream, stamp each event with its id.
 
 use bytes::Bytes;
 
 use crate::dialect::Dialect;
 use crate::dialect::stream::{Ending, ending};
+use crate::resume::Stamp;
 use crate::sse::Event;
 use crate::usage::{Seen, StreamUsage, Usage};
 
@@ -18,17 +19,23 @@ pub struct EventObserver {
     /// Event-aligned forwarding: only whole events go out, minus the
     /// usage-only chunk (set when the relay injected `include_usage`).
     strip_usage_chunk: bool,
-    kept: Vec<Bytes>,
+    /// Resumable stream: whole events only, each with an `id:` line;
+    /// comment-only blocks are dropped (after an id, a blank line makes
+    /// openai-python yield an empty event).
+    stamp: Option<Stamp>,
+    /// Whole events to forward, as `(seq, part)`; seq is 0 unless stamped.
+    kept: Vec<(u64, Bytes)>,
 }
 
 impl EventObserver {
-    pub fn new(dialect: Dialect, strip_usage_chunk: bool) -> Self {
+    pub fn new(dialect: Dialect, strip_usage_chunk: bool, stamp: Option<Stamp>) -> Self {
         Self {
             dialect,
             ending: Ending::None,
             usage: StreamUsage::new(dialect),
             usage_changed: false,
             strip_usage_chunk,
+            stamp,
             kept: Vec::new(),
         }
     }
@@ -39,19 +46,40 @@ impl EventObserver {
         }
         let seen = self.usage.on_event(event);
         self.usage_changed |= seen != Seen::Other;
-        if self.strip_usage_chunk && seen != Seen::UsageOnlyChunk {
-            self.kept.extend(event.segments().iter().cloned());
+        if !self.event_aligned() || (self.strip_usage_chunk && seen == Seen::UsageOnlyChunk) {
+            return;
+        }
+        match &mut self.stamp {
+            Some(stamp) if event.has_field() => {
+                stamp.event(event.segments(), event.terminator_len(), &mut self.kept);
+            }
+            Some(_) => {}
+            None => self
+                .kept
+                .extend(event.segments().iter().map(|b| (0, b.clone()))),
         }
     }
 
-    /// Forwarding is event-aligned (see `strip_usage_chunk`).
+    /// Forwarding is event-aligned (see `strip_usage_chunk` and `stamp`).
     pub fn event_aligned(&self) -> bool {
-        self.strip_usage_chunk
+        self.strip_usage_chunk || self.stamp.is_some()
     }
 
     /// The whole events to forward, in event-aligned mode.
-    pub fn take_kept(&mut self) -> std::vec::Drain<'_, Bytes> {
+    pub fn take_kept(&mut self) -> std::vec::Drain<'_, (u64, Bytes)> {
         self.kept.drain(..)
+    }
+
+    /// Queues a relay-made event (an error event) like an upstream one:
+    /// stamped on a resumable stream.
+    pub fn relay_event(&mut self, event: Bytes, out: &mut impl Extend<(u64, Bytes)>) {
+        match &mut self.stamp {
+            Some(stamp) => {
+                let term = usize::from(event.ends_with(b"\r\n")) + 1;
+                stamp.event(std::slice::from_ref(&event), term, out);
+            }
+            None => out.extend(std::iter::once((0, event))),
+        }
     }
 
     /// The first ending seen since the last call.

@@ -12,6 +12,7 @@ use super::idle::ReadDeadline;
 use super::json_wait::JsonWaitBody;
 use super::sse::SseBody;
 use crate::error::{Error, Kind};
+use crate::resume::Reader;
 use crate::telemetry::{Exchange, Outcome, UpstreamClass, UsageSource};
 use crate::upstream::Lease;
 
@@ -31,6 +32,8 @@ enum Inner {
         deadline: Option<ReadDeadline>,
     },
     Sse(Box<SseBody>),
+    /// A resumable stream's reader (the upstream is read by its producer).
+    Resume(Box<Reader>),
     JsonWait(Box<JsonWaitBody>),
     Full(Option<Bytes>),
 }
@@ -70,6 +73,19 @@ impl ResponseBody {
         Self {
             inner: Inner::Sse(Box::new(body)),
             exchange: Some(exchange),
+        }
+    }
+
+    /// A resumable stream, read from its replay log. The original request's
+    /// record stays with the stream's producer, so it has none here; a
+    /// reconnect brings its own.
+    pub fn resumable(reader: Reader, mut exchange: Option<Exchange>) -> Self {
+        if let Some(x) = exchange.as_mut() {
+            x.start_streaming();
+        }
+        Self {
+            inner: Inner::Resume(Box::new(reader)),
+            exchange,
         }
     }
 
@@ -187,6 +203,9 @@ impl Body for ResponseBody {
                 Some(x) => sse.poll_frame(cx, x),
                 None => Poll::Ready(None),
             },
+            Inner::Resume(reader) => reader
+                .poll_frame(cx, this.exchange.as_mut())
+                .map(|b| b.map(|b| Ok(Frame::data(b)))),
             Inner::JsonWait(json) => match this.exchange.as_mut() {
                 Some(x) => json.poll_frame(cx, x),
                 None => Poll::Ready(None),
@@ -208,6 +227,7 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::Upstream { body, .. } => body.is_end_stream(),
             Inner::Sse(sse) => sse.is_done(),
+            Inner::Resume(reader) => reader.is_done(),
             Inner::JsonWait(json) => json.is_done(),
             Inner::Full(bytes) => bytes.is_none(),
         }
@@ -216,7 +236,7 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Upstream { body, .. } => body.size_hint(),
-            Inner::Sse(_) | Inner::JsonWait(_) => SizeHint::default(),
+            Inner::Sse(_) | Inner::Resume(_) | Inner::JsonWait(_) => SizeHint::default(),
             Inner::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }

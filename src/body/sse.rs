@@ -13,6 +13,11 @@
 //! [`Keepalive::frame`] says it is safe; an error event only after the
 //! bytes needed to reach an event boundary. Upstream bytes are forwarded
 //! as the slices the scanner returns, never copied.
+//!
+//! On a resumable stream the body is read by the stream's producer task
+//! ([`SseBody::poll_part`]), not by a client: it sends whole events, each
+//! stamped with its id, and no keepalives (each reader makes its own);
+//! `upstream.read_timeout` then runs on a timer of its own.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -28,11 +33,13 @@ use tokio::time::Instant;
 
 use super::events::EventObserver;
 use super::heartbeat::Heartbeat;
+use super::idle::ReadDeadline;
 use crate::config::StreamConfig;
 use crate::dialect::Dialect;
 use crate::dialect::errors::{self, ErrorInfo};
 use crate::dialect::stream::{Ending, keepalive};
 use crate::error::{Error, Kind};
+use crate::resume::Stamp;
 use crate::sse::{Keepalive, Position, Scanner};
 use crate::telemetry::{Exchange, Outcome, UpstreamClass, UsageSource};
 use crate::timer::Wheel;
@@ -69,22 +76,35 @@ pub struct SseSetup<'a> {
     pub strip_usage_chunk: bool,
     /// `upstream.read_timeout`: longest upstream silence inside the stream.
     pub read_timeout: Option<Duration>,
+    /// A resumable stream's id stamper: the body feeds a producer task.
+    pub stamp: Option<Stamp>,
+}
+
+/// Keepalives towards a client, or, for a producer, none.
+enum Downstream {
+    Client {
+        keepalive: Keepalive,
+        template: Option<Arc<str>>,
+        heartbeat: Heartbeat,
+    },
+    /// The upstream read timeout's own timer (a client's heartbeat checks
+    /// it otherwise).
+    Producer { deadline: Option<ReadDeadline> },
 }
 
 pub struct SseBody {
     phase: Phase,
     scanner: Scanner,
-    keepalive: Keepalive,
-    template: Option<Arc<str>>,
-    heartbeat: Heartbeat,
+    downstream: Downstream,
     dialect: Dialect,
     observer: EventObserver,
     read_timeout: Option<Duration>,
     /// When the upstream last sent bytes (keepalives do not count).
     last_upstream: Instant,
     ended: bool,
-    /// Frames to write before anything else, in order.
-    queued: VecDeque<Bytes>,
+    /// Frames to write before anything else, in order, with the seq of
+    /// the event they belong to (0 unless stamped).
+    queued: VecDeque<(u64, Bytes)>,
 }
 
 impl SseBody {
@@ -100,15 +120,22 @@ impl SseBody {
 
     fn new(phase: Phase, s: SseSetup<'_>) -> Self {
         let max_event = usize::try_from(s.stream.max_event_size).unwrap_or(usize::MAX);
-        let template = s.stream.keepalive_frame.as_deref().map(Arc::from);
+        let downstream = match s.stamp {
+            Some(_) => Downstream::Producer {
+                deadline: s.read_timeout.map(ReadDeadline::new),
+            },
+            None => Downstream::Client {
+                keepalive: keepalive(s.dialect),
+                template: s.stream.keepalive_frame.as_deref().map(Arc::from),
+                heartbeat: Heartbeat::new(s.wheel, s.stream.heartbeat),
+            },
+        };
         Self {
             phase,
             scanner: Scanner::new(max_event),
-            keepalive: keepalive(s.dialect),
-            template,
-            heartbeat: Heartbeat::new(s.wheel, s.stream.heartbeat),
+            downstream,
             dialect: s.dialect,
-            observer: EventObserver::new(s.dialect, s.strip_usage_chunk),
+            observer: EventObserver::new(s.dialect, s.strip_usage_chunk, s.stamp),
             read_timeout: s.read_timeout,
             last_upstream: Instant::now(),
             ended: false,
@@ -125,11 +152,22 @@ impl SseBody {
         cx: &mut Context<'_>,
         x: &mut Exchange,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        self.poll_part(cx, x)
+            .map(|part| part.map(|(_, b)| Ok(Frame::data(b))))
+    }
+
+    /// The next bytes to send, with the seq of the event they belong to
+    /// (0 unless the stream is stamped).
+    pub fn poll_part(
+        &mut self,
+        cx: &mut Context<'_>,
+        x: &mut Exchange,
+    ) -> Poll<Option<(u64, Bytes)>> {
         loop {
-            if let Some(b) = self.queued.pop_front() {
-                self.heartbeat.wrote(Instant::now());
+            if let Some((seq, b)) = self.queued.pop_front() {
+                self.wrote(Instant::now());
                 x.add_bytes(b.len());
-                return Poll::Ready(Some(Ok(Frame::data(b))));
+                return Poll::Ready(Some((seq, b)));
             }
             let step = match &mut self.phase {
                 Phase::Done => return Poll::Ready(None),
@@ -153,12 +191,18 @@ impl SseBody {
         }
     }
 
+    fn wrote(&mut self, at: Instant) {
+        if let Downstream::Client { heartbeat, .. } = &mut self.downstream {
+            heartbeat.wrote(at);
+        }
+    }
+
     /// Relays one upstream frame. `Ready(None)` means "state changed, loop".
     fn poll_upstream(
         &mut self,
         cx: &mut Context<'_>,
         x: &mut Exchange,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    ) -> Poll<Option<(u64, Bytes)>> {
         let Phase::Streaming { body, lease } = &mut self.phase else {
             return Poll::Ready(None);
         };
@@ -166,6 +210,9 @@ impl SseBody {
         match ready!(Pin::new(&mut *body).poll_frame(cx)) {
             Some(Ok(frame)) => {
                 self.last_upstream = Instant::now();
+                if let Downstream::Producer { deadline: Some(d) } = &mut self.downstream {
+                    d.arrived();
+                }
                 let Ok(data) = frame.into_data() else {
                     return Poll::Ready(None); // trailers: nothing for an event stream
                 };
@@ -178,7 +225,7 @@ impl SseBody {
                         // The scanner's position counts these bytes as sent:
                         // send them, so the error event lands where it thinks.
                         if !self.observer.event_aligned() && !overflow.forward.is_empty() {
-                            self.queued.push_back(overflow.forward);
+                            self.queued.push_back((0, overflow.forward));
                         }
                         let msg = format!(
                             "an upstream event exceeded max_event_size ({} bytes)",
@@ -203,7 +250,7 @@ impl SseBody {
                 if self.observer.event_aligned() {
                     self.queued.extend(self.observer.take_kept());
                 } else if !held.is_empty() {
-                    self.queued.push_back(held);
+                    self.queued.push_back((0, held));
                 }
                 if self.ended || self.dialect == Dialect::Generic {
                     x.finish(Outcome::Complete);
@@ -264,11 +311,7 @@ impl SseBody {
 
     /// Sends upstream bytes on: the scanner's slice as is, or in
     /// event-aligned mode the whole events completed so far.
-    fn forward(
-        &mut self,
-        out: Bytes,
-        x: &mut Exchange,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    fn forward(&mut self, out: Bytes, x: &mut Exchange) -> Poll<Option<(u64, Bytes)>> {
         if self.observer.event_aligned() {
             self.queued.extend(self.observer.take_kept());
             return Poll::Ready(None); // the loop sends the queue
@@ -276,9 +319,9 @@ impl SseBody {
         if out.is_empty() {
             return Poll::Ready(None);
         }
-        self.heartbeat.wrote(self.last_upstream);
+        self.wrote(self.last_upstream);
         x.add_bytes(out.len());
-        Poll::Ready(Some(Ok(Frame::data(out))))
+        Poll::Ready(Some((0, out)))
     }
 
     fn record_ending(&mut self, end: Ending, x: &mut Exchange) {
@@ -329,6 +372,9 @@ impl SseBody {
                 buf: BytesMut::new(),
             };
         } else if crate::proxy::is_event_stream(&parts.headers) {
+            if let Downstream::Producer { deadline: Some(d) } = &mut self.downstream {
+                d.arrived(); // the read timeout counts from the head
+            }
             self.phase = Phase::Streaming {
                 body,
                 lease: sent.lease,
@@ -355,7 +401,7 @@ impl SseBody {
         &mut self,
         cx: &mut Context<'_>,
         x: &mut Exchange,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    ) -> Poll<Option<(u64, Bytes)>> {
         let Phase::ReadingError {
             body,
             lease,
@@ -409,10 +455,14 @@ impl SseBody {
                 message,
             },
         );
-        let mut out = BytesMut::with_capacity(boundary.len() + event.len());
-        out.extend_from_slice(boundary);
-        out.extend_from_slice(&event);
-        self.queued.push_back(out.freeze());
+        if boundary.is_empty() {
+            self.observer.relay_event(event, &mut self.queued);
+        } else {
+            let mut out = BytesMut::with_capacity(boundary.len() + event.len());
+            out.extend_from_slice(boundary);
+            out.extend_from_slice(&event);
+            self.queued.push_back((0, out.freeze()));
+        }
         self.phase = Phase::Done;
     }
 
@@ -420,13 +470,21 @@ impl SseBody {
     /// one is safe here; `Pending` otherwise.
     fn poll_keepalive(&mut self, cx: &mut Context<'_>, x: &mut Exchange) -> Poll<()> {
         loop {
-            ready!(self.heartbeat.poll_due(cx));
-            self.heartbeat.rearm();
+            let Downstream::Client {
+                keepalive,
+                template,
+                heartbeat,
+            } = &mut self.downstream
+            else {
+                return self.poll_read_deadline(cx, x);
+            };
+            ready!(heartbeat.poll_due(cx));
+            heartbeat.rearm();
+            let rendered = template.as_deref().and_then(rendered);
+            let k = rendered.unwrap_or_else(|| keepalive.clone());
             if self.upstream_silent_too_long(x) {
                 return Poll::Ready(());
             }
-            let rendered = self.template.as_deref().and_then(rendered);
-            let k = rendered.as_ref().unwrap_or(&self.keepalive);
             let frame = if self.observer.event_aligned() && !self.scanner.at_stream_start() {
                 // Only whole events went out: the client is at a boundary
                 // whatever the upstream's half-sent event looks like.
@@ -436,7 +494,7 @@ impl SseBody {
             };
             if let Some(frame) = frame {
                 x.heartbeat();
-                self.queued.push_back(frame);
+                self.queued.push_back((0, frame));
                 return Poll::Ready(());
             }
             // Inside a line: nothing is safe until the upstream finishes it.
@@ -445,6 +503,25 @@ impl SseBody {
 }
 
 impl SseBody {
+    /// A producer's read timeout: `Ready` once it ended the stream.
+    fn poll_read_deadline(&mut self, cx: &mut Context<'_>, x: &mut Exchange) -> Poll<()> {
+        let Downstream::Producer {
+            deadline: Some(deadline),
+        } = &mut self.downstream
+        else {
+            return Poll::Pending;
+        };
+        if !matches!(self.phase, Phase::Streaming { .. }) {
+            return Poll::Pending;
+        }
+        ready!(deadline.poll_expired(cx));
+        if self.upstream_silent_too_long(x) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// Checked at each keepalive: an upstream silent past
     /// `upstream.read_timeout` ends the stream with an error event.
     fn upstream_silent_too_long(&mut self, x: &mut Exchange) -> bool {

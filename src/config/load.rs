@@ -576,6 +576,7 @@ fn build_config(v: &Values, routes: Vec<RouteConfig>) -> Result<Config, ConfigEr
             max_models: v.get("usage.max_models", |s| parse_number(s, 1, 10_000))?,
             max_body_size: v.get("usage.max_body_size", parse_size)?,
         },
+        resume_memory: v.get("resume_memory", parse_size)?,
     })
 }
 

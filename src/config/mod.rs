@@ -46,6 +46,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub log: LogConfig,
     pub usage: UsageConfig,
+    /// Most bytes all resume buffers hold together (`resume_memory`).
+    pub resume_memory: u64,
 }
 
 /// Token accounting settings.
@@ -303,6 +305,13 @@ pub struct StreamConfig {
     /// client did not ask for usage, and remove the usage-only chunk from
     /// the client's stream (`include_usage`).
     pub include_usage: bool,
+    /// Stream resumption (`resume_window`): how long a stream outlives its
+    /// client's disconnect, buffered for a reconnect with `Last-Event-ID`.
+    /// `None` turns resumption off.
+    pub resume_window: Option<Duration>,
+    /// Most bytes of recent events one resumable stream keeps
+    /// (`resume_max_bytes`).
+    pub resume_max_bytes: u64,
 }
 
 impl Default for StreamConfig {
@@ -317,6 +326,8 @@ impl Default for StreamConfig {
             retry_budget: Duration::from_secs(60),
             retry_backoff: Duration::from_millis(500),
             include_usage: false,
+            resume_window: None,
+            resume_max_bytes: 4 << 20,
         }
     }
 }

@@ -18,8 +18,9 @@ use super::load::{
 use super::route_auth::route_auth;
 use super::value::{
     Raw, dialect_name, format_duration, format_size, parse_bool, parse_dialect, parse_duration,
-    parse_heartbeat, parse_keepalive_frame, parse_number, parse_positive_duration, parse_protocol,
-    parse_route_name, parse_route_prefix, parse_size_in, parse_upstream_url,
+    parse_heartbeat, parse_keepalive_frame, parse_number, parse_optional_duration,
+    parse_positive_duration, parse_protocol, parse_route_name, parse_route_prefix, parse_size_in,
+    parse_upstream_url,
 };
 use super::{DialectSetting, RouteAuth, RouteConfig, StreamConfig, UpstreamProtocol};
 
@@ -35,6 +36,7 @@ const OWN_KEYS: &[&str] = &[
     "upstream_key_header",
     "rate_limit",
     "rate_limit_burst",
+    "resume",
 ];
 
 /// The part of a route that falls back to the top level.
@@ -94,6 +96,20 @@ const INHERITED: &[InheritedKey] = &[
     inherit("include_usage",
         |d, s| parse_bool(s).map(|v| d.stream.include_usage = v),
         |d| Some(d.stream.include_usage.to_string())),
+    inherit("resume_window",
+        |d, s| parse_optional_duration(s).map(|v| d.stream.resume_window = v),
+        |d| Some(format_duration(d.stream.resume_window.unwrap_or_default()))),
+    inherit("resume_max_bytes",
+        |d, s| parse_size_in(s, 4 << 10, 1 << 30).map(|v| d.stream.resume_max_bytes = v),
+        |d| Some(format_size(d.stream.resume_max_bytes))),
+];
+
+/// `resume = { window = "60s", max_bytes = "4MiB" }` in a `[[route]]`: the
+/// same as its `resume_window` and `resume_max_bytes` keys; `resume = false`
+/// turns resumption off for the route.
+const RESUME_TABLE: &[(&str, &str)] = &[
+    ("window", "resume_window"),
+    ("max_bytes", "resume_max_bytes"),
 ];
 
 /// A route plus what the rendering needs to say about it.
@@ -292,7 +308,57 @@ impl RouteTable<'_> {
             (k.apply)(&mut d, s).map_err(|why| invalid(&key, &self.source(), s, &why))?;
             overrides.push(k.key);
         }
+        self.resume_table(&mut d, &mut overrides)?;
         Ok((d, overrides))
+    }
+
+    /// Applies `resume = { window, max_bytes }` (or `resume = false`).
+    fn resume_table(
+        &self,
+        d: &mut Inherited,
+        overrides: &mut Vec<&'static str>,
+    ) -> Result<(), ConfigError> {
+        let Some(value) = self.table.get("resume") else {
+            return Ok(());
+        };
+        if let Some(flat) = RESUME_TABLE.iter().find(|(_, k)| overrides.contains(k)) {
+            return Err(ConfigError::Invalid(format!(
+                "{} and {} are both set in config file {}: use one form",
+                self.key("resume"),
+                self.key(flat.1),
+                self.file
+            )));
+        }
+        let table = match value {
+            toml::Value::Boolean(false) => {
+                d.stream.resume_window = None;
+                overrides.push("resume_window");
+                return Ok(());
+            }
+            toml::Value::Table(t) => t,
+            other => {
+                let expected = "a table { window = \"60s\", max_bytes = \"4MiB\" } or false";
+                return Err(type_error(&self.key("resume"), self.file, other, expected));
+            }
+        };
+        for (sub, value) in table {
+            let key = self.key(&format!("resume.{sub}"));
+            let Some((_, flat)) = RESUME_TABLE.iter().find(|(s, _)| s == sub) else {
+                return Err(ConfigError::Invalid(format!(
+                    "unknown key {key} in config file {}: expected window or max_bytes",
+                    self.file
+                )));
+            };
+            let toml::Value::String(s) = value else {
+                return Err(type_error(&key, self.file, value, "a string"));
+            };
+            let entry = INHERITED.iter().find(|k| k.key == *flat);
+            if let Some(k) = entry {
+                (k.apply)(d, s).map_err(|why| invalid(&key, &self.source(), s, &why))?;
+                overrides.push(k.key);
+            }
+        }
+        Ok(())
     }
 }
 

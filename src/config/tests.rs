@@ -314,6 +314,8 @@ retry_attempts = 0
 retry_budget = "0"
 retry_backoff = "1s"
 include_usage = true
+resume_window = "30s"
+resume_max_bytes = "64KiB"
 
 [[route]]
 prefix = "/inherit"
@@ -331,6 +333,7 @@ retry_attempts = 20
 retry_budget = "1m30s"
 retry_backoff = "100ms"
 include_usage = false
+resume = { window = "2m", max_bytes = "8MiB" }
 "#;
 
 fn top_streams() -> StreamConfig {
@@ -344,6 +347,8 @@ fn top_streams() -> StreamConfig {
         retry_budget: Duration::ZERO,
         retry_backoff: Duration::from_secs(1),
         include_usage: true,
+        resume_window: Some(Duration::from_secs(30)),
+        resume_max_bytes: 64 << 10,
     }
 }
 
@@ -365,6 +370,8 @@ fn routes_inherit_and_override_stream_keys() {
         retry_budget: Duration::from_secs(90),
         retry_backoff: Duration::from_millis(100),
         include_usage: false,
+        resume_window: Some(Duration::from_secs(120)),
+        resume_max_bytes: 8 << 20,
     };
     assert_eq!(b.stream, own);
     // the --upstream route inherits every top-level value
@@ -386,6 +393,42 @@ fn routes_inherit_and_override_stream_keys() {
     );
     assert_eq!(c.routes[0].stream.retry_backoff, Duration::from_secs(3));
     assert_eq!(c.routes[1].stream, own);
+}
+
+#[test]
+fn resume_table_form_and_its_errors() {
+    let route = |extra: &str| {
+        format!(
+            "resume_window = \"1m\"\n[[route]]\nprefix = \"/\"\nupstream = \"http://a\"\n{extra}\n"
+        )
+    };
+    let try_load = |extra: &str| {
+        let file = TempFile::new("resume.toml", &route(extra));
+        load(&["--config", file.path()], &[])
+    };
+    let off = match try_load("resume = false") {
+        Ok(Invocation::Run(c)) => c,
+        other => panic!("{:?}", other.err()),
+    };
+    assert_eq!(off.routes[0].stream.resume_window, None);
+    let on = match try_load("") {
+        Ok(Invocation::Run(c)) => c,
+        other => panic!("{:?}", other.err()),
+    };
+    assert_eq!(
+        on.routes[0].stream.resume_window,
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(on.routes[0].stream.resume_max_bytes, 4 << 20);
+    assert_eq!(on.resume_memory, 256 << 20);
+    let err = |extra: &str| match try_load(extra) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("accepted: {extra}"),
+    };
+    assert!(err("resume = { windw = \"1s\" }").contains("route[0].resume.windw"));
+    assert!(err("resume = { max_bytes = \"1KiB\" }").contains("route[0].resume.max_bytes"));
+    assert!(err("resume = \"60s\"").contains("route[0].resume"));
+    assert!(err("resume_window = \"1s\"\nresume = { window = \"2s\" }").contains("use one form"));
 }
 
 #[test]

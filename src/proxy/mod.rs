@@ -10,10 +10,15 @@
 //! ```
 //! Every answer, relayed or relay-made, carries the request's
 //! [`Exchange`], which counts and logs it exactly once.
+//!
+//! On a route with `resume_window`, an event stream is consumed by a
+//! producer task and the client reads it from the stream's replay log;
+//! a reconnect (`resume.rs`) reads the same log from where it left off.
 
 mod headers;
 mod reply;
 mod request;
+mod resume;
 mod retry;
 mod route;
 
@@ -37,6 +42,7 @@ use crate::body::{
 use crate::config::Config;
 use crate::dialect::Dialect;
 use crate::error::{Error, Kind};
+use crate::resume::{Hub, Reader, Stamp};
 use crate::telemetry::{Activity, Exchange, Sinks, UpstreamClass};
 use crate::timer::Wheel;
 use crate::upstream::Sent;
@@ -71,15 +77,18 @@ struct Settings {
 pub struct Relay {
     routes: RouteTable,
     sinks: Arc<Sinks>,
+    /// Resumable streams.
+    hub: Arc<Hub>,
     settings: Settings,
     draining: AtomicBool,
 }
 
 impl Relay {
-    pub fn new(config: &Config, routes: RouteTable, sinks: Arc<Sinks>) -> Self {
+    pub fn new(config: &Config, routes: RouteTable, sinks: Arc<Sinks>, hub: Arc<Hub>) -> Self {
         Self {
             routes,
             sinks,
+            hub,
             settings: Settings {
                 max_request_body: config.server.max_request_body,
                 trust_forwarded: config.server.trust_forwarded,
@@ -132,6 +141,14 @@ impl Relay {
             tracing::info!(path = short(path), "refused: {e}");
             return Ok(self.finish(reply::error(&e, guess, Some(x)), version));
         }
+        match resume::by_path(&parts) {
+            Ok(Some(ask)) => {
+                let res = self.resume(ask, &parts, &conn, guess, false, x);
+                return Ok(self.finish(res, version));
+            }
+            Ok(None) => {}
+            Err(e) => return Ok(self.finish(reply::error(&e, guess, Some(x)), version)),
+        }
         let Some(route) = self.routes.find(path) else {
             let e = Error::new(Kind::NoRoute);
             return Ok(self.finish(reply::error(&e, guess, Some(x)), version));
@@ -141,6 +158,12 @@ impl Relay {
         if let Err(e) = route.auth.check(&parts.headers, conn.peer.ip(), &mut x) {
             return Ok(self.finish(reply::error(&e, dialect, Some(x)), version));
         }
+        if route.stream.resume_window.is_some() {
+            if let Some(ask) = resume::by_header(&parts) {
+                let res = self.resume(ask, &parts, &conn, dialect, true, x);
+                return Ok(self.finish(res, version));
+            }
+        }
         let mut ctx = Ctx {
             route,
             dialect,
@@ -148,6 +171,7 @@ impl Relay {
             strip_usage_chunk: false,
             usage_cap: self.settings.usage_body_cap,
             read_timeout: self.settings.read_timeout,
+            hub: &self.hub,
         };
         let res = match self.forward(&mut ctx, parts, body, &mut x).await {
             Ok(Forwarded::Answered(sent)) => respond(sent, &ctx, x),
@@ -312,17 +336,46 @@ struct Ctx<'a> {
     usage_cap: u64,
     /// `upstream.read_timeout`.
     read_timeout: Option<Duration>,
+    hub: &'a Arc<Hub>,
 }
 
 impl Ctx<'_> {
-    fn sse_setup(&self) -> SseSetup<'_> {
+    fn sse_setup(&self, stamp: Option<Stamp>) -> SseSetup<'_> {
         SseSetup {
             dialect: self.dialect,
             wheel: self.conn.wheel.clone(),
             stream: &self.route.stream,
             strip_usage_chunk: self.strip_usage_chunk,
             read_timeout: self.read_timeout,
+            stamp,
         }
+    }
+
+    /// The client's body for an event stream: the SSE engine itself, or on
+    /// a resumable route a reader of the stream's producer (the response
+    /// then names the stream in `sse-edge-stream-id`).
+    fn event_stream(
+        &self,
+        make: impl FnOnce(SseSetup<'_>) -> SseBody,
+        mut x: Exchange,
+    ) -> (ResponseBody, Option<crate::resume::Token>) {
+        let stream = &self.route.stream;
+        let opened = stream.resume_window.and_then(|window| {
+            let key = x.key().cloned();
+            let (index, max) = (self.route.index, stream.resume_max_bytes);
+            self.hub.open(self.dialect, index, key, window, max)
+        });
+        let Some((resumable, stamp)) = opened else {
+            return (ResponseBody::sse(make(self.sse_setup(None)), x), None);
+        };
+        let sse = make(self.sse_setup(Some(stamp)));
+        x.start_streaming();
+        let at = self.hub.start(&resumable, sse, x);
+        let heartbeat = Heartbeat::new(self.conn.wheel.clone(), stream.heartbeat);
+        let metrics = self.hub.metrics().clone();
+        let token = resumable.token();
+        let reader = Reader::new(resumable, at, heartbeat, metrics);
+        (ResponseBody::resumable(reader, None), Some(token))
     }
 }
 
@@ -345,8 +398,12 @@ fn respond(sent: Sent, ctx: &Ctx<'_>, mut x: Exchange) -> Response<ResponseBody>
         .headers
         .entry(&headers::X_ACCEL_BUFFERING)
         .or_insert(HeaderValue::from_static("no"));
-    let sse = SseBody::streaming(body, sent.lease, ctx.sse_setup());
-    Response::from_parts(parts, ResponseBody::sse(sse, x))
+    let (body, token) = ctx.event_stream(|s| SseBody::streaming(body, sent.lease, s), x);
+    let mut res = Response::from_parts(parts, body);
+    if let Some(token) = token {
+        resume::set_stream_id(&mut res, token);
+    }
+    res
 }
 
 /// A 2xx JSON answer is kept (as shared `Bytes`, up to the cap) to read its
@@ -393,10 +450,13 @@ fn json_committed(pending: Pending, ctx: &Ctx<'_>, mut x: Exchange) -> Response<
 /// `200 text/event-stream` before the upstream answered.
 fn committed(pending: Pending, ctx: &Ctx<'_>, mut x: Exchange) -> Response<ResponseBody> {
     x.set_status(StatusCode::OK.as_u16());
-    let body = ResponseBody::sse(SseBody::waiting(pending, ctx.sse_setup()), x);
+    let (body, token) = ctx.event_stream(|s| SseBody::waiting(pending, s), x);
     let mut res = early_commit(body, "text/event-stream");
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Some(token) = token {
+        resume::set_stream_id(&mut res, token);
+    }
     res
 }
 

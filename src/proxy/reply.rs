@@ -75,3 +75,35 @@ pub fn code(kind: Kind) -> &'static str {
         Kind::RateLimited => "rate_limit_exceeded",
     }
 }
+
+/// A refused reconnect to a resumable stream. EventSource-style clients
+/// (`Accept: text/event-stream`) get the dialect's error *event*, others its
+/// JSON error body; either way the status is not 200, so an EventSource
+/// stops reconnecting instead of looping on the error.
+pub fn resume_refused(
+    status: http::StatusCode,
+    code: &'static str,
+    message: &str,
+    dialect: Dialect,
+    as_event: bool,
+    mut exchange: Exchange,
+) -> Response<ResponseBody> {
+    let info = ErrorInfo {
+        status,
+        code,
+        message,
+    };
+    let (body, content_type) = if as_event {
+        (errors::event(dialect, info), "text/event-stream")
+    } else {
+        (errors::body(dialect, info).into(), "application/json")
+    };
+    exchange.set_status(status.as_u16());
+    let mut res = Response::new(ResponseBody::full(body, Some(exchange)));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("sse-edge-error", HeaderValue::from_static(code));
+    res
+}

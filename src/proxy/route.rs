@@ -88,6 +88,11 @@ impl RouteTable {
     pub fn find(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
     }
+
+    /// The route at configuration position `index`.
+    pub fn get(&self, index: usize) -> Option<&Route> {
+        self.routes.iter().find(|r| r.index == index)
+    }
 }
 
 /// `prefix` has no trailing slash; `""` is the root route.

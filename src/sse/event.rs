@@ -96,6 +96,41 @@ impl Event {
         false
     }
 
+    /// True if any line is a field line: neither a comment nor the blank
+    /// line. A block of comments alone makes no parser do anything.
+    pub fn has_field(&self) -> bool {
+        let mut line_start = true;
+        let mut after_cr = false;
+        for &b in self.segments.iter().flat_map(|s| s.iter()) {
+            if std::mem::take(&mut after_cr) && b == b'\n' {
+                continue; // the LF of a CRLF: the line already ended
+            }
+            match b {
+                b'\r' => {
+                    after_cr = true;
+                    line_start = true;
+                }
+                b'\n' => line_start = true,
+                b':' if line_start => line_start = false,
+                _ if line_start => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+
+    /// The length of the dispatching blank line's terminator at the end of
+    /// the raw bytes: 2 for CRLF, 1 for LF or CR. (The blank line is always
+    /// last, and a CR before a final LF always pairs with it.)
+    pub fn terminator_len(&self) -> usize {
+        let mut tail = self.segments.iter().rev().flat_map(|s| s.iter().rev());
+        match (tail.next(), tail.next()) {
+            (Some(b'\n'), Some(b'\r')) => 2,
+            (Some(_), _) => 1,
+            (None, _) => 0,
+        }
+    }
+
     /// WHATWG field parse of this event. Copies the raw bytes once; meant
     /// for the few events a caller selects with [`Event::contains`].
     pub fn parse(&self) -> ParsedEvent {

@@ -317,3 +317,27 @@ fn sse_large_event_in_tiny_chunks_is_linear() {
     }
     assert_eq!(got, line.len());
 }
+
+#[test]
+fn has_field_and_terminator_len() {
+    let cases: &[(&[u8], bool, usize)] = &[
+        (b"data: x\n\n", true, 1),
+        (b": c\n: d\r\n\r\n", false, 2),
+        (b": c\rx\r\r", true, 1),
+        (b"retry: 1\r\n\n", true, 1),
+        (b": a\n\r\n", false, 2),
+        (b"\n", false, 1),
+        (b":x\r\r", false, 1),
+    ];
+    for &(raw, field, term) in cases {
+        let mut scanner = Scanner::new(1 << 10);
+        let mut seen = Vec::new();
+        let fed = scanner.feed(Bytes::copy_from_slice(raw), &mut |ev| {
+            seen.push((ev.has_field(), ev.terminator_len()));
+        });
+        assert!(fed.is_ok());
+        let mut held = scanner.finish(&mut |ev| seen.push((ev.has_field(), ev.terminator_len())));
+        held.clear();
+        assert_eq!(seen.last(), Some(&(field, term)), "{raw:?}");
+    }
+}

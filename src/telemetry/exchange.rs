@@ -45,6 +45,9 @@ pub enum Outcome {
     /// The relay answered with an error of its own (upstream unreachable,
     /// timeout, no route, body too large, ...).
     RelayError,
+    /// A resumable stream's client went away and did not reconnect within
+    /// the resume window: the relay cancelled the upstream.
+    ResumeExpired,
 }
 
 impl Outcome {
@@ -60,6 +63,7 @@ impl Outcome {
             Outcome::UpstreamStatus => "upstream_status",
             Outcome::EventTooLarge => "event_too_large",
             Outcome::RelayError => "relay_error",
+            Outcome::ResumeExpired => "resume_expired",
         }
     }
 }
@@ -157,6 +161,11 @@ impl Exchange {
     /// keys file or the first 8 hex digits of its digest, never the key.
     pub fn set_key(&mut self, label: Arc<str>) {
         self.key = Some(label);
+    }
+
+    /// The accepted client key's label, if the route checks keys.
+    pub fn key(&self) -> Option<&Arc<str>> {
+        self.key.as_ref()
     }
 
     /// The route refused the request's client key (401).

@@ -81,6 +81,105 @@ impl RouteCounters {
     }
 }
 
+/// Stream resumption (`crate::resume`).
+#[derive(Default)]
+pub struct ResumeCounters {
+    /// Reconnects by result, in [`ResumeResult::ALL`] order.
+    reconnects: [AtomicU64; ResumeResult::ALL.len()],
+    pub replayed_bytes: AtomicU64,
+    /// Streams whose window ended without a reconnect (upstream cancelled).
+    pub expired: AtomicU64,
+    /// Streams relayed without resumption because `resume_memory` was used up.
+    pub unavailable: AtomicU64,
+    /// Resumable streams held now.
+    pub streams: AtomicI64,
+    /// Bytes all resume buffers hold now.
+    pub buffered_bytes: AtomicU64,
+}
+
+/// How a reconnect ended (`sse_edge_resume_reconnects_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeResult {
+    Resumed,
+    Unknown,
+    Expired,
+    Overflow,
+    BadPosition,
+}
+
+impl ResumeResult {
+    const ALL: [ResumeResult; 5] = [
+        ResumeResult::Resumed,
+        ResumeResult::Unknown,
+        ResumeResult::Expired,
+        ResumeResult::Overflow,
+        ResumeResult::BadPosition,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResumeResult::Resumed => "resumed",
+            ResumeResult::Unknown => "unknown",
+            ResumeResult::Expired => "expired",
+            ResumeResult::Overflow => "overflow",
+            ResumeResult::BadPosition => "bad_position",
+        }
+    }
+}
+
+impl ResumeCounters {
+    pub fn count(&self, result: ResumeResult) {
+        let i = ResumeResult::ALL
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(0);
+        self.reconnects[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let name = "sse_edge_resume_reconnects_total";
+        header(
+            out,
+            name,
+            "counter",
+            "Reconnects to resumable streams, by result.",
+        );
+        for (r, n) in ResumeResult::ALL.iter().zip(&self.reconnects) {
+            let _ = writeln!(out, "{name}{{result=\"{}\"}} {}", r.as_str(), load(n));
+        }
+        counter(
+            out,
+            "sse_edge_resume_replayed_bytes_total",
+            "Bytes replayed from resume buffers to reconnected clients.",
+            load(&self.replayed_bytes),
+        );
+        counter(
+            out,
+            "sse_edge_resume_expired_total",
+            "Resumable streams whose window ended without a reconnect (upstream cancelled).",
+            load(&self.expired),
+        );
+        counter(
+            out,
+            "sse_edge_resume_unavailable_total",
+            "Streams relayed without resumption because resume_memory was used up.",
+            load(&self.unavailable),
+        );
+        gauge(
+            out,
+            "sse_edge_resume_streams",
+            "Resumable streams held (live or within their window).",
+            load_i(&self.streams),
+        );
+        gauge(
+            out,
+            "sse_edge_resume_buffered_bytes",
+            "Bytes held by all resume buffers.",
+            i64::try_from(load(&self.buffered_bytes)).unwrap_or(i64::MAX),
+        );
+    }
+}
+
 /// All relay metrics.
 pub struct Metrics {
     /// One per configured route, then one for unmatched requests.
@@ -98,6 +197,7 @@ pub struct Metrics {
     pub cert_reloads_ok: AtomicU64,
     pub cert_reloads_failed: AtomicU64,
     pub access_log_dropped: AtomicU64,
+    pub resume: ResumeCounters,
 }
 
 impl Metrics {
@@ -122,6 +222,7 @@ impl Metrics {
             cert_reloads_ok: AtomicU64::new(0),
             cert_reloads_failed: AtomicU64::new(0),
             access_log_dropped: AtomicU64::new(0),
+            resume: ResumeCounters::default(),
         }
     }
 
@@ -185,6 +286,7 @@ impl Metrics {
         self.render_requests(&mut out);
         self.render_edge_auth(&mut out);
         self.render_latency_and_tokens(&mut out);
+        self.resume.render(&mut out);
         gauge(
             &mut out,
             "sse_edge_active_streams",

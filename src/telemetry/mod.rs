@@ -14,4 +14,4 @@ pub use access::AccessLog;
 pub use activity::{ActiveRequest, Activity};
 pub use exchange::{Exchange, Outcome, Sinks, UsageSource};
 pub use json::escape_into as json_escape_into;
-pub use metrics::{Metrics, UpstreamClass};
+pub use metrics::{Metrics, ResumeResult, UpstreamClass};

@@ -1,0 +1,59 @@
+//! Stream resumption: a client that loses its connection mid-stream
+//! reconnects with `Last-Event-ID` and continues where it left off, while
+//! the upstream generation goes on.
+//!
+//! ```text
+//! upstream ─▶ SseBody (whole events, `id: <token>:<seq>`) ─▶ producer task
+//!                                                               │ push
+//!                                                               ▼
+//!              client ◀── Reader ◀── Log (bounded, shared Bytes, per stream)
+//!                           ▲
+//!   reconnect: Last-Event-ID <token>:<seq>  or  GET /sse-edge/streams/<token>
+//! ```
+//! Opt-in per route (`resume_window`, `resume_max_bytes`); all logs
+//! together stay under `resume_memory` (ended streams' logs go first when
+//! it runs out). A stream lives on for its window after its reader goes;
+//! then the upstream, if still running, is cancelled. State is per
+//! relay instance: a reconnect must reach the same instance.
+
+mod hub;
+mod log;
+mod producer;
+mod reader;
+mod stamp;
+#[cfg(test)]
+mod tests;
+mod token;
+
+pub use hub::{Attached, Gone, Hub, ResumeError, Stream};
+pub use reader::Reader;
+pub use stamp::Stamp;
+pub use token::{Token, parse_last_event_id};
+
+/// Path prefix of the resume endpoint: `GET /sse-edge/streams/<token>`.
+pub const PATH_PREFIX: &str = "/sse-edge/streams/";
+
+/// Response header naming a resumable stream's token.
+pub const STREAM_ID_HEADER: &str = "sse-edge-stream-id";
+
+/// The `sse-edge-error` code and message of a refused reconnect.
+pub fn describe(e: ResumeError) -> (&'static str, String) {
+    match e {
+        ResumeError::Unknown => (
+            "resume_unknown",
+            "no resumable stream has this id on this relay instance".to_owned(),
+        ),
+        ResumeError::Gone(why) => (reader::gone_code(why), reader::gone_message(why).to_owned()),
+        ResumeError::Overflow { after, oldest } => (
+            "resume_overflow",
+            format!(
+                "this stream can no longer be resumed after event {after}: its resume buffer \
+                 (resume_max_bytes) now starts at event {oldest}"
+            ),
+        ),
+        ResumeError::Ahead { after, sent } => (
+            "resume_bad_position",
+            format!("Last-Event-ID names event {after}, but this stream has sent {sent} events"),
+        ),
+    }
+}

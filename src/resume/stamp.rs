@@ -1,0 +1,45 @@
+//! `id: <token>:<seq>` on every event of a resumable stream.
+//!
+//! The id line goes last in the event, just before its blank line, so it
+//! wins over an `id:` field of the upstream's own (the last one set is the
+//! one a parser keeps). The event's bytes stay the upstream's slices; only
+//! the id line is new.
+
+use bytes::Bytes;
+
+use super::Token;
+
+pub struct Stamp {
+    /// `id: <token>:`
+    prefix: String,
+    next: u64,
+}
+
+impl Stamp {
+    pub fn new(token: Token) -> Self {
+        Self {
+            prefix: format!("id: {token}:"),
+            next: 1,
+        }
+    }
+
+    /// Queues one whole event, `segments` ending in its dispatching blank
+    /// line whose terminator is `term` bytes long, as `(seq, bytes)` parts
+    /// with the stream's next id added as its last field.
+    pub fn event(&mut self, segments: &[Bytes], term: usize, out: &mut impl Extend<(u64, Bytes)>) {
+        let seq = self.next;
+        self.next += 1;
+        let total: usize = segments.iter().map(Bytes::len).sum();
+        let mut keep = total.saturating_sub(term);
+        for seg in segments {
+            if keep == 0 {
+                break;
+            }
+            let n = seg.len().min(keep);
+            keep -= n;
+            out.extend(std::iter::once((seq, seg.slice(..n))));
+        }
+        let id = format!("{}{seq}\n\n", self.prefix);
+        out.extend(std::iter::once((seq, Bytes::from(id))));
+    }
+}
