@@ -235,3 +235,38 @@ async fn sdks_raise_on_streams_the_upstream_cut() {
     assert_eq!(v["raised"], "APIError", "{v}");
     stop_relay(relay).await;
 }
+
+#[tokio::test]
+async fn openai_chat_sdk_reads_stamped_events_and_resumes_with_last_event_id() {
+    // The pause after the second chunk outlasts several heartbeats: bare
+    // keepalive lines between id-stamped events must not yield empty events.
+    let up = scripted(CHAT.to_vec(), Duration::ZERO, 2, PAUSE).await;
+    let relay = start_relay_to(
+        &up,
+        &[
+            "--heartbeat",
+            "300ms",
+            "--retry-attempts",
+            "0",
+            "--resume-window",
+            "10s",
+        ],
+    )
+    .await;
+    let v = sdk("openai_chat_resume", &relay).await;
+    assert_eq!(v["ok"]["text"], "Hello world", "{v}");
+    assert_eq!(v["ok"]["chunks"], 5, "{v}");
+    assert_eq!(v["ok"]["stream_id"].as_str().map(str::len), Some(32), "{v}");
+    assert_eq!(up.requests().len(), 1, "the resume is not forwarded");
+    let m = metrics(relay.admin).await;
+    assert_eq!(
+        metric(
+            &m,
+            "sse_edge_resume_reconnects_total",
+            &[("result", "resumed")]
+        ),
+        Some(1.0)
+    );
+    assert_tokens(&relay, "gpt-test", 11, 3).await;
+    stop_relay(relay).await;
+}

@@ -35,32 +35,41 @@ enum Step {
     Wait(Option<Instant>),
 }
 
-pub(super) async fn run(hub: Arc<Hub>, stream: Arc<Stream>, mut body: SseBody, mut x: Exchange) {
+/// `x` is the original request's record: it is finished (counted and
+/// logged) when the upstream stream ends, not when the log is released.
+pub(super) async fn run(hub: Arc<Hub>, stream: Arc<Stream>, mut body: SseBody, x: Exchange) {
+    let mut x = Some(x);
     let why = produce(&hub, &stream, &mut body, &mut x).await;
     drop(body); // cancels the upstream if it is still running
-    match why {
-        Gone::Expired => {
-            tracing::info!(
-                route = stream.route(),
-                "resume window ended without a reconnect: upstream cancelled"
-            );
-            x.finish(Outcome::ResumeExpired);
+    if let Some(mut x) = x {
+        match why {
+            Gone::Expired => {
+                tracing::info!(
+                    route = stream.route(),
+                    "resume window ended without a reconnect: upstream cancelled"
+                );
+                x.finish(Outcome::ResumeExpired);
+            }
+            Gone::Stopped | Gone::Finished => x.finish(Outcome::ClientDisconnected),
         }
-        Gone::Stopped => x.finish(Outcome::ClientDisconnected),
-        Gone::Finished => {}
     }
     hub.close(&stream, why);
 }
 
-async fn produce(hub: &Hub, stream: &Arc<Stream>, body: &mut SseBody, x: &mut Exchange) -> Gone {
+async fn produce(
+    hub: &Hub,
+    stream: &Arc<Stream>,
+    body: &mut SseBody,
+    record: &mut Option<Exchange>,
+) -> Gone {
     let mut batch: Vec<(u64, Bytes)> = Vec::new();
     let expiry = tokio::time::sleep_until(Instant::now() + stream.window);
     tokio::pin!(expiry);
     loop {
         let (pull, deadline) = match decide(hub, stream) {
             Step::Exit(why) => return why,
-            Step::Pull(d) => (true, d),
-            Step::Wait(d) => (false, d),
+            Step::Pull(d) if record.is_some() => (true, d),
+            Step::Pull(d) | Step::Wait(d) => (false, d),
         };
         if let Some(d) = deadline {
             if expiry.deadline() != d {
@@ -74,10 +83,14 @@ async fn produce(hub: &Hub, stream: &Arc<Stream>, body: &mut SseBody, x: &mut Ex
             () = hub.drain_signal().wait(), if !draining => {}
             () = stream.notify.notified() => {}
             () = &mut expiry, if deadline.is_some() => {}
-            finished = poll_fn(|cx| pull_batch(body, x, cx, &mut batch)), if pull => {
+            finished = poll_fn(|cx| match record.as_mut() {
+                Some(x) => pull_batch(body, x, cx, &mut batch),
+                None => Poll::Pending,
+            }), if pull => {
                 stream.push(hub, &mut batch, finished);
                 if finished {
                     hub.ended(stream);
+                    *record = None; // the request is complete: count and log it
                 }
             }
         }

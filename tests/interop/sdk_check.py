@@ -64,7 +64,34 @@ def anthropic_messages(base):
     }
 
 
+def openai_chat_resume(base):
+    """Reads two chunks, drops the connection, and resumes with the stream id
+    from the response headers and the number of chunks read (each chunk is
+    one event, so that count is the last event's seq)."""
+    client = openai_client(base)
+    args = dict(model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True)
+    raw = client.chat.completions.with_raw_response.create(**args)
+    stream_id = raw.headers.get("sse-edge-stream-id")
+    stream = raw.parse()
+    text, chunks = "", 0
+    for chunk in stream:
+        chunks += 1
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+        if chunks == 2:
+            break
+    stream.close()
+    headers = {"Last-Event-ID": f"{stream_id}:{chunks}"}
+    resumed = client.chat.completions.create(**args, extra_headers=headers)
+    for chunk in resumed:
+        chunks += 1
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+    return {"text": text, "chunks": chunks, "stream_id": stream_id}
+
+
 SCENARIOS = {
+    "openai_chat_resume": openai_chat_resume,
     "openai_chat": openai_chat,
     "openai_responses": openai_responses,
     "anthropic_messages": anthropic_messages,
