@@ -25,10 +25,17 @@ impl Stamp {
 
     /// Queues one whole event, `segments` ending in its dispatching blank
     /// line whose terminator is `term` bytes long, as `(seq, bytes)` parts
-    /// with the stream's next id added as its last field.
+    /// with the stream's next id added as its last field. An event that
+    /// starts with a BOM gets an empty comment line first: a replay may
+    /// start a connection with it, and the client's parser must not take
+    /// that BOM for a leading one and strip it.
     pub fn event(&mut self, segments: &[Bytes], term: usize, out: &mut impl Extend<(u64, Bytes)>) {
         let seq = self.next;
         self.next += 1;
+        let head = segments.iter().flat_map(|s| s.iter()).take(3);
+        if head.copied().eq(*b"\xEF\xBB\xBF") {
+            out.extend(std::iter::once((seq, Bytes::from_static(b":\n"))));
+        }
         let total: usize = segments.iter().map(Bytes::len).sum();
         let mut keep = total.saturating_sub(term);
         for seg in segments {

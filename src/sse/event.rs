@@ -96,27 +96,23 @@ impl Event {
         false
     }
 
-    /// True if any line is a field line: neither a comment nor the blank
-    /// line. A block of comments alone makes no parser do anything.
+    /// True if a line sets one of the fields a parser acts on (`data`,
+    /// `event`, `id`, `retry`). Comments and unknown fields (a field name
+    /// after a mid-stream BOM included) change nothing: a block of only
+    /// those makes no parser do anything.
     pub fn has_field(&self) -> bool {
-        let mut line_start = true;
-        let mut after_cr = false;
-        for &b in self.segments.iter().flat_map(|s| s.iter()) {
-            if std::mem::take(&mut after_cr) && b == b'\n' {
-                continue; // the LF of a CRLF: the line already ended
+        let joined;
+        let raw: &[u8] = match self.segments.as_slice() {
+            [one] => one,
+            many => {
+                joined = many.concat();
+                &joined
             }
-            match b {
-                b'\r' => {
-                    after_cr = true;
-                    line_start = true;
-                }
-                b'\n' => line_start = true,
-                b':' if line_start => line_start = false,
-                _ if line_start => return true,
-                _ => {}
-            }
-        }
-        false
+        };
+        raw.split(|&b| b == b'\n' || b == b'\r').any(|line| {
+            let name = line.split(|&b| b == b':').next().unwrap_or(line);
+            matches!(name, b"data" | b"event" | b"id" | b"retry")
+        })
     }
 
     /// The length of the dispatching blank line's terminator at the end of

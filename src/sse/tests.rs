@@ -323,11 +323,15 @@ fn has_field_and_terminator_len() {
     let cases: &[(&[u8], bool, usize)] = &[
         (b"data: x\n\n", true, 1),
         (b": c\n: d\r\n\r\n", false, 2),
-        (b": c\rx\r\r", true, 1),
+        (b": c\rid\r\r", true, 1),
         (b"retry: 1\r\n\n", true, 1),
         (b": a\n\r\n", false, 2),
         (b"\n", false, 1),
         (b":x\r\r", false, 1),
+        (b"foo: 1\ndat: 2\n\n", false, 1),
+        (b"data: a\n\n\xEF\xBB\xBFdata: x\n\n", false, 1),
+        (b"data: a\n\n\xEF\xBB\xBFx\ndata\n\n", true, 1),
+        (b"event\r\n\r\n", true, 2),
     ];
     for &(raw, field, term) in cases {
         let mut scanner = Scanner::new(1 << 10);
