@@ -514,3 +514,62 @@ async fn thousands_of_resumed_streams_leave_nothing_behind() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_reconnect_needs_the_route_auth_and_the_key_the_stream_was_opened_with() {
+    within(async {
+        use sse_edge::auth::{digest, hex};
+        const ALICE: &str = "sk-edge-alice-0123456789";
+        const BOB: &str = "sk-edge-bob-9876543210";
+        let up = streaming_upstream(3, Duration::from_millis(1)).await;
+        let dir = TempDir::new("resume-auth");
+        let keys = format!(
+            "{} alice\n{} bob\n",
+            hex(&digest(ALICE.as_bytes())),
+            hex(&digest(BOB.as_bytes()))
+        );
+        let keys = dir.write("keys", keys.as_bytes());
+        let toml = format!(
+            "[[route]]\nprefix = \"/\"\nupstream = \"{}\"\nauth_keys_file = \"{}\"\n\
+             resume = {{ window = \"5s\" }}\n",
+            up.url(),
+            keys.display()
+        );
+        let config = dir.write("sse-edge.toml", toml.as_bytes());
+        let relay = start_relay(&["--config", config.to_str().unwrap()]).await;
+        let with_key = |mut req: Request<TestBody>, key: Option<&str>| {
+            if let Some(k) = key {
+                let v = format!("Bearer {k}").parse().unwrap();
+                req.headers_mut().insert("authorization", v);
+            }
+            req
+        };
+        let first = read(
+            &relay,
+            with_key(post(CHAT, STREAM_REQ), Some(ALICE)),
+            Some(10),
+        )
+        .await;
+        assert_eq!(first.status, 200);
+        let token = first.stream_id.expect("stream id");
+        let id = format!("{token}:1");
+        let status = |r: Got| (r.status, r.error_code);
+        let none = read(&relay, with_key(resume_get(&token, Some(&id)), None), None).await;
+        assert_eq!(status(none), (401, Some("invalid_api_key".to_owned())));
+        let bob = read(&relay, with_key(resume_post(&id), Some(BOB)), None).await;
+        assert_eq!(status(bob), (404, Some("resume_unknown".to_owned())));
+        let alice = read(
+            &relay,
+            with_key(resume_get(&token, Some(&id)), Some(ALICE)),
+            None,
+        )
+        .await;
+        assert_eq!(alice.status, 200);
+        assert_eq!(
+            whatwg::parse(&alice.bytes).last().map(|e| e.data.as_str()),
+            Some("[DONE]")
+        );
+        stop_relay(relay).await;
+    })
+    .await;
+}

@@ -143,7 +143,7 @@ impl Relay {
         }
         match resume::by_path(&parts) {
             Ok(Some(ask)) => {
-                let res = self.resume(ask, &parts, &conn, guess, false, x);
+                let res = self.resume(ask, &parts, &conn, guess, None, x);
                 return Ok(self.finish(res, version));
             }
             Ok(None) => {}
@@ -160,7 +160,7 @@ impl Relay {
         }
         if route.stream.resume_window.is_some() {
             if let Some(ask) = resume::by_header(&parts) {
-                let res = self.resume(ask, &parts, &conn, dialect, true, x);
+                let res = self.resume(ask, &parts, &conn, dialect, Some(route.index), x);
                 return Ok(self.finish(res, version));
             }
         }

@@ -65,15 +65,15 @@ pub(super) fn by_header(parts: &Parts) -> Option<Ask> {
 }
 
 impl Relay {
-    /// Serves a reconnect. `route_checked` is true when the request already
-    /// passed its route's auth (the header form).
+    /// Serves a reconnect. `checked` is the route whose auth the request
+    /// already passed (the header form): the stream must be that route's.
     pub(super) fn resume(
         &self,
         ask: Ask,
         parts: &Parts,
         conn: &ConnInfo,
         guess: Dialect,
-        route_checked: bool,
+        checked: Option<usize>,
         mut x: Exchange,
     ) -> Response<ResponseBody> {
         let as_event = accepts_event_stream(parts);
@@ -85,8 +85,11 @@ impl Relay {
             Ask::Header(t, seq) => (t, Some(seq)),
         };
         let stream = self.hub.find(token);
+        if checked.is_some_and(|i| stream.as_ref().is_some_and(|s| s.route() != i)) {
+            return self.refused(ResumeError::Unknown, guess, as_event, x);
+        }
         let dialect = stream.as_ref().map_or(guess, |s| s.dialect());
-        if !route_checked {
+        if checked.is_none() {
             // The path form is checked against the route the stream came from.
             if let Some(route) = stream.as_ref().and_then(|s| self.routes.get(s.route())) {
                 x.set_route(route.index, route.name.clone(), dialect.as_str());

@@ -38,8 +38,14 @@ enum Step {
 /// `x` is the original request's record: it is finished (counted and
 /// logged) when the upstream stream ends, not when the log is released.
 pub(super) async fn run(hub: Arc<Hub>, stream: Arc<Stream>, mut body: SseBody, x: Exchange) {
+    let mut closing = Closing {
+        hub,
+        stream,
+        why: Gone::Stopped,
+    };
+    let (hub, stream) = (&closing.hub, &closing.stream);
     let mut x = Some(x);
-    let why = produce(&hub, &stream, &mut body, &mut x).await;
+    let why = produce(hub, stream, &mut body, &mut x).await;
     drop(body); // cancels the upstream if it is still running
     if let Some(mut x) = x {
         match why {
@@ -53,7 +59,21 @@ pub(super) async fn run(hub: Arc<Hub>, stream: Arc<Stream>, mut body: SseBody, x
             Gone::Stopped | Gone::Finished => x.finish(Outcome::ClientDisconnected),
         }
     }
-    hub.close(&stream, why);
+    closing.why = why;
+}
+
+/// Closes the stream in the hub however the task ends (a panic included),
+/// so the hub's count of producers, which shutdown waits on, stays right.
+struct Closing {
+    hub: Arc<Hub>,
+    stream: Arc<Stream>,
+    why: Gone,
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.hub.close(&self.stream, self.why);
+    }
 }
 
 async fn produce(
