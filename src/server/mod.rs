@@ -297,9 +297,13 @@ async fn until_drained<C>(
 {
     let mut conn = pin!(conn);
     let mut timers = pin!(wheel.drive());
+    // Timers first: a keepalive that falls due is fired before the
+    // connection (and the stream waiting on it) is polled in the same wake,
+    // instead of costing the task a second wake-up.
     let res = tokio::select! {
-        res = conn.as_mut() => res,
+        biased;
         () = timers.as_mut() => return, // `drive` never returns
+        res = conn.as_mut() => res,
         () = drain.wait() => {
             conn.as_mut().graceful_shutdown();
             tokio::select! {
