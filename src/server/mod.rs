@@ -9,6 +9,7 @@
 //! `drain_timeout`; whatever is left then is aborted. [`Server::run`]
 //! returns only when no connection task is left.
 
+mod head_timer;
 mod listener;
 mod stall;
 mod tls;
@@ -52,7 +53,7 @@ impl Builders {
         let head = usize::try_from(cfg.limits.max_header_size).unwrap_or(usize::MAX);
         let mut b = auto::Builder::new(TokioExecutor::new());
         b.http1()
-            .timer(TokioTimer::new())
+            .timer(head_timer::HeadTimer::default())
             .header_read_timeout(cfg.header_read_timeout)
             .keep_alive(true)
             // A head larger than the read buffer is answered 431.
