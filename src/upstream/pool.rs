@@ -376,12 +376,13 @@ impl Origin {
             None
         };
         let stats = self.stats.clone();
-        let connected = self
-            .connector
-            .connect(&self.key, move || {
-                stats.open.fetch_sub(1, Ordering::Relaxed);
-            })
-            .await;
+        // Boxed: inline, the connect (TCP, TLS, handshake; ~7.5 KB) would
+        // size every request's future, which `Relay::send` moves into a box
+        // of its own, though most requests reuse a pooled connection.
+        let connected = Box::pin(self.connector.connect(&self.key, move || {
+            stats.open.fetch_sub(1, Ordering::Relaxed);
+        }))
+        .await;
         let fresh = match connected {
             Ok(fresh) => fresh,
             Err(e) => {
