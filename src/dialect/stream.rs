@@ -42,8 +42,8 @@ pub enum Ending {
 pub fn ending(dialect: Dialect, event: &Event) -> Ending {
     match dialect {
         Dialect::OpenAiChat => chat_ending(event),
-        Dialect::OpenAiResponses => named_ending(event, &RESPONSES_END[..]),
-        Dialect::Anthropic => named_ending(event, &MESSAGE_STOP[..]),
+        Dialect::OpenAiResponses => named_ending(event, &RESPONSES_END, RESPONSES_END_RESTS),
+        Dialect::Anthropic => named_ending(event, &MESSAGE_STOP, &[b""]),
         Dialect::Generic => Ending::None,
     }
 }
@@ -52,15 +52,11 @@ pub fn ending(dialect: Dialect, event: &Event) -> Ending {
 static DONE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"[DONE]"));
 static QUOTED_ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
 static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"error"));
-static RESPONSES_END: LazyLock<[Finder<'static>; 3]> = LazyLock::new(|| {
-    [
-        Finder::new(b"response.completed"),
-        Finder::new(b"response.incomplete"),
-        Finder::new(b"response.failed"),
-    ]
-});
-static MESSAGE_STOP: LazyLock<[Finder<'static>; 1]> =
-    LazyLock::new(|| [Finder::new(b"message_stop")]);
+/// `response.completed`, `response.incomplete`, `response.failed`: one
+/// search for the shared prefix.
+static RESPONSES_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"response."));
+const RESPONSES_END_RESTS: &[&[u8]] = &[b"completed", b"incomplete", b"failed"];
+static MESSAGE_STOP: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"message_stop"));
 
 fn chat_ending(event: &Event) -> Ending {
     let done = event.contains_with(&DONE);
@@ -82,14 +78,20 @@ fn chat_ending(event: &Event) -> Ending {
     }
 }
 
-fn named_ending(event: &Event, terminal: &[Finder<'static>]) -> Ending {
-    let candidate = event.contains_with(&ERROR) || terminal.iter().any(|t| event.contains_with(t));
+/// The terminal event names are `prefix` followed by one of `rests`.
+fn named_ending(event: &Event, prefix: &Finder<'static>, rests: &[&[u8]]) -> Ending {
+    let candidate = event.contains_with(&ERROR) || event.contains_prefixed(prefix, rests);
     if !candidate {
         return Ending::None;
     }
+    let terminal = |name: &str| {
+        name.as_bytes()
+            .strip_prefix(prefix.needle())
+            .is_some_and(|rest| rests.contains(&rest))
+    };
     match event.parse().event.as_deref() {
         Some("error") => Ending::Error,
-        Some(name) if terminal.iter().any(|t| t.needle() == name.as_bytes()) => Ending::Complete,
+        Some(name) if terminal(name) => Ending::Complete,
         _ => Ending::None,
     }
 }

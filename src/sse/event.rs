@@ -68,6 +68,17 @@ impl Event {
         self.segments.len() > 1 && self.straddles(finder, n)
     }
 
+    /// True if `prefix` occurs directly followed by one of `rests`: one
+    /// search for several needles that share a prefix, instead of one
+    /// search per needle.
+    pub fn contains_prefixed(&self, prefix: &memmem::Finder<'_>, rests: &[&[u8]]) -> bool {
+        match self.segments.as_slice() {
+            [one] => prefixed_in(one, prefix, rests),
+            // Split across chunks (rare): search a joined copy.
+            _ => prefixed_in(&self.segments.concat(), prefix, rests),
+        }
+    }
+
     /// Looks for matches that start in one segment and end in a later one:
     /// each boundary is searched in the last `n - 1` bytes before it joined
     /// with the first `n - 1` bytes after it.
@@ -161,6 +172,13 @@ impl Event {
     }
 }
 
+fn prefixed_in(hay: &[u8], prefix: &memmem::Finder<'_>, rests: &[&[u8]]) -> bool {
+    let n = prefix.needle().len();
+    prefix
+        .find_iter(hay)
+        .any(|at| rests.iter().any(|r| hay[at + n..].starts_with(r)))
+}
+
 /// Splits a field line at the first `:` and drops one leading space of the
 /// value.
 pub(crate) fn split_field(line: &[u8]) -> (&[u8], &[u8]) {
@@ -252,6 +270,26 @@ mod tests {
                 assert!(!e.contains(b"\n\n\n"));
             }
         }
+    }
+
+    #[test]
+    fn contains_prefixed_across_every_split() {
+        let raw = b"event: x
+data: {\"usage\":null,\"u\":{\"usage\": {\"n\":1}}}\n\n";
+        let prefix = memmem::Finder::new(b"\"usage\":");
+        for a in 0..=raw.len() {
+            for b in a..=raw.len() {
+                let e = event(&[&raw[..a], &raw[a..b], &raw[b..]]);
+                // The second occurrence is the one followed by " {".
+                assert!(e.contains_prefixed(&prefix, &[b"{", b" {"]), "{a} {b}");
+                assert!(e.contains_prefixed(&prefix, &[b"null,"]), "{a} {b}");
+                assert!(!e.contains_prefixed(&prefix, &[b"{\"", b"  {"]), "{a} {b}");
+            }
+        }
+        assert!(!event(&[]).contains_prefixed(&prefix, &[b""]));
+        let tail = event(&[b"data: \"usage\":"]);
+        assert!(tail.contains_prefixed(&prefix, &[b""]));
+        assert!(!tail.contains_prefixed(&prefix, &[b"{"]));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Usage of one event stream, from the few events that carry it.
 //!
-//! Every event costs one memmem search per marker of its dialect (two or
-//! three, with searchers built once per process); only candidates are
-//! copied and parsed. The chat markers are `"usage":{` and `"usage": {`,
+//! Every event costs one memmem search: its dialect's markers share a
+//! prefix (`"usage":`, `response.`, `message_`), searched for with a
+//! searcher built once per process, and each hit's next bytes are compared
+//! with the markers' rests. Only candidates are copied and parsed. The chat markers are `"usage":{` and `"usage": {`,
 //! the spellings OpenAI and the compatible servers send; a server writing
 //! `"usage" : {` would go uncounted, never misparsed. What a parsed event's JSON says then
 //! decides: a candidate whose `type` or `usage` is not what the dialect's
@@ -26,13 +27,26 @@ const RESPONSES_TERMINAL: [&str; 3] = [
     "response.failed",
 ];
 
-/// The candidate markers per dialect, searchers built once per process.
-static CHAT_MARKERS: LazyLock<[Finder<'static>; 2]> =
-    LazyLock::new(|| [Finder::new(b"\"usage\":{"), Finder::new(b"\"usage\": {")]);
-static RESPONSES_MARKERS: LazyLock<[Finder<'static>; 3]> =
-    LazyLock::new(|| RESPONSES_TERMINAL.map(|name| Finder::new(name.as_bytes())));
-static ANTHROPIC_MARKERS: LazyLock<[Finder<'static>; 2]> =
-    LazyLock::new(|| [Finder::new(b"message_start"), Finder::new(b"message_delta")]);
+/// The candidate markers per dialect: a prefix, searched for once per event
+/// (searcher built once per process), and what may follow it.
+#[derive(Debug)]
+struct Markers {
+    prefix: LazyLock<Finder<'static>>,
+    rests: &'static [&'static [u8]],
+}
+
+static CHAT_MARKERS: Markers = Markers {
+    prefix: LazyLock::new(|| Finder::new(b"\"usage\":")),
+    rests: &[b"{", b" {"],
+};
+static RESPONSES_MARKERS: Markers = Markers {
+    prefix: LazyLock::new(|| Finder::new(b"response.")),
+    rests: &[b"completed", b"incomplete", b"failed"],
+};
+static ANTHROPIC_MARKERS: Markers = Markers {
+    prefix: LazyLock::new(|| Finder::new(b"message_")),
+    rests: &[b"start", b"delta"],
+};
 
 #[cfg(test)]
 thread_local! {
@@ -45,7 +59,7 @@ thread_local! {
 #[derive(Debug, Clone)]
 pub struct StreamUsage {
     dialect: Dialect,
-    markers: &'static [Finder<'static>],
+    markers: Option<&'static Markers>,
     usage: Option<Usage>,
     model: Option<String>,
 }
@@ -182,12 +196,12 @@ impl StreamUsage {
     }
 }
 
-fn markers(dialect: Dialect) -> &'static [Finder<'static>] {
+fn markers(dialect: Dialect) -> Option<&'static Markers> {
     match dialect {
-        Dialect::OpenAiChat => &*CHAT_MARKERS,
-        Dialect::OpenAiResponses => &*RESPONSES_MARKERS,
-        Dialect::Anthropic => &*ANTHROPIC_MARKERS,
-        Dialect::Generic => &[],
+        Dialect::OpenAiChat => Some(&CHAT_MARKERS),
+        Dialect::OpenAiResponses => Some(&RESPONSES_MARKERS),
+        Dialect::Anthropic => Some(&ANTHROPIC_MARKERS),
+        Dialect::Generic => None,
     }
 }
 
@@ -199,8 +213,8 @@ pub(super) fn is_candidate(dialect: Dialect, event: &Event) -> bool {
     matches(markers(dialect), event)
 }
 
-/// True if one of `markers` occurs in the event (matches across segments
-/// included).
-fn matches(markers: &[Finder<'static>], event: &Event) -> bool {
-    markers.iter().any(|m| event.contains_with(m))
+/// True if one of `markers`' needles occurs in the event (matches across
+/// segments included).
+fn matches(markers: Option<&Markers>, event: &Event) -> bool {
+    markers.is_some_and(|m| event.contains_prefixed(&m.prefix, m.rests))
 }
