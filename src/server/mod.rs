@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -39,26 +40,31 @@ use crate::shutdown::Shutdown;
 use crate::telemetry::{Activity, Metrics};
 use crate::timer::Wheel;
 
-/// hyper connection builders: negotiated by preface (plaintext), or fixed
-/// by ALPN (TLS).
+/// hyper connection builders, chosen by the preface `first_bytes` peeked
+/// (plaintext) or by ALPN (TLS). Not hyper-util's preface detection: it
+/// hands hyper the bytes it read as a prefix, and hyper's next read then
+/// grew the connection's read buffer to 16 KiB.
 #[derive(Clone)]
 struct Builders {
-    auto: auto::Builder<TokioExecutor>,
-    h1: auto::Builder<TokioExecutor>,
+    /// `server.http2`: h2c prefaces are served as HTTP/2.
+    h2c: bool,
+    h1: http1::Builder,
     h2: auto::Builder<TokioExecutor>,
 }
 
 impl Builders {
     fn new(cfg: &ServerConfig) -> Self {
         let head = usize::try_from(cfg.limits.max_header_size).unwrap_or(usize::MAX);
-        let mut b = auto::Builder::new(TokioExecutor::new());
-        b.http1()
-            .timer(head_timer::HeadTimer::default())
+        let mut h1 = http1::Builder::new();
+        h1.timer(head_timer::HeadTimer::default())
             .header_read_timeout(cfg.header_read_timeout)
             .keep_alive(true)
-            // A head larger than the read buffer is answered 431.
+            // A head larger than this is answered 431. The read buffer's
+            // limit alone is not exact: a read may fill it past its maximum.
+            .max_header_size(head)
             .max_buf_size(head.max(8192))
             .max_headers(cfg.limits.max_headers);
+        let mut b = auto::Builder::new(TokioExecutor::new());
         b.http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(cfg.h2_max_concurrent_streams)
@@ -66,14 +72,9 @@ impl Builders {
             // Rapid-reset and local-error-reset storms end the connection.
             .max_pending_accept_reset_streams(64)
             .max_local_error_reset_streams(1024);
-        let auto = if cfg.http2 {
-            b.clone()
-        } else {
-            b.clone().http1_only()
-        };
         Self {
-            auto,
-            h1: b.clone().http1_only(),
+            h2c: cfg.http2,
+            h1,
             h2: b.http2_only(),
         }
     }
@@ -170,11 +171,16 @@ impl Server {
         let Some(tls) = self.tls.clone() else {
             let decided = tokio::select! {
                 d = first_bytes(&stream, self.header_read_timeout) => d,
-                () = drain.wait() => false,
+                () = drain.wait() => None,
             };
-            if !decided {
+            let Some(preface) = decided else {
                 return tracing::debug!(%peer, "closed: no request bytes within header_read_timeout");
-            }
+            };
+            // With HTTP/2 off, hyper's HTTP/1 answers a preface with an error.
+            let proto = match preface {
+                Proto::H2 if self.builders.h2c => Proto::H2,
+                _ => Proto::H1,
+            };
             let info = ConnInfo {
                 wheel,
                 activity: Arc::default(),
@@ -185,7 +191,7 @@ impl Server {
             // Boxed here and below: the task then holds only the branch it
             // takes, not the largest of the plaintext, handshake and TLS
             // states (an idle connection's memory is mostly this).
-            return Box::pin(self.drive(&self.builders.auto, stream, info, &drain)).await;
+            return Box::pin(self.drive(proto, stream, info, &drain)).await;
         };
         let handshake = Box::pin(tls.acceptor().accept(stream));
         let stream = match tokio::time::timeout(tls.handshake_timeout(), handshake).await {
@@ -202,11 +208,11 @@ impl Server {
         };
         // HTTP/2 over TLS needs ALPN `h2` (RFC 9113 §3.3); anything else
         // is HTTP/1.1.
-        let builder = match stream.get_ref().1.alpn_protocol() {
-            Some(b"h2") => &self.builders.h2,
-            _ => &self.builders.h1,
+        let proto = match stream.get_ref().1.alpn_protocol() {
+            Some(b"h2") => Proto::H2,
+            _ => Proto::H1,
         };
-        Box::pin(self.drive(builder, stream, info, &drain)).await;
+        Box::pin(self.drive(proto, stream, info, &drain)).await;
     }
 
     fn at_capacity(&self) -> bool {
@@ -243,45 +249,59 @@ impl Server {
         tracing::debug!(%peer, "TLS handshake failed: {e}");
     }
 
-    async fn drive<I>(
-        &self,
-        builder: &auto::Builder<TokioExecutor>,
-        io: I,
-        info: ConnInfo,
-        drain: &Shutdown,
-    ) where
+    async fn drive<I>(&self, proto: Proto, io: I, info: ConnInfo, drain: &Shutdown)
+    where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let relay = self.relay.clone();
         let (peer, wheel, activity) = (info.peer, info.wheel.clone(), info.activity.clone());
         let svc = service_fn(move |req| relay.clone().handle(info.clone(), req));
-        let io = WriteDeadline::new(io, self.write_timeout);
-        let conn = builder.serve_connection(TokioIo::new(io), svc);
+        let io = TokioIo::new(WriteDeadline::new(io, self.write_timeout));
         let idle = idle(&activity, self.idle_timeout);
-        until_drained(conn, &wheel, drain, idle, peer).await;
+        match proto {
+            Proto::H1 => {
+                let conn = self.builders.h1.serve_connection(io, svc);
+                until_drained(conn, &wheel, drain, idle, peer).await;
+            }
+            Proto::H2 => {
+                let conn = self.builders.h2.serve_connection(io, svc);
+                until_drained(conn, &wheel, drain, idle, peer).await;
+            }
+        }
     }
 }
 
+/// The protocol a connection speaks: from a plaintext client's first bytes
+/// or TLS ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    /// HTTP/1.x (for plaintext: anything but the HTTP/2 preface).
+    H1,
+    /// HTTP/2 (plaintext: the h2c preface, prior knowledge).
+    H2,
+}
+
 /// Waits, at most `limit`, until a plaintext client has sent enough bytes
-/// to tell HTTP/1.1 from the h2c preface. hyper-util's protocol detection
-/// reads them with no deadline of its own (hyper's `header_read_timeout`
-/// starts only after it), so a client that connects and sends nothing, or
-/// part of the preface, would otherwise hold its connection slot forever.
-/// False on timeout, EOF or error.
-async fn first_bytes(stream: &TcpStream, limit: Duration) -> bool {
+/// to tell HTTP/1.1 from the h2c preface (peeked: hyper reads them again).
+/// A deadline of its own because hyper's `header_read_timeout` starts only
+/// once hyper reads, so a client that connects and sends nothing, or part
+/// of the preface, would otherwise hold its connection slot forever. None
+/// on timeout, EOF or error.
+async fn first_bytes(stream: &TcpStream, limit: Duration) -> Option<Proto> {
     const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     let decided = async {
         let mut buf = [0u8; PREFACE.len()];
         loop {
             match stream.peek(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) if n == buf.len() || buf[..n] != PREFACE[..n] => return true,
+                Ok(0) | Err(_) => return None,
+                Ok(n) if buf[..n] != PREFACE[..n] => return Some(Proto::H1),
+                Ok(n) if n == buf.len() => return Some(Proto::H2),
                 // Part of the preface: `peek` would return at once again.
                 Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
         }
     };
-    tokio::time::timeout(limit, decided).await.unwrap_or(false)
+    tokio::time::timeout(limit, decided).await.ok().flatten()
 }
 
 /// Runs `conn` with its timer wheel; on drain asks it to finish gracefully
