@@ -1,10 +1,10 @@
 //! Usage in complete JSON answers, and the per-dialect `usage` shapes the
 //! stream tracker shares.
 
-use simd_json::BorrowedValue;
 use simd_json::prelude::*;
 
 use super::Usage;
+use super::json::{self, Json};
 use crate::dialect::Dialect;
 
 /// Usage and model from a complete non-streaming JSON response body of
@@ -18,30 +18,29 @@ use crate::dialect::Dialect;
 ///
 /// The usage is `None` when the body is not JSON or has no `usage` object.
 pub fn from_body(dialect: Dialect, body: &[u8]) -> (Option<Usage>, Option<String>) {
-    let mut copy = body.to_vec();
-    let Ok(value) = simd_json::to_borrowed_value(&mut copy) else {
-        return (None, None);
-    };
-    let model = model_of(&value);
-    let usage = value
-        .get("usage")
-        .filter(|u| u.is_object())
-        .map(|u| match dialect {
-            Dialect::OpenAiChat => chat_usage(u),
-            Dialect::OpenAiResponses => responses_usage(u),
-            Dialect::Anthropic => anthropic_usage(u),
-            Dialect::Generic => chat_usage(u).or(responses_usage(u)).or(anthropic_usage(u)),
-        });
-    (usage, model)
+    json::read(body, |value| {
+        let model = model_of(value);
+        let usage = value
+            .get("usage")
+            .filter(Json::is_object)
+            .map(|u| match dialect {
+                Dialect::OpenAiChat => chat_usage(u),
+                Dialect::OpenAiResponses => responses_usage(u),
+                Dialect::Anthropic => anthropic_usage(u),
+                Dialect::Generic => chat_usage(u).or(responses_usage(u)).or(anthropic_usage(u)),
+            });
+        (usage, model)
+    })
+    .unwrap_or((None, None))
 }
 
 /// The `model` string of an object, owned.
-pub(super) fn model_of(v: &BorrowedValue<'_>) -> Option<String> {
-    v.get("model").and_then(|m| m.as_str()).map(str::to_owned)
+pub(super) fn model_of(v: Json<'_, '_>) -> Option<String> {
+    v.get("model").and_then(|m| m.as_str().map(str::to_owned))
 }
 
 /// The unsigned integer at `path` below `v`.
-pub(super) fn num(v: &BorrowedValue<'_>, path: &[&str]) -> Option<u64> {
+pub(super) fn num(v: Json<'_, '_>, path: &[&str]) -> Option<u64> {
     let mut cur = v;
     for key in path {
         cur = cur.get(*key)?;
@@ -50,7 +49,7 @@ pub(super) fn num(v: &BorrowedValue<'_>, path: &[&str]) -> Option<u64> {
 }
 
 /// OpenAI chat/completions `usage`.
-pub(super) fn chat_usage(u: &BorrowedValue<'_>) -> Usage {
+pub(super) fn chat_usage(u: Json<'_, '_>) -> Usage {
     Usage {
         input: num(u, &["prompt_tokens"]),
         output: num(u, &["completion_tokens"]),
@@ -61,7 +60,7 @@ pub(super) fn chat_usage(u: &BorrowedValue<'_>) -> Usage {
 }
 
 /// OpenAI Responses `usage`.
-pub(super) fn responses_usage(u: &BorrowedValue<'_>) -> Usage {
+pub(super) fn responses_usage(u: Json<'_, '_>) -> Usage {
     Usage {
         input: num(u, &["input_tokens"]),
         output: num(u, &["output_tokens"]),
@@ -73,7 +72,7 @@ pub(super) fn responses_usage(u: &BorrowedValue<'_>) -> Usage {
 
 /// Anthropic `usage` (message_start's `message.usage`, message_delta's
 /// `usage`, or a non-streaming message's `usage`).
-pub(super) fn anthropic_usage(u: &BorrowedValue<'_>) -> Usage {
+pub(super) fn anthropic_usage(u: Json<'_, '_>) -> Usage {
     Usage {
         input: num(u, &["input_tokens"]),
         output: num(u, &["output_tokens"]),

@@ -48,6 +48,7 @@
 //! bytes into the client's JSON instead of re-serialising it.
 
 mod body;
+mod json;
 mod request;
 mod stream;
 

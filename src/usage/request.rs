@@ -13,10 +13,10 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use memchr::memmem;
-use simd_json::BorrowedValue;
 use simd_json::prelude::*;
 
 use super::body::model_of;
+use super::json::{self, Json};
 
 /// What the relay needs from a JSON request body, from one parse (only
 /// when the body contains `"stream"` or `"model"`).
@@ -36,23 +36,22 @@ pub fn request_info(body: &[u8]) -> RequestInfo {
     if memmem::find(body, b"\"stream\"").is_none() && memmem::find(body, b"\"model\"").is_none() {
         return RequestInfo::default();
     }
-    let mut copy = body.to_vec();
-    let Ok(value) = simd_json::to_borrowed_value(&mut copy) else {
-        return RequestInfo::default();
-    };
-    if !value.is_object() {
-        return RequestInfo::default();
-    }
-    RequestInfo {
-        stream: value.get("stream").and_then(|s| s.as_bool()) == Some(true),
-        model: model_of(&value),
-        include_usage: options(&value)
-            .and_then(|o| o.get("include_usage"))
-            .and_then(|i| i.as_bool()),
-    }
+    json::read(body, |value| {
+        if !value.is_object() {
+            return RequestInfo::default();
+        }
+        RequestInfo {
+            stream: value.get("stream").and_then(|s| s.as_bool()) == Some(true),
+            model: model_of(value),
+            include_usage: options(value)
+                .and_then(|o| o.get("include_usage"))
+                .and_then(|i| i.as_bool()),
+        }
+    })
+    .unwrap_or_default()
 }
 
-fn options<'v, 'a>(value: &'v BorrowedValue<'a>) -> Option<&'v BorrowedValue<'a>> {
+fn options<'t, 'i>(value: Json<'t, 'i>) -> Option<Json<'t, 'i>> {
     value.get("stream_options")
 }
 
@@ -64,19 +63,20 @@ struct Parsed {
 
 /// None when the body is not a JSON object or already asks for usage.
 fn check(body: &[u8]) -> Option<Parsed> {
-    let mut copy = body.to_vec();
-    let value = simd_json::to_borrowed_value(&mut copy).ok()?;
-    if !value.is_object() {
-        return None;
-    }
-    let include = options(&value).and_then(|o| o.get("include_usage"));
-    if include.and_then(|i| i.as_bool()) == Some(true) {
-        return None;
-    }
-    Some(Parsed {
-        has_options: options(&value).is_some(),
-        has_include_key: include.is_some(),
+    json::read(body, |value| {
+        if !value.is_object() {
+            return None;
+        }
+        let include = options(value).and_then(|o| o.get("include_usage"));
+        if include.and_then(|i| i.as_bool()) == Some(true) {
+            return None;
+        }
+        Some(Parsed {
+            has_options: options(value).is_some(),
+            has_include_key: include.is_some(),
+        })
     })
+    .flatten()
 }
 
 /// Returns the body with `stream_options.include_usage` set to true, by

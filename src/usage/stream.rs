@@ -12,11 +12,11 @@
 use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
-use simd_json::BorrowedValue;
 use simd_json::prelude::*;
 
 use super::Usage;
 use super::body::{anthropic_usage, chat_usage, model_of, responses_usage};
+use super::json::{self, Json};
 use crate::dialect::Dialect;
 use crate::sse::Event;
 
@@ -98,16 +98,14 @@ impl StreamUsage {
         };
         #[cfg(test)]
         PARSES.with(|p| p.set(p.get() + 1));
-        let mut buf = data.into_bytes();
-        let Ok(value) = simd_json::to_borrowed_value(&mut buf) else {
-            return Seen::Other;
-        };
-        match self.dialect {
-            Dialect::OpenAiChat => self.chat(&value),
-            Dialect::OpenAiResponses => self.responses(&value),
-            Dialect::Anthropic => self.anthropic(&value),
+        let dialect = self.dialect;
+        json::read(data.as_bytes(), |value| match dialect {
+            Dialect::OpenAiChat => self.chat(value),
+            Dialect::OpenAiResponses => self.responses(value),
+            Dialect::Anthropic => self.anthropic(value),
             Dialect::Generic => Seen::Other,
-        }
+        })
+        .unwrap_or(Seen::Other)
     }
 
     /// None until a usage-carrying frame was seen.
@@ -124,9 +122,9 @@ impl StreamUsage {
 
     /// A chat chunk: usage replaces any earlier report (servers that send
     /// usage on every chunk send running totals).
-    fn chat(&mut self, chunk: &BorrowedValue<'_>) -> Seen {
+    fn chat(&mut self, chunk: Json<'_, '_>) -> Seen {
         let model = model_of(chunk);
-        let Some(u) = chunk.get("usage").filter(|u| u.is_object()) else {
+        let Some(u) = chunk.get("usage").filter(Json::is_object) else {
             if self.model.is_none() {
                 self.model = model;
             }
@@ -148,18 +146,17 @@ impl StreamUsage {
     }
 
     /// A terminal Responses event: `response.usage`, `response.model`.
-    fn responses(&mut self, event: &BorrowedValue<'_>) -> Seen {
+    fn responses(&mut self, event: Json<'_, '_>) -> Seen {
         let terminal = event
             .get("type")
-            .and_then(|t| t.as_str())
-            .is_some_and(|t| RESPONSES_TERMINAL.contains(&t));
+            .is_some_and(|t| t.as_str().is_some_and(|t| RESPONSES_TERMINAL.contains(&t)));
         let Some(response) = event.get("response").filter(|_| terminal) else {
             return Seen::Other;
         };
         if let Some(m) = model_of(response) {
             self.model = Some(m);
         }
-        match response.get("usage").filter(|u| u.is_object()) {
+        match response.get("usage").filter(Json::is_object) {
             Some(u) => {
                 self.usage = Some(responses_usage(u));
                 Seen::Usage
@@ -170,8 +167,9 @@ impl StreamUsage {
 
     /// `message_start` sets everything; `message_delta` replaces the counts
     /// it carries (cumulative, never added).
-    fn anthropic(&mut self, event: &BorrowedValue<'_>) -> Seen {
-        match event.get("type").and_then(|t| t.as_str()) {
+    fn anthropic(&mut self, event: Json<'_, '_>) -> Seen {
+        let kind = event.get("type");
+        match kind.as_ref().and_then(|t| t.as_str()) {
             Some("message_start") => {
                 let Some(message) = event.get("message") else {
                     return Seen::Other;
@@ -186,8 +184,8 @@ impl StreamUsage {
         }
     }
 
-    fn replace_anthropic(&mut self, usage: Option<&BorrowedValue<'_>>) -> Seen {
-        let Some(u) = usage.filter(|u| u.is_object()) else {
+    fn replace_anthropic(&mut self, usage: Option<Json<'_, '_>>) -> Seen {
+        let Some(u) = usage.filter(Json::is_object) else {
             return Seen::Other;
         };
         let before = self.usage.unwrap_or_default();
