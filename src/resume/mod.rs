@@ -26,6 +26,7 @@ mod tests;
 mod token;
 
 pub use hub::{Attached, Gone, Hub, ResumeError, Stream};
+pub use log::{Log, Lost};
 pub use reader::Reader;
 pub use stamp::Stamp;
 pub use token::{Token, parse_last_event_id};
