@@ -36,6 +36,12 @@ pub struct Log {
     pushed: u64,
 }
 
+impl Default for Log {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Log {
     pub fn new() -> Self {
         Self {
