@@ -44,7 +44,11 @@ struct Got {
 /// Sends `req` on a fresh connection and reads the body; with `cut`, stops
 /// after that many bytes (keeping only those) and drops the connection.
 async fn read(relay: &sse_edge::Running, req: Request<TestBody>, cut: Option<usize>) -> Got {
-    let mut client = Client::h1(relay.listen).await;
+    read_on(Client::h1(relay.listen).await, req, cut).await
+}
+
+/// [`read`] on a given client connection (dropped at the end).
+async fn read_on(mut client: Client, req: Request<TestBody>, cut: Option<usize>) -> Got {
     let res = client.send(req).await.expect("request sent");
     let status = res.status().as_u16();
     let header = |n: &str| {
@@ -569,6 +573,35 @@ async fn a_reconnect_needs_the_route_auth_and_the_key_the_stream_was_opened_with
             whatwg::parse(&alice.bytes).last().map(|e| e.data.as_str()),
             Some("[DONE]")
         );
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn resumes_over_http2_too() {
+    within(async {
+        let up = streaming_upstream(20, Duration::from_millis(5)).await;
+        let relay = start_relay_to(&up, &["--resume-window", "5s"]).await;
+        let first = read_on(
+            Client::h2(relay.listen).await,
+            post(CHAT, STREAM_REQ),
+            Some(300),
+        )
+        .await;
+        assert_eq!(first.status, 200);
+        let token = first.stream_id.expect("stream id");
+        let seen = whatwg::parse(&first.bytes);
+        let last = seen
+            .last()
+            .map(|e| e.last_event_id.clone())
+            .expect("an event before the cut");
+        let rest = read_on(Client::h2(relay.listen).await, resume_post(&last), None).await;
+        assert_eq!(rest.status, 200);
+        assert_eq!(rest.stream_id.as_deref(), Some(token.as_str()));
+        let mut all = datas(&seen);
+        all.extend(datas(&whatwg::parse(&rest.bytes)));
+        assert_eq!(all, datas(&whatwg::parse(&concat(&chat_events(20)))));
         stop_relay(relay).await;
     })
     .await;
