@@ -277,15 +277,6 @@ impl Hub {
             idle.await;
         }
     }
-
-    /// Streams currently held (tests, diagnostics).
-    pub fn len(&self) -> usize {
-        lock(&self.streams).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// One resumable stream, shared by its producer and its reader.
