@@ -49,6 +49,9 @@ struct Inner {
     driver: Option<Waker>,
     /// Tick the driver is sleeping until (`u64::MAX`: not armed).
     armed: u64,
+    /// An entry was added or moved since the driver last scanned: the next
+    /// due tick may have changed.
+    dirty: bool,
 }
 
 /// The per-connection wheel.
@@ -69,6 +72,7 @@ impl Wheel {
                 free: Vec::new(),
                 driver: None,
                 armed: u64::MAX,
+                dirty: false,
             }),
         }
     }
@@ -101,6 +105,7 @@ impl Wheel {
             }
         };
         w.link(id);
+        w.dirty = true;
         w.wake_driver_for(due);
         TimerKey(id)
     }
@@ -117,6 +122,7 @@ impl Wheel {
         e.due = due;
         e.fired = false;
         w.link(key.0);
+        w.dirty = true;
         w.wake_driver_for(due);
     }
 
@@ -165,6 +171,10 @@ impl Wheel {
         poll_fn(|cx| self.poll_drive(cx, sleep.as_mut())).await
     }
 
+    /// The driver runs in its connection's task, so it is polled on every
+    /// wake-up of that task (each relayed chunk, each request). Unless an
+    /// entry was added or moved, or its sleep fired, there is nothing to
+    /// scan: that case costs a lock and a sleep poll.
     fn poll_drive(&self, cx: &mut Context<'_>, mut sleep: std::pin::Pin<&mut Sleep>) -> Poll<()> {
         loop {
             let deadline = {
@@ -172,6 +182,16 @@ impl Wheel {
                 match &w.driver {
                     Some(d) if d.will_wake(cx.waker()) => {}
                     _ => w.driver = Some(cx.waker().clone()),
+                }
+                if !std::mem::take(&mut w.dirty) {
+                    if w.armed == u64::MAX {
+                        return Poll::Pending; // nothing to fire until an insert
+                    }
+                    drop(w);
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    w = self.lock();
                 }
                 let now = w.tick_floor(Instant::now());
                 w.advance(now);
