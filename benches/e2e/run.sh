@@ -132,4 +132,8 @@ if [ "$PROFILE" = 1 ]; then
     "$BENCH" splice --file "$ROOT/BENCHMARKS.md" --block profile --from "$OUT/profile.md"
 fi
 
-echo "== BENCHMARKS.md updated"
+if [ "$WRITE" = 1 ]; then
+  echo "== BENCHMARKS.md updated"
+else
+  echo "== done; BENCHMARKS.md unchanged"
+fi
