@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming};
+use hyper::body::{Body, Frame};
 
 use super::capture::UsageCapture;
 use super::heartbeat::Heartbeat;
@@ -21,13 +21,13 @@ use crate::dialect::Dialect;
 use crate::dialect::errors::{self, ErrorInfo};
 use crate::error::{Error, Kind};
 use crate::telemetry::{Exchange, Outcome, UsageSource};
-use crate::upstream::Lease;
+use crate::upstream::{Body as UpstreamBody, Lease};
 
 const SPACE: &[u8] = b" ";
 
 enum Phase {
     Waiting(Pending),
-    Relaying { body: Incoming, lease: Lease },
+    Relaying { body: UpstreamBody, lease: Lease },
     Done,
 }
 
@@ -79,7 +79,6 @@ impl JsonWaitBody {
                     return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(SPACE)))));
                 }
                 Phase::Relaying { body, lease } => {
-                    lease.drive(cx);
                     return match ready!(Pin::new(body).poll_frame(cx)) {
                         Some(Ok(frame)) => {
                             if let Some(d) = frame.data_ref() {

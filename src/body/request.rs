@@ -75,6 +75,16 @@ impl RequestBody {
     }
 }
 
+impl RequestBody {
+    /// The body, when the relay holds it whole (a cheap `Bytes` clone).
+    pub fn held(&self) -> Option<Bytes> {
+        match &self.inner {
+            Inner::Buffered(bytes) => bytes.clone(),
+            Inner::Streaming { .. } => None,
+        }
+    }
+}
+
 impl Body for RequestBody {
     type Data = Bytes;
     type Error = Error;

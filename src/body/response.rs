@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 
 use super::capture::UsageCapture;
 use super::idle::ReadDeadline;
@@ -14,7 +14,7 @@ use super::sse::SseBody;
 use crate::error::{Error, Kind};
 use crate::resume::Reader;
 use crate::telemetry::{Exchange, Outcome, UpstreamClass, UsageSource};
-use crate::upstream::Lease;
+use crate::upstream::{Body as UpstreamBody, Lease};
 
 /// The response body handed to hyper: an upstream body relayed frame by
 /// frame, or a relay-made answer. The request's [`Exchange`] rides along and
@@ -26,7 +26,7 @@ pub struct ResponseBody {
 
 enum Inner {
     Upstream {
-        body: Incoming,
+        body: UpstreamBody,
         lease: Lease,
         usage: Option<UsageCapture>,
         deadline: Option<ReadDeadline>,
@@ -43,7 +43,7 @@ impl ResponseBody {
     /// `usage`, when given, keeps the (JSON) body to read its usage at the end.
     /// `read_timeout` bounds upstream silence between frames.
     pub fn relay(
-        body: Incoming,
+        body: UpstreamBody,
         mut lease: Lease,
         mut exchange: Exchange,
         usage: Option<UsageCapture>,
@@ -125,7 +125,6 @@ impl ResponseBody {
         else {
             return Poll::Ready(None);
         };
-        lease.drive(cx);
         let polled = match Pin::new(&mut *body).poll_frame(cx) {
             Poll::Ready(polled) => polled,
             Poll::Pending => {

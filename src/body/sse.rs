@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{StatusCode, header};
-use hyper::body::{Body, Frame, Incoming};
+use hyper::body::{Body, Frame};
 use tokio::time::Instant;
 
 use super::events::EventObserver;
@@ -43,7 +43,7 @@ use crate::resume::Stamp;
 use crate::sse::{Keepalive, Position, Scanner};
 use crate::telemetry::{Exchange, Outcome, UpstreamClass, UsageSource};
 use crate::timer::Wheel;
-use crate::upstream::{Lease, Sent};
+use crate::upstream::{Body as UpstreamBody, Lease, Sent};
 
 /// The upstream exchange still in flight after an early commit.
 pub type Pending = Pin<Box<dyn Future<Output = Result<Sent, Error>> + Send>>;
@@ -54,13 +54,15 @@ const ERROR_BODY_CAP: usize = 64 * 1024;
 enum Phase {
     Waiting(Pending),
     ReadingError {
-        body: Incoming,
-        lease: Lease,
+        body: UpstreamBody,
+        /// Held while the error body is read (an HTTP/2 stream counts
+        /// against its connection's limit until then).
+        _lease: Lease,
         status: StatusCode,
         buf: BytesMut,
     },
     Streaming {
-        body: Incoming,
+        body: UpstreamBody,
         lease: Lease,
     },
     Done,
@@ -114,7 +116,7 @@ impl SseBody {
     }
 
     /// The upstream answered 2xx with an event stream.
-    pub fn streaming(body: Incoming, lease: Lease, setup: SseSetup<'_>) -> Self {
+    pub fn streaming(body: UpstreamBody, lease: Lease, setup: SseSetup<'_>) -> Self {
         Self::new(Phase::Streaming { body, lease }, setup)
     }
 
@@ -206,7 +208,6 @@ impl SseBody {
         let Phase::Streaming { body, lease } = &mut self.phase else {
             return Poll::Ready(None);
         };
-        lease.drive(cx);
         match ready!(Pin::new(&mut *body).poll_frame(cx)) {
             Some(Ok(frame)) => {
                 self.last_upstream = Instant::now();
@@ -367,7 +368,7 @@ impl SseBody {
         if !parts.status.is_success() {
             self.phase = Phase::ReadingError {
                 body,
-                lease: sent.lease,
+                _lease: sent.lease,
                 status: parts.status,
                 buf: BytesMut::new(),
             };
@@ -404,16 +405,14 @@ impl SseBody {
     ) -> Poll<Option<(u64, Bytes)>> {
         let Phase::ReadingError {
             body,
-            lease,
             status,
             buf,
+            ..
         } = &mut self.phase
         else {
             return Poll::Ready(None);
         };
-        lease.drive(cx);
         while let Some(Ok(frame)) = ready!(Pin::new(&mut *body).poll_frame(cx)) {
-            lease.drive(cx);
             if let Ok(data) = frame.into_data() {
                 let room = ERROR_BODY_CAP.saturating_sub(buf.len());
                 buf.extend_from_slice(&data[..data.len().min(room)]);

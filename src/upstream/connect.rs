@@ -1,10 +1,11 @@
 //! Opening one upstream connection.
 //!
 //! DNS, TCP connect (trying each resolved address in turn), socket options,
-//! TLS with ALPN, and the hyper HTTP/1.1 or HTTP/2 handshake all run under
-//! one `connect_timeout`. The hyper connection task is spawned here; it ends
+//! TLS with ALPN, and the HTTP/2 handshake all run under one
+//! `connect_timeout`. An HTTP/2 connection's task is spawned here; it ends
 //! when the connection closes, when every sender is dropped, or at the stop
-//! signal, whichever comes first.
+//! signal, whichever comes first. An HTTP/1.1 connection needs no handshake
+//! and no task (see `h1`).
 
 use std::future::Future;
 use std::io;
@@ -13,14 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::h1::H1Conn;
+use super::h1::{H1Conn, Io};
 use super::pool::OriginKey;
 use super::tls::ClientTls;
 use crate::body::RequestBody;
@@ -87,8 +88,10 @@ impl Connector {
     ) -> Result<Fresh, Error> {
         let tcp = self.tcp(key).await?;
         if !key.tls {
-            let h2 = key.protocol == UpstreamProtocol::Http2;
-            return self.handshake(TokioIo::new(tcp), h2, on_close).await;
+            if key.protocol == UpstreamProtocol::Http2 {
+                return self.handshake_h2(TokioIo::new(tcp), on_close).await;
+            }
+            return Ok(Fresh::H1(H1Conn::new(Io::Tcp(tcp), Box::new(on_close))));
         }
         let name =
             ServerName::try_from(key.host.clone()).map_err(|e| Error::with_cause(Kind::Tls, e))?;
@@ -97,8 +100,11 @@ impl Connector {
             .connect(name, tcp)
             .await
             .map_err(|e| Error::with_cause(Kind::Tls, e))?;
-        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        self.handshake(TokioIo::new(tls), h2, on_close).await
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+            return self.handshake_h2(TokioIo::new(tls), on_close).await;
+        }
+        let io = Io::Tls(Box::new(tls));
+        Ok(Fresh::H1(H1Conn::new(io, Box::new(on_close))))
     }
 
     async fn tcp(&self, key: &OriginKey) -> Result<TcpStream, Error> {
@@ -133,36 +139,23 @@ impl Connector {
         }
     }
 
-    async fn handshake<T>(
+    async fn handshake_h2<T>(
         &self,
         io: TokioIo<T>,
-        h2: bool,
         on_close: impl FnOnce() + Send + 'static,
     ) -> Result<Fresh, Error>
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let stop = self.stop.clone();
-        if h2 {
-            let (tx, conn) = self
-                .h2
-                .handshake(io)
-                .await
-                .map_err(|e| Error::with_cause(Kind::UpstreamProtocol, e))?;
-            let peer_limit = Arc::new(AtomicUsize::new(conn.current_max_send_streams()));
-            spawn_conn(track_peer_limit(conn, peer_limit.clone()), stop, on_close);
-            return Ok(Fresh::H2(tx, peer_limit));
-        }
-        let (tx, conn) = http1::Builder::new()
+        let (tx, conn) = self
+            .h2
             .handshake(io)
             .await
             .map_err(|e| Error::with_cause(Kind::UpstreamProtocol, e))?;
-        drop(stop); // no task to stop: see `h1`
-        Ok(Fresh::H1(H1Conn::new(
-            tx,
-            Box::pin(conn),
-            Box::new(on_close),
-        )))
+        let peer_limit = Arc::new(AtomicUsize::new(conn.current_max_send_streams()));
+        let stop = self.stop.clone();
+        spawn_conn(track_peer_limit(conn, peer_limit.clone()), stop, on_close);
+        Ok(Fresh::H2(tx, peer_limit))
     }
 }
 

@@ -1,16 +1,22 @@
-//! The upstream side: a connection pool written over
-//! `hyper::client::conn::{http1, http2}`.
+//! The upstream side: a connection pool over the relay's own HTTP/1.1
+//! client codec ([`h1`]) and hyper's HTTP/2 client
+//! (`hyper::client::conn::http2`).
 //!
 //! - [`connect`] opens one connection: DNS, TCP (socket2 options), TLS with
-//!   ALPN, then the hyper handshake, all under `connect_timeout`.
+//!   ALPN, then (HTTP/2) the hyper handshake, all under `connect_timeout`.
+//! - [`h1`] writes requests and reads responses on HTTP/1.1 connections,
+//!   in the task of the request that uses them.
 //! - [`pool`] keeps connections per origin and hands out leases; the
 //!   ownership and retry contract is written at its top.
 //! - [`tls`] builds the rustls client configuration (roots, extra CA, ALPN).
 
+mod body;
 mod connect;
 mod h1;
 mod pool;
 mod tls;
+
+pub use body::Body;
 
 pub use connect::Connector;
 pub use pool::{Lease, Origin, OriginKey, Pool, Sent};

@@ -4,43 +4,43 @@
 //! - An idle HTTP/1.1 connection is owned by its origin's idle list (LIFO:
 //!   the most recently used connection is the warmest and least likely to
 //!   have been closed by the upstream).
-//! - A checked-out HTTP/1.1 connection is owned by the request's [`Lease`],
-//!   which travels with the response body. When the body has been read to
-//!   its end, [`Lease::release`] puts the connection back on the idle list.
-//!   A lease dropped before that (client went away, upstream failed) drops
-//!   the sender, and hyper closes the connection: a half-read response can
-//!   never be handed to the next request.
+//! - A checked-out HTTP/1.1 connection is owned by the exchange, then by
+//!   the response body ([`super::h1::H1Body`]). When the body has been read
+//!   to its end, it puts the connection back on the idle list. A body
+//!   dropped before that (client went away, upstream failed) closes the
+//!   connection: a half-read response can never be handed to the next
+//!   request.
 //! - HTTP/2 connections stay in the origin's list while open; a lease only
 //!   counts one stream against the connection's limit. Dropping the response
 //!   body early makes hyper send RST_STREAM(CANCEL).
-//! - Leases hold a `Weak` reference to the origin, so a lease outliving the
-//!   pool (at shutdown) just drops its connection. Nothing here panics in
-//!   `Drop`.
+//! - HTTP/1.1 response bodies hold a `Weak` reference to the origin, so a
+//!   body outliving the pool (at shutdown) just drops its connection.
+//!   Nothing here panics in `Drop`.
 //!
 //! # Checkout and retry
-//! Checkout never hands out a connection known to be dead: closed senders
-//! are discarded, idle connections past `idle_timeout` are closed, and an
-//! HTTP/1.1 sender must report ready. The race that remains (the upstream
-//! closes an idle connection while our request is being queued on it) is
-//! covered by `try_send_request`: if hyper gives the request back, no byte
-//! of it was written, so it is sent again on another connection. A request
-//! is retried this way only after failing on a *reused* connection; once
-//! any byte may have reached the upstream it is never sent twice.
+//! Checkout never hands out a connection known to be dead: closed HTTP/2
+//! senders are discarded, idle connections past `idle_timeout` are closed,
+//! and an idle HTTP/1.1 connection is polled once for a close or stray
+//! bytes. The race that remains (the upstream closes an idle connection
+//! while our request is on its way) is covered by handing the request
+//! back when no byte of it was written (`h1::send`, hyper's
+//! `try_send_request`): it is then sent again on another connection. A
+//! request is retried this way only after failing on a *reused*
+//! connection; once any byte may have reached the upstream it is never
+//! sent twice.
 
-use std::future::{Future, poll_fn};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::Context;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version, header};
-use hyper::body::Incoming;
-use hyper::client::conn::{TrySendError, http2};
+use hyper::client::conn::http2;
 use tokio::time::Instant;
 
 use super::connect::{Connector, Fresh};
-use super::h1::H1Conn;
+use super::Body;
+use super::h1::{self, H1Conn};
 use crate::body::RequestBody;
 use crate::config::{UpstreamConfig, UpstreamProtocol};
 use crate::error::{Error, Kind};
@@ -179,7 +179,7 @@ enum Checked {
 
 /// A response from the upstream and the lease that must travel with its body.
 pub struct Sent {
-    pub response: Response<Incoming>,
+    pub response: Response<Body>,
     pub lease: Lease,
     /// Times the request was handed to a connection (1 unless retried).
     pub attempts: u32,
@@ -248,13 +248,13 @@ impl Origin {
                         attempts,
                     });
                 }
-                Err(mut err) => match err.take_message() {
+                Err(failed) => match failed.request {
                     Some(back) if reused => {
                         tracing::debug!("reused upstream connection failed before write; retrying");
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
                         req = back;
                     }
-                    _ => return Err(classify(err.into_error())),
+                    _ => return Err(failed.error),
                 },
             }
         }
@@ -262,24 +262,15 @@ impl Origin {
 
     async fn send_h1(
         self: &Arc<Self>,
-        mut tx: H1,
+        conn: H1,
         mut req: Request<RequestBody>,
-    ) -> Result<(Response<Incoming>, Lease), TrySendError<Request<RequestBody>>> {
+    ) -> Result<(Response<Body>, Lease), h1::SendError> {
         origin_form(&mut req);
-        *req.version_mut() = Version::HTTP_11;
         req.headers_mut()
             .insert(header::HOST, self.host_header.clone());
-        // The connection has no task of its own: drive it until the
-        // response head is in (see `h1`).
-        let response = {
-            let mut sent = std::pin::pin!(tx.tx.try_send_request(req));
-            poll_fn(|cx| {
-                tx.drive(cx);
-                sent.as_mut().poll(cx)
-            })
-            .await?
-        };
-        Ok((response, Lease::h1(tx, Arc::downgrade(self))))
+        let response = h1::send(conn, req, Arc::downgrade(self)).await?;
+        // The body owns the connection and returns it itself.
+        Ok((response.map(Body::H1), Lease::none()))
     }
 
     async fn send_h2(
@@ -287,14 +278,19 @@ impl Origin {
         mut tx: H2,
         streams: Arc<AtomicUsize>,
         mut req: Request<RequestBody>,
-    ) -> Result<(Response<Incoming>, Lease), TrySendError<Request<RequestBody>>> {
+    ) -> Result<(Response<Body>, Lease), h1::SendError> {
         // Count the stream from checkout on, so concurrent checkouts see it.
         let lease = Lease::h2(streams, self.stats.clone());
         self.absolute_form(&mut req);
         *req.version_mut() = Version::HTTP_2;
         req.headers_mut().remove(header::HOST);
-        let response = tx.try_send_request(req).await?;
-        Ok((response, lease))
+        match tx.try_send_request(req).await {
+            Ok(response) => Ok((response.map(Body::H2), lease)),
+            Err(mut e) => Err(h1::SendError {
+                request: e.take_message(),
+                error: classify(e.into_error()),
+            }),
+        }
     }
 
     /// A connection to send on, and whether it was reused.
@@ -309,9 +305,6 @@ impl Origin {
             };
             let Some(mut conn) = taken else { break };
             if conn.poll_closed() {
-                continue;
-            }
-            if poll_fn(|cx| conn.poll_ready(cx)).await.is_err() {
                 continue;
             }
             return Ok((Checked::H1(conn), true));
@@ -416,7 +409,7 @@ impl Origin {
     }
 
     /// Returns a connection whose response was read to its end.
-    fn put_idle(&self, mut conn: H1) {
+    pub(super) fn put_idle(&self, mut conn: H1) {
         if conn.poll_closed() {
             return;
         }
@@ -503,16 +496,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// What a request holds on its connection until the response body ends.
+/// What a request holds on its connection until the response body ends:
+/// for HTTP/2, the stream's place under the connection's stream limit.
+/// (An HTTP/1.1 response body owns its connection instead.)
 pub struct Lease {
     inner: LeaseInner,
 }
 
 enum LeaseInner {
-    H1 {
-        tx: H1,
-        origin: Weak<Origin>,
-    },
     H2 {
         streams: Arc<AtomicUsize>,
         stats: Arc<OriginStats>,
@@ -521,9 +512,9 @@ enum LeaseInner {
 }
 
 impl Lease {
-    fn h1(tx: H1, origin: Weak<Origin>) -> Self {
+    fn none() -> Self {
         Self {
-            inner: LeaseInner::H1 { tx, origin },
+            inner: LeaseInner::Released,
         }
     }
 
@@ -533,23 +524,10 @@ impl Lease {
         }
     }
 
-    /// Runs an HTTP/1.1 connection's I/O (it has no task of its own); call
-    /// before polling the response body. A no-op for HTTP/2.
-    pub fn drive(&mut self, cx: &mut Context<'_>) {
-        if let LeaseInner::H1 { tx, .. } = &mut self.inner {
-            tx.drive(cx);
-        }
-    }
-
     /// The response body was read to its end: the connection may serve the
     /// next request.
     pub fn release(&mut self) {
         match std::mem::replace(&mut self.inner, LeaseInner::Released) {
-            LeaseInner::H1 { tx, origin } => {
-                if let Some(origin) = origin.upgrade() {
-                    origin.put_idle(tx);
-                }
-            }
             LeaseInner::H2 { streams, stats } => end_stream(&streams, &stats),
             LeaseInner::Released => {}
         }
@@ -563,8 +541,7 @@ fn end_stream(streams: &AtomicUsize, stats: &OriginStats) {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        // H1: dropping the sender with an unfinished response closes the
-        // connection. H2: the stream no longer counts against the limit.
+        // The stream no longer counts against the connection's limit.
         if let LeaseInner::H2 { streams, stats } = &self.inner {
             end_stream(streams, stats);
         }

@@ -1,0 +1,306 @@
+//! HTTP/1.1 message heads on upstream connections (RFC 9112).
+//!
+//! Writing: the request line, the fields the relay forwards, and framing
+//! the relay decides itself from the body it is about to send. A forwarded
+//! `Content-Length` or `Transfer-Encoding` is never copied: the body may
+//! have been rewritten (`include_usage`), and a client's framing is not the
+//! upstream connection's.
+//!
+//! Reading: the status line and fields of a response, then the body's
+//! framing by RFC 9112 §6.3, in order:
+//! 1. a response to HEAD, and 1xx, 204 and 304 responses have no body;
+//! 2. `Transfer-Encoding` whose last coding is `chunked`: chunked; any other
+//!    final coding: the body runs until the upstream closes. A
+//!    `Content-Length` beside it is removed (§6.3 rule 3: it could smuggle
+//!    a second response), and the connection is not reused;
+//! 3. `Content-Length`: every value (across lines and lists) must be the
+//!    same number, or the response is rejected (§6.3 rule 5);
+//! 4. otherwise the body runs until the upstream closes.
+//!
+//! Lines may end in CRLF or a bare LF (§2.2 lets a recipient accept LF);
+//! obsolete line folding and control characters in fields are rejected.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+
+/// Largest response head (status line and fields) or trailer section.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most fields in a response head or trailer section.
+pub const MAX_FIELDS: usize = 128;
+
+/// How the request body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body and no framing field (GET and friends with nothing to send).
+    None,
+    Length(u64),
+    Chunked,
+}
+
+impl RequestFraming {
+    /// The framing for a body whose end and size are known as given.
+    /// Methods that normally carry content say `Content-Length: 0` when
+    /// empty, as user agents do (RFC 9110 §8.6).
+    pub fn choose(method: &Method, ended: bool, exact: Option<u64>) -> Self {
+        if ended {
+            let bodiless = matches!(
+                *method,
+                Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::TRACE
+            );
+            return if bodiless {
+                Self::None
+            } else {
+                Self::Length(0)
+            };
+        }
+        match exact {
+            Some(n) => Self::Length(n),
+            None => Self::Chunked,
+        }
+    }
+}
+
+/// Writes the request head: `METHOD target HTTP/1.1`, the fields (names in
+/// their canonical lowercase), the framing field, and the blank line.
+pub fn encode_request(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+) -> Bytes {
+    let fields: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    let mut out = BytesMut::with_capacity(method.as_str().len() + target.len() + fields + 64);
+    out.put_slice(method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(target.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    match framing {
+        RequestFraming::None => {}
+        RequestFraming::Length(n) => {
+            out.put_slice(b"content-length: ");
+            out.put_slice(n.to_string().as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.put_slice(b"\r\n");
+    out.freeze()
+}
+
+/// Why bytes from the upstream were refused (head, chunk framing, trailers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError(pub &'static str);
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes the connection.
+    Close,
+}
+
+/// Finds the end of a head (just past its blank line). `from` keeps how far
+/// earlier calls looked, so a head that arrives a byte at a time is still
+/// scanned once.
+pub fn head_end(buf: &[u8], from: &mut usize) -> Option<usize> {
+    let mut at = *from;
+    while let Some(i) = memchr::memchr(b'\n', &buf[at..]) {
+        let lf = at + i;
+        match &buf[lf + 1..] {
+            [b'\n', ..] => return Some(lf + 2),
+            [b'\r', b'\n', ..] => return Some(lf + 3),
+            [] | [b'\r'] => {
+                *from = lf; // look at this line end again with more bytes
+                return None;
+            }
+            _ => at = lf + 1,
+        }
+    }
+    *from = buf.len();
+    None
+}
+
+/// Lines of a complete head, without their line ends; stops at the blank
+/// line.
+fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
+    head.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .take_while(|l| !l.is_empty())
+}
+
+/// Parses a complete head (`head` ends with its blank line).
+pub fn parse_response(head: &[u8]) -> Result<ResponseHead, WireError> {
+    let mut lines = lines(head);
+    let status_line = lines.next().ok_or(WireError("empty status line"))?;
+    let (version, rest) = match status_line.split_at_checked(9) {
+        Some((b"HTTP/1.1 ", rest)) => (Version::HTTP_11, rest),
+        Some((b"HTTP/1.0 ", rest)) => (Version::HTTP_10, rest),
+        _ => return Err(WireError("not an HTTP/1.x status line")),
+    };
+    let (code, reason) = rest.split_at_checked(3).ok_or(WireError("bad status code"))?;
+    let status = code
+        .iter()
+        .all(u8::is_ascii_digit)
+        .then(|| StatusCode::from_bytes(code).ok())
+        .flatten()
+        .ok_or(WireError("bad status code"))?;
+    let reason_ok = match reason.split_first() {
+        None => true,
+        Some((b' ', text)) => !text.iter().any(|&b| is_ctl(b)),
+        Some(_) => false,
+    };
+    if !reason_ok {
+        return Err(WireError("bad status line"));
+    }
+    let headers = parse_fields(lines)?;
+    Ok(ResponseHead {
+        status,
+        version,
+        headers,
+    })
+}
+
+/// Parses a trailer section (`section` ends with its blank line).
+pub fn parse_trailers(section: &[u8]) -> Result<HeaderMap, WireError> {
+    parse_fields(lines(section))
+}
+
+fn parse_fields<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Result<HeaderMap, WireError> {
+    let mut headers = HeaderMap::new();
+    for (n, line) in lines.enumerate() {
+        if n == MAX_FIELDS {
+            return Err(WireError("too many header fields"));
+        }
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            return Err(WireError("obsolete line folding"));
+        }
+        let colon = memchr::memchr(b':', line).ok_or(WireError("header line without colon"))?;
+        // No whitespace is allowed between name and colon (RFC 9112 §5.1):
+        // HeaderName refuses it with every other non-token byte.
+        let name =
+            HeaderName::from_bytes(&line[..colon]).map_err(|_| WireError("bad header name"))?;
+        let value = trim_ows(&line[colon + 1..]);
+        let value = HeaderValue::from_bytes(value).map_err(|_| WireError("bad header value"))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+fn is_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+pub fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// The body's framing and whether the connection may serve another
+/// request afterwards. Removes a `Content-Length` that `Transfer-Encoding`
+/// overrides, so it never reaches the client.
+pub fn framing(head: &mut ResponseHead, method: &Method) -> Result<(Framing, bool), WireError> {
+    let h = &mut head.headers;
+    let mut reusable = match head.version {
+        Version::HTTP_11 => !has_token(h, "close"),
+        _ => has_token(h, "keep-alive") && !has_token(h, "close"),
+    };
+    let status = head.status.as_u16();
+    if *method == Method::HEAD || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok((Framing::Empty, reusable));
+    }
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        if head.version != Version::HTTP_11 {
+            return Err(WireError("transfer-encoding in an HTTP/1.0 response"));
+        }
+        if h.remove(header::CONTENT_LENGTH).is_some() {
+            reusable = false;
+        }
+        return Ok(if last_coding_is_chunked(h) {
+            (Framing::Chunked, reusable)
+        } else {
+            (Framing::Close, false)
+        });
+    }
+    match content_length(h)? {
+        Some(0) => Ok((Framing::Empty, reusable)),
+        Some(n) => Ok((Framing::Length(n), reusable)),
+        None => Ok((Framing::Close, false)),
+    }
+}
+
+fn tokens<'a>(h: &'a HeaderMap, name: HeaderName) -> impl Iterator<Item = &'a [u8]> {
+    h.get_all(name)
+        .into_iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(trim_ows)
+}
+
+fn has_token(h: &HeaderMap, token: &str) -> bool {
+    tokens(h, header::CONNECTION).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+fn last_coding_is_chunked(h: &HeaderMap) -> bool {
+    tokens(h, header::TRANSFER_ENCODING)
+        .filter(|t| !t.is_empty())
+        .last()
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
+}
+
+/// The one length every `Content-Length` value states.
+fn content_length(h: &HeaderMap) -> Result<Option<u64>, WireError> {
+    let mut found = None;
+    for v in tokens(h, header::CONTENT_LENGTH) {
+        let n = parse_decimal(v).ok_or(WireError("bad content-length"))?;
+        if found.is_some_and(|f| f != n) {
+            return Err(WireError("conflicting content-length values"));
+        }
+        found = Some(n);
+    }
+    Ok(found)
+}
+
+fn parse_decimal(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit()
+            .then(|| n * 10 + u64::from(b - b'0'))
+    })
+}
