@@ -19,7 +19,7 @@ use super::heartbeat::Heartbeat;
 use super::sse::Pending;
 use crate::dialect::Dialect;
 use crate::dialect::errors::{self, ErrorInfo};
-use crate::error::{Error, Kind};
+use crate::error::Error;
 use crate::telemetry::{Exchange, Outcome, UsageSource};
 use crate::upstream::{Body as UpstreamBody, Lease};
 
@@ -100,9 +100,12 @@ impl JsonWaitBody {
                             Poll::Ready(None)
                         }
                         Some(Err(e)) => {
+                            if let Some(class) = e.upstream_class() {
+                                x.upstream_error(class);
+                            }
                             x.finish(Outcome::UpstreamReset);
                             self.phase = Phase::Done;
-                            Poll::Ready(Some(Err(Error::with_cause(Kind::UpstreamReset, e))))
+                            Poll::Ready(Some(Err(e)))
                         }
                     };
                 }

@@ -164,11 +164,12 @@ impl ResponseBody {
             }
             Some(Err(e)) => {
                 if let Some(x) = x {
-                    x.upstream_error(UpstreamClass::Reset);
+                    // Reset, or protocol (a broken chunk) or timeout.
+                    x.upstream_error(e.upstream_class().unwrap_or(UpstreamClass::Reset));
                     x.finish(Outcome::UpstreamReset);
                 }
                 tracing::warn!("upstream body failed mid-response: {e}");
-                Poll::Ready(Some(Err(Error::with_cause(Kind::UpstreamReset, e))))
+                Poll::Ready(Some(Err(e)))
             }
         }
     }

@@ -271,12 +271,7 @@ impl SseBody {
             }
             Some(Err(e)) => {
                 tracing::warn!("upstream stream failed: {e}");
-                let class = if e.is_timeout() {
-                    UpstreamClass::Timeout
-                } else {
-                    UpstreamClass::Reset
-                };
-                x.upstream_error(class);
+                x.upstream_error(e.upstream_class().unwrap_or(UpstreamClass::Reset));
                 let (outcome, status, code) = if e.is_timeout() {
                     (
                         Outcome::UpstreamTimeout,
@@ -404,10 +399,7 @@ impl SseBody {
         x: &mut Exchange,
     ) -> Poll<Option<(u64, Bytes)>> {
         let Phase::ReadingError {
-            body,
-            status,
-            buf,
-            ..
+            body, status, buf, ..
         } = &mut self.phase
         else {
             return Poll::Ready(None);

@@ -38,8 +38,8 @@ use http::{HeaderValue, Request, Response, Uri, Version, header};
 use hyper::client::conn::http2;
 use tokio::time::Instant;
 
-use super::connect::{Connector, Fresh};
 use super::Body;
+use super::connect::{Connector, Fresh};
 use super::h1::{self, H1Conn};
 use crate::body::RequestBody;
 use crate::config::{UpstreamConfig, UpstreamProtocol};

@@ -25,7 +25,12 @@ pub struct H1Body {
 }
 
 impl H1Body {
-    pub(super) fn new(conn: H1Conn, decoder: Decoder, reusable: bool, origin: Weak<Origin>) -> Self {
+    pub(super) fn new(
+        conn: H1Conn,
+        decoder: Decoder,
+        reusable: bool,
+        origin: Weak<Origin>,
+    ) -> Self {
         let mut body = Self {
             conn: Some(conn),
             decoder,
@@ -49,7 +54,11 @@ impl H1Body {
         }
     }
 
-    fn fail(&mut self, kind: Kind, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    fn fail(
+        &mut self,
+        kind: Kind,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Error {
         self.conn = None; // closes the socket
         Error::with_cause(kind, cause)
     }

@@ -14,7 +14,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use hyper::body::Frame;
 
-use super::head::{Framing, WireError, MAX_HEAD, parse_trailers};
+use super::head::{Framing, MAX_HEAD, WireError, parse_trailers};
 
 /// Longest chunk-size line (size and extensions).
 pub const MAX_LINE: usize = 4096;
@@ -36,7 +36,7 @@ enum State {
     /// After the last chunk: trailer fields or the final CRLF.
     Trailers,
     /// The trailer section, parsed, not yet handed out.
-    TrailersReady(HeaderMap),
+    TrailersReady(Box<HeaderMap>),
     Close,
     Done,
 }
@@ -97,7 +97,7 @@ impl Decoder {
             }
             State::Close if !buf.is_empty() => Frame::data(buf.split().freeze()),
             State::TrailersReady(map) => {
-                let map = std::mem::take(map);
+                let map = std::mem::take(&mut **map);
                 self.state = State::Done;
                 return Ok(Some(Frame::trailers(map)));
             }
@@ -153,7 +153,7 @@ impl Decoder {
                     };
                     let map = parse_trailers(&buf[..end + 4])?;
                     buf.advance(end + 4);
-                    self.state = State::TrailersReady(map);
+                    self.state = State::TrailersReady(Box::new(map));
                 }
                 _ => return Ok(()),
             }

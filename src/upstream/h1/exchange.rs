@@ -58,12 +58,10 @@ pub async fn send(
             let request = unsent.take();
             return Poll::Ready(Err(SendError { error, request }));
         }
-        reader
-            .poll_head(cx, &mut conn)
-            .map_err(|error| SendError {
-                error,
-                request: None,
-            })
+        reader.poll_head(cx, &mut conn).map_err(|error| SendError {
+            error,
+            request: None,
+        })
     })
     .await?;
     let protocol = |e: WireError| SendError {
@@ -100,7 +98,9 @@ impl HeadReader {
                 conn.buf.advance(end);
                 self.scanned = 0;
                 if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
-                    return Poll::Ready(Err(protocol(WireError("101 to a request without Upgrade"))));
+                    return Poll::Ready(Err(protocol(WireError(
+                        "101 to a request without Upgrade",
+                    ))));
                 }
                 if head.status.is_informational() {
                     continue; // 100 Continue, 103 Early Hints: the final answer follows
@@ -117,7 +117,10 @@ impl HeadReader {
                     } else {
                         "upstream closed the connection inside the response head"
                     };
-                    return Poll::Ready(Err(Error::with_cause(Kind::UpstreamReset, WireError(why))));
+                    return Poll::Ready(Err(Error::with_cause(
+                        Kind::UpstreamReset,
+                        WireError(why),
+                    )));
                 }
                 Ok(_) => {}
                 Err(e) => return Poll::Ready(Err(Error::with_cause(Kind::UpstreamReset, e))),
@@ -154,11 +157,8 @@ enum Writing {
 impl Outbox {
     fn new(req: &Request<RequestBody>) -> Self {
         let body = req.body();
-        let framing = RequestFraming::choose(
-            req.method(),
-            body.is_end_stream(),
-            body.size_hint().exact(),
-        );
+        let framing =
+            RequestFraming::choose(req.method(), body.is_end_stream(), body.size_hint().exact());
         let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let head = head::encode_request(req.method(), target, req.headers(), framing);
         let held = body.held();
@@ -256,7 +256,11 @@ impl Outbox {
     }
 
     fn push(&mut self, bytes: Bytes) {
-        let next = self.queue.iter().rposition(|b| !b.is_empty()).map_or(0, |i| i + 1);
+        let next = self
+            .queue
+            .iter()
+            .rposition(|b| !b.is_empty())
+            .map_or(0, |i| i + 1);
         self.queue[next] = bytes;
     }
 

@@ -168,7 +168,9 @@ pub fn parse_response(head: &[u8]) -> Result<ResponseHead, WireError> {
         Some((b"HTTP/1.0 ", rest)) => (Version::HTTP_10, rest),
         _ => return Err(WireError("not an HTTP/1.x status line")),
     };
-    let (code, reason) = rest.split_at_checked(3).ok_or(WireError("bad status code"))?;
+    let (code, reason) = rest
+        .split_at_checked(3)
+        .ok_or(WireError("bad status code"))?;
     let status = code
         .iter()
         .all(u8::is_ascii_digit)
@@ -264,7 +266,7 @@ pub fn framing(head: &mut ResponseHead, method: &Method) -> Result<(Framing, boo
     }
 }
 
-fn tokens<'a>(h: &'a HeaderMap, name: HeaderName) -> impl Iterator<Item = &'a [u8]> {
+fn tokens(h: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &[u8]> {
     h.get_all(name)
         .into_iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
@@ -300,7 +302,6 @@ fn parse_decimal(v: &[u8]) -> Option<u64> {
         return None;
     }
     v.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit()
-            .then(|| n * 10 + u64::from(b - b'0'))
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
     })
 }

@@ -44,7 +44,8 @@ fn head_end_found_at_every_split_and_only_once_complete() {
 
 #[test]
 fn parses_status_and_fields() {
-    let h = parse(b"HTTP/1.1 429 Too Many\r\nRetry-After: 3 \r\nx-a:\tb\r\nx-a: c\r\n\r\n").unwrap();
+    let h =
+        parse(b"HTTP/1.1 429 Too Many\r\nRetry-After: 3 \r\nx-a:\tb\r\nx-a: c\r\n\r\n").unwrap();
     assert_eq!(h.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(h.version, Version::HTTP_11);
     assert_eq!(h.headers["retry-after"], "3");
@@ -91,7 +92,10 @@ fn framing_follows_rfc9112_section_6_3() {
     let get = Method::GET;
     let f = |head: &[u8], m: &Method| framing_of(head, m).map(|(f, r, _)| (f, r));
     assert_eq!(
-        f(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", &Method::HEAD),
+        f(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n",
+            &Method::HEAD
+        ),
         Ok((Framing::Empty, true))
     );
     for status in ["204", "304", "103"] {
@@ -99,28 +103,46 @@ fn framing_follows_rfc9112_section_6_3() {
         assert_eq!(f(head.as_bytes(), &get), Ok((Framing::Empty, true)));
     }
     assert_eq!(
-        f(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", &get),
+        f(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            &get
+        ),
         Ok((Framing::Chunked, true))
     );
     assert_eq!(
-        f(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, CHUNKED\r\n\r\n", &get),
+        f(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, CHUNKED\r\n\r\n",
+            &get
+        ),
         Ok((Framing::Chunked, true))
     );
     assert_eq!(
-        f(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n", &get),
+        f(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n",
+            &get
+        ),
         Ok((Framing::Close, false))
     );
     assert_eq!(
-        f(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5, 5\r\n\r\n", &get),
+        f(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5, 5\r\n\r\n",
+            &get
+        ),
         Ok((Framing::Length(5), true))
     );
     assert_eq!(
         f(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", &get),
         Ok((Framing::Empty, true))
     );
-    assert_eq!(f(b"HTTP/1.1 200 OK\r\n\r\n", &get), Ok((Framing::Close, false)));
     assert_eq!(
-        f(b"HTTP/1.1 200 OK\r\nconnection: Close\r\ncontent-length: 1\r\n\r\n", &get),
+        f(b"HTTP/1.1 200 OK\r\n\r\n", &get),
+        Ok((Framing::Close, false))
+    );
+    assert_eq!(
+        f(
+            b"HTTP/1.1 200 OK\r\nconnection: Close\r\ncontent-length: 1\r\n\r\n",
+            &get
+        ),
         Ok((Framing::Length(1), false))
     );
     assert_eq!(
@@ -128,7 +150,10 @@ fn framing_follows_rfc9112_section_6_3() {
         Ok((Framing::Length(1), false))
     );
     assert_eq!(
-        f(b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 1\r\n\r\n", &get),
+        f(
+            b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 1\r\n\r\n",
+            &get
+        ),
         Ok((Framing::Length(1), true))
     );
     for bad in [
@@ -158,7 +183,10 @@ fn request_head_carries_the_relays_framing_only() {
     let mut h = HeaderMap::new();
     h.insert(header::HOST, HeaderValue::from_static("up:8080"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
-    h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    h.insert(
+        header::TRANSFER_ENCODING,
+        HeaderValue::from_static("chunked"),
+    );
     h.append("x-a", HeaderValue::from_static("1"));
     h.append("x-a", HeaderValue::from_static("2"));
     let head = encode_request(&Method::POST, "/v1/x?y=1", &h, RequestFraming::Length(12));
@@ -166,8 +194,16 @@ fn request_head_carries_the_relays_framing_only() {
         &head[..],
         b"POST /v1/x?y=1 HTTP/1.1\r\nhost: up:8080\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 12\r\n\r\n"
     );
-    let head = encode_request(&Method::PUT, "/", &HeaderMap::new(), RequestFraming::Chunked);
-    assert_eq!(&head[..], b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+    let head = encode_request(
+        &Method::PUT,
+        "/",
+        &HeaderMap::new(),
+        RequestFraming::Chunked,
+    );
+    assert_eq!(
+        &head[..],
+        b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
     let head = encode_request(&Method::GET, "/", &HeaderMap::new(), RequestFraming::None);
     assert_eq!(&head[..], b"GET / HTTP/1.1\r\n\r\n");
     assert_eq!(
@@ -232,7 +268,11 @@ fn decode_parts(framing: Framing, parts: &[&[u8]]) -> Result<Decoded, WireError>
 fn decode_every_split(framing: Framing, wire: &[u8]) -> Result<Decoded, WireError> {
     let whole = decode_parts(framing, &[wire]);
     for i in 0..=wire.len() {
-        assert_eq!(decode_parts(framing, &[&wire[..i], &wire[i..]]), whole, "split {i}");
+        assert_eq!(
+            decode_parts(framing, &[&wire[..i], &wire[i..]]),
+            whole,
+            "split {i}"
+        );
         for j in i..=wire.len() {
             let parts = [&wire[..i], &wire[i..j], &wire[j..]];
             assert_eq!(decode_parts(framing, &parts), whole, "split {i}/{j}");

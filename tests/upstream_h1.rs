@@ -1,0 +1,427 @@
+//! The relay's HTTP/1.1 client codec against upstreams that write raw
+//! bytes: every framing RFC 9112 allows a response, interim answers,
+//! malformed heads, early answers to uploads, and when a connection may
+//! (and may not) serve the next request.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::BodyExt;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the raw upstream does after writing its answer.
+#[derive(Clone, Copy, PartialEq)]
+enum Then {
+    KeepOpen,
+    Close,
+}
+
+/// An upstream that reads each request (head and body, by its framing),
+/// records it, and writes the bytes `answer` returns for it.
+struct RawOrigin {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+type Answer = fn(&str) -> (Vec<u8>, Then);
+
+impl RawOrigin {
+    async fn start(answer: Answer) -> RawOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (n, seen) = (connections.clone(), requests.clone());
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                n.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(s, answer, seen.clone()));
+            }
+        });
+        RawOrigin {
+            addr,
+            connections,
+            requests,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+async fn serve(mut s: TcpStream, answer: Answer, seen: Arc<Mutex<Vec<String>>>) {
+    let mut buf = Vec::new();
+    while let Some(req) = read_request(&mut s, &mut buf).await {
+        seen.lock().unwrap().push(req.clone());
+        let (bytes, then) = answer(&req);
+        if s.write_all(&bytes).await.is_err() || then == Then::Close {
+            return;
+        }
+    }
+}
+
+/// One request off the socket (as text), framed by Content-Length or
+/// chunked coding; `None` at EOF.
+async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        read_more(s, buf).await?;
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+    let end = if head.contains("transfer-encoding: chunked") {
+        loop {
+            if let Some(i) = buf[head_end..].windows(5).position(|w| w == b"0\r\n\r\n") {
+                break head_end + i + 5;
+            }
+            read_more(s, buf).await?;
+        }
+    } else {
+        let len = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+        while buf.len() < head_end + len {
+            read_more(s, buf).await?;
+        }
+        head_end + len
+    };
+    let req = String::from_utf8_lossy(&buf[..end]).into_owned();
+    buf.drain(..end);
+    Some(req)
+}
+
+async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+    let mut chunk = [0u8; 4096];
+    match s.read(&mut chunk).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Some(())
+        }
+    }
+}
+
+async fn relay_to(origin: &RawOrigin) -> sse_edge::Running {
+    start_relay(&["--upstream", &origin.url()]).await
+}
+
+fn plain_get(path: &str) -> Request<TestBody> {
+    get(path)
+}
+
+#[tokio::test]
+async fn chunked_extensions_and_trailers_then_the_connection_is_reused() {
+    within(async {
+        let origin = RawOrigin::start(|_| {
+            let body = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n\
+                5;name=\"v\"\r\nhello\r\n1\r\n,\r\n6 ; x\r\n world\r\n0\r\nx-trailer: t\r\n\r\n";
+            (body.to_vec(), Then::KeepOpen)
+        })
+        .await;
+        let relay = relay_to(&origin).await;
+        let mut c = Client::h1(relay.listen).await;
+        for _ in 0..3 {
+            let r = c.fetch(plain_get("/v1/models")).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.text(), "hello, world");
+        }
+        assert_eq!(origin.connections(), 1, "one upstream connection for all");
+        assert_eq!(origin.requests().len(), 3);
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn close_delimited_body_is_relayed_whole_and_the_connection_dropped() {
+    within(async {
+        let origin = RawOrigin::start(|_| {
+            let mut out =
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n\r\n".to_vec();
+            out.extend_from_slice(&pattern(100_000, 3));
+            (out, Then::Close)
+        })
+        .await;
+        let relay = relay_to(&origin).await;
+        let mut c = Client::h1(relay.listen).await;
+        for _ in 0..2 {
+            let r = c.fetch(plain_get("/v1/files/x")).await;
+            assert_eq!(r.status, 200);
+            assert_same(&r.body, &pattern(100_000, 3), "close-delimited body");
+        }
+        assert_eq!(
+            origin.connections(),
+            2,
+            "a close-delimited answer ends its connection"
+        );
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn transfer_encoding_overrides_content_length() {
+    within(async {
+        let origin = RawOrigin::start(|_| {
+            let body =
+                b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n\
+                a\r\n0123456789\r\n0\r\n\r\n";
+            (body.to_vec(), Then::KeepOpen)
+        })
+        .await;
+        let relay = relay_to(&origin).await;
+        let mut c = Client::h1(relay.listen).await;
+        let r = c.fetch(plain_get("/v1/models")).await;
+        assert_eq!(r.text(), "0123456789");
+        assert_ne!(r.header("content-length"), Some("3"));
+        let r = c.fetch(plain_get("/v1/models")).await;
+        assert_eq!(r.text(), "0123456789");
+        assert_eq!(
+            origin.connections(),
+            2,
+            "an ambiguous answer's connection is not reused"
+        );
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn interim_answers_are_skipped() {
+    within(async {
+        let origin = RawOrigin::start(|_| {
+            let body = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>; rel=preload\r\n\r\n\
+                HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok";
+            (body.to_vec(), Then::KeepOpen)
+        })
+        .await;
+        let relay = relay_to(&origin).await;
+        let r = fetch_once(relay.listen, post("/v1/chat/completions", "{}")).await;
+        assert_eq!(r.status, 201);
+        assert_eq!(r.text(), "ok");
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_answers_become_502_and_the_relay_goes_on() {
+    within(async {
+        let origin = RawOrigin::start(|req| {
+            let bad: Vec<u8> = match req.split(' ').nth(1).unwrap() {
+                "/conflicting-length" => {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok".to_vec()
+                }
+                "/folded" => {
+                    b"HTTP/1.1 200 OK\r\nx-a: b\r\n c\r\ncontent-length: 0\r\n\r\n".to_vec()
+                }
+                "/switching" => b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n".to_vec(),
+                "/huge-head" => {
+                    let mut h = b"HTTP/1.1 200 OK\r\n".to_vec();
+                    for i in 0..2000 {
+                        h.extend_from_slice(format!("x-{i}: {}\r\n", "v".repeat(40)).as_bytes());
+                    }
+                    h.extend_from_slice(b"\r\n");
+                    h
+                }
+                "/bad-chunk" => {
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n".to_vec()
+                }
+                _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+            };
+            (bad, Then::KeepOpen)
+        })
+        .await;
+        let relay = relay_to(&origin).await;
+        for path in ["/conflicting-length", "/folded", "/switching", "/huge-head"] {
+            let r = fetch_once(relay.listen, plain_get(path)).await;
+            assert_eq!(r.status, 502, "{path}: {}", r.text());
+            assert_eq!(r.json()["error"]["code"], "upstream_error", "{path}");
+        }
+        // A broken chunk after the head: the exchange or the client's body
+        // fails instead of ending as if complete.
+        let mut c = Client::h1(relay.listen).await;
+        match c.send(plain_get("/bad-chunk")).await {
+            Err(e) => assert!(e.is_incomplete_message(), "{e}"),
+            Ok(res) => assert!(res.into_body().collect().await.is_err()),
+        }
+        let r = fetch_once(relay.listen, plain_get("/fine")).await;
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "ok"));
+        let m = metrics(relay.admin).await;
+        let protocol = metric_or_zero(
+            &m,
+            "sse_edge_upstream_errors_total",
+            &[("class", "protocol")],
+        );
+        assert_eq!(protocol, 5.0, "{m}");
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bytes_after_an_answer_keep_its_connection_out_of_the_pool() {
+    within(async {
+        let origin = RawOrigin::start(|_| {
+            let out = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray";
+            (out.to_vec(), Then::KeepOpen)
+        })
+        .await;
+        let relay = relay_to(&origin).await;
+        let mut c = Client::h1(relay.listen).await;
+        for _ in 0..3 {
+            let r = c.fetch(plain_get("/v1/models")).await;
+            assert_eq!(r.text(), "ok", "never the stray answer");
+        }
+        assert_eq!(origin.connections(), 3);
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn truncated_length_body_fails_the_client_body() {
+    within(async {
+        let origin = RawOrigin::start(|_| {
+            let out = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"partial\":";
+            (out.to_vec(), Then::Close)
+        })
+        .await;
+        let relay = relay_to(&origin).await;
+        let mut c = Client::h1(relay.listen).await;
+        // Either the head had not left when the upstream failed (the
+        // exchange fails) or the body fails: never a complete-looking 200.
+        match c.send(post("/v1/chat/completions", "{}")).await {
+            Err(e) => assert!(e.is_incomplete_message(), "{e}"),
+            Ok(res) => assert!(res.into_body().collect().await.is_err()),
+        }
+        let m = metrics(relay.admin).await;
+        let reset = metric_or_zero(&m, "sse_edge_upstream_errors_total", &[("class", "reset")]);
+        assert_eq!(reset, 1.0, "{m}");
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn streamed_uploads_are_framed_by_the_relay() {
+    within(async {
+        let origin = RawOrigin::start(|_| {
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+                Then::KeepOpen,
+            )
+        })
+        .await;
+        let relay = relay_to(&origin).await;
+        let mut c = Client::h1(relay.listen).await;
+        // Unknown length: chunked upstream, each frame its own chunk.
+        let frames = vec![
+            Bytes::from_static(b"part one,"),
+            Bytes::from_static(b"part two"),
+        ];
+        let body = stream_frames(frames, Duration::from_millis(30), None);
+        let req = Request::put("/v1/files/a").body(body).unwrap();
+        assert_eq!(c.fetch(req).await.text(), "ok");
+        // Known length: Content-Length upstream.
+        let req = Request::put("/v1/files/b")
+            .header("content-type", "text/plain")
+            .body(full("twelve bytes"))
+            .unwrap();
+        assert_eq!(c.fetch(req).await.text(), "ok");
+        // Nothing to send: no framing field on a GET.
+        assert_eq!(c.fetch(plain_get("/v1/files/c")).await.text(), "ok");
+        let seen = origin.requests();
+        assert_eq!(seen.len(), 3);
+        assert!(
+            seen[0].starts_with("PUT /v1/files/a HTTP/1.1\r\n"),
+            "{}",
+            seen[0]
+        );
+        assert!(
+            seen[0].contains("\r\ntransfer-encoding: chunked\r\n"),
+            "{}",
+            seen[0]
+        );
+        assert!(
+            seen[0].ends_with("\r\n\r\n9\r\npart one,\r\n8\r\npart two\r\n0\r\n\r\n"),
+            "{:?}",
+            seen[0]
+        );
+        assert!(
+            seen[1].contains("\r\ncontent-length: 12\r\n"),
+            "{}",
+            seen[1]
+        );
+        assert!(seen[1].ends_with("\r\n\r\ntwelve bytes"), "{}", seen[1]);
+        assert!(!seen[2].contains("content-length") && !seen[2].contains("transfer-encoding"));
+        assert_eq!(origin.connections(), 1);
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_early_answer_ends_the_upload_and_its_connection() {
+    within(async {
+        // Answers as soon as the head is in (the reader stops at the head
+        // when there is no Content-Length it understands: chunked bodies
+        // are read to their end, so this origin refuses by closing).
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let n = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                n.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        if read_more(&mut s, &mut buf).await.is_none() {
+                            return;
+                        }
+                    }
+                    let out = b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n{\"error\":\"big\"}";
+                    let _ = s.write_all(out).await;
+                    // Keep reading whatever comes, as a server draining.
+                    while read_more(&mut s, &mut buf).await.is_some() {}
+                });
+            }
+        });
+        let relay = start_relay(&["--upstream", &format!("http://{addr}")]).await;
+        let (tx, body) = channel_body();
+        tx.send(Ok(Bytes::from_static(b"first"))).await.unwrap();
+        let req = Request::put("/v1/files/up").body(body).unwrap();
+        let mut c = Client::h1(relay.listen).await;
+        let res = within(c.send(req)).await.unwrap();
+        assert_eq!(res.status(), 413);
+        let got = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], b"{\"error\":\"big\"}");
+        drop(tx);
+        let r = fetch_once(relay.listen, plain_get("/v1/models")).await;
+        assert_eq!(r.status, 413);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "the cut-short upload's connection is not reused");
+        stop_relay(relay).await;
+    })
+    .await;
+}
