@@ -12,7 +12,7 @@
 
 mod body;
 mod connect;
-mod h1;
+pub mod h1;
 mod pool;
 mod tls;
 

@@ -103,7 +103,10 @@ impl Decoder {
             }
             _ => return Ok(None),
         };
-        self.settle(buf)?;
+        // Framing after the data is consumed now if it is in (so the end
+        // is seen at once); an error in it surfaces at the next call,
+        // after this data, as it would had it arrived in a later read.
+        let _ = self.settle(buf);
         Ok(Some(frame))
     }
 
@@ -120,13 +123,15 @@ impl Decoder {
                     self.state = State::Size;
                 }
                 State::Size => {
+                    // Refused by length whether or not its end is in yet,
+                    // so the outcome does not depend on how reads cut it.
+                    const TOO_LONG: WireError = WireError("chunk size line too long");
                     let Some(lf) = memchr::memchr(b'\n', buf) else {
-                        return if buf.len() > MAX_LINE {
-                            Err(WireError("chunk size line too long"))
-                        } else {
-                            Ok(())
-                        };
+                        return if buf.len() > MAX_LINE { Err(TOO_LONG) } else { Ok(()) };
                     };
+                    if lf > MAX_LINE {
+                        return Err(TOO_LONG);
+                    }
                     let size = chunk_size(&buf[..lf])?;
                     buf.advance(lf + 1);
                     self.state = if size == 0 {
@@ -144,13 +149,13 @@ impl Decoder {
                         self.state = State::Done;
                         continue;
                     }
+                    const TOO_LARGE: WireError = WireError("trailer section too large");
                     let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
-                        return if buf.len() > MAX_HEAD {
-                            Err(WireError("trailer section too large"))
-                        } else {
-                            Ok(())
-                        };
+                        return if buf.len() > MAX_HEAD { Err(TOO_LARGE) } else { Ok(()) };
                     };
+                    if end + 4 > MAX_HEAD {
+                        return Err(TOO_LARGE);
+                    }
                     let map = parse_trailers(&buf[..end + 4])?;
                     buf.advance(end + 4);
                     self.state = State::TrailersReady(Box::new(map));

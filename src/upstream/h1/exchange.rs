@@ -27,7 +27,7 @@ use hyper::body::{Body as _, Frame};
 use super::H1Conn;
 use super::body::H1Body;
 use super::decode::Decoder;
-use super::head::{self, MAX_HEAD, RequestFraming, ResponseHead, WireError};
+use super::head::{self, RequestFraming, ResponseHead, WireError};
 use crate::body::RequestBody;
 use crate::error::{Error, Kind};
 use crate::upstream::pool::Origin;
@@ -93,7 +93,8 @@ impl HeadReader {
     ) -> Poll<Result<ResponseHead, Error>> {
         let protocol = |e: WireError| Error::with_cause(Kind::UpstreamProtocol, e);
         loop {
-            if let Some(end) = head::head_end(&conn.buf, &mut self.scanned) {
+            let found = head::find_head(&conn.buf, &mut self.scanned).map_err(protocol)?;
+            if let Some(end) = found {
                 let head = head::parse_response(&conn.buf[..end]).map_err(protocol)?;
                 conn.buf.advance(end);
                 self.scanned = 0;
@@ -106,9 +107,6 @@ impl HeadReader {
                     continue; // 100 Continue, 103 Early Hints: the final answer follows
                 }
                 return Poll::Ready(Ok(head));
-            }
-            if conn.buf.len() > MAX_HEAD {
-                return Poll::Ready(Err(protocol(WireError("response head too large"))));
             }
             match ready!(conn.poll_read(cx)) {
                 Ok(0) => {

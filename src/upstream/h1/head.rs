@@ -130,9 +130,20 @@ pub enum Framing {
     Close,
 }
 
-/// Finds the end of a head (just past its blank line). `from` keeps how far
-/// earlier calls looked, so a head that arrives a byte at a time is still
-/// scanned once.
+/// The end of a head within [`MAX_HEAD`] bytes (just past its blank line),
+/// or `None` while it may still come. `from` keeps how far earlier calls
+/// looked, so a head that arrives a byte at a time is still scanned once.
+/// Whether a head is refused does not depend on how it was cut into reads.
+pub fn find_head(buf: &[u8], from: &mut usize) -> Result<Option<usize>, WireError> {
+    const TOO_LARGE: WireError = WireError("response head too large");
+    match head_end(buf, from) {
+        Some(end) if end > MAX_HEAD => Err(TOO_LARGE),
+        None if buf.len() > MAX_HEAD => Err(TOO_LARGE),
+        found => Ok(found),
+    }
+}
+
+/// Finds the end of a head (just past its blank line), at any length.
 pub fn head_end(buf: &[u8], from: &mut usize) -> Option<usize> {
     let mut at = *from;
     while let Some(i) = memchr::memchr(b'\n', &buf[at..]) {

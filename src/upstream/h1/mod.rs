@@ -27,6 +27,9 @@
 //!   ([`H1Conn::poll_closed`]) so a close the upstream sent meanwhile is
 //!   seen before a request is trusted to it.
 //!
+//! [`head`] and [`decode`] are the wire format alone (no I/O); they are
+//! public for the fuzz targets.
+//!
 //! # Not supported
 //! Full-duplex exchanges: once the response head is in, the rest of a
 //! request body still being streamed is not sent (the connection is then
@@ -34,9 +37,9 @@
 //! relay never forwards `Upgrade`).
 
 mod body;
-mod decode;
+pub mod decode;
 mod exchange;
-mod head;
+pub mod head;
 #[cfg(test)]
 mod tests;
 

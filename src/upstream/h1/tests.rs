@@ -325,6 +325,12 @@ fn chunked_framing_errors_are_refused() {
     }
     let long = vec![b'1'; MAX_LINE + 1];
     assert!(decode_parts(Framing::Chunked, &[&long]).is_err());
+    // Too long whether its end came in the same read or not.
+    let ext = format!("1;{}\r\na\r\n0\r\n\r\n", "x".repeat(MAX_LINE));
+    assert!(decode_parts(Framing::Chunked, &[ext.as_bytes()]).is_err());
+    // An error right after data comes after that data, at any split.
+    let d = decode_every_split(Framing::Chunked, b"2\r\nokXX");
+    assert_eq!(d, Err(WireError("chunk data not followed by CRLF")));
     // Incomplete but valid so far: waits for more.
     let d = decode_parts(Framing::Chunked, &[b"5\r\nhel"]).unwrap();
     assert_eq!((d.data.as_slice(), d.done), (&b"hel"[..], false));
