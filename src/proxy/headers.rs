@@ -41,6 +41,12 @@ static UNTRUSTED: [HeaderName; 3] = [
 
 /// Removes hop-by-hop fields, including those `Connection` lists.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names (equality of
+    // standard names is an integer compare) instead of a hashed removal
+    // per name.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -56,11 +62,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Sets `X-Forwarded-For` / `X-Forwarded-Proto` from the real connection.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, https: bool, trust: bool) {
+/// The client's address as `X-Forwarded-For` carries it (formatted once
+/// per connection, not per request).
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    // An IP address in text is always a valid header value.
+    HeaderValue::from_str(&peer.to_canonical().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Sets `X-Forwarded-For` / `X-Forwarded-Proto` from the real connection;
+/// `peer` comes from [`peer_value`].
+pub fn set_forwarded(headers: &mut HeaderMap, peer: &HeaderValue, https: bool, trust: bool) {
     let proto = HeaderValue::from_static(if https { "https" } else { "http" });
-    let peer = peer.to_canonical().to_string();
     if trust {
+        let peer = peer.to_str().unwrap_or("unknown");
         let prior: Vec<&str> = headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
@@ -70,15 +85,17 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, https: bool, trust: 
         if !chain.is_empty() {
             chain.push_str(", ");
         }
-        chain.push_str(&peer);
+        chain.push_str(peer);
         insert_str(headers, &X_FORWARDED_FOR, &chain);
         headers.entry(&X_FORWARDED_PROTO).or_insert(proto);
         return;
     }
-    for name in &UNTRUSTED {
-        headers.remove(name);
+    if headers.keys().any(|k| UNTRUSTED.contains(k)) {
+        for name in &UNTRUSTED {
+            headers.remove(name);
+        }
     }
-    insert_str(headers, &X_FORWARDED_FOR, &peer);
+    headers.insert(&X_FORWARDED_FOR, peer.clone());
     headers.insert(&X_FORWARDED_PROTO, proto);
 }
 
@@ -138,6 +155,21 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_field_alone_still_strips_what_it_names() {
+        let mut h = map(&[
+            ("connection", "x-secret"),
+            ("x-secret", "1"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-kept"]);
+        let mut h = map(&[("x-kept", "1")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
     fn untrusted_forwarded_headers_are_replaced() {
         let mut h = map(&[
             ("x-forwarded-for", "6.6.6.6"),
@@ -145,7 +177,12 @@ mod tests {
             ("forwarded", "for=6.6.6.6"),
             ("x-real-ip", "6.6.6.6"),
         ]);
-        set_forwarded(&mut h, "10.1.2.3".parse().unwrap(), false, false);
+        set_forwarded(
+            &mut h,
+            &peer_value("10.1.2.3".parse().unwrap()),
+            false,
+            false,
+        );
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert!(h.get("forwarded").is_none() && h.get("x-real-ip").is_none());
@@ -157,7 +194,12 @@ mod tests {
             ("x-forwarded-for", "1.1.1.1"),
             ("x-forwarded-for", "2.2.2.2"),
         ]);
-        set_forwarded(&mut h, "::ffff:127.0.0.1".parse().unwrap(), true, true);
+        set_forwarded(
+            &mut h,
+            &peer_value("::ffff:127.0.0.1".parse().unwrap()),
+            true,
+            true,
+        );
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
     }

@@ -32,7 +32,7 @@ use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 
-pub use headers::is_event_stream;
+pub use headers::{is_event_stream, peer_value};
 pub use reply::code as error_code;
 pub use route::{Route, RouteTable};
 
@@ -52,6 +52,8 @@ use request::{BodyLimits, OutBody, Outbound};
 #[derive(Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// `peer`'s address as `X-Forwarded-For` carries it.
+    pub peer_value: http::HeaderValue,
     pub local: SocketAddr,
     pub https: bool,
     /// The connection's heartbeat timer wheel.

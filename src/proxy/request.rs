@@ -76,7 +76,7 @@ pub fn head(
     h.remove(header::HOST);
     // hyper answered any `Expect: 100-continue` already, by reading the body.
     h.remove(header::EXPECT);
-    headers::set_forwarded(&mut h, conn.peer.ip(), conn.https, trust_forwarded);
+    headers::set_forwarded(&mut h, &conn.peer_value, conn.https, trust_forwarded);
     if let Some(credential) = route.auth.credential() {
         credential.apply(&mut h);
     }

@@ -184,6 +184,7 @@ impl Server {
             let info = ConnInfo {
                 wheel,
                 activity: Arc::default(),
+                peer_value: crate::proxy::peer_value(peer.ip()),
                 peer,
                 local,
                 https: false,
@@ -202,6 +203,7 @@ impl Server {
         let info = ConnInfo {
             wheel,
             activity: Arc::default(),
+            peer_value: crate::proxy::peer_value(peer.ip()),
             peer,
             local,
             https: true,

@@ -127,7 +127,11 @@ impl Decoder {
                     // so the outcome does not depend on how reads cut it.
                     const TOO_LONG: WireError = WireError("chunk size line too long");
                     let Some(lf) = memchr::memchr(b'\n', buf) else {
-                        return if buf.len() > MAX_LINE { Err(TOO_LONG) } else { Ok(()) };
+                        return if buf.len() > MAX_LINE {
+                            Err(TOO_LONG)
+                        } else {
+                            Ok(())
+                        };
                     };
                     if lf > MAX_LINE {
                         return Err(TOO_LONG);
@@ -151,7 +155,11 @@ impl Decoder {
                     }
                     const TOO_LARGE: WireError = WireError("trailer section too large");
                     let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
-                        return if buf.len() > MAX_HEAD { Err(TOO_LARGE) } else { Ok(()) };
+                        return if buf.len() > MAX_HEAD {
+                            Err(TOO_LARGE)
+                        } else {
+                            Ok(())
+                        };
                     };
                     if end + 4 > MAX_HEAD {
                         return Err(TOO_LARGE);
