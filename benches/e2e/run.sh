@@ -105,7 +105,7 @@ if [ "$MICRO" = 1 ]; then
   {
     echo "Recorded by \`$CMD\` on $(date -u '+%Y-%m-%d %H:%M UTC'); each bench run as"
     echo "\`cargo bench --bench NAME -- --warm-up-time 1 --measurement-time 3\` (criterion's [low estimate high])."
-    for b in timer scanner usage resume; do
+    for b in timer scanner usage ending resume upstream; do
       [ -f "$ROOT/benches/$b.rs" ] || continue
       (cd "$ROOT" && cargo bench --bench "$b" -- --warm-up-time 1 --measurement-time 3) \
         >"$OUT/micro-$b.txt" 2>&1 || echo "(cargo bench --bench $b failed; see benches/e2e/out/micro-$b.txt)" >>"$OUT/micro-$b.txt"
