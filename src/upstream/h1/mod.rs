@@ -48,7 +48,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -148,6 +148,14 @@ fn reserve(buf: &mut BytesMut) {
 }
 
 /// Plain TCP: wait for readiness first, so a silent socket costs no buffer.
+///
+/// A read that returns less than the room it was given drained the socket,
+/// so the readiness it was made under is cleared at once instead of by a
+/// second read that would only fail with `EAGAIN` (one system call per
+/// upstream event, and one per pooled exchange). `try_io` takes its
+/// readiness snapshot before the read and clears only that snapshot: bytes
+/// arriving after the read raise a new readiness event, which stays set.
+/// End of stream is never cleared (tokio keeps the read-closed bit).
 fn poll_read_tcp(
     s: &mut TcpStream,
     cx: &mut Context<'_>,
@@ -156,9 +164,23 @@ fn poll_read_tcp(
     loop {
         ready!(s.poll_read_ready(cx))?;
         reserve(buf);
-        match s.try_read_buf(buf) {
+        let room = buf.capacity() - buf.len();
+        let mut read = 0;
+        let polled = s.try_io(Interest::READABLE, || {
+            read = s.try_read_buf(buf)?;
+            if read > 0 && read < room {
+                Err(io::ErrorKind::WouldBlock.into()) // drained: clear
+            } else {
+                Ok(read)
+            }
+        });
+        match polled {
+            Ok(n) => return Poll::Ready(Ok(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && read > 0 => {
+                return Poll::Ready(Ok(read));
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            res => return Poll::Ready(res),
+            Err(e) => return Poll::Ready(Err(e)),
         }
     }
 }
