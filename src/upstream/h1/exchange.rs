@@ -12,7 +12,8 @@
 //! stopped reading. Interim 1xx responses are skipped.
 //!
 //! Retry contract (see `pool`): the request is handed back only while no
-//! byte of it has been written.
+//! byte of it has been written and its streamed body has given up no frame
+//! (a frame taken for the first write would be missing from a retry).
 
 use std::future::poll_fn;
 use std::io::IoSlice;
@@ -55,7 +56,9 @@ pub async fn send(
     let mut reader = HeadReader::default();
     let mut head = poll_fn(|cx| {
         if let Poll::Ready(Err(error)) = out.poll_send(cx, &mut conn, &mut unsent) {
-            let request = unsent.take();
+            // A request whose body lost a frame to the queue cannot be
+            // sent again.
+            let request = unsent.take().filter(|_| !out.took_frame);
             return Poll::Ready(Err(SendError { error, request }));
         }
         reader.poll_head(cx, &mut conn).map_err(|error| SendError {
@@ -140,6 +143,8 @@ struct Outbox {
     streams: bool,
     /// The streamed body was polled once before the head went out.
     primed: bool,
+    /// A frame was taken from the streamed body.
+    took_frame: bool,
     state: Writing,
 }
 
@@ -167,6 +172,7 @@ impl Outbox {
             body: None,
             streams,
             primed: false,
+            took_frame: false,
             state: Writing::Sending,
         }
     }
@@ -241,12 +247,16 @@ impl Outbox {
             Some(Err(e)) => return Err(e),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) if data.is_empty() => {}
-                Ok(data) if self.chunked => {
-                    self.push(Bytes::from(format!("{:x}\r\n", data.len())));
-                    self.push(data);
-                    self.push(Bytes::from_static(b"\r\n"));
+                Ok(data) => {
+                    self.took_frame = true;
+                    if self.chunked {
+                        self.push(Bytes::from(format!("{:x}\r\n", data.len())));
+                        self.push(data);
+                        self.push(Bytes::from_static(b"\r\n"));
+                    } else {
+                        self.push(data);
+                    }
                 }
-                Ok(data) => self.push(data),
                 Err(_trailers) => {} // not forwarded upstream
             },
         }
