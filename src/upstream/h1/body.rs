@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Weak;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::H1Conn;
@@ -48,6 +48,8 @@ impl H1Body {
         let Some(conn) = self.conn.take() else { return };
         // Bytes after the response's end are not an answer to anything.
         if self.reusable && conn.buf.is_empty() {
+            let mut conn = conn;
+            conn.buf = BytesMut::new(); // an idle connection holds no buffer
             if let Some(origin) = self.origin.upgrade() {
                 origin.put_idle(conn);
             }
