@@ -113,6 +113,9 @@ impl Decoder {
     /// Consumes whatever chunk framing the buffer already holds.
     fn settle(&mut self, buf: &mut BytesMut) -> Result<(), WireError> {
         loop {
+            if buf.is_empty() {
+                return Ok(()); // every framing step needs a byte
+            }
             match self.state {
                 State::DataEnd => {
                     match buf.get(..2) {
