@@ -177,6 +177,14 @@ enum Checked {
     H2(H2, Arc<AtomicUsize>),
 }
 
+/// A failed send on one connection (either protocol); `request` is the
+/// request, unsent, when no byte of it reached the connection: only then
+/// may it be sent again (see the retry contract above).
+pub(crate) struct SendError {
+    pub error: Error,
+    pub request: Option<Request<RequestBody>>,
+}
+
 /// A response from the upstream and the lease that must travel with its body.
 pub struct Sent {
     pub response: Response<Body>,
@@ -264,7 +272,7 @@ impl Origin {
         self: &Arc<Self>,
         conn: H1,
         mut req: Request<RequestBody>,
-    ) -> Result<(Response<Body>, Lease), h1::SendError> {
+    ) -> Result<(Response<Body>, Lease), SendError> {
         origin_form(&mut req);
         req.headers_mut()
             .insert(header::HOST, self.host_header.clone());
@@ -278,7 +286,7 @@ impl Origin {
         mut tx: H2,
         streams: Arc<AtomicUsize>,
         mut req: Request<RequestBody>,
-    ) -> Result<(Response<Body>, Lease), h1::SendError> {
+    ) -> Result<(Response<Body>, Lease), SendError> {
         // Count the stream from checkout on, so concurrent checkouts see it.
         let lease = Lease::h2(streams, self.stats.clone());
         self.absolute_form(&mut req);
@@ -286,7 +294,7 @@ impl Origin {
         req.headers_mut().remove(header::HOST);
         match tx.try_send_request(req).await {
             Ok(response) => Ok((response.map(Body::H2), lease)),
-            Err(mut e) => Err(h1::SendError {
+            Err(mut e) => Err(SendError {
                 request: e.take_message(),
                 error: classify(e.into_error()),
             }),

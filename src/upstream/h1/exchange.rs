@@ -31,19 +31,12 @@ use super::decode::Decoder;
 use super::head::{self, RequestFraming, ResponseHead, WireError};
 use crate::body::RequestBody;
 use crate::error::{Error, Kind};
-use crate::upstream::pool::Origin;
-
-/// A failed exchange; `request` is the request, unsent, when no byte of it
-/// reached the connection.
-pub struct SendError {
-    pub error: Error,
-    pub request: Option<Request<RequestBody>>,
-}
+use crate::upstream::pool::{Origin, SendError};
 
 /// Sends `req` (origin-form target, `Host` set) on `conn` and waits for the
 /// response head. The response body owns the connection and returns it to
 /// `origin` when it has been read to its end.
-pub async fn send(
+pub(crate) async fn send(
     mut conn: H1Conn,
     req: Request<RequestBody>,
     origin: Weak<Origin>,

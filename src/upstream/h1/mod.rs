@@ -53,7 +53,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 pub use body::H1Body;
-pub use exchange::{SendError, send};
+pub(crate) use exchange::send;
 
 /// Bytes reserved for a read when the buffer has less room than `MIN_ROOM`.
 const READ_SIZE: usize = 8 * 1024;
