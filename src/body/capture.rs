@@ -6,10 +6,17 @@
 //! (joining the frames) and the parse happen at the end, and only when the
 //! body mentions `"usage"` at all.
 
+use std::sync::LazyLock;
+
 use bytes::{Bytes, BytesMut};
+use memchr::memmem::Finder;
 
 use crate::dialect::Dialect;
 use crate::usage::{Usage, from_body};
+
+/// Built once: building a searcher costs more than one search of a small
+/// answer.
+static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
 
 pub struct UsageCapture {
     dialect: Dialect,
@@ -60,7 +67,7 @@ impl UsageCapture {
                 joined.freeze()
             }
         };
-        memchr::memmem::find(&body, b"\"usage\"")?;
+        USAGE_KEY.find(&body)?;
         let (usage, model) = from_body(self.dialect, &body);
         usage.map(|u| (u, model))
     }

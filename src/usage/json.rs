@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 
 use simd_json::Buffers;
+use simd_json::tape::Tape;
 
 /// A parsed JSON value, read in place on its tape.
 pub(crate) type Json<'tape, 'input> = simd_json::tape::Value<'tape, 'input>;
@@ -20,16 +21,30 @@ pub(crate) type Json<'tape, 'input> = simd_json::tape::Value<'tape, 'input>;
 /// one big body does not pin its buffers for the life of the thread.
 const KEEP: usize = 64 << 10;
 
+/// A tape grown past this many nodes (a dense input near [`KEEP`]) is let
+/// go after its parse rather than kept.
+const KEEP_NODES: usize = 4096;
+
 struct Scratch {
     input: Vec<u8>,
     buffers: Buffers,
+    /// The tape's nodes, kept empty between parses (they borrow the
+    /// input while filled).
+    tape: Option<Tape<'static>>,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch {
+            input: Vec::new(),
+            buffers: Buffers::default(),
+            tape: None,
+        }
+    }
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
-        input: Vec::new(),
-        buffers: Buffers::default(),
-    });
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
 }
 
 /// Parses `json` (copied: simd-json parses in place) and hands the root
@@ -49,16 +64,52 @@ pub(crate) fn read<R>(json: &[u8], read: impl FnOnce(Json<'_, '_>) -> R) -> Opti
         let s = match guard.as_deref_mut() {
             Ok(s) => s,
             Err(_) => {
-                fresh = Scratch {
-                    input: Vec::new(),
-                    buffers: Buffers::default(),
-                };
+                fresh = Scratch::new();
                 &mut fresh
             }
         };
         s.input.clear();
         s.input.extend_from_slice(json);
-        let tape = simd_json::to_tape_with_buffers(&mut s.input, &mut s.buffers).ok()?;
-        Some(read(tape.as_value()))
+        let mut tape = s.tape.take().map_or_else(|| Tape(Vec::new()), Tape::reset);
+        let out = simd_json::fill_tape(&mut s.input, &mut s.buffers, &mut tape)
+            .ok()
+            .map(|()| read(tape.as_value()));
+        if tape.0.capacity() <= KEEP_NODES {
+            s.tape = Some(tape.reset());
+        }
+        out
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use simd_json::prelude::*;
+
+    use super::{KEEP, read};
+
+    fn model(json: &[u8]) -> Option<Option<String>> {
+        read(json, |v| {
+            v.get("model").and_then(|m| m.as_str().map(str::to_owned))
+        })
+    }
+
+    /// The kept tape and buffers never leak one parse into the next: a
+    /// failed parse, a longer document, a shorter one, nested reads and
+    /// an input over the keep limit each see only their own bytes.
+    #[test]
+    fn parses_share_nothing_but_memory() {
+        assert_eq!(model(br#"{"model":"a","x":[1,2,{"#), None);
+        assert_eq!(
+            model(br#"{"model":"long-model","n":[1,2,3,4,5,6]}"#),
+            Some(Some("long-model".into()))
+        );
+        assert_eq!(model(br#"{"model":"b"}"#), Some(Some("b".into())));
+        assert_eq!(model(br#"{"other":1}"#), Some(None));
+        assert_eq!(model(b"not json"), None);
+        let nested = read(br#"{"model":"outer"}"#, |_| model(br#"{"model":"inner"}"#));
+        assert_eq!(nested, Some(Some(Some("inner".into()))));
+        let big = format!(r#"{{"pad":"{}","model":"big"}}"#, "x".repeat(KEEP));
+        assert_eq!(model(big.as_bytes()), Some(Some("big".into())));
+        assert_eq!(model(br#"{"model":"after"}"#), Some(Some("after".into())));
+    }
 }

@@ -10,9 +10,10 @@
 //! escapes, say) the body is left alone.
 
 use std::ops::Range;
+use std::sync::LazyLock;
 
 use bytes::Bytes;
-use memchr::memmem;
+use memchr::memmem::Finder;
 use simd_json::prelude::*;
 
 use super::body::model_of;
@@ -30,10 +31,15 @@ pub struct RequestInfo {
     pub include_usage: Option<bool>,
 }
 
+/// Searchers built once: building one costs more than searching a small
+/// body with it.
+static STREAM_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"stream\""));
+static MODEL_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"model\""));
+
 /// Reads the top-level `stream`, `model` and `stream_options.include_usage`
 /// keys; invalid JSON or a non-object gives the default.
 pub fn request_info(body: &[u8]) -> RequestInfo {
-    if memmem::find(body, b"\"stream\"").is_none() && memmem::find(body, b"\"model\"").is_none() {
+    if STREAM_KEY.find(body).is_none() && MODEL_KEY.find(body).is_none() {
         return RequestInfo::default();
     }
     json::read(body, |value| {
