@@ -49,8 +49,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `e2e-bench load --addr ADDR --workload stream|json|idle|handshake [--streams N]
-/// [--events N] [--interval-us N] [--clients N] [--secs S] [--tls] [--cpu N]`
+/// `e2e-bench load --addr ADDR --workload stream|json|json-waves|idle|handshake [--streams N]
+/// [--events N] [--interval-us N] [--clients N] [--secs S] [--wave-ms N] [--tls] [--cpu N]`
 fn load(args: &[String]) -> Result<(), String> {
     let a = Args::parse(args, &["tls"])?;
     if let Some(cpu) = a.opt("cpu") {
@@ -90,9 +90,14 @@ fn load(args: &[String]) -> Result<(), String> {
                     percentile(&st.lat_ns, 99.0) / 1e3
                 );
             }
-            "json" => {
+            w @ ("json" | "json-waves") => {
                 let d = Duration::from_secs_f64(a.num("secs", 3.0)?);
-                let mut st = client::json_closed(&ep, clients, d).await;
+                let mut st = if w == "json" {
+                    client::json_closed(&ep, clients, d).await
+                } else {
+                    let period = Duration::from_millis(a.num("wave-ms", 5)?);
+                    client::json_waves(&ep, clients, period, d).await
+                };
                 st.lat_ns.sort_unstable();
                 println!(
                     "requests {} failed {} in {:.2} s; p50 {:.1} us p99 {:.1} us",

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use crate::client::{self, Endpoint};
 use crate::procs::{self, Env, Kind, Options, Proxy};
 use crate::report::{self, Cell, Meta};
-use crate::util::{Args, clk_tck, cpu_ticks, cpu_times, fd_count, percentile, pin_to_cpu, rss_kib};
+use crate::util::{
+    Args, clk_tck, cpu_split, cpu_ticks, cpu_times, fd_count, percentile, pin_to_cpu, rss_kib,
+};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Scn {
@@ -163,15 +165,19 @@ async fn wait_quiet(ctx: &Ctx) -> f64 {
 struct Snap {
     t: Instant,
     proxy: u64,
+    /// The kernel's part of `proxy`.
+    proxy_sys: u64,
     me: u64,
     up: u64,
     cpus: Vec<(u64, u64)>,
 }
 
 fn snap(ctx: &Ctx, proxy: Option<u32>) -> Snap {
+    let (user, sys) = proxy.and_then(|p| cpu_split(p).ok()).unwrap_or_default();
     Snap {
         t: Instant::now(),
-        proxy: proxy.and_then(|p| cpu_ticks(p).ok()).unwrap_or(0),
+        proxy: user + sys,
+        proxy_sys: sys,
         me: cpu_ticks(std::process::id()).unwrap_or(0),
         up: cpu_ticks(ctx.upstream_pid).unwrap_or(0),
         cpus: cpu_times(),
@@ -193,6 +199,7 @@ fn common(ctx: &Ctx, a: &Snap, b: &Snap, m: &mut BTreeMap<&'static str, f64>) ->
     let load = ((b.me - a.me) + (b.up - a.up)) as f64 / ctx.tck;
     m.insert("wall_s", wall);
     m.insert("proxy_cpu_s", cpu);
+    m.insert("proxy_sys_s", (b.proxy_sys - a.proxy_sys) as f64 / ctx.tck);
     m.insert("proxy_core_util", cpu / wall);
     m.insert("load_core_util", load / wall);
     // Whatever else ran on each core meanwhile (other users of the machine),
@@ -479,6 +486,10 @@ async fn stream_cell(
     if proxy.is_some() && st.streams > 0 {
         m.insert("cpu_ms_per_stream", cpu * 1e3 / st.streams as f64);
         m.insert("cpu_us_per_event", cpu * 1e6 / st.events as f64);
+        m.insert(
+            "sys_us_per_event",
+            m["proxy_sys_s"] * 1e6 / st.events as f64,
+        );
     }
     lat_metrics(&mut st.lat_ns, m);
     failures(st.failed, "streams", st.first_error)
@@ -516,6 +527,7 @@ async fn json_cell(
     m.insert("req_per_s", st.ok as f64 / wall);
     if proxy.is_some() && st.ok > 0 {
         m.insert("cpu_us_per_req", cpu * 1e6 / st.ok as f64);
+        m.insert("sys_us_per_req", m["proxy_sys_s"] * 1e6 / st.ok as f64);
     }
     st.lat_ns.sort_unstable();
     m.insert("p50_us", percentile(&st.lat_ns, 50.0) / 1000.0);

@@ -466,6 +466,86 @@ pub fn summary_table(cells: &[Cell], sizes: &Sizes) -> String {
     out
 }
 
+/// The kernel's part of a CPU metric (utime/stime split of the same
+/// measurement), where the harness records one.
+fn sys_metric(metric: &str) -> Option<&'static str> {
+    match metric {
+        "cpu_us_per_event" => Some("sys_us_per_event"),
+        "cpu_us_per_req" => Some("sys_us_per_req"),
+        _ => None,
+    }
+}
+
+/// Each CPU row split into kernel and user time, with the floor the
+/// kernel part alone sets on the ratio.
+pub fn split_table(cells: &[Cell], sizes: &Sizes) -> String {
+    let rounds = rounds_of(cells);
+    let mut out = String::new();
+    out.push_str("| measure | sse-edge kernel + user | nginx kernel + user | HAProxy kernel + user | sse-edge kernel ÷ best peer's kernel + user: median (each round) | sse-edge user ÷ best peer's user: median (each round) |\n");
+    out.push_str("|---|---:|---:|---:|---|---|\n");
+    for row in rows(sizes) {
+        let Some(sys) = sys_metric(row.metric) else {
+            continue;
+        };
+        if !matches!(row.goal, Goal::Ratio(_)) || !cells.iter().any(|c| c.scenario == row.scenario)
+        {
+            continue;
+        }
+        let get = |t: &str, r: usize, k: &str| {
+            cell(cells, row.scenario, t, r)
+                .and_then(|c| c.m.get(k).copied())
+                .unwrap_or(f64::NAN)
+        };
+        let split = |t: &str| {
+            let total: Vec<f64> = (0..rounds).map(|r| get(t, r, row.metric)).collect();
+            let kernel: Vec<f64> = (0..rounds).map(|r| get(t, r, sys)).collect();
+            let user: Vec<f64> = total.iter().zip(&kernel).map(|(t, k)| t - k).collect();
+            (total, kernel, user)
+        };
+        let (_, s_sys, s_user) = split("sse-edge");
+        let (n_tot, n_sys, n_user) = split("nginx");
+        let (h_tot, h_sys, h_user) = split("haproxy");
+        let mut floor = Vec::new();
+        let mut user = Vec::new();
+        for r in 0..rounds {
+            // The best peer of the round by total CPU, as in the summary.
+            let (best_tot, best_user) = if n_tot[r] <= h_tot[r] {
+                (n_tot[r], n_user[r])
+            } else {
+                (h_tot[r], h_user[r])
+            };
+            floor.push(s_sys[r] / best_tot);
+            user.push(s_user[r] / best_user);
+        }
+        let pair = |k: &[f64], u: &[f64]| {
+            if median(k).is_finite() {
+                format!(
+                    "{} + {}",
+                    fmt(median(k), row.unit),
+                    fmt(median(u), row.unit)
+                )
+            } else {
+                "—".into()
+            }
+        };
+        let ratios = |v: &[f64]| {
+            let each: Vec<String> = v.iter().map(|x| format!("{x:.2}")).collect();
+            format!("{:.2} ({})", median(v), each.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | **{}** | {} |",
+            row.label,
+            pair(&s_sys, &s_user),
+            pair(&n_sys, &n_user),
+            pair(&h_sys, &h_user),
+            ratios(&floor),
+            ratios(&user)
+        );
+    }
+    out
+}
+
 /// For throughput rows: which targets ran with the load generator's core
 /// saturated (their figure is then a floor set by the load generator, not
 /// the proxy's ceiling) and which saturated their own core.
@@ -511,6 +591,7 @@ fn detail_columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("events_per_s", "events/s"),
             ("cpu_ms_per_stream", "CPU ms/stream"),
             ("cpu_us_per_event", "CPU us/event"),
+            ("sys_us_per_event", "of which kernel"),
             ("lat_p50_us", "latency p50 us"),
             ("lat_p99_us", "latency p99 us"),
             ("proxy_core_util", "proxy core busy"),
@@ -521,6 +602,7 @@ fn detail_columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("failed", "failed"),
             ("req_per_s", "req/s"),
             ("cpu_us_per_req", "CPU us/req"),
+            ("sys_us_per_req", "of which kernel"),
             ("p50_us", "p50 us"),
             ("p99_us", "p99 us"),
             ("proxy_core_util", "proxy core busy"),
@@ -712,6 +794,9 @@ pub fn markdown(meta: &Meta, sizes: &Sizes, cells: &[Cell], elapsed: Duration) -
             );
         }
     }
+    out.push_str("\n### Kernel and user time in the CPU rows\n\n");
+    out.push_str("Each CPU row above split into time in the kernel and in user space (`stime` and `utime` of the proxy process over the same measurement, from `/proc/PID/stat`). The kernel ratio is a floor: with no user-space work at all, sse-edge's CPU against the best peer could not be lower at its present kernel work. Where it is above a row's target, only less kernel work (fewer or cheaper system calls) can meet that target, not faster code in user space.\n\n");
+    out.push_str(&split_table(cells, sizes));
     out.push_str("\n### Details\n");
     out.push_str(&details(cells));
     out.push_str("\n<details><summary>Every measurement</summary>\n\n");

@@ -91,6 +91,13 @@ pub fn clk_tck() -> f64 {
 
 /// utime + stime of a process (all its threads, live and exited), in ticks.
 pub fn cpu_ticks(pid: u32) -> io::Result<u64> {
+    cpu_split(pid).map(|(user, sys)| user + sys)
+}
+
+/// utime and stime of a process (all its threads, live and exited), in
+/// ticks: time in user space and time in the kernel on its behalf (system
+/// calls, and the network stack's work done in its context).
+pub fn cpu_split(pid: u32) -> io::Result<(u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name is in parentheses and may hold spaces: split after it.
     let rest = s
@@ -101,7 +108,7 @@ pub fn cpu_ticks(pid: u32) -> io::Result<u64> {
     // After ")": state is field 3, so utime (14) and stime (15) are at 11 and 12.
     let utime: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
     let stime: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Ok(utime + stime)
+    Ok((utime, stime))
 }
 
 /// VmRSS of a process, in KiB.
