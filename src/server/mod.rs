@@ -16,7 +16,7 @@ mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -169,10 +169,18 @@ impl Server {
         };
         let wheel = Arc::new(Wheel::new(self.relay.wheel_tick()));
         let Some(tls) = self.tls.clone() else {
-            let decided = tokio::select! {
-                d = first_bytes(&stream, self.header_read_timeout) => d,
-                () = drain.wait() => None,
-            };
+            // Boxed, like every stage below: the task's own future is as
+            // large as its largest stage and lives as long as the
+            // connection, so each stage that is large or long is a box of
+            // its own (a plaintext or TLS connection then carries only the
+            // stage it is in).
+            let decided = Box::pin(async {
+                tokio::select! {
+                    d = first_bytes(&stream, self.header_read_timeout) => d,
+                    () = drain.wait() => None,
+                }
+            })
+            .await;
             let Some(preface) = decided else {
                 return tracing::debug!(%peer, "closed: no request bytes within header_read_timeout");
             };
@@ -189,32 +197,34 @@ impl Server {
                 local,
                 https: false,
             };
-            // Boxed here and below: the task then holds only the branch it
-            // takes, not the largest of the plaintext, handshake and TLS
-            // states (an idle connection's memory is mostly this).
-            return Box::pin(self.drive(proto, stream, info, &drain)).await;
+            return self.drive(proto, stream, info, &drain).await;
         };
         let handshake = Box::pin(tls.acceptor().accept(stream));
-        let stream = match tokio::time::timeout(tls.handshake_timeout(), handshake).await {
-            Ok(Ok(s)) => s,
+        // The TLS stream is moved into the boxed `drive` inside this match,
+        // so the task's future keeps no slot for it (~1.2 KB) while the
+        // connection runs.
+        let drive = match tokio::time::timeout(tls.handshake_timeout(), handshake).await {
+            Ok(Ok(stream)) => {
+                let info = ConnInfo {
+                    wheel,
+                    activity: Arc::default(),
+                    peer_value: crate::proxy::peer_value(peer.ip()),
+                    peer,
+                    local,
+                    https: true,
+                };
+                // HTTP/2 over TLS needs ALPN `h2` (RFC 9113 §3.3); anything
+                // else is HTTP/1.1.
+                let proto = match stream.get_ref().1.alpn_protocol() {
+                    Some(b"h2") => Proto::H2,
+                    _ => Proto::H1,
+                };
+                self.drive(proto, stream, info, &drain)
+            }
             Ok(Err(e)) => return self.tls_failed(peer, &e),
             Err(_) => return self.tls_failed(peer, &"handshake timed out"),
         };
-        let info = ConnInfo {
-            wheel,
-            activity: Arc::default(),
-            peer_value: crate::proxy::peer_value(peer.ip()),
-            peer,
-            local,
-            https: true,
-        };
-        // HTTP/2 over TLS needs ALPN `h2` (RFC 9113 §3.3); anything else
-        // is HTTP/1.1.
-        let proto = match stream.get_ref().1.alpn_protocol() {
-            Some(b"h2") => Proto::H2,
-            _ => Proto::H1,
-        };
-        Box::pin(self.drive(proto, stream, info, &drain)).await;
+        drive.await;
     }
 
     fn at_capacity(&self) -> bool {
@@ -251,23 +261,40 @@ impl Server {
         tracing::debug!(%peer, "TLS handshake failed: {e}");
     }
 
-    async fn drive<I>(&self, proto: Proto, io: I, info: ConnInfo, drain: &Shutdown)
+    /// The connection's whole life as one boxed future. Built by a plain
+    /// function: an async fn would keep its `io` argument's slot (~1.2 KB
+    /// for TLS) in its state after moving it into the connection.
+    fn drive<'a, I>(
+        &'a self,
+        proto: Proto,
+        io: I,
+        info: ConnInfo,
+        drain: &'a Shutdown,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let relay = self.relay.clone();
         let (peer, wheel, activity) = (info.peer, info.wheel.clone(), info.activity.clone());
-        let svc = service_fn(move |req| relay.clone().handle(info.clone(), req));
+        // Each request's future is boxed: hyper's HTTP/1 dispatcher keeps a
+        // slot the size of the service's future for the connection's whole
+        // life, so an inline future (~2.5 KB) would stay allocated through
+        // every idle stream, where a box is freed once the head is out.
+        let svc = service_fn(move |req| Box::pin(relay.clone().handle(info.clone(), req)));
         let io = TokioIo::new(WriteDeadline::new(io, self.write_timeout));
-        let idle = idle(&activity, self.idle_timeout);
+        let idle = idle(activity, self.idle_timeout);
+        // One box per protocol, so an HTTP/1 connection holds HTTP/1's
+        // state only; the connection in a box of its own, pinned where it
+        // was made (moved into `until_drained` it would be stored twice: as
+        // the argument and as the pinned local).
         match proto {
             Proto::H1 => {
-                let conn = self.builders.h1.serve_connection(io, svc);
-                until_drained(conn, &wheel, drain, idle, peer).await;
+                let conn = Box::pin(self.builders.h1.serve_connection(io, svc));
+                Box::pin(until_drained(conn, wheel, drain, idle, peer))
             }
             Proto::H2 => {
-                let conn = self.builders.h2.serve_connection(io, svc);
-                until_drained(conn, &wheel, drain, idle, peer).await;
+                let conn = Box::pin(self.builders.h2.serve_connection(io, svc));
+                Box::pin(until_drained(conn, wheel, drain, idle, peer))
             }
         }
     }
@@ -309,8 +336,8 @@ async fn first_bytes(stream: &TcpStream, limit: Duration) -> Option<Proto> {
 /// Runs `conn` with its timer wheel; on drain asks it to finish gracefully
 /// and keeps both running until it has.
 async fn until_drained<C>(
-    conn: C,
-    wheel: &Wheel,
+    mut conn: Pin<Box<C>>,
+    wheel: Arc<Wheel>,
     drain: &Shutdown,
     idle: impl Future<Output = Duration>,
     peer: SocketAddr,
@@ -318,7 +345,6 @@ async fn until_drained<C>(
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
-    let mut conn = pin!(conn);
     let mut timers = pin!(wheel.drive());
     // Timers first: a keepalive that falls due is fired before the
     // connection (and the stream waiting on it) is polled in the same wake,
@@ -356,7 +382,7 @@ async fn until_drained<C>(
 /// timeouts after its last request ended), with how long a graceful close
 /// may then take. HTTP/1 keep-alive connections are closed sooner by hyper's
 /// header read timeout; this is what ends idle HTTP/2 connections.
-async fn idle(activity: &Activity, timeout: Duration) -> Duration {
+async fn idle(activity: Arc<Activity>, timeout: Duration) -> Duration {
     let mut cursor = activity.started();
     loop {
         tokio::time::sleep(timeout).await;
