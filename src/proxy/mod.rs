@@ -62,6 +62,21 @@ pub struct ConnInfo {
     pub activity: Arc<Activity>,
 }
 
+impl ConnInfo {
+    /// A new connection from `peer` to `local`, with its timer wheel and
+    /// no request open yet.
+    pub fn new(peer: SocketAddr, local: SocketAddr, https: bool, wheel: Arc<Wheel>) -> Self {
+        ConnInfo {
+            peer,
+            peer_value: peer_value(peer.ip()),
+            local,
+            https,
+            wheel,
+            activity: Arc::default(),
+        }
+    }
+}
+
 /// Request-path settings taken from the configuration.
 struct Settings {
     max_request_body: u64,

@@ -189,14 +189,7 @@ impl Server {
                 Proto::H2 if self.builders.h2c => Proto::H2,
                 _ => Proto::H1,
             };
-            let info = ConnInfo {
-                wheel,
-                activity: Arc::default(),
-                peer_value: crate::proxy::peer_value(peer.ip()),
-                peer,
-                local,
-                https: false,
-            };
+            let info = ConnInfo::new(peer, local, false, wheel);
             return self.drive(proto, stream, info, &drain).await;
         };
         let handshake = Box::pin(tls.acceptor().accept(stream));
@@ -205,14 +198,7 @@ impl Server {
         // connection runs.
         let drive = match tokio::time::timeout(tls.handshake_timeout(), handshake).await {
             Ok(Ok(stream)) => {
-                let info = ConnInfo {
-                    wheel,
-                    activity: Arc::default(),
-                    peer_value: crate::proxy::peer_value(peer.ip()),
-                    peer,
-                    local,
-                    https: true,
-                };
+                let info = ConnInfo::new(peer, local, true, wheel);
                 // HTTP/2 over TLS needs ALPN `h2` (RFC 9113 §3.3); anything
                 // else is HTTP/1.1.
                 let proto = match stream.get_ref().1.alpn_protocol() {

@@ -4,9 +4,9 @@
 //! `to_borrowed_value` allocates simd-json's working buffers and then a
 //! tree of maps and vectors for every document, which costs more than the
 //! parse itself on the small bodies and usage frames read here. A tape is
-//! one flat vector walked in place, and the working buffers (input copy,
-//! structural indexes, strings) are kept per thread between parses, up to
-//! [`KEEP`] bytes of input.
+//! one flat vector walked in place. The working buffers (input copy,
+//! structural indexes, strings) and the tape's nodes are kept per thread
+//! between parses, for inputs up to [`KEEP`] bytes.
 
 use std::cell::RefCell;
 
