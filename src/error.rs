@@ -53,6 +53,9 @@ pub enum Kind {
     BadRequest,
     /// A method this relay refuses (CONNECT).
     MethodNotAllowed,
+    /// A request feature the relay does not implement (a transfer coding
+    /// other than `chunked`).
+    NotImplemented,
     /// Reading the client's request body failed (client went away).
     DownstreamBody,
     /// The relay is draining.
@@ -138,6 +141,7 @@ impl Error {
             | Kind::BodyTooLarge
             | Kind::BadRequest
             | Kind::MethodNotAllowed
+            | Kind::NotImplemented
             | Kind::DownstreamBody
             | Kind::ShuttingDown
             | Kind::Overloaded
@@ -168,6 +172,7 @@ impl Error {
             Kind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::BadRequest | Kind::DownstreamBody => StatusCode::BAD_REQUEST,
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Kind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             Kind::ShuttingDown | Kind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Kind::UriTooLong => StatusCode::URI_TOO_LONG,
             Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -216,6 +221,7 @@ impl Kind {
             Kind::BodyTooLarge => "request body too large",
             Kind::BadRequest => "bad request",
             Kind::MethodNotAllowed => "method not allowed",
+            Kind::NotImplemented => "not implemented",
             Kind::DownstreamBody => "reading the request body failed",
             Kind::ShuttingDown => "relay is shutting down",
             Kind::Overloaded => "relay at its request limit, retry shortly",

@@ -247,21 +247,32 @@ async fn malformed_answers_become_502_and_the_relay_goes_on() {
                 "/bad-chunk" => {
                     b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n".to_vec()
                 }
+                "/bad-later" => {
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"
+                        .to_vec()
+                }
                 _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
             };
             (bad, Then::KeepOpen)
         })
         .await;
         let relay = relay_to(&origin).await;
-        for path in ["/conflicting-length", "/folded", "/switching", "/huge-head"] {
+        // A broken first chunk: no byte has gone out, so still a 502.
+        for path in [
+            "/conflicting-length",
+            "/folded",
+            "/switching",
+            "/huge-head",
+            "/bad-chunk",
+        ] {
             let r = fetch_once(relay.listen, plain_get(path)).await;
             assert_eq!(r.status, 502, "{path}: {}", r.text());
             assert_eq!(r.json()["error"]["code"], "upstream_error", "{path}");
         }
-        // A broken chunk after the head: the exchange or the client's body
-        // fails instead of ending as if complete.
+        // A broken chunk after the first: the client's body fails instead
+        // of ending as if complete.
         let mut c = Client::h1(relay.listen).await;
-        match c.send(plain_get("/bad-chunk")).await {
+        match c.send(plain_get("/bad-later")).await {
             Err(e) => assert!(e.is_incomplete_message(), "{e}"),
             Ok(res) => assert!(res.into_body().collect().await.is_err()),
         }
@@ -273,7 +284,7 @@ async fn malformed_answers_become_502_and_the_relay_goes_on() {
             "sse_edge_upstream_errors_total",
             &[("class", "protocol")],
         );
-        assert_eq!(protocol, 5.0, "{m}");
+        assert_eq!(protocol, 6.0, "{m}");
         stop_relay(relay).await;
     })
     .await;

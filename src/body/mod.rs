@@ -22,5 +22,5 @@ pub use capture::UsageCapture;
 pub use heartbeat::Heartbeat;
 pub use json_wait::JsonWaitBody;
 pub use request::RequestBody;
-pub use response::ResponseBody;
+pub use response::{ResponseBody, first_frame};
 pub use sse::{Pending, SseBody, SseSetup};

@@ -12,6 +12,7 @@ use super::idle::ReadDeadline;
 use super::json_wait::JsonWaitBody;
 use super::sse::SseBody;
 use crate::error::{Error, Kind};
+use crate::proxy::clean_trailers;
 use crate::resume::Reader;
 use crate::telemetry::{Exchange, Outcome, UpstreamClass, UsageSource};
 use crate::upstream::{Body as UpstreamBody, Lease};
@@ -24,9 +25,15 @@ pub struct ResponseBody {
     exchange: Option<Exchange>,
 }
 
+// The relayed body is the common answer and is kept inline: boxing it
+// would cost an allocation per request to save a few hundred bytes on
+// relay-made answers, which are rare and short-lived.
+#[allow(clippy::large_enum_variant)]
 enum Inner {
     Upstream {
         body: UpstreamBody,
+        /// Read before the head was sent ([`first_frame`]), not yet relayed.
+        first: First,
         lease: Lease,
         usage: Option<UsageCapture>,
         deadline: Option<ReadDeadline>,
@@ -38,19 +45,62 @@ enum Inner {
     Full(Option<Bytes>),
 }
 
+/// An upstream body's first frame, read before the head went out; kept
+/// small (a `Frame` is mostly its trailers' `HeaderMap`, which a first
+/// frame almost never is).
+enum First {
+    None,
+    Data(Bytes),
+    Trailers(Box<http::HeaderMap>),
+}
+
+impl First {
+    fn new(frame: Option<Frame<Bytes>>) -> Self {
+        match frame.map(Frame::into_data) {
+            None => First::None,
+            Some(Ok(data)) => First::Data(data),
+            Some(Err(frame)) => match frame.into_trailers() {
+                Ok(t) => First::Trailers(Box::new(t)),
+                Err(_) => First::None, // hyper's frames are data or trailers
+            },
+        }
+    }
+
+    fn take(&mut self) -> Option<Frame<Bytes>> {
+        match std::mem::replace(self, First::None) {
+            First::None => None,
+            First::Data(d) => Some(Frame::data(d)),
+            First::Trailers(t) => Some(Frame::trailers(*t)),
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        matches!(self, First::None)
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            First::Data(d) => d.len() as u64,
+            _ => 0,
+        }
+    }
+}
+
 impl ResponseBody {
-    /// Relays `body`; `lease` goes back to the pool when it ends.
-    /// `usage`, when given, keeps the (JSON) body to read its usage at the end.
-    /// `read_timeout` bounds upstream silence between frames.
+    /// Relays `first` (see [`first_frame`]), then the rest of `body`;
+    /// `lease` goes back to the pool when it ends. `usage`, when given,
+    /// keeps the (JSON) body to read its usage at the end. `read_timeout`
+    /// bounds upstream silence between frames.
     pub fn relay(
         body: UpstreamBody,
+        first: Option<Frame<Bytes>>,
         mut lease: Lease,
         mut exchange: Exchange,
         usage: Option<UsageCapture>,
         read_timeout: Option<Duration>,
     ) -> Self {
         exchange.start_streaming();
-        if body.is_end_stream() {
+        if first.is_none() && body.is_end_stream() {
             // No body (HEAD, 204, 304, Content-Length: 0): hyper will not
             // poll it, so the connection is free now.
             lease.release();
@@ -59,6 +109,7 @@ impl ResponseBody {
         Self {
             inner: Inner::Upstream {
                 body,
+                first: First::new(first),
                 lease,
                 usage,
                 deadline: read_timeout.map(ReadDeadline::new),
@@ -118,6 +169,7 @@ impl ResponseBody {
     fn poll_upstream(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let Inner::Upstream {
             body,
+            first,
             lease,
             usage,
             deadline,
@@ -125,6 +177,9 @@ impl ResponseBody {
         else {
             return Poll::Ready(None);
         };
+        if let Some(frame) = first.take() {
+            return Poll::Ready(Some(Ok(self.relayed(frame))));
+        }
         let polled = match Pin::new(&mut *body).poll_frame(cx) {
             Poll::Ready(polled) => polled,
             Poll::Pending => {
@@ -142,27 +197,14 @@ impl ResponseBody {
         if let Some(d) = deadline.as_mut() {
             d.arrived();
         }
-        let mut x = self.exchange.as_mut();
         match polled {
             None => {
-                complete(lease, usage, x);
+                complete(lease, usage, self.exchange.as_mut());
                 Poll::Ready(None)
             }
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    if let Some(x) = x.as_deref_mut() {
-                        x.add_bytes(data.len());
-                    }
-                    if let Some(u) = usage.as_mut() {
-                        u.push(data);
-                    }
-                }
-                if body.is_end_stream() {
-                    complete(lease, usage, x);
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
+            Some(Ok(frame)) => Poll::Ready(Some(Ok(self.relayed(frame)))),
             Some(Err(e)) => {
+                let x = self.exchange.as_mut();
                 if let Some(x) = x {
                     // Reset, or protocol (a broken chunk) or timeout.
                     x.upstream_error(e.upstream_class().unwrap_or(UpstreamClass::Reset));
@@ -173,6 +215,60 @@ impl ResponseBody {
             }
         }
     }
+
+    /// Accounts for one upstream frame on its way to the client: bytes,
+    /// usage capture, trailers cleaned, and the end if it was the last.
+    fn relayed(&mut self, mut frame: Frame<Bytes>) -> Frame<Bytes> {
+        let Inner::Upstream {
+            body, lease, usage, ..
+        } = &mut self.inner
+        else {
+            return frame;
+        };
+        let x = self.exchange.as_mut();
+        if let Some(data) = frame.data_ref() {
+            if let Some(u) = usage.as_mut() {
+                u.push(data);
+            }
+            let n = data.len();
+            if let Some(x) = x {
+                x.add_bytes(n);
+            }
+        } else if let Some(trailers) = frame.trailers_mut() {
+            clean_trailers(trailers);
+        }
+        if body.is_end_stream() {
+            complete(lease, usage, self.exchange.as_mut());
+        }
+        frame
+    }
+}
+
+/// Reads an upstream answer's first frame before its head goes to the
+/// client, waiting at most `read_timeout`. Until the client has a status, a
+/// body that fails can still be answered `502` (or `504`) in the dialect's
+/// shape; once the head is out, hyper could only cut the response (an empty
+/// reply on HTTP/1.1, `INTERNAL_ERROR` on HTTP/2). `None` when the body has
+/// no frame at all.
+pub async fn first_frame(
+    body: &mut UpstreamBody,
+    read_timeout: Option<Duration>,
+) -> Result<Option<Frame<Bytes>>, Error> {
+    if body.is_end_stream() {
+        return Ok(None);
+    }
+    let frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx));
+    let frame = match read_timeout {
+        Some(limit) => tokio::time::timeout(limit, frame)
+            .await
+            .map_err(|_| Error::new(Kind::UpstreamReadTimeout))?,
+        None => frame.await,
+    };
+    let mut frame = frame.transpose()?;
+    if let Some(trailers) = frame.as_mut().and_then(Frame::trailers_mut) {
+        clean_trailers(trailers);
+    }
+    Ok(frame)
 }
 
 /// The upstream body ended: free its connection, record usage and outcome.
@@ -225,7 +321,7 @@ impl Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
-            Inner::Upstream { body, .. } => body.is_end_stream(),
+            Inner::Upstream { body, first, .. } => first.is_none() && body.is_end_stream(),
             Inner::Sse(sse) => sse.is_done(),
             Inner::Resume(reader) => reader.is_done(),
             Inner::JsonWait(json) => json.is_done(),
@@ -235,7 +331,18 @@ impl Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            Inner::Upstream { body, .. } => body.size_hint(),
+            Inner::Upstream { body, first, .. } => {
+                let mut hint = body.size_hint();
+                let n = first.len();
+                if n > 0 {
+                    // Upper first: `set_lower` panics above the upper bound.
+                    if let Some(upper) = hint.upper() {
+                        hint.set_upper(upper + n);
+                    }
+                    hint.set_lower(hint.lower() + n);
+                }
+                hint
+            }
             Inner::Sse(_) | Inner::Resume(_) | Inner::JsonWait(_) => SizeHint::default(),
             Inner::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))

@@ -62,6 +62,85 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Prefix of the fields the relay sets on responses itself
+/// (`sse-edge-stream-id`, `sse-edge-early-commit`, `sse-edge-error`).
+const RELAY_PREFIX: &str = "sse-edge-";
+
+/// Prepares an upstream response head for the client: hop-by-hop fields
+/// go, and so does every `sse-edge-*` field, so an upstream can never pass
+/// for the relay (a spoofed `sse-edge-stream-id` or `sse-edge-error`). A
+/// `Trailer` declaration keeps only the names [`clean_trailers`] lets
+/// through.
+pub fn clean_response(headers: &mut HeaderMap) {
+    // One pass over the names for the common case of none of these.
+    let suspect =
+        |k: &HeaderName| HOP_BY_HOP.contains(k) || *k == header::TRAILER || is_relay_field(k);
+    if !headers.keys().any(suspect) {
+        return;
+    }
+    strip_hop_by_hop(headers);
+    remove_where(headers, is_relay_field);
+    if let Some(declared) = headers.get(header::TRAILER) {
+        let kept: Vec<&str> = declared
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|t| HeaderName::from_bytes(t.as_bytes()).is_ok_and(|n| trailer_allowed(&n)))
+            .collect();
+        match HeaderValue::from_str(&kept.join(", ")) {
+            Ok(v) if !kept.is_empty() => {
+                headers.insert(header::TRAILER, v);
+            }
+            _ => {
+                headers.remove(header::TRAILER);
+            }
+        }
+    }
+}
+
+/// Removes every field whose name `drop` picks.
+fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
+    if headers.keys().any(&drop) {
+        let names: Vec<HeaderName> = headers.keys().filter(|k| drop(k)).cloned().collect();
+        for name in names {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Upstream trailers get the rules response heads get (RFC 9110 §6.5.1):
+/// no hop-by-hop or framing fields, no `Trailer`, no `sse-edge-*`.
+pub fn clean_trailers(trailers: &mut HeaderMap) {
+    strip_hop_by_hop(trailers);
+    remove_where(trailers, |k| !trailer_allowed(k));
+}
+
+fn trailer_allowed(name: &HeaderName) -> bool {
+    !(HOP_BY_HOP.contains(name)
+        || *name == header::CONTENT_LENGTH
+        || *name == header::TRAILER
+        || *name == header::HOST
+        || is_relay_field(name))
+}
+
+fn is_relay_field(name: &HeaderName) -> bool {
+    name.as_str().starts_with(RELAY_PREFIX)
+}
+
+/// Request transfer codings other than `chunked` (which hyper decodes) are
+/// not decoded here, and forwarding the body without its coding would hand
+/// the upstream bytes it cannot read: such a request gets 501, as nginx
+/// answers it. Returns the offending field value.
+pub fn unsupported_transfer_coding(headers: &HeaderMap) -> Option<&HeaderValue> {
+    headers.get_all(header::TRANSFER_ENCODING).iter().find(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"chunked"))
+    })
+}
+
 /// The client's address as `X-Forwarded-For` carries it (formatted once
 /// per connection, not per request).
 pub fn peer_value(peer: IpAddr) -> HeaderValue {

@@ -32,12 +32,12 @@ use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 
-pub use headers::{is_event_stream, peer_value};
+pub use headers::{clean_trailers, is_event_stream, peer_value};
 pub use reply::code as error_code;
 pub use route::{Route, RouteTable};
 
 use crate::body::{
-    Heartbeat, JsonWaitBody, Pending, ResponseBody, SseBody, SseSetup, UsageCapture,
+    Heartbeat, JsonWaitBody, Pending, ResponseBody, SseBody, SseSetup, UsageCapture, first_frame,
 };
 use crate::config::Config;
 use crate::dialect::Dialect;
@@ -146,16 +146,17 @@ impl Relay {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
         let guess = Dialect::from_path(path);
+        let logged = crate::resume::redact_path(path);
         let mut x = Exchange::new(
             self.sinks.clone(),
             parts.method.clone(),
-            path,
+            &logged,
             guess.as_str(),
         );
         x.hold(conn.activity.begin());
         let version = parts.version;
         if let Err(e) = self.admit(&parts, &conn, x.in_flight()) {
-            tracing::info!(path = short(path), "refused: {e}");
+            tracing::info!(path = short(&logged), "refused: {e}");
             return Ok(self.finish(reply::error(&e, guess, Some(x)), version));
         }
         match resume::by_path(&parts) {
@@ -191,7 +192,7 @@ impl Relay {
             hub: &self.hub,
         };
         let res = match self.forward(&mut ctx, parts, body, &mut x).await {
-            Ok(Forwarded::Answered(sent)) => respond(sent, &ctx, x),
+            Ok(Forwarded::Answered(sent)) => respond(sent, &ctx, x).await,
             Ok(Forwarded::Committed(pending)) => committed(pending, &ctx, x),
             Ok(Forwarded::JsonCommitted(pending)) => json_committed(pending, &ctx, x),
             Err(e) => {
@@ -239,6 +240,14 @@ impl Relay {
                     "HTTP/1.1 requests need exactly one Host header",
                 ));
             }
+        }
+        if let Some(coding) = headers::unsupported_transfer_coding(&parts.headers) {
+            let coding = String::from_utf8_lossy(coding.as_bytes());
+            let coding = short(&coding);
+            return Err(Error::with_cause(
+                Kind::NotImplemented,
+                format!("request Transfer-Encoding {coding:?}: only chunked is decoded"),
+            ));
         }
         let announced = parts
             .headers
@@ -397,20 +406,47 @@ impl Ctx<'_> {
 }
 
 /// The upstream's own answer, relayed.
-fn respond(sent: Sent, ctx: &Ctx<'_>, mut x: Exchange) -> Response<ResponseBody> {
-    let (mut parts, body) = sent.response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers);
+///
+/// Only the head is the upstream's to decide: hop-by-hop fields and any
+/// `sse-edge-*` field it sent are removed. An event stream's body is the
+/// relay's (keepalives, error events, ids), so its `Content-Length` goes too:
+/// hyper then frames it chunked (HTTP/1.1) or by the end of the stream
+/// (HTTP/2). Any other body is relayed as is, after its first frame has
+/// arrived: until then, a failing body is still a `502`.
+async fn respond(sent: Sent, ctx: &Ctx<'_>, mut x: Exchange) -> Response<ResponseBody> {
+    let (mut parts, mut body) = sent.response.into_parts();
+    headers::clean_response(&mut parts.headers);
     parts.version = Version::HTTP_11;
     x.set_attempts(sent.attempts);
+    let event_stream = parts.status.is_success() && headers::is_event_stream(&parts.headers);
+    let first = if event_stream {
+        None
+    } else {
+        match first_frame(&mut body, ctx.read_timeout).await {
+            Ok(first) => first,
+            Err(e) => {
+                let class = e.upstream_class().unwrap_or(UpstreamClass::Reset);
+                x.upstream_error(class);
+                x.set_upstream_status(parts.status.as_u16());
+                tracing::warn!(
+                    route = &*ctx.route.name,
+                    status = parts.status.as_u16(),
+                    "upstream body failed before its first byte: {e}"
+                );
+                return reply::error(&e, ctx.dialect, Some(x));
+            }
+        }
+    };
     x.set_status(parts.status.as_u16());
     if parts.status.as_u16() == 429 || parts.status.is_server_error() {
         x.upstream_error(UpstreamClass::Status);
     }
-    if !(parts.status.is_success() && headers::is_event_stream(&parts.headers)) {
+    if !event_stream {
         let usage = usage_capture(&parts, ctx);
-        let body = ResponseBody::relay(body, sent.lease, x, usage, ctx.read_timeout);
+        let body = ResponseBody::relay(body, first, sent.lease, x, usage, ctx.read_timeout);
         return Response::from_parts(parts, body);
     }
+    parts.headers.remove(header::CONTENT_LENGTH);
     parts
         .headers
         .entry(&headers::X_ACCEL_BUFFERING)

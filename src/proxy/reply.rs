@@ -40,8 +40,9 @@ pub fn error(err: &Error, dialect: Dialect, exchange: Option<Exchange>) -> Respo
         Kind::Overloaded | Kind::ShuttingDown => {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        Kind::RequestTimeout | Kind::DownstreamBody => {
-            // The rest of the body is not coming: the connection cannot be reused.
+        Kind::RequestTimeout | Kind::DownstreamBody | Kind::NotImplemented => {
+            // The rest of the body is not coming (or cannot be read): the
+            // connection cannot be reused.
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         Kind::Unauthorized => {
@@ -67,6 +68,7 @@ pub fn code(kind: Kind) -> &'static str {
         Kind::BodyTooLarge => "request_too_large",
         Kind::BadRequest | Kind::DownstreamBody => "bad_request",
         Kind::MethodNotAllowed => "method_not_allowed",
+        Kind::NotImplemented => "not_implemented",
         Kind::ShuttingDown => "shutting_down",
         Kind::Overloaded => "overloaded",
         Kind::UriTooLong => "uri_too_long",

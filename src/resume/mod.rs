@@ -34,6 +34,19 @@ pub use token::{Token, parse_last_event_id};
 /// Path prefix of the resume endpoint: `GET /sse-edge/streams/<token>`.
 pub const PATH_PREFIX: &str = "/sse-edge/streams/";
 
+/// `path` as logs may show it: on the resume endpoint the token is the
+/// credential a reconnect needs, so only its first four hex digits are kept
+/// (as the token's `Debug` shows it). Other paths are returned unchanged.
+pub fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix(PATH_PREFIX) {
+        Some(rest) if !rest.is_empty() => {
+            let shown = rest.get(..4).filter(|_| rest.len() > 4).unwrap_or("");
+            format!("{PATH_PREFIX}{shown}..").into()
+        }
+        _ => path.into(),
+    }
+}
+
 /// Response header naming a resumable stream's token.
 pub const STREAM_ID_HEADER: &str = "sse-edge-stream-id";
 

@@ -363,19 +363,30 @@ async fn until_drained<C>(
     }
 }
 
-/// Resolves once the connection has had no open request for a whole
-/// `timeout` (checked once per `timeout`, so it closes between one and two
-/// timeouts after its last request ended), with how long a graceful close
-/// may then take. HTTP/1 keep-alive connections are closed sooner by hyper's
-/// header read timeout; this is what ends idle HTTP/2 connections.
+/// Resolves once the connection has had no open request for `timeout`,
+/// with how long a graceful close may then take. HTTP/1 keep-alive
+/// connections are closed sooner by hyper's header read timeout; this is
+/// what ends idle HTTP/2 connections.
+///
+/// Requests record no time (nothing on the request path), so idleness is
+/// sampled: every eighth of `timeout` the connection is checked. The first
+/// idle sample may come just after the last request ended, so the
+/// connection closes at the ninth idle sample in a row: between `timeout`
+/// and `timeout` plus one eighth after its last request ended.
 async fn idle(activity: Arc<Activity>, timeout: Duration) -> Duration {
+    const SAMPLES: u32 = 8;
+    let step = timeout / SAMPLES;
     let mut cursor = activity.started();
-    loop {
-        tokio::time::sleep(timeout).await;
-        if activity.idle_since(&mut cursor) {
-            return timeout.min(Duration::from_secs(5));
-        }
+    let mut quiet = 0;
+    while quiet <= SAMPLES {
+        tokio::time::sleep(step).await;
+        quiet = if activity.idle_since(&mut cursor) {
+            quiet + 1
+        } else {
+            0
+        };
     }
+    timeout.min(Duration::from_secs(5))
 }
 
 /// Counts an open client connection for its lifetime.

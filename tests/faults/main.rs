@@ -70,6 +70,7 @@ macro_rules! ensure {
 mod client;
 mod common;
 mod h2;
+mod hostile;
 mod limits;
 mod raw;
 mod slow;
@@ -206,6 +207,43 @@ fn areas() -> Vec<(&'static str, Vec<Case>)> {
                 case!("garbage_client_hello", tls::tls_garbage_hello, 20),
                 case!("handshake_never_finishes", tls::tls_stalled_handshake, 20),
                 case!("idle_after_handshake", tls::tls_idle_after_handshake, 20),
+            ],
+        ),
+        (
+            "hostile",
+            vec![
+                case!(
+                    "event_stream_with_content_length",
+                    hostile::event_stream_with_content_length,
+                    20
+                ),
+                case!(
+                    "body_fails_before_first_byte",
+                    hostile::body_fails_before_first_byte,
+                    20
+                ),
+                case!("spoofed_relay_headers", hostile::spoofed_relay_headers, 20),
+                case!(
+                    "trailers_lose_hop_by_hop_fields",
+                    hostile::trailers_lose_hop_by_hop_fields,
+                    20
+                ),
+                case!(
+                    "request_transfer_coding_refused",
+                    hostile::request_transfer_coding_refused,
+                    20
+                ),
+                case!(
+                    "resume_token_not_logged",
+                    hostile::resume_token_not_logged,
+                    20
+                ),
+                case!(
+                    "h2_idle_closes_on_time",
+                    hostile::h2_idle_closes_on_time,
+                    20,
+                    solo
+                ),
             ],
         ),
         (

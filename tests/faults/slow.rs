@@ -124,8 +124,8 @@ pub(crate) async fn slow_idle_connections() -> CaseResult {
         );
         times.push(format!("{what} {} ms", ms(closed)));
     }
-    // server.idle_timeout (1 s here) is checked once per timeout: closed
-    // between one and two timeouts after the connection went idle.
+    // server.idle_timeout (1 s here): GOAWAY after 1 to 1.125 s idle, then
+    // up to 1 s more for the PING this raw client never acknowledges.
     let t = h2c?.closed.ok_or(format!(
         "an HTTP/2 connection idle after its preface is still open after {limit:?}"
     ))?;
