@@ -73,7 +73,7 @@ async fn removed_entries_never_fire_and_slots_are_reused() {
     let a = wheel.insert(start + Duration::from_millis(300));
     let b = wheel.insert(start + Duration::from_millis(300));
     wheel.remove(a);
-    assert_eq!(wheel.len(), 1);
+    assert_eq!(wheel.live(), 1);
     assert_eq!(
         fired_at(&wheel, b).await - start,
         Duration::from_millis(300)
@@ -82,7 +82,7 @@ async fn removed_entries_never_fire_and_slots_are_reused() {
     assert_eq!(c, a, "the freed slab slot is reused");
     wheel.remove(b);
     wheel.remove(c);
-    assert!(wheel.is_empty());
+    assert_eq!(wheel.live(), 0);
     driver.abort();
 }
 
@@ -98,6 +98,42 @@ async fn many_entries_in_one_slot_all_fire() {
         .collect();
     for (key, t) in keys.iter().zip([1u32, 1, 65, 129, 129]) {
         assert_eq!(fired_at(&wheel, *key).await - start, TICK * t);
+    }
+    driver.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn random_inserts_resets_and_removals_fire_on_time() {
+    let wheel = Arc::new(Wheel::new(TICK));
+    let driver = spawn_driver(&wheel);
+    let start = Instant::now();
+    // A small LCG: the same sequence every run.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % n
+    };
+    let mut keys: Vec<(TimerKey, Duration)> = Vec::new();
+    for _ in 0..300 {
+        // Deadlines up to three rotations ahead, in whole ticks.
+        let at = TICK * (1 + next(200) as u32);
+        match next(4) {
+            0 if !keys.is_empty() => {
+                let (k, _) = keys.swap_remove(next(keys.len() as u64) as usize);
+                wheel.remove(k);
+            }
+            1 if !keys.is_empty() => {
+                let i = next(keys.len() as u64) as usize;
+                wheel.reset(keys[i].0, start + at);
+                keys[i].1 = at;
+            }
+            _ => keys.push((wheel.insert(start + at), at)),
+        }
+    }
+    assert_eq!(wheel.live(), keys.len());
+    keys.sort_by_key(|(_, at)| *at);
+    for (key, at) in keys {
+        assert_eq!(fired_at(&wheel, key).await - start, at);
     }
     driver.abort();
 }

@@ -4,14 +4,22 @@
 //! keepalive may go out up to one tick late, never early). Ticks hash into
 //! [`SLOTS`] slots; each slot is an intrusive doubly linked list through the
 //! entry slab (O(1) insert and unlink), so an empty wheel is a few hundred
-//! bytes. Entries due more
-//! than one rotation ahead stay in their slot and are skipped until their
-//! rotation comes round.
+//! bytes. Entries due more than one rotation ahead stay in their slot and
+//! are skipped until their rotation comes round.
+//!
+//! # Invariants (checked with `debug_assert!`)
+//! - An entry is linked into exactly one slot, the slot of its `due` tick,
+//!   while it is live and unfired; firing or removing it unlinks it.
+//! - Bit `i` of `occupied` is set exactly when slot `i`'s list is not empty,
+//!   so the next due tick is found by visiting occupied slots in tick order
+//!   (bit scans), not by walking every entry.
+//! - Every entry linked has `due > now`: the driver fires everything due at
+//!   or before `now`, and new deadlines are never placed at or before it.
 //!
 //! Locking: one mutex per connection, taken once per firing, insert, reset
 //! or removal, never per forwarded chunk. HTTP/1 connections have one
 //! stream and HTTP/2 connections a bounded few, so it is never contended in
-//! practice.
+//! practice. Wakers are woken after the lock is released.
 
 use std::future::poll_fn;
 use std::pin::pin;
@@ -44,6 +52,8 @@ struct Inner {
     /// Last tick the driver processed: everything due at or before it fired.
     now: u64,
     heads: [u32; SLOTS],
+    /// Bit `i` set: `heads[i]` is not empty.
+    occupied: u64,
     entries: Vec<Entry>,
     free: Vec<u32>,
     driver: Option<Waker>,
@@ -68,6 +78,7 @@ impl Wheel {
                 tick: tick.max(Duration::from_millis(1)),
                 now: 0,
                 heads: [NIL; SLOTS],
+                occupied: 0,
                 entries: Vec::new(),
                 free: Vec::new(),
                 driver: None,
@@ -106,7 +117,11 @@ impl Wheel {
         };
         w.link(id);
         w.dirty = true;
-        w.wake_driver_for(due);
+        let driver = w.rearm_for(due);
+        drop(w);
+        if let Some(d) = driver {
+            d.wake();
+        }
         TimerKey(id)
     }
 
@@ -116,14 +131,20 @@ impl Wheel {
         if !w.is_live(key) {
             return;
         }
-        w.unlink(key.0);
+        if !w.entries[key.0 as usize].fired {
+            w.unlink(key.0);
+        }
         let due = w.tick_at(deadline);
         let e = &mut w.entries[key.0 as usize];
         e.due = due;
         e.fired = false;
         w.link(key.0);
         w.dirty = true;
-        w.wake_driver_for(due);
+        let driver = w.rearm_for(due);
+        drop(w);
+        if let Some(d) = driver {
+            d.wake();
+        }
     }
 
     /// Ready once the entry has fired; registers `cx`'s waker otherwise.
@@ -148,21 +169,22 @@ impl Wheel {
         if !w.is_live(key) {
             return;
         }
-        w.unlink(key.0);
+        if !w.entries[key.0 as usize].fired {
+            w.unlink(key.0);
+        }
         let e = &mut w.entries[key.0 as usize];
         e.live = false;
-        e.waker = None;
+        let waker = e.waker.take();
         w.free.push(key.0);
+        drop(w);
+        drop(waker); // a waker's drop may run foreign code: not under the lock
     }
 
-    /// Number of live entries.
-    pub fn len(&self) -> usize {
+    /// Live entries (tests check the slab is reused).
+    #[cfg(test)]
+    pub(super) fn live(&self) -> usize {
         let w = self.lock();
         w.entries.len() - w.free.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Fires due entries forever; run it beside the connection it serves.
@@ -176,6 +198,7 @@ impl Wheel {
     /// entry was added or moved, or its sleep fired, there is nothing to
     /// scan: that case costs a lock and a sleep poll.
     fn poll_drive(&self, cx: &mut Context<'_>, mut sleep: std::pin::Pin<&mut Sleep>) -> Poll<()> {
+        let mut due = Vec::new();
         loop {
             let deadline = {
                 let mut w = self.lock();
@@ -194,10 +217,12 @@ impl Wheel {
                     w = self.lock();
                 }
                 let now = w.tick_floor(Instant::now());
-                w.advance(now);
+                w.advance(now, &mut due);
                 w.armed = w.next_due().unwrap_or(u64::MAX);
+                w.check();
                 (w.armed != u64::MAX).then(|| w.instant_of(w.armed))
             };
+            due.drain(..).for_each(Waker::wake);
             let Some(deadline) = deadline else {
                 return Poll::Pending; // woken by the next insert
             };
@@ -235,7 +260,12 @@ impl Inner {
     }
 
     fn link(&mut self, id: u32) {
+        debug_assert!(
+            self.entries[id as usize].due > self.now,
+            "linked at or before now"
+        );
         let slot = (self.entries[id as usize].due as usize) & (SLOTS - 1);
+        self.occupied |= 1 << slot;
         let head = self.heads[slot];
         if head != NIL {
             self.entries[head as usize].prev = id;
@@ -251,8 +281,13 @@ impl Inner {
             let e = &self.entries[id as usize];
             (e.due, e.prev, e.next)
         };
+        let slot = (due as usize) & (SLOTS - 1);
         if prev == NIL {
-            self.heads[(due as usize) & (SLOTS - 1)] = next;
+            debug_assert_eq!(self.heads[slot], id, "an unlinked entry");
+            self.heads[slot] = next;
+            if next == NIL {
+                self.occupied &= !(1 << slot);
+            }
         } else {
             self.entries[prev as usize].next = next;
         }
@@ -261,54 +296,105 @@ impl Inner {
         }
     }
 
-    fn wake_driver_for(&mut self, due: u64) {
-        if due < self.armed {
-            self.armed = due;
-            if let Some(d) = &self.driver {
-                d.wake_by_ref();
-            }
+    /// Arms the driver for `due` if that is earlier than what it sleeps
+    /// for; the driver's waker, to wake once the lock is released.
+    fn rearm_for(&mut self, due: u64) -> Option<Waker> {
+        if due >= self.armed {
+            return None;
         }
+        self.armed = due;
+        self.driver.clone()
     }
 
-    /// Fires every unfired entry due at or before tick `to`.
-    fn advance(&mut self, to: u64) {
+    /// Fires (and unlinks) every entry due at or before tick `to`, pushing
+    /// the wakers to wake onto `wake`.
+    fn advance(&mut self, to: u64, wake: &mut Vec<Waker>) {
         if to <= self.now {
             return;
         }
         let span = (to - self.now).min(SLOTS as u64);
         for t in self.now + 1..=self.now + span {
-            let mut cur = self.heads[(t as usize) & (SLOTS - 1)];
+            let slot = (t as usize) & (SLOTS - 1);
+            if self.occupied & (1 << slot) == 0 {
+                continue;
+            }
+            let mut cur = self.heads[slot];
             while cur != NIL {
-                let e = &mut self.entries[cur as usize];
-                if e.due <= to && !e.fired {
+                let next = self.entries[cur as usize].next;
+                if self.entries[cur as usize].due <= to {
+                    self.unlink(cur);
+                    let e = &mut self.entries[cur as usize];
                     e.fired = true;
-                    if let Some(w) = e.waker.take() {
-                        w.wake();
-                    }
+                    wake.extend(e.waker.take());
                 }
-                cur = e.next;
+                cur = next;
             }
         }
         self.now = to;
     }
 
-    /// Earliest tick at which an unfired entry is due.
+    /// Earliest tick at which a linked (unfired) entry is due: occupied
+    /// slots are visited in tick order from `now + 1`, so the first entry
+    /// due within this rotation is the answer. Only when every entry lies
+    /// beyond one rotation is the earliest of them taken.
     fn next_due(&self) -> Option<u64> {
-        for t in self.now + 1..=self.now + SLOTS as u64 {
+        let start = ((self.now + 1) as usize) & (SLOTS - 1);
+        // Bit k of `ahead`: the slot of tick now + 1 + k is occupied.
+        let ahead = self.occupied.rotate_right(start as u32);
+        let mut rest = ahead;
+        let mut later: Option<u64> = None;
+        while rest != 0 {
+            let k = u64::from(rest.trailing_zeros());
+            rest &= rest - 1;
+            let t = self.now + 1 + k;
             let mut cur = self.heads[(t as usize) & (SLOTS - 1)];
             while cur != NIL {
                 let e = &self.entries[cur as usize];
-                if e.due == t && !e.fired {
+                if e.due == t {
                     return Some(t);
                 }
+                later = Some(later.map_or(e.due, |l| l.min(e.due)));
                 cur = e.next;
             }
         }
-        // Nothing within one rotation: the earliest later entry, if any.
-        self.entries
-            .iter()
-            .filter(|e| e.live && !e.fired && e.due > self.now)
-            .map(|e| e.due)
-            .min()
+        later
+    }
+
+    /// The invariants in the module doc (debug builds only).
+    fn check(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let mut linked = 0;
+        for (slot, &head) in self.heads.iter().enumerate() {
+            debug_assert_eq!(
+                head != NIL,
+                self.occupied & (1 << slot) != 0,
+                "occupied bit of slot {slot}"
+            );
+            let mut cur = head;
+            let mut prev = NIL;
+            while cur != NIL {
+                let e = &self.entries[cur as usize];
+                debug_assert!(e.live && !e.fired, "a dead or fired entry is linked");
+                debug_assert_eq!(
+                    (e.due as usize) & (SLOTS - 1),
+                    slot,
+                    "entry in the wrong slot"
+                );
+                debug_assert!(e.due > self.now, "a linked entry is overdue");
+                debug_assert_eq!(e.prev, prev, "broken back link");
+                linked += 1;
+                prev = cur;
+                cur = e.next;
+            }
+        }
+        let unfired = self.entries.iter().filter(|e| e.live && !e.fired).count();
+        debug_assert_eq!(linked, unfired, "every live, unfired entry is linked once");
+        debug_assert_eq!(
+            self.entries.iter().filter(|e| !e.live).count(),
+            self.free.len(),
+            "free list and dead entries"
+        );
     }
 }
