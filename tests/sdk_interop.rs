@@ -2,13 +2,15 @@
 //! they read the APIs': through an early commit with keepalives, silences
 //! mid-stream, and error events when the upstream fails.
 //!
-//! Needs `python3`; the SDKs pinned in `tests/interop/requirements.txt` are
-//! installed with pip on first use when missing (`.ci/run` installs them up
-//! front). If they cannot be had, these tests fail, naming the missing piece:
-//! a skipped interop check would hide breakage.
+//! Needs `python3` (with its `venv` module); the SDKs pinned in
+//! `tests/interop/requirements.txt` are installed with pip on first use,
+//! into a virtualenv under the target directory (`target/tmp/interop-venv`),
+//! never into the system's Python. If they cannot be had, these tests fail,
+//! naming the missing piece: a skipped interop check would hide breakage.
 
 mod support;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,19 +23,31 @@ const REQUIREMENTS: &str = concat!(
     "/tests/interop/requirements.txt"
 );
 
-/// Installs the pinned SDKs once per test run when they are not importable,
-/// so `cargo test` alone works on a fresh machine that reaches PyPI.
-fn ensure_sdks() {
+/// The project-local virtualenv the SDKs live in.
+const VENV: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/interop-venv");
+
+/// The virtualenv's interpreter, with the pinned SDKs importable: creates
+/// the virtualenv and installs them once per test run when missing, so
+/// `cargo test` alone works on a fresh machine that reaches PyPI.
+fn python() -> PathBuf {
     static DONE: std::sync::Once = std::sync::Once::new();
+    let python = PathBuf::from(VENV).join("bin/python");
     DONE.call_once(|| {
-        let importable = std::process::Command::new("python3")
+        if !python.exists() {
+            let status = std::process::Command::new("python3")
+                .args(["-m", "venv", VENV])
+                .status()
+                .expect("python3 runs");
+            assert!(status.success(), "python3 -m venv {VENV} failed");
+        }
+        let importable = std::process::Command::new(&python)
             .args(["-c", "import openai, anthropic"])
             .output()
             .is_ok_and(|o| o.status.success());
         if importable {
             return;
         }
-        let status = std::process::Command::new("python3")
+        let status = std::process::Command::new(&python)
             .args([
                 "-m",
                 "pip",
@@ -44,29 +58,32 @@ fn ensure_sdks() {
                 REQUIREMENTS,
             ])
             .status()
-            .expect("python3 runs");
-        assert!(status.success(), "installing {REQUIREMENTS} failed");
+            .expect("the virtualenv's python runs");
+        assert!(
+            status.success(),
+            "installing {REQUIREMENTS} into {VENV} failed"
+        );
     });
+    python
 }
 
 /// Runs one scenario against the relay and returns the JSON it printed.
 async fn sdk(scenario: &str, relay: &sse_edge::Running) -> serde_json::Value {
-    ensure_sdks(); // blocking, before any request is in flight
+    let python = python(); // blocking, before any request is in flight
     let base = format!("http://{}", relay.listen);
     let out = tokio::time::timeout(
         Duration::from_secs(60),
-        tokio::process::Command::new("python3")
+        tokio::process::Command::new(&python)
             .args([SCRIPT, scenario, &base])
             .output(),
     )
     .await
     .expect("SDK script finished in time")
-    .expect("python3 runs");
+    .expect("the virtualenv's python runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "sdk_check.py {scenario} failed (are the SDKs installed? \
-         python3 -m pip install -r tests/interop/requirements.txt):\n{stderr}"
+        "sdk_check.py {scenario} failed (SDKs from {REQUIREMENTS} in {VENV}):\n{stderr}"
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.trim())
