@@ -13,8 +13,9 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sse_edge::resume::{Log, Stamp, Token};
+use sse_edge::resume::{Log, Token};
 use sse_edge::sse::Scanner;
+use sse_edge::sse::Stamp;
 
 const EVENTS: usize = 300;
 

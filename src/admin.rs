@@ -20,10 +20,13 @@ use tokio::task::JoinSet;
 use crate::proxy::Relay;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
+use crate::upstream::Pool;
 
 /// What the admin endpoints report on.
 pub struct Admin {
     pub metrics: Arc<Metrics>,
+    /// Reports its own gauges on `/metrics`.
+    pub pool: Arc<Pool>,
     pub relay: Arc<Relay>,
     /// Set once the client listener is accepting.
     pub ready: AtomicBool,
@@ -74,7 +77,9 @@ impl Admin {
                 }
             }
             "/metrics" => {
-                let mut res = text(StatusCode::OK, self.metrics.render());
+                let mut out = self.metrics.render();
+                self.pool.render_metrics(&mut out);
+                let mut res = text(StatusCode::OK, out);
                 res.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

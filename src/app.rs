@@ -90,7 +90,6 @@ pub async fn start(config: Config, access: AccessLog) -> Result<Running, StartEr
     let key_watchers = routes.key_watchers(&stop);
     let metrics = Arc::new(Metrics::new(
         RouteTable::names_in_order(&config.routes),
-        pool.clone(),
         config.usage.max_models,
     ));
     let sinks = Arc::new(Sinks {
@@ -123,6 +122,7 @@ pub async fn start(config: Config, access: AccessLog) -> Result<Running, StartEr
 
     let admin = Arc::new(Admin {
         metrics: metrics.clone(),
+        pool: pool.clone(),
         relay: relay.clone(),
         ready: AtomicBool::new(false),
     });

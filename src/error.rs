@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::telemetry::UpstreamClass;
-
 type Cause = Box<dyn StdError + Send + Sync>;
 
 /// A relay error: kind, side and cause.
@@ -70,6 +68,44 @@ pub enum Kind {
     Unauthorized,
     /// The client's key (or address) has used up the route's rate limit.
     RateLimited,
+}
+
+/// Why an upstream exchange failed (`sse_edge_upstream_errors_total{class}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamClass {
+    Connect,
+    Timeout,
+    Tls,
+    Reset,
+    Protocol,
+    /// The upstream answered 429 or 5xx.
+    Status,
+    /// The upstream ended a stream without its terminal event.
+    Truncated,
+}
+
+impl UpstreamClass {
+    pub(crate) const ALL: [UpstreamClass; 7] = [
+        UpstreamClass::Connect,
+        UpstreamClass::Timeout,
+        UpstreamClass::Tls,
+        UpstreamClass::Reset,
+        UpstreamClass::Protocol,
+        UpstreamClass::Status,
+        UpstreamClass::Truncated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamClass::Connect => "connect",
+            UpstreamClass::Timeout => "timeout",
+            UpstreamClass::Tls => "tls",
+            UpstreamClass::Reset => "reset",
+            UpstreamClass::Protocol => "protocol",
+            UpstreamClass::Status => "status",
+            UpstreamClass::Truncated => "truncated",
+        }
+    }
 }
 
 /// Whose side failed.
@@ -183,16 +219,7 @@ impl Error {
 
     /// Metrics class for upstream failures (`sse_edge_upstream_errors_total{class}`).
     pub fn upstream_class(&self) -> Option<UpstreamClass> {
-        match self.kind {
-            Kind::Connect => Some(UpstreamClass::Connect),
-            Kind::ConnectTimeout | Kind::FirstByteTimeout | Kind::UpstreamReadTimeout => {
-                Some(UpstreamClass::Timeout)
-            }
-            Kind::Tls => Some(UpstreamClass::Tls),
-            Kind::UpstreamReset => Some(UpstreamClass::Reset),
-            Kind::UpstreamProtocol => Some(UpstreamClass::Protocol),
-            _ => None,
-        }
+        self.kind.class()
     }
 
     /// Short client-facing description; never contains internal detail
@@ -208,6 +235,41 @@ impl Error {
 }
 
 impl Kind {
+    /// The `sse-edge-error` code for a relay error kind.
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::Connect | Kind::Tls => "upstream_unreachable",
+            Kind::ConnectTimeout => "upstream_connect_timeout",
+            Kind::FirstByteTimeout | Kind::UpstreamReadTimeout => "upstream_timeout",
+            Kind::UpstreamReset | Kind::UpstreamProtocol => "upstream_error",
+            Kind::NoRoute => "no_route",
+            Kind::BodyTooLarge => "request_too_large",
+            Kind::BadRequest | Kind::DownstreamBody => "bad_request",
+            Kind::MethodNotAllowed => "method_not_allowed",
+            Kind::NotImplemented => "not_implemented",
+            Kind::ShuttingDown => "shutting_down",
+            Kind::Overloaded => "overloaded",
+            Kind::UriTooLong => "uri_too_long",
+            Kind::RequestTimeout => "request_timeout",
+            Kind::Unauthorized => "invalid_api_key",
+            Kind::RateLimited => "rate_limit_exceeded",
+        }
+    }
+
+    /// Metrics class of an upstream failure of this kind.
+    pub fn class(self) -> Option<UpstreamClass> {
+        match self {
+            Kind::Connect => Some(UpstreamClass::Connect),
+            Kind::ConnectTimeout | Kind::FirstByteTimeout | Kind::UpstreamReadTimeout => {
+                Some(UpstreamClass::Timeout)
+            }
+            Kind::Tls => Some(UpstreamClass::Tls),
+            Kind::UpstreamReset => Some(UpstreamClass::Reset),
+            Kind::UpstreamProtocol => Some(UpstreamClass::Protocol),
+            _ => None,
+        }
+    }
+
     fn describe(self) -> &'static str {
         match self {
             Kind::Connect => "upstream connect failed",

@@ -19,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod dialect;
 pub mod error;
+mod json;
 pub mod proxy;
 pub mod resume;
 pub mod server;

@@ -9,7 +9,8 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sse_edge::resume::{Stamp, Token};
+use sse_edge::resume::Token;
+use sse_edge::sse::Stamp;
 use sse_edge::sse::{Event, Scanner, whatwg};
 
 #[path = "common.rs"]

@@ -7,8 +7,8 @@ use bytes::Bytes;
 
 use crate::dialect::Dialect;
 use crate::dialect::stream::{Ending, ending};
-use crate::resume::Stamp;
 use crate::sse::Event;
+use crate::sse::Stamp;
 use crate::usage::{Seen, StreamUsage, Usage};
 
 pub struct EventObserver {

@@ -141,7 +141,7 @@ impl JsonWaitBody {
                 let message = e.message();
                 let info = ErrorInfo {
                     status: e.status(),
-                    code: crate::proxy::error_code(e.kind()),
+                    code: e.kind().code(),
                     message: &message,
                 };
                 Some(Bytes::from(errors::body(self.dialect, info)))

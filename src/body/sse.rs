@@ -38,10 +38,9 @@ use crate::config::StreamConfig;
 use crate::dialect::Dialect;
 use crate::dialect::errors::{self, ErrorInfo};
 use crate::dialect::stream::{Ending, keepalive};
-use crate::error::{Error, Kind};
-use crate::resume::Stamp;
-use crate::sse::{Keepalive, Position, Scanner};
-use crate::telemetry::{Exchange, Outcome, UpstreamClass, UsageSource};
+use crate::error::{Error, Kind, UpstreamClass};
+use crate::sse::{Keepalive, Position, Scanner, Stamp};
+use crate::telemetry::{Exchange, Outcome, UsageSource};
 use crate::timer::Wheel;
 use crate::upstream::{Body as UpstreamBody, Lease, Sent};
 
@@ -344,13 +343,7 @@ impl SseBody {
                     x.upstream_error(class);
                 }
                 let msg = e.message();
-                self.fail(
-                    x,
-                    outcome,
-                    e.status(),
-                    crate::proxy::error_code(e.kind()),
-                    &msg,
-                );
+                self.fail(x, outcome, e.status(), e.kind().code(), &msg);
                 return;
             }
         };
@@ -367,7 +360,7 @@ impl SseBody {
                 status: parts.status,
                 buf: BytesMut::new(),
             };
-        } else if crate::proxy::is_event_stream(&parts.headers) {
+        } else if crate::dialect::is_event_stream(&parts.headers) {
             if let Downstream::Producer { deadline: Some(d) } = &mut self.downstream {
                 d.arrived(); // the read timeout counts from the head
             }

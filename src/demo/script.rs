@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use http::StatusCode;
 
-use crate::telemetry::json_escape_into;
+use crate::json::escape_into as json_escape_into;
 
 /// Model name used when a request names none.
 pub(super) const DEFAULT_MODEL: &str = "demo-model";

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use super::Dialect;
-use crate::telemetry::json_escape_into;
+use crate::json::escape_into as json_escape_into;
 
 /// One error: status it stands for, a machine code and a message.
 #[derive(Debug, Clone, Copy)]

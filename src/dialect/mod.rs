@@ -65,6 +65,18 @@ fn is_responses(path: &str) -> bool {
     path.trim_end_matches('/').ends_with("/v1/responses")
 }
 
+/// A `text/event-stream` content type.
+pub fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .get(..17)
+                .is_some_and(|p| p.eq_ignore_ascii_case("text/event-stream"))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

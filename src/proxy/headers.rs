@@ -178,18 +178,6 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: &HeaderValue, https: bool, t
     headers.insert(&X_FORWARDED_PROTO, proto);
 }
 
-/// A `text/event-stream` content type.
-pub fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .get(..17)
-                .is_some_and(|p| p.eq_ignore_ascii_case("text/event-stream"))
-        })
-}
-
 fn insert_str(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(name, v);

@@ -18,6 +18,7 @@
 mod headers;
 mod reply;
 mod request;
+mod response;
 mod resume;
 mod retry;
 mod route;
@@ -32,21 +33,21 @@ use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 
-pub use headers::{clean_trailers, is_event_stream, peer_value};
-pub use reply::code as error_code;
+pub use headers::peer_value;
+pub use response::ResponseBody;
 pub use route::{Route, RouteTable};
 
-use crate::body::{
-    Heartbeat, JsonWaitBody, Pending, ResponseBody, SseBody, SseSetup, UsageCapture, first_frame,
-};
+use crate::body::{Heartbeat, JsonWaitBody, Pending, SseBody, SseSetup, UsageCapture};
 use crate::config::Config;
 use crate::dialect::Dialect;
-use crate::error::{Error, Kind};
-use crate::resume::{Hub, Reader, Stamp};
-use crate::telemetry::{Activity, Exchange, Sinks, UpstreamClass};
+use crate::error::{Error, Kind, UpstreamClass};
+use crate::resume::{Hub, Reader};
+use crate::sse::Stamp;
+use crate::telemetry::{Activity, Exchange, Sinks};
 use crate::timer::Wheel;
 use crate::upstream::Sent;
 use request::{BodyLimits, OutBody, Outbound};
+use response::first_frame;
 
 /// The real connection a request arrived on.
 #[derive(Clone)]
@@ -418,7 +419,7 @@ async fn respond(sent: Sent, ctx: &Ctx<'_>, mut x: Exchange) -> Response<Respons
     headers::clean_response(&mut parts.headers);
     parts.version = Version::HTTP_11;
     x.set_attempts(sent.attempts);
-    let event_stream = parts.status.is_success() && headers::is_event_stream(&parts.headers);
+    let event_stream = parts.status.is_success() && crate::dialect::is_event_stream(&parts.headers);
     let first = if event_stream {
         None
     } else {

@@ -4,7 +4,7 @@
 
 use http::{HeaderValue, Response, header};
 
-use crate::body::ResponseBody;
+use super::ResponseBody;
 use crate::dialect::Dialect;
 use crate::dialect::errors::{self, ErrorInfo};
 use crate::error::{Error, Kind};
@@ -16,7 +16,7 @@ pub fn error(err: &Error, dialect: Dialect, exchange: Option<Exchange>) -> Respo
     let message = err.message();
     let info = ErrorInfo {
         status,
-        code: code(err.kind()),
+        code: err.kind().code(),
         message: &message,
     };
     let body = errors::body(dialect, info);
@@ -31,7 +31,10 @@ pub fn error(err: &Error, dialect: Dialect, exchange: Option<Exchange>) -> Respo
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    h.insert("sse-edge-error", HeaderValue::from_static(code(err.kind())));
+    h.insert(
+        "sse-edge-error",
+        HeaderValue::from_static(err.kind().code()),
+    );
     match err.kind() {
         Kind::MethodNotAllowed => {
             let allow = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
@@ -55,27 +58,6 @@ pub fn error(err: &Error, dialect: Dialect, exchange: Option<Exchange>) -> Respo
         _ => {}
     }
     res
-}
-
-/// The `sse-edge-error` code for a relay error kind.
-pub fn code(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Connect | Kind::Tls => "upstream_unreachable",
-        Kind::ConnectTimeout => "upstream_connect_timeout",
-        Kind::FirstByteTimeout | Kind::UpstreamReadTimeout => "upstream_timeout",
-        Kind::UpstreamReset | Kind::UpstreamProtocol => "upstream_error",
-        Kind::NoRoute => "no_route",
-        Kind::BodyTooLarge => "request_too_large",
-        Kind::BadRequest | Kind::DownstreamBody => "bad_request",
-        Kind::MethodNotAllowed => "method_not_allowed",
-        Kind::NotImplemented => "not_implemented",
-        Kind::ShuttingDown => "shutting_down",
-        Kind::Overloaded => "overloaded",
-        Kind::UriTooLong => "uri_too_long",
-        Kind::RequestTimeout => "request_timeout",
-        Kind::Unauthorized => "invalid_api_key",
-        Kind::RateLimited => "rate_limit_exceeded",
-    }
 }
 
 /// A refused reconnect to a resumable stream. EventSource-style clients

@@ -23,8 +23,8 @@ use super::ConnInfo;
 use super::headers;
 use super::retry::Head;
 use super::route::Route;
-use crate::body::RequestBody;
 use crate::error::{Error, Kind};
+use crate::upstream::RequestBody;
 use crate::usage::{inject_include_usage, request_info};
 
 /// A request ready to go upstream.

@@ -7,14 +7,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::capture::UsageCapture;
-use super::idle::ReadDeadline;
-use super::json_wait::JsonWaitBody;
-use super::sse::SseBody;
-use crate::error::{Error, Kind};
-use crate::proxy::clean_trailers;
+use super::headers::clean_trailers;
+use crate::body::{JsonWaitBody, ReadDeadline, SseBody, UsageCapture};
+use crate::error::{Error, Kind, UpstreamClass};
 use crate::resume::Reader;
-use crate::telemetry::{Exchange, Outcome, UpstreamClass, UsageSource};
+use crate::telemetry::{Exchange, Outcome, UsageSource};
 use crate::upstream::{Body as UpstreamBody, Lease};
 
 /// The response body handed to hyper: an upstream body relayed frame by

@@ -15,8 +15,9 @@
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 
+use super::ResponseBody;
 use super::{ConnInfo, Relay, reply};
-use crate::body::{Heartbeat, ResponseBody};
+use crate::body::Heartbeat;
 use crate::dialect::Dialect;
 use crate::error::{Error, Kind};
 use crate::resume::{self, Gone, Reader, ResumeError, Token};

@@ -17,9 +17,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use tokio::time::Instant;
 
-use crate::body::RequestBody;
 use crate::config::StreamConfig;
 use crate::error::{Error, Kind};
+use crate::upstream::RequestBody;
 use crate::upstream::{Origin, Sent};
 
 /// The parts of a request needed to send it again.

@@ -15,11 +15,12 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::Token;
 use super::log::Log;
-use super::{Stamp, Token};
 use crate::body::SseBody;
 use crate::dialect::Dialect;
 use crate::shutdown::Shutdown;
+use crate::sse::Stamp;
 use crate::telemetry::{Exchange, Metrics};
 
 /// Tokens remembered after their stream is gone, so a late reconnect hears

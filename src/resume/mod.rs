@@ -20,7 +20,6 @@ mod hub;
 mod log;
 mod producer;
 mod reader;
-mod stamp;
 #[cfg(test)]
 mod tests;
 mod token;
@@ -28,7 +27,6 @@ mod token;
 pub use hub::{Attached, Gone, Hub, ResumeError, Stream};
 pub use log::{Log, Lost};
 pub use reader::Reader;
-pub use stamp::Stamp;
 pub use token::{Token, parse_last_event_id};
 
 /// Path prefix of the resume endpoint: `GET /sse-edge/streams/<token>`.

@@ -3,7 +3,8 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::log::{Log, Lost};
-use super::{Stamp, Token, parse_last_event_id};
+use super::{Token, parse_last_event_id};
+use crate::sse::Stamp;
 use crate::sse::{Scanner, whatwg};
 
 const TOKEN: &str = "00112233445566778899aabbccddeeff";

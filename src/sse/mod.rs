@@ -69,6 +69,7 @@
 mod event;
 mod inject;
 mod scanner;
+mod stamp;
 pub mod whatwg;
 
 #[cfg(test)]
@@ -77,3 +78,4 @@ mod tests;
 pub use event::{Event, ParsedEvent};
 pub use inject::{ANTHROPIC_PING_FULL, COMMENT_FULL, COMMENT_LINE, FrameError, Keepalive};
 pub use scanner::{Overflow, Position, Scanner};
+pub use stamp::Stamp;

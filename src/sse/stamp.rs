@@ -1,4 +1,5 @@
-//! `id: <token>:<seq>` on every event of a resumable stream.
+//! `id: <stream>:<seq>` on every event of a resumable stream (the stream's
+//! name is its resume token, see `crate::resume`).
 //!
 //! The id line goes last in the event, just before its blank line, so it
 //! wins over an `id:` field of the upstream's own (the last one set is the
@@ -6,8 +7,6 @@
 //! the id line is new.
 
 use bytes::{BufMut, Bytes, BytesMut};
-
-use super::Token;
 
 /// Id lines are cut from blocks of this size: one allocation per ~20
 /// events rather than one per event.
@@ -21,9 +20,10 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    pub fn new(token: Token) -> Self {
+    /// Ids `<stream>:1`, `<stream>:2`, ...
+    pub fn new(stream: impl std::fmt::Display) -> Self {
         Self {
-            prefix: format!("id: {token}:").into_bytes(),
+            prefix: format!("id: {stream}:").into_bytes(),
             next: 1,
             ids: BytesMut::new(),
         }

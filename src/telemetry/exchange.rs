@@ -15,9 +15,10 @@ use http::Method;
 
 use super::AccessLog;
 use super::activity::ActiveRequest;
-use super::json::escape_into;
-use super::metrics::{Metrics, UpstreamClass};
+use super::metrics::Metrics;
 use super::time::rfc3339_now;
+use crate::error::UpstreamClass;
+use crate::json::escape_into;
 use crate::usage::Usage;
 
 /// How a request ended (access-log `outcome`).

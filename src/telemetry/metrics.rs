@@ -6,54 +6,15 @@
 //! Nothing on the request path allocates or locks to count.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::histogram::{Histogram, STREAM_BUCKETS, TTFB_BUCKETS};
 use super::tokens::Tokens;
-use crate::upstream::Pool;
+use crate::error::UpstreamClass;
 use crate::usage::Usage;
 
 const STATUS_SLOTS: usize = 500; // 100..=599
-
-/// Why an upstream exchange failed (`sse_edge_upstream_errors_total{class}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamClass {
-    Connect,
-    Timeout,
-    Tls,
-    Reset,
-    Protocol,
-    /// The upstream answered 429 or 5xx.
-    Status,
-    /// The upstream ended a stream without its terminal event.
-    Truncated,
-}
-
-impl UpstreamClass {
-    const ALL: [UpstreamClass; 7] = [
-        UpstreamClass::Connect,
-        UpstreamClass::Timeout,
-        UpstreamClass::Tls,
-        UpstreamClass::Reset,
-        UpstreamClass::Protocol,
-        UpstreamClass::Status,
-        UpstreamClass::Truncated,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpstreamClass::Connect => "connect",
-            UpstreamClass::Timeout => "timeout",
-            UpstreamClass::Tls => "tls",
-            UpstreamClass::Reset => "reset",
-            UpstreamClass::Protocol => "protocol",
-            UpstreamClass::Status => "status",
-            UpstreamClass::Truncated => "truncated",
-        }
-    }
-}
 
 struct RouteCounters {
     name: String,
@@ -185,7 +146,6 @@ pub struct Metrics {
     /// One per configured route, then one for unmatched requests.
     routes: Vec<RouteCounters>,
     tokens: Tokens,
-    pool: Arc<Pool>,
     pub active_streams: AtomicI64,
     pub client_disconnects: AtomicU64,
     pub connections_open: AtomicI64,
@@ -201,17 +161,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(
-        route_names: impl IntoIterator<Item = String>,
-        pool: Arc<Pool>,
-        max_models: usize,
-    ) -> Self {
+    pub fn new(route_names: impl IntoIterator<Item = String>, max_models: usize) -> Self {
         let mut routes: Vec<_> = route_names.into_iter().map(RouteCounters::new).collect();
         routes.push(RouteCounters::new("-".to_owned()));
         Self {
             tokens: Tokens::new(routes.len(), max_models),
             routes,
-            pool,
             active_streams: AtomicI64::new(0),
             client_disconnects: AtomicU64::new(0),
             connections_open: AtomicI64::new(0),
@@ -351,7 +306,6 @@ impl Metrics {
             "Access-log lines dropped because the writer fell behind.",
             load(&self.access_log_dropped),
         );
-        self.render_pool(&mut out);
         out
     }
 
@@ -468,64 +422,6 @@ impl Metrics {
             }
         }
     }
-
-    fn render_pool(&self, out: &mut String) {
-        let origins = self.pool.origins();
-        let rows: [(&str, &str, &str); 6] = [
-            (
-                "sse_edge_upstream_connections",
-                "gauge",
-                "Open upstream connections.",
-            ),
-            (
-                "sse_edge_upstream_idle_connections",
-                "gauge",
-                "Idle pooled HTTP/1.1 upstream connections.",
-            ),
-            (
-                "sse_edge_upstream_h2_streams",
-                "gauge",
-                "HTTP/2 streams in flight to the upstream.",
-            ),
-            (
-                "sse_edge_upstream_connects_total",
-                "counter",
-                "Upstream connections opened.",
-            ),
-            (
-                "sse_edge_upstream_reuses_total",
-                "counter",
-                "Requests sent on a reused upstream connection.",
-            ),
-            (
-                "sse_edge_upstream_retries_total",
-                "counter",
-                "Requests re-sent after a reused connection failed before writing.",
-            ),
-        ];
-        for (i, (name, kind, help)) in rows.iter().enumerate() {
-            header(out, name, kind, help);
-            for o in &origins {
-                let s = o.stats();
-                let v = match i {
-                    0 => s.open.load(Ordering::Relaxed) as u64,
-                    1 => s.idle.load(Ordering::Relaxed) as u64,
-                    2 => s.h2_streams.load(Ordering::Relaxed) as u64,
-                    3 => s.connects.load(Ordering::Relaxed),
-                    4 => s.reuses.load(Ordering::Relaxed),
-                    _ => s.retries.load(Ordering::Relaxed),
-                };
-                let k = o.key();
-                let scheme = if k.tls { "https" } else { "http" };
-                let _ = writeln!(
-                    out,
-                    "{name}{{origin=\"{scheme}://{}:{}\"}} {v}",
-                    label(&k.host),
-                    k.port
-                );
-            }
-        }
-    }
 }
 
 fn load(a: &AtomicU64) -> u64 {
@@ -536,7 +432,8 @@ fn load_i(a: &AtomicI64) -> i64 {
     a.load(Ordering::Relaxed)
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// `# HELP` and `# TYPE` lines of a metric family.
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
@@ -551,7 +448,7 @@ fn gauge(out: &mut String, name: &str, help: &str, v: i64) {
 }
 
 /// Escapes a label value (backslash, double quote, newline).
-pub(super) fn label(v: &str) -> String {
+pub(crate) fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -21,10 +21,10 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::RequestBody;
 use super::h1::{H1Conn, Io};
 use super::pool::OriginKey;
 use super::tls::ClientTls;
-use crate::body::RequestBody;
 use crate::config::{UpstreamConfig, UpstreamProtocol};
 use crate::error::{Error, Kind};
 use crate::shutdown::Shutdown;

@@ -14,9 +14,12 @@ mod body;
 mod connect;
 pub mod h1;
 mod pool;
+mod request;
+mod stats;
 mod tls;
 
 pub use body::Body;
 
 pub use connect::Connector;
 pub use pool::{Lease, Origin, OriginKey, Pool, Sent};
+pub use request::RequestBody;

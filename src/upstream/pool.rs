@@ -39,9 +39,9 @@ use hyper::client::conn::http2;
 use tokio::time::Instant;
 
 use super::Body;
+use super::RequestBody;
 use super::connect::{Connector, Fresh};
 use super::h1::{self, H1Conn};
-use crate::body::RequestBody;
 use crate::config::{UpstreamConfig, UpstreamProtocol};
 use crate::error::{Error, Kind};
 use crate::shutdown::Shutdown;

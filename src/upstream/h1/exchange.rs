@@ -29,8 +29,8 @@ use super::H1Conn;
 use super::body::H1Body;
 use super::decode::Decoder;
 use super::head::{self, RequestFraming, ResponseHead, WireError};
-use crate::body::RequestBody;
 use crate::error::{Error, Kind};
+use crate::upstream::RequestBody;
 use crate::upstream::pool::{Origin, SendError};
 
 /// Sends `req` (origin-form target, `Host` set) on `conn` and waits for the
