@@ -385,3 +385,101 @@ async fn admin_endpoints_and_access_log() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------- open files
+
+/// User plus system CPU time of process `pid` so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(100);
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// Waits (at most 5 s) until the relay's stderr holds `line`.
+async fn logged(relay: &RelayProc, line: &str) {
+    let start = Instant::now();
+    while !relay.stderr().contains(line) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no {line:?} within 5 s; stderr: {}",
+            relay.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_loops_back_off_while_descriptors_run_out() {
+    within(async {
+        let up = Upstream::ok(Mode::Http1).await;
+        let url = up.url();
+        let mut relay = RelayProc::spawn_with_nofile(64, 64, &["--upstream", &url]).await;
+
+        // Idle admin connections take every descriptor the relay has left
+        // (the admin listener has no connection limit); the rest wait in
+        // its backlog, so its accept loop fails (EMFILE) at every try ...
+        let mut held = Vec::new();
+        for _ in 0..80 {
+            held.push(TcpStream::connect(relay.admin).await.unwrap());
+        }
+        logged(&relay, "admin listener: accept failed").await;
+        // ... and so does the client listener's, once a client waits in
+        // its backlog.
+        let waiting = TcpStream::connect(relay.listen).await.unwrap();
+        logged(&relay, "client listener: accept failed").await;
+
+        // Neither loop spins: the process stays nearly idle ...
+        let before = cpu_time(relay.pid());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let used = cpu_time(relay.pid()) - before;
+        assert!(
+            used < Duration::from_millis(300),
+            "{used:?} of CPU in one second while descriptors ran out"
+        );
+        // ... and each says so once, not every 50 ms.
+        let stderr = relay.stderr();
+        assert_eq!(stderr.matches("accept failed").count(), 2, "{stderr}");
+        assert!(stderr.contains("Too many open files"), "{stderr}");
+
+        // Descriptors back: /metrics answers at once, and the waiting
+        // client was taken.
+        drop(held);
+        let start = Instant::now();
+        loop {
+            let probe = tokio::time::timeout(
+                Duration::from_secs(1),
+                try_fetch(relay.admin, get("/metrics")),
+            )
+            .await;
+            if let Ok(Ok(r)) = probe {
+                assert_eq!(r.status, 200);
+                let connections = metric(&r.text(), "sse_edge_connections_total", &[]);
+                if connections == Some(1.0) {
+                    break;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "the relay did not recover: {}",
+                relay.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(waiting);
+        relay.sigterm();
+        assert!(relay.wait_exit(Duration::from_secs(10)).await.success());
+    })
+    .await;
+}
