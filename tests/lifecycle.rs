@@ -388,6 +388,133 @@ async fn admin_endpoints_and_access_log() {
 
 // ---------------------------------------------------------------- open files
 
+/// The default `server.max_connections` for an open-file limit, as
+/// src/config/nofile.rs derives it: (limit - reserve) / 2, the reserve
+/// 256 descriptors or a quarter of the limit.
+fn room(limit: u64) -> u64 {
+    (limit - (limit / 4).min(256)) / 2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_file_limit_is_raised_and_sets_max_connections() {
+    within(async {
+        let dir = TempDir::new("nofile");
+        let file = dir.write(
+            "relay.toml",
+            b"[[route]]\nupstream = \"http://127.0.0.1:9\"\n",
+        );
+        let file = file.to_str().unwrap();
+        let (soft, hard) = (100, 300);
+        let room = room(hard);
+        assert_eq!(room, 112);
+
+        // Started with a soft limit of 100, the relay raises it to the hard
+        // 300: check-config shows the default that leaves room for.
+        let out = run_command(
+            bin_command_with_nofile(soft, hard),
+            &["check-config", file],
+            &[],
+        )
+        .await;
+        assert!(out.status.success(), "stderr: {}", out.stderr);
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("max_connections = "))
+            .unwrap_or_else(|| panic!("no max_connections in:\n{}", out.stdout));
+        assert!(
+            line.starts_with(&format!("max_connections = {room} "))
+                && line.ends_with("# from default: (open-file limit 300 - reserve 75) / 2"),
+            "{line}"
+        );
+
+        // What fits is taken; one more is refused, in one line naming the
+        // key, the value and the limit.
+        let fits = room.to_string();
+        let args = ["check-config", file, "--server-max-connections", &fits];
+        let out = run_command(bin_command_with_nofile(soft, hard), &args, &[]).await;
+        assert!(out.status.success(), "stderr: {}", out.stderr);
+        let over = (room + 1).to_string();
+        let args = ["--config", file, "--server-max-connections", &over];
+        let out = run_command(bin_command_with_nofile(soft, hard), &args, &[]).await;
+        assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+        let quoted = format!("\"{over}\"");
+        let needles = [
+            "server.max_connections",
+            &quoted,
+            "open-file limit (300) leaves room for 112",
+        ];
+        assert!(
+            error_line(&out.stderr, &needles).is_some(),
+            "stderr: {}",
+            out.stderr
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_small_open_file_limit_clients_past_max_connections_get_503() {
+    within(async {
+        let up = slow_sse(100_000, Duration::from_millis(500)).await;
+        let url = up.url();
+        let (soft, hard) = (64, 256);
+        let relay = RelayProc::spawn_with_nofile(soft, hard, &["--upstream", &url]).await;
+        let max = room(hard);
+        assert!(
+            relay.stderr().contains(&format!(
+                "open-file limit raised from {soft} to {hard}; server.max_connections {max}"
+            )),
+            "stderr: {}",
+            relay.stderr()
+        );
+
+        // Every connection the default admits relays a stream (two
+        // descriptors each: the client's and the upstream's).
+        let mut live = Vec::new();
+        for _ in 0..max {
+            let mut c = Client::h1(relay.listen).await;
+            let res = c.send(post("/v1/chat/completions", "{}")).await.unwrap();
+            assert_eq!(res.status(), 200);
+            let mut body = res.into_body();
+            http_body_util::BodyExt::frame(&mut body)
+                .await
+                .unwrap()
+                .unwrap();
+            live.push((c, body));
+        }
+        // The next client is answered 503 at once, not left in the backlog.
+        let raw = format!("GET /v1/models HTTP/1.1\r\nHost: {}\r\n\r\n", relay.listen);
+        let reply = tokio::time::timeout(
+            Duration::from_secs(3),
+            raw_exchange(relay.listen, raw.as_bytes()),
+        )
+        .await
+        .expect("the client past max_connections gets an answer");
+        assert_eq!(raw_status(&reply), 503, "{reply}");
+        assert!(
+            reply.to_ascii_lowercase().contains("retry-after: 1"),
+            "{reply}"
+        );
+        let m = metrics(relay.admin).await;
+        assert_eq!(
+            metric(&m, "sse_edge_connections_refused_total", &[]),
+            Some(1.0)
+        );
+        // The admitted streams go on.
+        for (_, body) in &mut live {
+            http_body_util::BodyExt::frame(body).await.unwrap().unwrap();
+        }
+        assert!(
+            !relay.stderr().contains("accept failed"),
+            "descriptors ran out: {}",
+            relay.stderr()
+        );
+    })
+    .await;
+}
+
 /// User plus system CPU time of process `pid` so far.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
+use super::nofile;
 use super::render::render;
 use super::routes::load_routes;
 use super::settings::{Names, SETTINGS, Setting, default_value, help_text, names};
@@ -87,6 +88,8 @@ impl std::error::Error for ConfigError {
 #[derive(Debug, Clone)]
 pub(super) enum Source {
     Default,
+    /// A default computed from the machine; says how.
+    Derived(String),
     File(String),
     Env(&'static str),
     /// Long flag name without the leading dashes.
@@ -98,6 +101,7 @@ impl Source {
     pub(super) fn comment(&self) -> String {
         match self {
             Self::Default => "default".to_owned(),
+            Self::Derived(how) => format!("default: {how}"),
             Self::File(_) => "file".to_owned(),
             Self::Env(name) => format!("env {name}"),
             Self::Flag(flag) => format!("flag --{flag}"),
@@ -109,6 +113,7 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Default => f.write_str("default"),
+            Self::Derived(how) => write!(f, "default, {how}"),
             Self::File(name) => write!(f, "config file {name}"),
             Self::Env(name) => f.write_str(name),
             Self::Flag(flag) => write!(f, "--{flag}"),
@@ -434,7 +439,12 @@ fn demo_options(sub: &ArgMatches) -> Result<DemoOptions, ConfigError> {
 /// `listen`, `admin` and `heartbeat` when a flag or environment variable
 /// sets them (the demo has its own defaults).
 fn demo_relay_settings(mut options: DemoOptions, v: &Values) -> Result<DemoOptions, ConfigError> {
-    let given = |key: &str| !matches!(v.source(key), None | Some(Source::Default));
+    let given = |key: &str| {
+        !matches!(
+            v.source(key),
+            None | Some(Source::Default | Source::Derived(_))
+        )
+    };
     if given("listen") {
         options.listen = v.opt("listen", parse_socket_addr)?;
     }
@@ -496,12 +506,7 @@ fn resolve(m: &ArgMatches, env: EnvFn, file: Option<&FileDoc>) -> Values {
                 source,
             })
             .or(from_file)
-            .or_else(|| {
-                default_value(setting.default).map(|raw| Entry {
-                    raw,
-                    source: Source::Default,
-                })
-            })
+            .or_else(|| default_value(setting.default).map(|(raw, source)| Entry { raw, source }))
     };
     let entries = SETTINGS
         .iter()
@@ -598,13 +603,25 @@ fn build_server(v: &Values) -> Result<ServerConfig, ConfigError> {
             })?,
             max_headers: v.get("server.max_headers", |s| parse_number(s, 1, 1000))?,
             max_uri_length: v.get("server.max_uri_length", |s| parse_size_in(s, 256, 1 << 20))?,
-            max_connections: v.get("server.max_connections", |s| parse_number(s, 1, 1_000_000))?,
+            max_connections: max_connections(v)?,
             max_requests: v.get("server.max_requests", |s| parse_number(s, 1, 1_000_000))?,
             body_timeout: v.get("server.body_timeout", parse_positive_duration)?,
             write_timeout: v.get("server.write_timeout", parse_positive_duration)?,
             idle_timeout: v.get("server.idle_timeout", parse_positive_duration)?,
         },
     })
+}
+
+/// `server.max_connections`, refused when the open-file limit has no room
+/// for that many connections (see [`super::nofile`]).
+fn max_connections(v: &Values) -> Result<usize, ConfigError> {
+    const KEY: &str = "server.max_connections";
+    let n: u64 = v.get(KEY, |s| parse_number(s, 1, nofile::MAX_CONNECTIONS))?;
+    let too_many = nofile::soft_limit().and_then(|limit| nofile::too_many(n, limit));
+    if let (Some(why), Some(entry)) = (too_many, v.find(KEY)?) {
+        return Err(invalid(KEY, &entry.source, &n.to_string(), &why));
+    }
+    usize::try_from(n).map_err(|_| ConfigError::Invalid(format!("{KEY} {n} is too large")))
 }
 
 fn build_tls(v: &Values) -> Result<Option<TlsConfig>, ConfigError> {
