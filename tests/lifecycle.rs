@@ -386,6 +386,27 @@ async fn admin_endpoints_and_access_log() {
     .await;
 }
 
+// ---------------------------------------------------------------- the command line
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_flag_gets_a_suggestion() {
+    within(async {
+        let out = run_bin(
+            &["--upstream", "http://127.0.0.1:9", "--heartbat", "5s"],
+            &[],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("tip: a similar argument exists: '--heartbeat'"),
+            "stderr: {}",
+            out.stderr
+        );
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------- open files
 
 /// The default `server.max_connections` for an open-file limit, as

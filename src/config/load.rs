@@ -317,37 +317,51 @@ enum Mode {
 
 fn command() -> Command {
     let path = clap::value_parser!(PathBuf);
-    let mut cmd = Command::new("sse-edge")
+    Command::new("sse-edge")
         .version(env!("CARGO_PKG_VERSION"))
         .about(ABOUT)
         .after_help(AFTER_HELP)
         .args_override_self(true)
-        .arg(global_arg("config", "FILE", "TOML config file [env: SSE_EDGE_CONFIG]").value_parser(path.clone()))
-        .arg(global_arg(
-            "upstream",
-            "URL",
-            "Single upstream for every path; replaces the file's [[route]] entries [env: SSE_EDGE_UPSTREAM]",
-        ));
-    for (setting, names) in SETTINGS.iter().zip(names()) {
-        cmd = cmd.arg(setting_arg(setting, names));
-    }
-    cmd.subcommand(
-        Command::new("check-config")
-            .about("Validate a config file and print the effective configuration as TOML")
-            .arg(
-                Arg::new("file")
-                    .value_name("FILE")
-                    .required(true)
-                    .value_parser(path)
-                    .help("TOML config file to check (takes the place of --config)"),
-            ),
-    )
-    .subcommand(demo_command())
-    .subcommand(
-        Command::new("hash-key").about(
+        // Each subcommand lists and takes its own flags; the relay's given
+        // before a subcommand would be ignored, so they are refused.
+        .args_conflicts_with_subcommands(true)
+        .arg(
+            value_arg("config", "FILE", "TOML config file [env: SSE_EDGE_CONFIG]")
+                .value_parser(path.clone()),
+        )
+        .arg(upstream_arg())
+        .args(setting_args())
+        .subcommand(
+            Command::new("check-config")
+                .about("Validate a config file and print the effective configuration as TOML")
+                .args_override_self(true)
+                .arg(
+                    Arg::new("file")
+                        .value_name("FILE")
+                        .required(true)
+                        .value_parser(path)
+                        .help("TOML config file to check (takes the place of --config)"),
+                )
+                .arg(upstream_arg())
+                .args(setting_args()),
+        )
+        .subcommand(demo_command())
+        .subcommand(Command::new("hash-key").about(
             "Read a client key on stdin and print its SHA-256 hex digest for an auth_keys_file",
-        ),
+        ))
+}
+
+fn upstream_arg() -> Arg {
+    value_arg(
+        "upstream",
+        "URL",
+        "Single upstream for every path; replaces the file's [[route]] entries [env: SSE_EDGE_UPSTREAM]",
     )
+}
+
+/// A flag for every setting.
+fn setting_args() -> impl Iterator<Item = Arg> {
+    SETTINGS.iter().zip(names()).map(|(s, n)| setting_arg(s, n))
 }
 
 fn demo_command() -> Command {
@@ -365,9 +379,15 @@ fn demo_command() -> Command {
     Command::new("demo")
         .about(DEMO_ABOUT)
         .after_help(DEMO_AFTER_HELP)
+        .args_override_self(true)
         .arg(duration("head-delay", "4s", DEMO_HEAD_DELAY))
         .arg(duration("pause", "3s", DEMO_PAUSE))
         .arg(keep_running)
+        .args(
+            DEMO_RELAY_SETTINGS
+                .iter()
+                .map(|&(key, help, default)| demo_relay_arg(key, help, default)),
+        )
 }
 
 const DEMO_ABOUT: &str =
@@ -376,16 +396,50 @@ const DEMO_HEAD_DELAY: &str = "Silence of the simulated API before its response 
 const DEMO_PAUSE: &str = "Silence of the simulated API in the middle of each stream";
 const DEMO_KEEP_RUNNING: &str = "Keep the relay and the simulated API up after the demo \
 (until Ctrl-C or SIGTERM) and print commands to try";
-const DEMO_AFTER_HELP: &str = "The demo's relay uses --listen and --admin when given (default \
-127.0.0.1:8080 and 127.0.0.1:9090 with --keep-running, ephemeral ports otherwise) and \
---heartbeat (default 1s); it ignores the config file and the other settings.";
+/// The relay settings the demo takes (read by [`demo_relay_settings`]):
+/// key, help and default.
+const DEMO_RELAY_SETTINGS: &[(&str, &str, &str)] = &[
+    (
+        "listen",
+        "Address of the demo's relay",
+        "127.0.0.1:8080 with --keep-running, else an ephemeral port",
+    ),
+    (
+        "admin",
+        "Address of the demo relay's admin listener",
+        "127.0.0.1:9090 with --keep-running, else an ephemeral port",
+    ),
+    (
+        "heartbeat",
+        "Silence before the demo's relay injects a keepalive (>= 100ms)",
+        "1s",
+    ),
+];
+const DEMO_AFTER_HELP: &str = "The demo's relay reads no config file; every setting but these \
+three keeps its default.";
 
-fn global_arg(id: &'static str, value_name: &'static str, help: &'static str) -> Arg {
+/// The flag of one of [`DEMO_RELAY_SETTINGS`], named and read from the
+/// environment like the relay's own.
+fn demo_relay_arg(key: &'static str, help: &str, default: &str) -> Arg {
+    let found = SETTINGS.iter().zip(names()).find(|(s, _)| s.key == key);
+    let (flag, value_name, env) = match found {
+        Some((s, n)) => (
+            n.flag.as_str(),
+            s.kind.value_name(),
+            format!(" [env: {}]", n.env),
+        ),
+        None => (key, "VALUE", String::new()),
+    };
+    value_arg(flag, value_name, "")
+        .help(format!("{help}{env} [default: {default}]"))
+        .help_heading("Relay")
+}
+
+fn value_arg(id: &'static str, value_name: &'static str, help: &'static str) -> Arg {
     Arg::new(id)
         .long(id)
         .value_name(value_name)
         .action(ArgAction::Set)
-        .global(true)
         .help(help)
 }
 
@@ -398,7 +452,7 @@ fn setting_arg(setting: &Setting, names: &'static Names) -> Arg {
         "log" => "Logging",
         _ => "Relay",
     });
-    global_arg(names.flag.as_str(), setting.kind.value_name(), "")
+    value_arg(names.flag.as_str(), setting.kind.value_name(), "")
         .help(help_text(setting, names))
         .help_heading(heading)
 }
@@ -536,21 +590,24 @@ where
     let matches = command()
         .try_get_matches_from(args)
         .map_err(ConfigError::Cli)?;
-    if let Some(("demo", sub)) = matches.subcommand() {
-        // The demo runs its own upstream: no config file, no routes.
-        let values = resolve(&matches, env, None);
-        return demo_relay_settings(demo_options(sub)?, &values).map(Invocation::Demo);
-    }
-    if let Some(("hash-key", _)) = matches.subcommand() {
-        return Ok(Invocation::HashKey);
+    match matches.subcommand() {
+        Some(("demo", sub)) => {
+            // The demo runs its own upstream: no config file, no routes.
+            let values = resolve(sub, env, None);
+            return demo_relay_settings(demo_options(sub)?, &values).map(Invocation::Demo);
+        }
+        Some(("hash-key", _)) => return Ok(Invocation::HashKey),
+        _ => {}
     }
     let mode = mode(&matches)?;
-    let file = match config_path(&matches, &mode, env) {
+    // The relay's flags are the subcommand's when there is one.
+    let m = matches.subcommand().map_or(&matches, |(_, sub)| sub);
+    let file = match config_path(m, &mode, env) {
         Some(path) => Some(load_file(&path)?),
         None => None,
     };
-    let values = resolve(&matches, env, file.as_ref());
-    let routes = load_routes(&values, &matches, env, file.as_ref())?;
+    let values = resolve(m, env, file.as_ref());
+    let routes = load_routes(&values, m, env, file.as_ref())?;
     let config = build_config(&values, routes.iter().map(|r| r.route.clone()).collect())?;
     match mode {
         Mode::Run => Ok(Invocation::Run(config)),

@@ -1,7 +1,73 @@
-//! The open-file-derived `server.max_connections`.
+//! The command line's shape (what each subcommand takes, suggestions) and
+//! the open-file-derived `server.max_connections`.
 
-use super::{TempFile, UP, check, error, has_line, run};
+use super::{ConfigError, Invocation, TempFile, UP, check, error, has_line, load, run};
 use crate::config::nofile;
+
+fn cli_error(args: &[&str]) -> String {
+    match load(args, &[]) {
+        Err(ConfigError::Cli(e)) => e.to_string(),
+        other => panic!("expected a command-line error for {args:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn demo_lists_and_takes_only_its_own_flags() {
+    let help = cli_error(&["demo", "--help"]);
+    for flag in [
+        "--head-delay",
+        "--pause",
+        "--keep-running",
+        "--listen",
+        "--admin",
+        "--heartbeat",
+    ] {
+        assert!(
+            help.contains(flag),
+            "{flag} missing from demo --help:\n{help}"
+        );
+    }
+    for flag in [
+        "--config",
+        "--upstream",
+        "--workers",
+        "--tls-cert",
+        "--server-max-connections",
+        "--retry-budget",
+    ] {
+        assert!(!help.contains(flag), "demo --help lists {flag}:\n{help}");
+    }
+    assert!(cli_error(&["demo", "--tls-cert", "x"]).contains("--tls-cert"));
+    // Relay flags before a subcommand would be ignored: refused.
+    let msg = cli_error(&["--heartbeat", "5s", "demo"]);
+    assert!(msg.contains("cannot be used with"), "{msg}");
+    // What the demo takes comes from its flags, or the environment.
+    let env = [("SSE_EDGE_LISTEN", "127.0.0.1:7000")];
+    let Ok(Invocation::Demo(d)) = load(&["demo", "--heartbeat", "2s"], &env) else {
+        panic!("demo not parsed");
+    };
+    assert_eq!(
+        d.listen.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:7000")
+    );
+    assert_eq!(d.heartbeat, Some(std::time::Duration::from_secs(2)));
+    assert_eq!(d.admin, None);
+    // check-config takes the relay's flags after its file.
+    let help = cli_error(&["check-config", "--help"]);
+    assert!(help.contains("--server-max-connections"), "{help}");
+    assert!(cli_error(&["hash-key", "--listen", "127.0.0.1:1"]).contains("--listen"));
+}
+
+#[test]
+fn a_mistyped_flag_gets_a_suggestion() {
+    let msg = cli_error(&[UP, "--heartbat", "5s"]);
+    assert!(
+        msg.contains("similar argument exists: '--heartbeat'"),
+        "{msg}"
+    );
+    let msg = cli_error(&["demo", "--keep-runing"]);
+    assert!(msg.contains("'--keep-running'"), "{msg}");
+}
 
 #[test]
 fn max_connections_defaults_to_what_the_open_file_limit_holds() {
