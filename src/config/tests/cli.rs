@@ -1,5 +1,6 @@
-//! The command line's shape (what each subcommand takes, suggestions) and
-//! the open-file-derived `server.max_connections`.
+//! The command line's shape (what each subcommand takes, suggestions), the
+//! open-file-derived `server.max_connections`, and durations and sizes
+//! rendered one way by check-config.
 
 use super::{ConfigError, Invocation, TempFile, UP, check, error, has_line, load, run};
 use crate::config::nofile;
@@ -114,4 +115,59 @@ fn max_connections_beyond_the_open_file_limit_is_refused() {
             nofile::reserve(limit)
         )
     );
+}
+
+/// Every duration and size key given at the top level in a form other
+/// than the canonical one, inherited by a route.
+const LOOSE_FORMS: &str = r#"
+drain_timeout = "90s"
+heartbeat = "5000ms"
+retry_budget = "60s"
+retry_backoff = "1000ms"
+resume_window = "120s"
+max_event_size = 65536
+resume_max_bytes = "4096KiB"
+resume_memory = "512MB"
+
+[server]
+idle_timeout = "300s"
+
+[[route]]
+upstream = "http://a"
+"#;
+
+#[test]
+fn durations_and_sizes_render_one_way_at_the_top_level_and_in_routes() {
+    let file = TempFile::new("loose.toml", LOOSE_FORMS);
+    let rendered = check(&["check-config", file.path()], &[], |_| {});
+    let top = |key: &str| {
+        let line = rendered
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no top-level {key}:\n{rendered}"));
+        line.split_once(" #")
+            .map_or(line, |(v, _)| v)
+            .trim_end()
+            .to_owned()
+    };
+    for (key, shown) in [
+        ("heartbeat", "\"5s\""),
+        ("retry_budget", "\"1m\""),
+        ("retry_backoff", "\"1s\""),
+        ("resume_window", "\"2m\""),
+        ("max_event_size", "\"64KiB\""),
+        ("resume_max_bytes", "\"4MiB\""),
+    ] {
+        let line = format!("{key} = {shown}");
+        assert_eq!(top(key), line, "{rendered}");
+        has_line(
+            &rendered,
+            &format!("{line}  # inherited from top-level {key}"),
+        );
+    }
+    assert_eq!(top("drain_timeout"), "drain_timeout = \"1m30s\"");
+    assert_eq!(top("idle_timeout"), "idle_timeout = \"5m\"");
+    assert_eq!(top("resume_memory"), "resume_memory = \"512MB\"");
+    // The defaults too: upstream.first_byte_timeout's "0" stays "0".
+    assert_eq!(top("first_byte_timeout"), "first_byte_timeout = \"0\"");
 }
