@@ -407,6 +407,57 @@ async fn a_mistyped_flag_gets_a_suggestion() {
     .await;
 }
 
+/// The README's configuration example (the first ```toml block under
+/// "## Configuration"), checked as the README says to check it: with
+/// stand-ins for its TLS files named by `SSE_EDGE_TLS_CERT` and
+/// `SSE_EDGE_TLS_KEY`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_configuration_example_passes_check_config() {
+    within(async {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md is readable");
+        let section = readme
+            .split_once("\n## Configuration\n")
+            .map(|(_, rest)| rest)
+            .expect("README has a Configuration section");
+        let example = section
+            .split_once("```toml\n")
+            .and_then(|(_, rest)| rest.split_once("\n```"))
+            .map(|(toml, _)| toml)
+            .expect("the Configuration section has a ```toml example");
+        let stand_ins = "SSE_EDGE_TLS_CERT=/tmp/tls.crt SSE_EDGE_TLS_KEY=/tmp/tls.key";
+        assert!(
+            section.contains(stand_ins),
+            "the README no longer says how to check its example ({stand_ins})"
+        );
+
+        let dir = TempDir::new("readme");
+        let file = dir.write("sse-edge.toml", example.as_bytes());
+        let file = file.to_str().unwrap();
+        // As written, the TLS files it names must exist.
+        let out = run_bin(&["check-config", file], &[]).await;
+        assert!(!out.status.success(), "stdout: {}", out.stdout);
+        assert!(
+            error_line(&out.stderr, &["tls.cert", "cannot read file"]).is_some(),
+            "stderr: {}",
+            out.stderr
+        );
+        // With the stand-ins the README names, it checks cleanly.
+        let cert = dir.write("tls.crt", b"");
+        let key = dir.write("tls.key", b"");
+        let env = [
+            ("SSE_EDGE_TLS_CERT", cert.to_str().unwrap()),
+            ("SSE_EDGE_TLS_KEY", key.to_str().unwrap()),
+        ];
+        let out = run_bin(&["check-config", file], &env).await;
+        assert!(out.status.success(), "stderr: {}", out.stderr);
+        for needle in ["prefix = \"/openai\"", "https://api.anthropic.com"] {
+            assert!(out.stdout.contains(needle), "{needle}:\n{}", out.stdout);
+        }
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------- open files
 
 /// The default `server.max_connections` for an open-file limit, as

@@ -150,7 +150,10 @@ pub(crate) fn format_size(n: u64) -> String {
         ("KiB", 1 << 10),
         ("KB", 1_000),
     ];
-    match UNITS.iter().find(|(_, size)| n != 0 && n % size == 0) {
+    match UNITS
+        .iter()
+        .find(|(_, size)| n != 0 && n.is_multiple_of(*size))
+    {
         Some((unit, size)) => format!("{}{unit}", n / size),
         None => n.to_string(),
     }
