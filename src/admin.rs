@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::proxy::Relay;
+use crate::server::AcceptBackoff;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
 use crate::upstream::Pool;
@@ -36,10 +37,17 @@ impl Admin {
     /// Serves until `stop`.
     pub async fn run(self: Arc<Self>, listener: TcpListener, stop: Shutdown) {
         let mut conns = JoinSet::new();
+        let mut backoff = AcceptBackoff::new("admin");
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            backoff.failed(&e).await;
+                            continue;
+                        }
+                    };
                     let this = self.clone();
                     conns.spawn(async move {
                         let svc = service_fn(move |req| {

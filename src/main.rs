@@ -1,14 +1,18 @@
 //! The `sse-edge` binary: parse configuration, run until SIGTERM/SIGINT,
 //! drain, exit 0.
+#![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use sse_edge::config::{self, Config, ConfigError, Invocation};
+use sse_edge::config::{self, Config, ConfigError, Invocation, OpenFileLimit};
 use sse_edge::demo::DemoOptions;
 use sse_edge::telemetry::AccessLog;
 
 fn main() -> ExitCode {
+    // First: the default server.max_connections is derived from the limit,
+    // and check-config shows what a relay started this way would get.
+    let open_files = config::raise_open_file_limit();
     let env = |k: &str| std::env::var(k).ok();
     let invocation = match config::from_args(std::env::args_os(), &env) {
         Ok(i) => i,
@@ -24,7 +28,7 @@ fn main() -> ExitCode {
             eprintln!("sse-edge: configuration is valid");
             ExitCode::SUCCESS
         }
-        Invocation::Run(config) => run(config),
+        Invocation::Run(config) => run(config, open_files),
         Invocation::Demo(options) => demo(options),
         Invocation::HashKey => hash_key(),
     }
@@ -90,8 +94,20 @@ fn demo(options: DemoOptions) -> ExitCode {
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, open_files: std::io::Result<OpenFileLimit>) -> ExitCode {
     init_logging(&config.log.level);
+    let max = config.server.limits.max_connections;
+    match open_files {
+        Ok(l) if l.now > l.before => tracing::info!(
+            "open-file limit raised from {} to {}; server.max_connections {max}",
+            l.before,
+            l.now
+        ),
+        Ok(l) => tracing::info!("open-file limit {}; server.max_connections {max}", l.now),
+        Err(e) => {
+            tracing::warn!("cannot raise the open-file limit: {e}; server.max_connections {max}")
+        }
+    }
     let Some(runtime) = runtime(config.workers) else {
         return ExitCode::FAILURE;
     };

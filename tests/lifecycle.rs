@@ -385,3 +385,300 @@ async fn admin_endpoints_and_access_log() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------- the command line
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_flag_gets_a_suggestion() {
+    within(async {
+        let out = run_bin(
+            &["--upstream", "http://127.0.0.1:9", "--heartbat", "5s"],
+            &[],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("tip: a similar argument exists: '--heartbeat'"),
+            "stderr: {}",
+            out.stderr
+        );
+    })
+    .await;
+}
+
+/// The README's configuration example (the first ```toml block under
+/// "## Configuration"), checked as the README says to check it: with
+/// stand-ins for its TLS files named by `SSE_EDGE_TLS_CERT` and
+/// `SSE_EDGE_TLS_KEY`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_configuration_example_passes_check_config() {
+    within(async {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md is readable");
+        let section = readme
+            .split_once("\n## Configuration\n")
+            .map(|(_, rest)| rest)
+            .expect("README has a Configuration section");
+        let example = section
+            .split_once("```toml\n")
+            .and_then(|(_, rest)| rest.split_once("\n```"))
+            .map(|(toml, _)| toml)
+            .expect("the Configuration section has a ```toml example");
+        let stand_ins = "SSE_EDGE_TLS_CERT=/tmp/tls.crt SSE_EDGE_TLS_KEY=/tmp/tls.key";
+        assert!(
+            section.contains(stand_ins),
+            "the README no longer says how to check its example ({stand_ins})"
+        );
+
+        let dir = TempDir::new("readme");
+        let file = dir.write("sse-edge.toml", example.as_bytes());
+        let file = file.to_str().unwrap();
+        // As written, the TLS files it names must exist.
+        let out = run_bin(&["check-config", file], &[]).await;
+        assert!(!out.status.success(), "stdout: {}", out.stdout);
+        assert!(
+            error_line(&out.stderr, &["tls.cert", "cannot read file"]).is_some(),
+            "stderr: {}",
+            out.stderr
+        );
+        // With the stand-ins the README names, it checks cleanly.
+        let cert = dir.write("tls.crt", b"");
+        let key = dir.write("tls.key", b"");
+        let env = [
+            ("SSE_EDGE_TLS_CERT", cert.to_str().unwrap()),
+            ("SSE_EDGE_TLS_KEY", key.to_str().unwrap()),
+        ];
+        let out = run_bin(&["check-config", file], &env).await;
+        assert!(out.status.success(), "stderr: {}", out.stderr);
+        for needle in ["prefix = \"/openai\"", "https://api.anthropic.com"] {
+            assert!(out.stdout.contains(needle), "{needle}:\n{}", out.stdout);
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- open files
+
+/// The default `server.max_connections` for an open-file limit, as
+/// src/config/nofile.rs derives it: (limit - reserve) / 2, the reserve
+/// 256 descriptors or a quarter of the limit.
+fn room(limit: u64) -> u64 {
+    (limit - (limit / 4).min(256)) / 2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_file_limit_is_raised_and_sets_max_connections() {
+    within(async {
+        let dir = TempDir::new("nofile");
+        let file = dir.write(
+            "relay.toml",
+            b"[[route]]\nupstream = \"http://127.0.0.1:9\"\n",
+        );
+        let file = file.to_str().unwrap();
+        let (soft, hard) = (100, 300);
+        let room = room(hard);
+        assert_eq!(room, 112);
+
+        // Started with a soft limit of 100, the relay raises it to the hard
+        // 300: check-config shows the default that leaves room for.
+        let out = run_command(
+            bin_command_with_nofile(soft, hard),
+            &["check-config", file],
+            &[],
+        )
+        .await;
+        assert!(out.status.success(), "stderr: {}", out.stderr);
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("max_connections = "))
+            .unwrap_or_else(|| panic!("no max_connections in:\n{}", out.stdout));
+        assert!(
+            line.starts_with(&format!("max_connections = {room} "))
+                && line.ends_with("# from default: (open-file limit 300 - reserve 75) / 2"),
+            "{line}"
+        );
+
+        // What fits is taken; one more is refused, in one line naming the
+        // key, the value and the limit.
+        let fits = room.to_string();
+        let args = ["check-config", file, "--server-max-connections", &fits];
+        let out = run_command(bin_command_with_nofile(soft, hard), &args, &[]).await;
+        assert!(out.status.success(), "stderr: {}", out.stderr);
+        let over = (room + 1).to_string();
+        let args = ["--config", file, "--server-max-connections", &over];
+        let out = run_command(bin_command_with_nofile(soft, hard), &args, &[]).await;
+        assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+        let quoted = format!("\"{over}\"");
+        let needles = [
+            "server.max_connections",
+            &quoted,
+            "open-file limit (300) leaves room for 112",
+        ];
+        assert!(
+            error_line(&out.stderr, &needles).is_some(),
+            "stderr: {}",
+            out.stderr
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_small_open_file_limit_clients_past_max_connections_get_503() {
+    within(async {
+        let up = slow_sse(100_000, Duration::from_millis(500)).await;
+        let url = up.url();
+        let (soft, hard) = (64, 256);
+        let relay = RelayProc::spawn_with_nofile(soft, hard, &["--upstream", &url]).await;
+        let max = room(hard);
+        assert!(
+            relay.stderr().contains(&format!(
+                "open-file limit raised from {soft} to {hard}; server.max_connections {max}"
+            )),
+            "stderr: {}",
+            relay.stderr()
+        );
+
+        // Every connection the default admits relays a stream (two
+        // descriptors each: the client's and the upstream's).
+        let mut live = Vec::new();
+        for _ in 0..max {
+            let mut c = Client::h1(relay.listen).await;
+            let res = c.send(post("/v1/chat/completions", "{}")).await.unwrap();
+            assert_eq!(res.status(), 200);
+            let mut body = res.into_body();
+            http_body_util::BodyExt::frame(&mut body)
+                .await
+                .unwrap()
+                .unwrap();
+            live.push((c, body));
+        }
+        // The next client is answered 503 at once, not left in the backlog.
+        let raw = format!("GET /v1/models HTTP/1.1\r\nHost: {}\r\n\r\n", relay.listen);
+        let reply = tokio::time::timeout(
+            Duration::from_secs(3),
+            raw_exchange(relay.listen, raw.as_bytes()),
+        )
+        .await
+        .expect("the client past max_connections gets an answer");
+        assert_eq!(raw_status(&reply), 503, "{reply}");
+        assert!(
+            reply.to_ascii_lowercase().contains("retry-after: 1"),
+            "{reply}"
+        );
+        let m = metrics(relay.admin).await;
+        assert_eq!(
+            metric(&m, "sse_edge_connections_refused_total", &[]),
+            Some(1.0)
+        );
+        // The admitted streams go on.
+        for (_, body) in &mut live {
+            http_body_util::BodyExt::frame(body).await.unwrap().unwrap();
+        }
+        assert!(
+            !relay.stderr().contains("accept failed"),
+            "descriptors ran out: {}",
+            relay.stderr()
+        );
+    })
+    .await;
+}
+
+/// User plus system CPU time of process `pid` so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(100);
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// Waits (at most 5 s) until the relay's stderr holds `line`.
+async fn logged(relay: &RelayProc, line: &str) {
+    let start = Instant::now();
+    while !relay.stderr().contains(line) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no {line:?} within 5 s; stderr: {}",
+            relay.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_loops_back_off_while_descriptors_run_out() {
+    within(async {
+        let up = Upstream::ok(Mode::Http1).await;
+        let url = up.url();
+        let mut relay = RelayProc::spawn_with_nofile(64, 64, &["--upstream", &url]).await;
+
+        // Idle admin connections take every descriptor the relay has left
+        // (the admin listener has no connection limit); the rest wait in
+        // its backlog, so its accept loop fails (EMFILE) at every try ...
+        let mut held = Vec::new();
+        for _ in 0..80 {
+            held.push(TcpStream::connect(relay.admin).await.unwrap());
+        }
+        logged(&relay, "admin listener: accept failed").await;
+        // ... and so does the client listener's, once a client waits in
+        // its backlog.
+        let waiting = TcpStream::connect(relay.listen).await.unwrap();
+        logged(&relay, "client listener: accept failed").await;
+
+        // Neither loop spins: the process stays nearly idle ...
+        let before = cpu_time(relay.pid());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let used = cpu_time(relay.pid()) - before;
+        assert!(
+            used < Duration::from_millis(300),
+            "{used:?} of CPU in one second while descriptors ran out"
+        );
+        // ... and each says so once, not every 50 ms.
+        let stderr = relay.stderr();
+        assert_eq!(stderr.matches("accept failed").count(), 2, "{stderr}");
+        assert!(stderr.contains("Too many open files"), "{stderr}");
+
+        // Descriptors back: /metrics answers at once, and the waiting
+        // client was taken.
+        drop(held);
+        let start = Instant::now();
+        loop {
+            let probe = tokio::time::timeout(
+                Duration::from_secs(1),
+                try_fetch(relay.admin, get("/metrics")),
+            )
+            .await;
+            if let Ok(Ok(r)) = probe {
+                assert_eq!(r.status, 200);
+                let connections = metric(&r.text(), "sse_edge_connections_total", &[]);
+                if connections == Some(1.0) {
+                    break;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "the relay did not recover: {}",
+                relay.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(waiting);
+        relay.sigterm();
+        assert!(relay.wait_exit(Duration::from_secs(10)).await.success());
+    })
+    .await;
+}

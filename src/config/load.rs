@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
+use super::nofile;
 use super::render::render;
 use super::routes::load_routes;
 use super::settings::{Names, SETTINGS, Setting, default_value, help_text, names};
@@ -87,6 +88,8 @@ impl std::error::Error for ConfigError {
 #[derive(Debug, Clone)]
 pub(super) enum Source {
     Default,
+    /// A default computed from the machine; says how.
+    Derived(String),
     File(String),
     Env(&'static str),
     /// Long flag name without the leading dashes.
@@ -98,6 +101,7 @@ impl Source {
     pub(super) fn comment(&self) -> String {
         match self {
             Self::Default => "default".to_owned(),
+            Self::Derived(how) => format!("default: {how}"),
             Self::File(_) => "file".to_owned(),
             Self::Env(name) => format!("env {name}"),
             Self::Flag(flag) => format!("flag --{flag}"),
@@ -109,6 +113,7 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Default => f.write_str("default"),
+            Self::Derived(how) => write!(f, "default, {how}"),
             Self::File(name) => write!(f, "config file {name}"),
             Self::Env(name) => f.write_str(name),
             Self::Flag(flag) => write!(f, "--{flag}"),
@@ -312,37 +317,51 @@ enum Mode {
 
 fn command() -> Command {
     let path = clap::value_parser!(PathBuf);
-    let mut cmd = Command::new("sse-edge")
+    Command::new("sse-edge")
         .version(env!("CARGO_PKG_VERSION"))
         .about(ABOUT)
         .after_help(AFTER_HELP)
         .args_override_self(true)
-        .arg(global_arg("config", "FILE", "TOML config file [env: SSE_EDGE_CONFIG]").value_parser(path.clone()))
-        .arg(global_arg(
-            "upstream",
-            "URL",
-            "Single upstream for every path; replaces the file's [[route]] entries [env: SSE_EDGE_UPSTREAM]",
-        ));
-    for (setting, names) in SETTINGS.iter().zip(names()) {
-        cmd = cmd.arg(setting_arg(setting, names));
-    }
-    cmd.subcommand(
-        Command::new("check-config")
-            .about("Validate a config file and print the effective configuration as TOML")
-            .arg(
-                Arg::new("file")
-                    .value_name("FILE")
-                    .required(true)
-                    .value_parser(path)
-                    .help("TOML config file to check (takes the place of --config)"),
-            ),
-    )
-    .subcommand(demo_command())
-    .subcommand(
-        Command::new("hash-key").about(
+        // Each subcommand lists and takes its own flags; the relay's given
+        // before a subcommand would be ignored, so they are refused.
+        .args_conflicts_with_subcommands(true)
+        .arg(
+            value_arg("config", "FILE", "TOML config file [env: SSE_EDGE_CONFIG]")
+                .value_parser(path.clone()),
+        )
+        .arg(upstream_arg())
+        .args(setting_args())
+        .subcommand(
+            Command::new("check-config")
+                .about("Validate a config file and print the effective configuration as TOML")
+                .args_override_self(true)
+                .arg(
+                    Arg::new("file")
+                        .value_name("FILE")
+                        .required(true)
+                        .value_parser(path)
+                        .help("TOML config file to check (takes the place of --config)"),
+                )
+                .arg(upstream_arg())
+                .args(setting_args()),
+        )
+        .subcommand(demo_command())
+        .subcommand(Command::new("hash-key").about(
             "Read a client key on stdin and print its SHA-256 hex digest for an auth_keys_file",
-        ),
+        ))
+}
+
+fn upstream_arg() -> Arg {
+    value_arg(
+        "upstream",
+        "URL",
+        "Single upstream for every path; replaces the file's [[route]] entries [env: SSE_EDGE_UPSTREAM]",
     )
+}
+
+/// A flag for every setting.
+fn setting_args() -> impl Iterator<Item = Arg> {
+    SETTINGS.iter().zip(names()).map(|(s, n)| setting_arg(s, n))
 }
 
 fn demo_command() -> Command {
@@ -360,9 +379,15 @@ fn demo_command() -> Command {
     Command::new("demo")
         .about(DEMO_ABOUT)
         .after_help(DEMO_AFTER_HELP)
+        .args_override_self(true)
         .arg(duration("head-delay", "4s", DEMO_HEAD_DELAY))
         .arg(duration("pause", "3s", DEMO_PAUSE))
         .arg(keep_running)
+        .args(
+            DEMO_RELAY_SETTINGS
+                .iter()
+                .map(|&(key, help, default)| demo_relay_arg(key, help, default)),
+        )
 }
 
 const DEMO_ABOUT: &str =
@@ -371,16 +396,50 @@ const DEMO_HEAD_DELAY: &str = "Silence of the simulated API before its response 
 const DEMO_PAUSE: &str = "Silence of the simulated API in the middle of each stream";
 const DEMO_KEEP_RUNNING: &str = "Keep the relay and the simulated API up after the demo \
 (until Ctrl-C or SIGTERM) and print commands to try";
-const DEMO_AFTER_HELP: &str = "The demo's relay uses --listen and --admin when given (default \
-127.0.0.1:8080 and 127.0.0.1:9090 with --keep-running, ephemeral ports otherwise) and \
---heartbeat (default 1s); it ignores the config file and the other settings.";
+/// The relay settings the demo takes (read by [`demo_relay_settings`]):
+/// key, help and default.
+const DEMO_RELAY_SETTINGS: &[(&str, &str, &str)] = &[
+    (
+        "listen",
+        "Address of the demo's relay",
+        "127.0.0.1:8080 with --keep-running, else an ephemeral port",
+    ),
+    (
+        "admin",
+        "Address of the demo relay's admin listener",
+        "127.0.0.1:9090 with --keep-running, else an ephemeral port",
+    ),
+    (
+        "heartbeat",
+        "Silence before the demo's relay injects a keepalive (>= 100ms)",
+        "1s",
+    ),
+];
+const DEMO_AFTER_HELP: &str = "The demo's relay reads no config file; every setting but these \
+three keeps its default.";
 
-fn global_arg(id: &'static str, value_name: &'static str, help: &'static str) -> Arg {
+/// The flag of one of [`DEMO_RELAY_SETTINGS`], named and read from the
+/// environment like the relay's own.
+fn demo_relay_arg(key: &'static str, help: &str, default: &str) -> Arg {
+    let found = SETTINGS.iter().zip(names()).find(|(s, _)| s.key == key);
+    let (flag, value_name, env) = match found {
+        Some((s, n)) => (
+            n.flag.as_str(),
+            s.kind.value_name(),
+            format!(" [env: {}]", n.env),
+        ),
+        None => (key, "VALUE", String::new()),
+    };
+    value_arg(flag, value_name, "")
+        .help(format!("{help}{env} [default: {default}]"))
+        .help_heading("Relay")
+}
+
+fn value_arg(id: &'static str, value_name: &'static str, help: &'static str) -> Arg {
     Arg::new(id)
         .long(id)
         .value_name(value_name)
         .action(ArgAction::Set)
-        .global(true)
         .help(help)
 }
 
@@ -393,7 +452,7 @@ fn setting_arg(setting: &Setting, names: &'static Names) -> Arg {
         "log" => "Logging",
         _ => "Relay",
     });
-    global_arg(names.flag.as_str(), setting.kind.value_name(), "")
+    value_arg(names.flag.as_str(), setting.kind.value_name(), "")
         .help(help_text(setting, names))
         .help_heading(heading)
 }
@@ -434,7 +493,12 @@ fn demo_options(sub: &ArgMatches) -> Result<DemoOptions, ConfigError> {
 /// `listen`, `admin` and `heartbeat` when a flag or environment variable
 /// sets them (the demo has its own defaults).
 fn demo_relay_settings(mut options: DemoOptions, v: &Values) -> Result<DemoOptions, ConfigError> {
-    let given = |key: &str| !matches!(v.source(key), None | Some(Source::Default));
+    let given = |key: &str| {
+        !matches!(
+            v.source(key),
+            None | Some(Source::Default | Source::Derived(_))
+        )
+    };
     if given("listen") {
         options.listen = v.opt("listen", parse_socket_addr)?;
     }
@@ -496,12 +560,7 @@ fn resolve(m: &ArgMatches, env: EnvFn, file: Option<&FileDoc>) -> Values {
                 source,
             })
             .or(from_file)
-            .or_else(|| {
-                default_value(setting.default).map(|raw| Entry {
-                    raw,
-                    source: Source::Default,
-                })
-            })
+            .or_else(|| default_value(setting.default).map(|(raw, source)| Entry { raw, source }))
     };
     let entries = SETTINGS
         .iter()
@@ -531,21 +590,24 @@ where
     let matches = command()
         .try_get_matches_from(args)
         .map_err(ConfigError::Cli)?;
-    if let Some(("demo", sub)) = matches.subcommand() {
-        // The demo runs its own upstream: no config file, no routes.
-        let values = resolve(&matches, env, None);
-        return demo_relay_settings(demo_options(sub)?, &values).map(Invocation::Demo);
-    }
-    if let Some(("hash-key", _)) = matches.subcommand() {
-        return Ok(Invocation::HashKey);
+    match matches.subcommand() {
+        Some(("demo", sub)) => {
+            // The demo runs its own upstream: no config file, no routes.
+            let values = resolve(sub, env, None);
+            return demo_relay_settings(demo_options(sub)?, &values).map(Invocation::Demo);
+        }
+        Some(("hash-key", _)) => return Ok(Invocation::HashKey),
+        _ => {}
     }
     let mode = mode(&matches)?;
-    let file = match config_path(&matches, &mode, env) {
+    // The relay's flags are the subcommand's when there is one.
+    let m = matches.subcommand().map_or(&matches, |(_, sub)| sub);
+    let file = match config_path(m, &mode, env) {
         Some(path) => Some(load_file(&path)?),
         None => None,
     };
-    let values = resolve(&matches, env, file.as_ref());
-    let routes = load_routes(&values, &matches, env, file.as_ref())?;
+    let values = resolve(m, env, file.as_ref());
+    let routes = load_routes(&values, m, env, file.as_ref())?;
     let config = build_config(&values, routes.iter().map(|r| r.route.clone()).collect())?;
     match mode {
         Mode::Run => Ok(Invocation::Run(config)),
@@ -598,13 +660,25 @@ fn build_server(v: &Values) -> Result<ServerConfig, ConfigError> {
             })?,
             max_headers: v.get("server.max_headers", |s| parse_number(s, 1, 1000))?,
             max_uri_length: v.get("server.max_uri_length", |s| parse_size_in(s, 256, 1 << 20))?,
-            max_connections: v.get("server.max_connections", |s| parse_number(s, 1, 1_000_000))?,
+            max_connections: max_connections(v)?,
             max_requests: v.get("server.max_requests", |s| parse_number(s, 1, 1_000_000))?,
             body_timeout: v.get("server.body_timeout", parse_positive_duration)?,
             write_timeout: v.get("server.write_timeout", parse_positive_duration)?,
             idle_timeout: v.get("server.idle_timeout", parse_positive_duration)?,
         },
     })
+}
+
+/// `server.max_connections`, refused when the open-file limit has no room
+/// for that many connections (see [`super::nofile`]).
+fn max_connections(v: &Values) -> Result<usize, ConfigError> {
+    const KEY: &str = "server.max_connections";
+    let n: u64 = v.get(KEY, |s| parse_number(s, 1, nofile::MAX_CONNECTIONS))?;
+    let too_many = nofile::soft_limit().and_then(|limit| nofile::too_many(n, limit));
+    if let (Some(why), Some(entry)) = (too_many, v.find(KEY)?) {
+        return Err(invalid(KEY, &entry.source, &n.to_string(), &why));
+    }
+    usize::try_from(n).map_err(|_| ConfigError::Invalid(format!("{KEY} {n} is too large")))
 }
 
 fn build_tls(v: &Values) -> Result<Option<TlsConfig>, ConfigError> {

@@ -6,6 +6,7 @@
 //! [`Config`] never re-checks a value.
 
 mod load;
+mod nofile;
 mod render;
 mod route_auth;
 mod routes;
@@ -25,6 +26,7 @@ use http::HeaderValue;
 use crate::auth::KeySet;
 
 pub use load::{ConfigError, Invocation, from_args};
+pub use nofile::{OpenFileLimit, raise_open_file_limit};
 pub use value::{parse_duration, parse_size};
 
 /// The whole relay configuration.

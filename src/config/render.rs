@@ -2,12 +2,19 @@
 //! that loads to the same [`super::Config`], each value commented with where
 //! it came from, and each route's inheritable keys with whether they are the
 //! top-level values.
+//!
+//! Durations and sizes are shown one way wherever they appear (top level or
+//! route, whatever form they were given in): as [`format_duration`] and
+//! [`format_size`] write them (`1m30s`, `8MiB`).
 
 use super::RouteAuth;
 use super::load::{ConfigError, Entry, Values, setting};
 use super::routes::LoadedRoute;
 use super::settings::SETTINGS;
-use super::value::{Kind, Raw, format_upstream_url, protocol_name, toml_string};
+use super::value::{
+    Kind, Raw, format_duration, format_size, format_upstream_url, parse_duration, parse_size,
+    protocol_name, toml_string,
+};
 
 /// The effective configuration as TOML, each setting commented with its source.
 pub(super) fn render(values: &Values, routes: &[LoadedRoute]) -> Result<String, ConfigError> {
@@ -37,10 +44,21 @@ fn render_line(name: &str, kind: Kind, entry: Option<&Entry>) -> String {
     match entry {
         None => format!("# {name} is not set\n"),
         Some(e) => {
-            let line = format!("{name} = {}", e.raw.to_toml(kind));
+            let line = format!("{name} = {}", canonical(kind, &e.raw).to_toml(kind));
             format!("{line:<47} # from {}\n", e.source.comment())
         }
     }
+}
+
+/// A duration or size in the form the routes' rendering uses; any other
+/// value as given.
+fn canonical(kind: Kind, raw: &Raw) -> Raw {
+    let formatted = match (kind, raw) {
+        (Kind::Duration, Raw::One(s)) => parse_duration(s).ok().map(format_duration),
+        (Kind::Size, Raw::One(s)) => parse_size(s).ok().map(format_size),
+        _ => None,
+    };
+    formatted.map_or_else(|| raw.clone(), Raw::One)
 }
 
 fn render_route(r: &LoadedRoute) -> Result<String, ConfigError> {

@@ -9,6 +9,8 @@
 
 use std::sync::OnceLock;
 
+use super::load::Source;
+use super::nofile;
 use super::value::{Kind, Raw};
 
 const ENV_PREFIX: &str = "SSE_EDGE_";
@@ -19,6 +21,9 @@ pub(super) enum Fallback {
     Value(&'static str),
     /// `std::thread::available_parallelism`, at most 1024.
     Cpus,
+    /// The client connections the open-file limit leaves room for
+    /// ([`nofile::room`]).
+    OpenFiles,
     Unset,
 }
 
@@ -50,7 +55,7 @@ const fn stream(key: &'static str, kind: Kind, default: Fallback, help: &'static
     }
 }
 
-use Fallback::{Cpus, Unset, Value as V};
+use Fallback::{Cpus, OpenFiles, Unset, Value as V};
 const ROOTS: &[&str] = &["webpki", "native", "both", "none"];
 const DIALECTS: &[&str] = &["auto", "openai", "anthropic", "generic"];
 
@@ -86,7 +91,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     set("server.max_header_size", Kind::Size, V("64KiB"), "Largest request head (HTTP/1) or header list (HTTP/2); 431 above it, 8KiB..=1MiB"),
     set("server.max_headers", Kind::Int, V("100"), "Most request header fields (HTTP/1); 431 above it, 1..=1000"),
     set("server.max_uri_length", Kind::Size, V("8KiB"), "Longest request target; 414 above it"),
-    set("server.max_connections", Kind::Int, V("10000"), "Open client connections; more are answered 503 and closed"),
+    set("server.max_connections", Kind::Int, OpenFiles, "Open client connections (2 descriptors each, client and upstream); more are answered 503 and closed; at most (open-file limit - reserve) / 2"),
     set("server.max_requests", Kind::Int, V("10000"), "Requests in flight (streams included); more get 503 with Retry-After"),
     set("server.body_timeout", Kind::Duration, V("30s"), "Longest pause between request body bytes; 408 after it"),
     set("server.write_timeout", Kind::Duration, V("60s"), "How long a client may stop reading before its connection is closed"),
@@ -141,17 +146,34 @@ pub(super) fn help_text(setting: &Setting, names: &Names) -> String {
         V("") | Unset => {}
         V(value) => help.push_str(&format!(" [default: {value}]")),
         Cpus => help.push_str(" [default: number of CPUs]"),
+        OpenFiles => help.push_str(&format!(
+            " [default: (open-file limit - reserve) / 2, reserve {} or a quarter of the limit]",
+            nofile::RESERVE
+        )),
     }
     help
 }
 
-pub(super) fn default_value(fallback: Fallback) -> Option<Raw> {
-    match fallback {
-        V(value) => Some(Raw::One(value.to_owned())),
+/// The built-in value of a setting and its source.
+pub(super) fn default_value(fallback: Fallback) -> Option<(Raw, Source)> {
+    let value = match fallback {
+        V(value) => value.to_owned(),
         Cpus => {
             let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-            Some(Raw::One(cpus.min(1024).to_string()))
+            cpus.min(1024).to_string()
         }
-        Unset => None,
-    }
+        OpenFiles => {
+            // The relay's own default when the limit cannot be read.
+            let Some(limit) = nofile::soft_limit() else {
+                let how = "open-file limit unknown".to_owned();
+                return Some((Raw::One("10000".to_owned()), Source::Derived(how)));
+            };
+            // At least 1, so that a limit with no room is refused naming it.
+            let room = nofile::room(limit).max(1);
+            let how = nofile::describe(limit);
+            return Some((Raw::One(room.to_string()), Source::Derived(how)));
+        }
+        Unset => return None,
+    };
+    Some((Raw::One(value), Source::Default))
 }

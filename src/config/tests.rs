@@ -10,6 +10,8 @@ use super::{
     from_args,
 };
 
+mod cli;
+
 const UP: &str = "--upstream=http://127.0.0.1:8000";
 
 /// A file under the temp dir with a name unique to this process and call.

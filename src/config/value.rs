@@ -140,14 +140,23 @@ pub(crate) fn parse_size_in(s: &str, min: u64, max: u64) -> Result<u64, String> 
 }
 
 /// Renders a byte count the way [`parse_size`] reads it, in the largest
-/// binary unit that divides it (`8MiB`, `1500`).
+/// unit, binary or decimal, that divides it (`8MiB`, `512MB`, `1500`).
 pub(crate) fn format_size(n: u64) -> String {
-    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if n != 0 && n.trailing_zeros() >= shift {
-            return format!("{}{unit}", n >> shift);
-        }
+    const UNITS: [(&str, u64); 6] = [
+        ("GiB", 1 << 30),
+        ("GB", 1_000_000_000),
+        ("MiB", 1 << 20),
+        ("MB", 1_000_000),
+        ("KiB", 1 << 10),
+        ("KB", 1_000),
+    ];
+    match UNITS
+        .iter()
+        .find(|(_, size)| n != 0 && n.is_multiple_of(*size))
+    {
+        Some((unit, size)) => format!("{}{unit}", n / size),
+        None => n.to_string(),
     }
-    n.to_string()
 }
 
 const FRAME_HINT: &str = r#"expected SSE lines ending in a blank line, like "event: heartbeat\ndata: {\"timestamp\": {now_ms}}\n\n""#;
@@ -584,6 +593,20 @@ mod tests {
         assert!(parse_size("18446744073709551615").is_ok());
         assert!(parse_size("18446744073709551616").is_err());
         assert!(parse_size("17179869184GiB").is_err());
+        for (n, shown) in [
+            (0, "0"),
+            (1500, "1500"),
+            (8 << 20, "8MiB"),
+            (3 << 30, "3GiB"),
+            (500_000, "500KB"),
+            (2_000_000, "2MB"),
+            (1_024_000, "1000KiB"),
+            (512_000_000, "512MB"),
+            (3_000_000_000, "3GB"),
+        ] {
+            assert_eq!(format_size(n), shown);
+            assert_eq!(parse_size(shown), Ok(n));
+        }
     }
 
     #[test]

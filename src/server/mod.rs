@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
+pub(crate) use listener::AcceptBackoff;
 pub use listener::bind;
 use stall::WriteDeadline;
 pub use tls::Terminator;
@@ -121,6 +122,7 @@ impl Server {
         drain_timeout: Duration,
     ) {
         let mut conns = JoinSet::new();
+        let mut backoff = AcceptBackoff::new("client");
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -130,11 +132,7 @@ impl Server {
                     Ok((stream, peer)) => {
                         conns.spawn(self.clone().serve(stream, peer, drain.clone()));
                     }
-                    Err(e) => {
-                        // EMFILE/ENFILE and friends: back off instead of spinning.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+                    Err(e) => backoff.failed(&e).await,
                 },
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 () = drain.wait() => break,

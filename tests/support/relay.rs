@@ -65,7 +65,25 @@ pub async fn stop_relay(r: Running) {
 
 /// `sse-edge` with no `SSE_EDGE_*` variables from the test environment.
 pub fn bin_command() -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sse-edge"));
+    clean(tokio::process::Command::new(env!("CARGO_BIN_EXE_sse-edge")))
+}
+
+/// Like [`bin_command`], started by `sh` under an open-file limit (soft
+/// `soft`, hard `hard`); `exec` keeps the process id.
+pub fn bin_command_with_nofile(soft: u64, hard: u64) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        r#"ulimit -S -n "$1" && ulimit -H -n "$2" && shift 2 && exec "$@""#,
+        "sh",
+        &soft.to_string(),
+        &hard.to_string(),
+        env!("CARGO_BIN_EXE_sse-edge"),
+    ]);
+    clean(cmd)
+}
+
+fn clean(mut cmd: tokio::process::Command) -> tokio::process::Command {
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("SSE_EDGE_") {
             cmd.env_remove(&k);
@@ -85,7 +103,16 @@ pub struct Finished {
 
 /// Runs the binary to completion (bounded at 20 s).
 pub async fn run_bin(args: &[&str], env: &[(&str, &str)]) -> Finished {
-    let mut cmd = bin_command();
+    run_command(bin_command(), args, env).await
+}
+
+/// Runs `cmd` (from [`bin_command`] or [`bin_command_with_nofile`]) with
+/// `args` to completion (bounded at 20 s).
+pub async fn run_command(
+    mut cmd: tokio::process::Command,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Finished {
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
@@ -131,12 +158,22 @@ impl RelayProc {
     /// waits until `/readyz` answers 200. Retries with other ports if a port
     /// was taken in the meantime.
     pub async fn spawn(args: &[&str]) -> RelayProc {
+        Self::spawn_from(bin_command, args).await
+    }
+
+    /// Like [`RelayProc::spawn`], under an open-file limit (see
+    /// [`bin_command_with_nofile`]).
+    pub async fn spawn_with_nofile(soft: u64, hard: u64, args: &[&str]) -> RelayProc {
+        Self::spawn_from(|| bin_command_with_nofile(soft, hard), args).await
+    }
+
+    async fn spawn_from(command: impl Fn() -> tokio::process::Command, args: &[&str]) -> RelayProc {
         let mut last_err = String::new();
         for _ in 0..3 {
             let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let (l, a) = (listen.to_string(), admin.to_string());
-            let mut cmd = bin_command();
+            let mut cmd = command();
             cmd.args(["--listen", &l, "--admin", &a, "--workers", "2"])
                 .args(args)
                 .stdout(Stdio::piped())
