@@ -76,6 +76,31 @@ impl Log {
             end: self.pushed,
             bytes,
         });
+        self.check();
+    }
+
+    /// Bounds the module relies on (debug builds only; O(1)).
+    fn check(&self) {
+        debug_assert!(self.held <= self.pushed, "more held than ever pushed");
+        debug_assert!(
+            self.first_seq <= self.next_seq,
+            "first event after the next"
+        );
+        debug_assert_eq!(
+            self.parts.back().map_or(self.pushed, |p| p.end),
+            self.pushed,
+            "the last part ends the stream"
+        );
+        debug_assert!(
+            !self.parts.is_empty() || self.held == 0,
+            "bytes held without parts"
+        );
+        debug_assert!(
+            self.parts
+                .front()
+                .is_none_or(|p| p.seq + 1 >= self.first_seq),
+            "the oldest part belongs to an event already given up"
+        );
     }
 
     /// The offset where event `seq` starts (the stream's end if it has not
@@ -130,6 +155,7 @@ impl Log {
         let len = p.bytes.len() as u64;
         self.held -= len;
         self.first_seq = self.first_seq.max(p.seq + 1);
+        self.check();
         Some(len)
     }
 }

@@ -156,6 +156,7 @@ impl Scanner {
         }
         self.scan(&data, pos, on_event, &mut overflowed);
         let forward = data.slice(skip..);
+        self.check();
         if overflowed {
             Err(Overflow {
                 limit: self.max_event,
@@ -182,7 +183,28 @@ impl Scanner {
         self.pending = false;
         self.discarding = false;
         self.bom_decided = true;
-        Bytes::from(std::mem::take(&mut self.bom_held))
+        let held = Bytes::from(std::mem::take(&mut self.bom_held));
+        self.check();
+        held
+    }
+
+    /// The ground rules of the module doc that hold between calls
+    /// (debug builds only).
+    fn check(&self) {
+        debug_assert!(
+            self.event.len() <= self.max_event,
+            "more than max_event bytes held"
+        );
+        debug_assert!(
+            !self.discarding || self.event.is_empty(),
+            "an overflowed event still holds bytes"
+        );
+        debug_assert!(self.bom_held.len() < BOM.len(), "a whole BOM held");
+        debug_assert!(
+            self.bom_decided || !self.bom_held.is_empty() || !self.fed,
+            "BOM undecided after bytes that decide it"
+        );
+        debug_assert!(!self.pending, "a completed event left undelivered");
     }
 
     /// Where the bytes forwarded and injected so far leave a client parser.
