@@ -1,14 +1,38 @@
 //! sse-edge: a TLS edge relay that keeps streaming model-API responses
 //! alive.
 //!
-//! The modules follow a request's way through the relay:
-//! [`server`] (listener, TLS, hyper connections) -> [`proxy`] (admit,
-//! route, rewrite) -> [`upstream`] (pool, connect) -> [`body`] (frames back
-//! to the client) -> [`telemetry`] (metrics, access log). [`auth`] admits
-//! clients per route (keys, rate limits) and sets the upstream credential.
-//! [`config`] and
-//! [`app`] build it; [`admin`] reports on it. [`demo`] runs it in front of
-//! a simulated slow model API.
+//! A request's way through the relay: [`server`] (listener, TLS, hyper
+//! connections) -> `proxy` (admit, route, rewrite, answer) -> `auth`
+//! (client keys, rate limits) -> `upstream` (pool, connect, the HTTP/1.1
+//! codec) and back: `body` (the SSE engine: keepalives, honest endings) or
+//! `resume` (a stream's producer and replay log) -> `telemetry` (metrics,
+//! access log). `usage`, `dialect`, `sse` and `timer` are the pieces the
+//! bodies are made of. [`app`] builds it, `admin` reports on it, and
+//! `demo` runs it in front of a simulated slow model API.
+//!
+//! # Layers
+//! Imports run down this list, never up or sideways (`tests/layering.rs`
+//! checks every `crate::` path in `src/` against it):
+//!
+//! ```text
+//! demo
+//! app
+//! admin
+//! server
+//! proxy
+//! auth, resume
+//! body
+//! upstream
+//! telemetry
+//! usage
+//! dialect
+//! sse, timer
+//! config
+//! error, json, shutdown
+//! ```
+//! A piece two layers share lives below both (the failure class in `error`,
+//! the event-id stamp in `sse`); a lower layer that must reach a higher
+//! one is handed a value or a callback instead.
 #![forbid(unsafe_code)]
 
 pub mod admin;
