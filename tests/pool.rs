@@ -422,3 +422,40 @@ async fn tls_http1_origin_cold_burst_runs_concurrently() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_status_outside_100_to_599_becomes_502() {
+    within(async {
+        // HTTP/2 carries any three digits in `:status`.
+        let up = Upstream::start(Mode::H2c, |req: Recorded| async move {
+            match req.target.as_str() {
+                "/fine" => json_response(200, r#"{"ok":true}"#),
+                _ => response(999, &[("content-type", "text/plain")], full("odd")),
+            }
+        })
+        .await;
+        let relay = start_relay_h2c(&up, &[]).await;
+        let message = "upstream sent an invalid response: status code outside 100..=599";
+        let r = fetch_once(relay.listen, post("/v1/chat/completions", "{}")).await;
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert_eq!(
+            r.json(),
+            serde_json::json!({"error":{"message":message,"type":"server_error","param":null,"code":"upstream_error"}})
+        );
+        let r = fetch_once(relay.listen, post("/v1/messages", "{}")).await;
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert_eq!(
+            r.json(),
+            serde_json::json!({"type":"error","error":{"type":"api_error","message":message}})
+        );
+        let r = fetch_once(relay.listen, get("/fine")).await;
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (200, r#"{"ok":true}"#));
+        assert_eq!(up.connections(), 1, "the stream was reset, not the connection");
+        let m = metrics(relay.admin).await;
+        assert_eq!(pool_metric(&m, "sse_edge_upstream_h2_streams", &up), 0.0);
+        let protocol = metric_or_zero(&m, "sse_edge_upstream_errors_total", &[("class", "protocol")]);
+        assert_eq!(protocol, 2.0, "{m}");
+        stop_relay(relay).await;
+    })
+    .await;
+}

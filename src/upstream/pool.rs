@@ -40,6 +40,7 @@ use tokio::time::Instant;
 
 use super::Body;
 use super::connect::{Connector, Fresh};
+use super::h1::head::{STATUS_OUT_OF_RANGE, status_in_range};
 use super::h1::{self, H1Conn};
 use crate::body::RequestBody;
 use crate::config::{UpstreamConfig, UpstreamProtocol};
@@ -293,6 +294,13 @@ impl Origin {
         *req.version_mut() = Version::HTTP_2;
         req.headers_mut().remove(header::HOST);
         match tx.try_send_request(req).await {
+            // HTTP/2 carries any three digits (h2 parses `:status` with
+            // `http`, which takes up to 999); dropping the answer resets
+            // its stream.
+            Ok(response) if !status_in_range(response.status()) => Err(SendError {
+                error: Error::with_cause(Kind::UpstreamProtocol, STATUS_OUT_OF_RANGE),
+                request: None,
+            }),
             Ok(response) => Ok((response.map(Body::H2), lease)),
             Err(mut e) => Err(SendError {
                 request: e.take_message(),

@@ -28,7 +28,7 @@ use hyper::body::{Body as _, Frame};
 use super::H1Conn;
 use super::body::H1Body;
 use super::decode::Decoder;
-use super::head::{self, RequestFraming, ResponseHead, WireError};
+use super::head::{self, FramingError, RequestFraming, ResponseHead, WireError};
 use crate::body::RequestBody;
 use crate::error::{Error, Kind};
 use crate::upstream::pool::{Origin, SendError};
@@ -60,7 +60,7 @@ pub(crate) async fn send(
         })
     })
     .await?;
-    let protocol = |e: WireError| SendError {
+    let protocol = |e: FramingError| SendError {
         error: Error::with_cause(Kind::UpstreamProtocol, e),
         request: None,
     };
