@@ -20,14 +20,36 @@
 //! # Checkout and retry
 //! Checkout never hands out a connection known to be dead: closed HTTP/2
 //! senders are discarded, idle connections past `idle_timeout` are closed,
-//! and an idle HTTP/1.1 connection is polled once for a close or stray
-//! bytes. The race that remains (the upstream closes an idle connection
-//! while our request is on its way) is covered by handing the request
-//! back when no byte of it was written (`h1::send`, hyper's
-//! `try_send_request`): it is then sent again on another connection. A
-//! request is retried this way only after failing on a *reused*
-//! connection; once any byte may have reached the upstream it is never
-//! sent twice.
+//! and an idle HTTP/1.1 connection is polled for a close or stray bytes
+//! when it goes back on the idle list and again when it is taken.
+//!
+//! A race remains, inherent to HTTP/1.1 keep-alive: the upstream closes
+//! an idle connection (at its own keep-alive timeout, or just after an
+//! answer, without `Connection: close`) while a request is on its way, and
+//! the close reaches the relay only after the connection was taken. The
+//! request then fails before any byte of an answer: its write fails, or
+//! the read meets the close or a reset. Such a request is sent again, once,
+//! on a newly opened connection, when all of these hold ([`SendError`]
+//! carries each):
+//! - the connection was *reused* (a new connection that fails is a real
+//!   failure, left to the route's retry policy);
+//! - no byte of a response arrived (`answered`): as far as HTTP can tell,
+//!   the upstream did not act on the request;
+//! - the request can be written again as it was (`request`): no byte of it
+//!   went out, or the relay holds its body (JSON POSTs are read first, and
+//!   bodiless requests have nothing to read). A streamed body whose first
+//!   bytes were written is gone: that request fails, as before.
+//!
+//! This holds whatever the route's retry settings and whatever the method.
+//! A POST whose bytes reached an upstream that then closed without a word
+//! may run twice; hyper's client and Pingora retry this case too, and the
+//! official OpenAI and Anthropic SDKs retry a reset POST even when it was
+//! written whole. The second connection is a new one, not another idle one
+//! (what closed the first, a restart or a keep-alive sweep, may have closed
+//! them all). On an origin that may speak HTTP/2, the retry goes through
+//! the serialized connect, so it may take a stream on a connection opened
+//! meanwhile: a burst of retries after a GOAWAY shares one connection.
+//! Retries are counted in [`OriginStats::retries`].
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -134,7 +156,8 @@ pub struct OriginStats {
     pub connects: AtomicU64,
     /// Requests sent on a reused connection.
     pub reuses: AtomicU64,
-    /// Requests re-sent after a reused connection failed before writing.
+    /// Requests sent again on a new connection after a reused one failed
+    /// before any answer (see the retry contract above).
     pub retries: AtomicU64,
 }
 
@@ -178,12 +201,37 @@ enum Checked {
     H2(H2, Arc<AtomicUsize>),
 }
 
-/// A failed send on one connection (either protocol); `request` is the
-/// request, unsent, when no byte of it reached the connection: only then
-/// may it be sent again (see the retry contract above).
+/// A failed send on one connection (either protocol), with what the retry
+/// contract above decides on.
 pub(crate) struct SendError {
     pub error: Error,
+    /// The request, whole, when it can be written again as it was.
     pub request: Option<Request<RequestBody>>,
+    /// Some byte of a response arrived before the failure.
+    pub answered: bool,
+    /// The connection had carried an exchange before this one. Set by the
+    /// pool, which alone knows.
+    pub reused: bool,
+}
+
+impl SendError {
+    pub(crate) fn new(error: Error, request: Option<Request<RequestBody>>, answered: bool) -> Self {
+        Self {
+            error,
+            request,
+            answered,
+            reused: false,
+        }
+    }
+
+    /// The request back (with why it failed) when the contract lets it be
+    /// sent again, or the error that ends it.
+    fn into_retry(self) -> Result<(Request<RequestBody>, Error), Error> {
+        match self.request {
+            Some(req) if self.reused && !self.answered => Ok((req, self.error)),
+            _ => Err(self.error),
+        }
+    }
 }
 
 /// A response from the upstream and the lease that must travel with its body.
@@ -236,37 +284,59 @@ impl Origin {
         &self.stats
     }
 
-    /// Sends `req` (origin-form target) and waits for response headers.
-    pub async fn send(self: &Arc<Self>, mut req: Request<RequestBody>) -> Result<Sent, Error> {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let (checked, reused) = self.checkout().await?;
-            if reused {
-                self.stats.reuses.fetch_add(1, Ordering::Relaxed);
+    /// Sends `req` (origin-form target) and waits for response headers;
+    /// sends it once more, on a new connection, when a reused one failed
+    /// before any answer (see the retry contract above).
+    pub async fn send(self: &Arc<Self>, req: Request<RequestBody>) -> Result<Sent, Error> {
+        let (checked, reused) = self.checkout().await?;
+        let failed = match self.send_on(checked, reused, req).await {
+            Ok((response, lease)) => {
+                return Ok(Sent {
+                    response,
+                    lease,
+                    attempts: 1,
+                });
             }
-            let result = match checked {
-                Checked::H1(tx) => self.send_h1(tx, req).await,
-                Checked::H2(tx, streams) => self.send_h2(tx, streams, req).await,
-            };
-            match result {
-                Ok((response, lease)) => {
-                    return Ok(Sent {
-                        response,
-                        lease,
-                        attempts,
-                    });
-                }
-                Err(failed) => match failed.request {
-                    Some(back) if reused => {
-                        tracing::debug!("reused upstream connection failed before write; retrying");
-                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        req = back;
-                    }
-                    _ => return Err(failed.error),
-                },
+            Err(failed) => failed,
+        };
+        let req = match failed.into_retry() {
+            Ok((req, error)) => {
+                tracing::debug!(
+                    "reused upstream connection failed before any answer: {error}; retrying on a new one"
+                );
+                req
             }
+            Err(error) => return Err(error.with_attempts(1)),
+        };
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        let fresh = self.connect_new().await.map_err(|e| e.with_attempts(2))?;
+        match self.send_on(fresh, false, req).await {
+            Ok((response, lease)) => Ok(Sent {
+                response,
+                lease,
+                attempts: 2,
+            }),
+            Err(failed) => Err(failed.error.with_attempts(2)),
         }
+    }
+
+    async fn send_on(
+        self: &Arc<Self>,
+        checked: Checked,
+        reused: bool,
+        req: Request<RequestBody>,
+    ) -> Result<(Response<Body>, Lease), SendError> {
+        if reused {
+            self.stats.reuses.fetch_add(1, Ordering::Relaxed);
+        }
+        let result = match checked {
+            Checked::H1(tx) => self.send_h1(tx, req).await,
+            Checked::H2(tx, streams) => self.send_h2(tx, streams, req).await,
+        };
+        result.map_err(|mut failed| {
+            failed.reused = reused;
+            failed
+        })
     }
 
     async fn send_h1(
@@ -297,15 +367,16 @@ impl Origin {
             // HTTP/2 carries any three digits (h2 parses `:status` with
             // `http`, which takes up to 999); dropping the answer resets
             // its stream.
-            Ok(response) if !status_in_range(response.status()) => Err(SendError {
-                error: Error::with_cause(Kind::UpstreamProtocol, STATUS_OUT_OF_RANGE),
-                request: None,
-            }),
+            Ok(response) if !status_in_range(response.status()) => Err(SendError::new(
+                Error::with_cause(Kind::UpstreamProtocol, STATUS_OUT_OF_RANGE),
+                None,
+                true,
+            )),
             Ok(response) => Ok((response.map(Body::H2), lease)),
-            Err(mut e) => Err(SendError {
-                request: e.take_message(),
-                error: classify(e.into_error()),
-            }),
+            Err(mut e) => {
+                let request = e.take_message();
+                Err(SendError::new(classify(e.into_error()), request, false))
+            }
         }
     }
 
