@@ -17,6 +17,21 @@
 //!   body outliving the pool (at shutdown) just drops its connection.
 //!   Nothing here panics in `Drop`.
 //!
+//! # How many idle connections
+//! HTTP/1.1 carries one exchange per connection, so a load of N concurrent
+//! requests needs N connections. The idle list keeps, per origin, up to
+//! the most connections that were in use at once over the last
+//! `idle_timeout` (between one and two windows of it), and never fewer
+//! than `upstream.max_idle_per_origin` nor more than [`IDLE_CEILING`]
+//! (unless the configured floor is higher). With a fixed cap below the
+//! load's concurrency, every wave of answers that ended together closed
+//! the connections above the cap and the next wave opened them again (500
+//! requests in flight, a cap of 64: one new connection per five requests).
+//! The peak follows the load down: an idle connection still expires after
+//! `idle_timeout` (LIFO leaves the surplus at the bottom to age), and a
+//! window without checkouts forgets its peak. `max_idle_per_origin = 0`
+//! turns HTTP/1.1 pooling off.
+//!
 //! # Checkout and retry
 //! Checkout never hands out a connection known to be dead: closed HTTP/2
 //! senders are discarded, idle connections past `idle_timeout` are closed,
@@ -71,6 +86,12 @@ use crate::shutdown::Shutdown;
 
 type H1 = H1Conn;
 type H2 = http2::SendRequest<RequestBody>;
+
+/// The most idle HTTP/1.1 connections an origin keeps because of a past
+/// peak (a higher `max_idle_per_origin` still applies). An idle connection
+/// costs the relay its socket and a few words (its read buffer is let go)
+/// and the upstream a keep-alive slot, for at most `idle_timeout`.
+pub const IDLE_CEILING: usize = 4096;
 
 /// Where connections go: scheme, host, port and protocol choice.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -159,6 +180,8 @@ pub struct OriginStats {
     /// Requests sent again on a new connection after a reused one failed
     /// before any answer (see the retry contract above).
     pub retries: AtomicU64,
+    /// Open HTTP/1.1 connections (idle or in use).
+    pub h1_open: AtomicUsize,
 }
 
 struct H2Conn {
@@ -181,6 +204,50 @@ struct State {
     /// were queued behind it share its fate instead of each waiting out
     /// their own connect timeout in turn.
     failed_connect: Option<(Instant, Kind, Option<String>)>,
+    /// HTTP/1.1 connections in use at once, at most, lately: the idle cap.
+    peak: Peak,
+}
+
+/// The most of something seen at once over the current window and the one
+/// before it; a window is `idle_timeout` long.
+#[derive(Default)]
+struct Peak {
+    current: usize,
+    previous: usize,
+    /// When the current window began (`None` before the first sample).
+    since: Option<Instant>,
+}
+
+impl Peak {
+    /// Starts a new window when the current one is over.
+    fn roll(&mut self, now: Instant, window: Duration) {
+        let Some(since) = self.since else {
+            self.since = Some(now);
+            return;
+        };
+        let age = now.saturating_duration_since(since);
+        if age < window {
+            return;
+        }
+        // A window with no sample at all in between forgets both.
+        self.previous = if age < window.saturating_mul(2) {
+            self.current
+        } else {
+            0
+        };
+        self.current = 0;
+        self.since = Some(now);
+    }
+
+    fn record(&mut self, value: usize, now: Instant, window: Duration) {
+        self.roll(now, window);
+        self.current = self.current.max(value);
+    }
+
+    fn get(&mut self, now: Instant, window: Duration) -> usize {
+        self.roll(now, window);
+        self.current.max(self.previous)
+    }
 }
 
 /// One upstream origin and its connections.
@@ -399,6 +466,25 @@ impl Origin {
         self.connect_new().await.map(|c| (c, false))
     }
 
+    /// Notes how many HTTP/1.1 connections are in use now that one more
+    /// was taken.
+    fn record_in_use(&self, state: &mut State, now: Instant) {
+        let open = self.stats.h1_open.load(Ordering::Relaxed);
+        let in_use = open.saturating_sub(state.idle.len());
+        state.peak.record(in_use, now, self.limits.idle_timeout);
+    }
+
+    /// How many idle HTTP/1.1 connections may be kept now (see the module
+    /// docs).
+    fn idle_cap(&self, state: &mut State) -> usize {
+        let floor = self.limits.max_idle;
+        if floor == 0 {
+            return 0;
+        }
+        let peak = state.peak.get(Instant::now(), self.limits.idle_timeout);
+        peak.min(IDLE_CEILING).max(floor)
+    }
+
     fn take_h2_stream(&self, state: &mut State) -> Option<Checked> {
         state.h2.retain(|c| !c.tx.is_closed());
         let limit = self.limits.h2_max_streams;
@@ -412,9 +498,11 @@ impl Origin {
     }
 
     fn pop_idle(&self, state: &mut State) -> Option<H1> {
+        let now = Instant::now();
         while let Some((tx, since)) = state.idle.pop() {
             self.stats.idle.fetch_sub(1, Ordering::Relaxed);
-            if since.elapsed() < self.limits.idle_timeout {
+            if now.saturating_duration_since(since) < self.limits.idle_timeout {
+                self.record_in_use(state, now);
                 return Some(tx);
             }
         }
@@ -459,10 +547,10 @@ impl Origin {
         // Boxed: inline, the connect (TCP, TLS, handshake; ~7.5 KB) would
         // size every request's future, which `Relay::send` moves into a box
         // of its own, though most requests reuse a pooled connection.
-        let connected = Box::pin(self.connector.connect(&self.key, move || {
+        let on_h2_close = move || {
             stats.open.fetch_sub(1, Ordering::Relaxed);
-        }))
-        .await;
+        };
+        let connected = Box::pin(self.connector.connect(&self.key, on_h2_close)).await;
         let fresh = match connected {
             Ok(fresh) => fresh,
             Err(e) => {
@@ -476,9 +564,20 @@ impl Origin {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         match fresh {
-            Fresh::H1(tx) => {
-                lock(&self.state).speaks_h1 = true;
-                Ok(Checked::H1(tx))
+            Fresh::H1(io) => {
+                self.stats.h1_open.fetch_add(1, Ordering::Relaxed);
+                let stats = self.stats.clone();
+                let conn = H1Conn::new(
+                    io,
+                    Box::new(move || {
+                        stats.h1_open.fetch_sub(1, Ordering::Relaxed);
+                        stats.open.fetch_sub(1, Ordering::Relaxed);
+                    }),
+                );
+                let mut state = lock(&self.state);
+                state.speaks_h1 = true;
+                self.record_in_use(&mut state, Instant::now());
+                Ok(Checked::H1(conn))
             }
             Fresh::H2(tx, peer_limit) => {
                 let mut state = lock(&self.state);
@@ -500,12 +599,17 @@ impl Origin {
         if conn.poll_closed() {
             return;
         }
-        let mut state = lock(&self.state);
-        if state.idle.len() >= self.limits.max_idle {
-            return;
-        }
-        state.idle.push((conn, Instant::now()));
-        self.stats.idle.fetch_add(1, Ordering::Relaxed);
+        let over_cap = {
+            let mut state = lock(&self.state);
+            if state.idle.len() >= self.idle_cap(&mut state) {
+                Some(conn)
+            } else {
+                state.idle.push((conn, Instant::now()));
+                self.stats.idle.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        };
+        drop(over_cap); // closed outside the lock
     }
 
     fn reap(&self) {
