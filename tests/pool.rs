@@ -422,3 +422,169 @@ async fn tls_http1_origin_cold_burst_runs_concurrently() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_status_outside_100_to_599_becomes_502() {
+    within(async {
+        // HTTP/2 carries any three digits in `:status`.
+        let up = Upstream::start(Mode::H2c, |req: Recorded| async move {
+            match req.target.as_str() {
+                "/fine" => json_response(200, r#"{"ok":true}"#),
+                _ => response(999, &[("content-type", "text/plain")], full("odd")),
+            }
+        })
+        .await;
+        let relay = start_relay_h2c(&up, &[]).await;
+        let message = "upstream sent an invalid response: status code outside 100..=599";
+        let r = fetch_once(relay.listen, post("/v1/chat/completions", "{}")).await;
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert_eq!(
+            r.json(),
+            serde_json::json!({"error":{"message":message,"type":"server_error","param":null,"code":"upstream_error"}})
+        );
+        let r = fetch_once(relay.listen, post("/v1/messages", "{}")).await;
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert_eq!(
+            r.json(),
+            serde_json::json!({"type":"error","error":{"type":"api_error","message":message}})
+        );
+        let r = fetch_once(relay.listen, get("/fine")).await;
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (200, r#"{"ok":true}"#));
+        assert_eq!(up.connections(), 1, "the stream was reset, not the connection");
+        let m = metrics(relay.admin).await;
+        assert_eq!(pool_metric(&m, "sse_edge_upstream_h2_streams", &up), 0.0);
+        let protocol = metric_or_zero(&m, "sse_edge_upstream_errors_total", &[("class", "protocol")]);
+        assert_eq!(protocol, 2.0, "{m}");
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+/// `n` concurrent requests, each on its own client connection; all must
+/// get the mock's answer.
+async fn wave(relay: &sse_edge::Running, n: usize) {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let addr = relay.listen;
+        tasks.push(tokio::spawn(async move {
+            fetch_once(addr, get("/v1/models")).await
+        }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(
+            (r.status.as_u16(), r.text().as_str()),
+            (200, r#"{"ok":true}"#)
+        );
+    }
+}
+
+/// HTTP/1.1 carries one exchange per connection, so a wave of N
+/// concurrent requests needs N connections; the pool keeps them for the
+/// next wave instead of closing all but `max_idle_per_origin` (64).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_pool_keeps_the_connections_a_wave_needs() {
+    const WAVE: usize = 120;
+    const WAVES: usize = 4;
+    within(async {
+        let up = Upstream::start(Mode::Http1, |_| async {
+            // Long enough for a wave's requests to be in flight together.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            json_response(200, r#"{"ok":true}"#)
+        })
+        .await;
+        let relay = start_relay_to(&up, &[]).await;
+        for _ in 0..WAVES {
+            wave(&relay, WAVE).await;
+        }
+        let m = metrics(relay.admin).await;
+        let connects = pool_metric(&m, "sse_edge_upstream_connects_total", &up);
+        let idle = pool_metric(&m, "sse_edge_upstream_idle_connections", &up);
+        eprintln!("{WAVES} waves of {WAVE}: {connects} upstream connects, {idle} idle after");
+        assert!(
+            connects <= (WAVE + WAVE / 20) as f64,
+            "{WAVES} waves of {WAVE} concurrent requests opened {connects} connections"
+        );
+        assert_eq!(idle, connects, "every connection is kept between waves");
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+/// Upstream connections opened for a steady load: `SSE_EDGE_CHURN_REQUESTS`
+/// requests (default 20000), `SSE_EDGE_CHURN_IN_FLIGHT` at a time (500)
+/// over `SSE_EDGE_CHURN_CLIENTS` HTTP/2 client connections (50), to an
+/// HTTP/1.1 keep-alive upstream answering in 1 to 20 ms. A measurement,
+/// not a check: `cargo test --test pool churn -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement of some seconds; run by hand"]
+async fn churn_under_steady_load() {
+    let var = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let requests = var("SSE_EDGE_CHURN_REQUESTS", 20_000);
+    let in_flight = var("SSE_EDGE_CHURN_IN_FLIGHT", 500);
+    let clients = var("SSE_EDGE_CHURN_CLIENTS", 50);
+    let seq = Arc::new(AtomicUsize::new(0));
+    let up = Upstream::start(Mode::Http1, move |_| {
+        let n = seq.fetch_add(1, Ordering::Relaxed);
+        async move {
+            let ms = 1 + (n * 7919) % 20;
+            tokio::time::sleep(Duration::from_millis(ms as u64)).await;
+            json_response(200, r#"{"ok":true}"#)
+        }
+    })
+    .await;
+    let relay = start_relay_to(&up, &[]).await;
+    let started = std::time::Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let per_client = in_flight.div_ceil(clients);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let tx = h2_sender(relay.listen).await;
+        for _ in 0..per_client {
+            let (mut tx, next) = (tx.clone(), next.clone());
+            let authority = relay.listen.to_string();
+            tasks.push(tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < requests {
+                    let uri = format!("http://{authority}/v1/models");
+                    let req = http::Request::get(uri).body(empty()).unwrap();
+                    tx.ready().await.unwrap();
+                    let r = collect(tx.send_request(req).await.unwrap()).await;
+                    assert_eq!(r.status, 200, "{}", r.text());
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let m = metrics(relay.admin).await;
+    let connects = pool_metric(&m, "sse_edge_upstream_connects_total", &up);
+    let reuses = pool_metric(&m, "sse_edge_upstream_reuses_total", &up);
+    eprintln!(
+        "{requests} requests, {} in flight over {clients} h2 client connections, in {:.1?}: \
+         {connects} upstream connects, {reuses} reuses",
+        per_client * clients,
+        started.elapsed()
+    );
+    stop_relay(relay).await;
+}
+
+/// An HTTP/2 (prior knowledge) client connection to `addr`.
+async fn h2_sender(
+    addr: std::net::SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<TestBody> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let io = hyper_util::rt::TokioIo::new(tcp);
+    let (tx, conn) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .handshake(io)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    tx
+}

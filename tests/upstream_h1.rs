@@ -1,138 +1,28 @@
 //! The relay's HTTP/1.1 client codec against upstreams that write raw
-//! bytes: every framing RFC 9112 allows a response, interim answers,
+//! bytes: every framing RFC 9112 allows a response, transfer codings the
+//! relay does not decode, status codes out of range, interim answers,
 //! malformed heads, early answers to uploads, and when a connection may
 //! (and may not) serve the next request.
 
+mod raw_origin;
 mod support;
 
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::BodyExt;
+use raw_origin::*;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// What the raw upstream does after writing its answer.
-#[derive(Clone, Copy, PartialEq)]
-enum Then {
-    KeepOpen,
-    Close,
-}
-
-/// An upstream that reads each request (head and body, by its framing),
-/// records it, and writes the bytes `answer` returns for it.
-struct RawOrigin {
-    addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-type Answer = fn(&str) -> (Vec<u8>, Then);
-
-impl RawOrigin {
-    async fn start(answer: Answer) -> RawOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let (n, seen) = (connections.clone(), requests.clone());
-        tokio::spawn(async move {
-            while let Ok((s, _)) = listener.accept().await {
-                n.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(s, answer, seen.clone()));
-            }
-        });
-        RawOrigin {
-            addr,
-            connections,
-            requests,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-async fn serve(mut s: TcpStream, answer: Answer, seen: Arc<Mutex<Vec<String>>>) {
-    let mut buf = Vec::new();
-    while let Some(req) = read_request(&mut s, &mut buf).await {
-        seen.lock().unwrap().push(req.clone());
-        let (bytes, then) = answer(&req);
-        if s.write_all(&bytes).await.is_err() || then == Then::Close {
-            return;
-        }
-    }
-}
-
-/// One request off the socket (as text), framed by Content-Length or
-/// chunked coding; `None` at EOF.
-async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        read_more(s, buf).await?;
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-    let end = if head.contains("transfer-encoding: chunked") {
-        loop {
-            if let Some(i) = buf[head_end..].windows(5).position(|w| w == b"0\r\n\r\n") {
-                break head_end + i + 5;
-            }
-            read_more(s, buf).await?;
-        }
-    } else {
-        let len = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
-        while buf.len() < head_end + len {
-            read_more(s, buf).await?;
-        }
-        head_end + len
-    };
-    let req = String::from_utf8_lossy(&buf[..end]).into_owned();
-    buf.drain(..end);
-    Some(req)
-}
-
-async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
-    let mut chunk = [0u8; 4096];
-    match s.read(&mut chunk).await {
-        Ok(0) | Err(_) => None,
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            Some(())
-        }
-    }
-}
-
-async fn relay_to(origin: &RawOrigin) -> sse_edge::Running {
-    start_relay(&["--upstream", &origin.url()]).await
-}
-
-fn plain_get(path: &str) -> Request<TestBody> {
-    get(path)
-}
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 
 #[tokio::test]
 async fn chunked_extensions_and_trailers_then_the_connection_is_reused() {
     within(async {
-        let origin = RawOrigin::start(|_| {
+        let origin = RawOrigin::start(|_, _| {
             let body = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n\
                 5;name=\"v\"\r\nhello\r\n1\r\n,\r\n6 ; x\r\n world\r\n0\r\nx-trailer: t\r\n\r\n";
             (body.to_vec(), Then::KeepOpen)
@@ -155,7 +45,7 @@ async fn chunked_extensions_and_trailers_then_the_connection_is_reused() {
 #[tokio::test]
 async fn close_delimited_body_is_relayed_whole_and_the_connection_dropped() {
     within(async {
-        let origin = RawOrigin::start(|_| {
+        let origin = RawOrigin::start(|_, _| {
             let mut out =
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n\r\n".to_vec();
             out.extend_from_slice(&pattern(100_000, 3));
@@ -182,7 +72,7 @@ async fn close_delimited_body_is_relayed_whole_and_the_connection_dropped() {
 #[tokio::test]
 async fn transfer_encoding_overrides_content_length() {
     within(async {
-        let origin = RawOrigin::start(|_| {
+        let origin = RawOrigin::start(|_, _| {
             let body =
                 b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n\
                 a\r\n0123456789\r\n0\r\n\r\n";
@@ -209,7 +99,7 @@ async fn transfer_encoding_overrides_content_length() {
 #[tokio::test]
 async fn interim_answers_are_skipped() {
     within(async {
-        let origin = RawOrigin::start(|_| {
+        let origin = RawOrigin::start(|_, _| {
             let body = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>; rel=preload\r\n\r\n\
                 HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok";
             (body.to_vec(), Then::KeepOpen)
@@ -227,7 +117,7 @@ async fn interim_answers_are_skipped() {
 #[tokio::test]
 async fn malformed_answers_become_502_and_the_relay_goes_on() {
     within(async {
-        let origin = RawOrigin::start(|req| {
+        let origin = RawOrigin::start(|req, _| {
             let bad: Vec<u8> = match req.split(' ').nth(1).unwrap() {
                 "/conflicting-length" => {
                     b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok".to_vec()
@@ -293,7 +183,7 @@ async fn malformed_answers_become_502_and_the_relay_goes_on() {
 #[tokio::test]
 async fn bytes_after_an_answer_keep_its_connection_out_of_the_pool() {
     within(async {
-        let origin = RawOrigin::start(|_| {
+        let origin = RawOrigin::start(|_, _| {
             let out = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray";
             (out.to_vec(), Then::KeepOpen)
         })
@@ -313,7 +203,7 @@ async fn bytes_after_an_answer_keep_its_connection_out_of_the_pool() {
 #[tokio::test]
 async fn truncated_length_body_fails_the_client_body() {
     within(async {
-        let origin = RawOrigin::start(|_| {
+        let origin = RawOrigin::start(|_, _| {
             let out = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"partial\":";
             (out.to_vec(), Then::Close)
         })
@@ -337,7 +227,7 @@ async fn truncated_length_body_fails_the_client_body() {
 #[tokio::test]
 async fn streamed_uploads_are_framed_by_the_relay() {
     within(async {
-        let origin = RawOrigin::start(|_| {
+        let origin = RawOrigin::start(|_, _| {
             (
                 b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
                 Then::KeepOpen,
@@ -432,6 +322,163 @@ async fn an_early_answer_ends_the_upload_and_its_connection() {
         let r = fetch_once(relay.listen, plain_get("/v1/models")).await;
         assert_eq!(r.status, 413);
         assert_eq!(accepted.load(Ordering::SeqCst), 2, "the cut-short upload's connection is not reused");
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+/// The relay's error answer for an invalid upstream response, in the
+/// OpenAI and Anthropic shapes, with `why` as the cause.
+fn protocol_error(dialect_path: &str, why: &str) -> serde_json::Value {
+    let message = format!("upstream sent an invalid response: {why}");
+    if dialect_path.starts_with("/v1/messages") {
+        serde_json::json!({"type":"error","error":{"type":"api_error","message":message}})
+    } else {
+        serde_json::json!({"error":{"message":message,"type":"server_error","param":null,"code":"upstream_error"}})
+    }
+}
+
+#[track_caller]
+fn assert_protocol_502(r: &Resp, path: &str, why: &str) {
+    assert_eq!(r.status, 502, "{path}: {}", r.text());
+    assert_eq!(r.header("sse-edge-error"), Some("upstream_error"), "{path}");
+    assert_eq!(r.json(), protocol_error(path, why), "{path}");
+}
+
+/// Codings the relay does not decode: the client never gets compressed
+/// bytes as if they were the content, nor chunk framing as event data.
+#[tokio::test]
+async fn transfer_codings_other_than_chunked_become_502() {
+    within(async {
+        let origin = RawOrigin::start(|req, _| {
+            let sse = "content-type: text/event-stream\r\n";
+            // The first byte of a gzip stream, then some: never decoded.
+            let gz = "\x1f\u{8b}\x08\x00compressed";
+            let out = match req.split(' ').nth(1).unwrap() {
+                "/gzip" => format!("HTTP/1.1 200 OK\r\n{sse}transfer-encoding: gzip\r\n\r\n{gz}"),
+                "/gzip-chunked" | "/v1/messages" => format!(
+                    "HTTP/1.1 200 OK\r\n{sse}transfer-encoding: gzip, chunked\r\n\r\n{:x}\r\n{gz}\r\n0\r\n\r\n",
+                    gz.len()
+                ),
+                "/chunked-gzip" => format!(
+                    "HTTP/1.1 200 OK\r\n{sse}Transfer-Encoding: chunked\r\nTransfer-Encoding: GZIP\r\n\r\n{gz}"
+                ),
+                "/twice" => format!(
+                    "HTTP/1.1 200 OK\r\n{sse}transfer-encoding: chunked, chunked\r\n\r\n14\r\n5\r\ndata: x\n\n\r\n0\r\n\r\n\r\n0\r\n\r\n"
+                ),
+                // Exactly chunked, however spelled: decoded.
+                "/chunked" => format!(
+                    "HTTP/1.1 200 OK\r\n{sse}Transfer-Encoding: , CHUNKED \r\n\r\n9\r\ndata: x\n\n\r\n0\r\n\r\n"
+                ),
+                // No coding at all: the content as sent, up to the close.
+                "/identity" => {
+                    let out = "HTTP/1.1 200 OK\r\ncontent-length: 99\r\ntransfer-encoding: identity\r\n\r\nplain";
+                    return (out.as_bytes().to_vec(), Then::Close);
+                }
+                _ => "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_owned(),
+            };
+            (out.into_bytes(), Then::KeepOpen)
+        })
+        .await;
+        let relay = relay_to(&origin).await;
+        let refused = [
+            ("/gzip", "gzip"),
+            ("/gzip-chunked", "gzip, chunked"),
+            ("/chunked-gzip", "chunked, GZIP"),
+            ("/twice", "chunked, chunked"),
+            ("/v1/messages", "gzip, chunked"),
+        ];
+        for (path, codings) in refused {
+            let r = fetch_once(relay.listen, plain_get(path)).await;
+            let why =
+                format!("upstream sent Transfer-Encoding {codings}, which the relay does not decode");
+            assert_protocol_502(&r, path, &why);
+        }
+        assert_eq!(
+            origin.connections(),
+            refused.len(),
+            "a refused answer's connection is not reused"
+        );
+        let mut c = Client::h1(relay.listen).await;
+        for _ in 0..2 {
+            let r = c.fetch(plain_get("/chunked")).await;
+            assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "data: x\n\n"));
+        }
+        let r = c.fetch(plain_get("/identity")).await;
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "plain"));
+        assert_ne!(r.header("content-length"), Some("99"), "a length the coding voided");
+        let m = metrics(relay.admin).await;
+        let protocol = metric_or_zero(&m, "sse_edge_upstream_errors_total", &[("class", "protocol")]);
+        assert_eq!(protocol, refused.len() as f64, "{m}");
+        assert_eq!(
+            origin.connections(),
+            refused.len() + 1,
+            "chunked answers share one connection; identity's ends with its close"
+        );
+        stop_relay(relay).await;
+    })
+    .await;
+}
+
+/// The relay binary names the refused coding in its log line.
+#[tokio::test]
+async fn a_refused_transfer_coding_is_named_in_the_log() {
+    within(async {
+        let origin = RawOrigin::start(|_, _| {
+            let out = b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n";
+            (out.to_vec(), Then::KeepOpen)
+        })
+        .await;
+        let mut relay = RelayProc::spawn(&["--upstream", &origin.url()]).await;
+        let r = fetch_once(relay.listen, post("/v1/chat/completions", "{}")).await;
+        assert_eq!(r.status, 502);
+        relay.sigterm();
+        relay.wait_exit(Duration::from_secs(10)).await;
+        let want = "upstream sent Transfer-Encoding gzip, chunked, which the relay does not decode";
+        let line = relay
+            .stderr()
+            .lines()
+            .find(|l| l.contains(want))
+            .map(str::to_owned);
+        let line =
+            line.unwrap_or_else(|| panic!("no log line names the coding: {}", relay.stderr()));
+        assert!(line.contains("WARN"), "{line}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn status_codes_outside_100_to_599_become_502() {
+    within(async {
+        let origin = RawOrigin::start(|req, _| {
+            let out: &[u8] = match req.split(' ').nth(1).unwrap() {
+                "/999" => b"HTTP/1.1 999 Odd\r\ncontent-length: 2\r\n\r\nok",
+                "/600" => b"HTTP/1.1 600 \r\ncontent-length: 0\r\n\r\n",
+                "/599" => b"HTTP/1.1 599 Last\r\ncontent-length: 2\r\n\r\nok",
+                _ => {
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 700 After\r\ncontent-length: 0\r\n\r\n"
+                }
+            };
+            (out.to_vec(), Then::KeepOpen)
+        })
+        .await;
+        let relay = relay_to(&origin).await;
+        let why = "status code outside 100..=599";
+        for path in ["/999", "/600", "/after-interim"] {
+            let r = fetch_once(relay.listen, plain_get(path)).await;
+            assert_protocol_502(&r, path, why);
+        }
+        let r = fetch_once(relay.listen, post("/v1/messages", "{}")).await;
+        assert_protocol_502(&r, "/v1/messages", why);
+        let r = fetch_once(relay.listen, plain_get("/599")).await;
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (599, "ok"));
+        let m = metrics(relay.admin).await;
+        let protocol = metric_or_zero(
+            &m,
+            "sse_edge_upstream_errors_total",
+            &[("class", "protocol")],
+        );
+        assert_eq!(protocol, 4.0, "{m}");
         stop_relay(relay).await;
     })
     .await;

@@ -6,14 +6,17 @@
 //! the body) is the same whether the input arrives whole or cut where the
 //! input says; no empty data frame; a length-framed body yields exactly
 //! its length (or everything there is); a decoded chunked body re-encoded
-//! as chunks decodes to the same data.
+//! as chunks decodes to the same data; an accepted status is in 100..=599;
+//! an accepted body with `Transfer-Encoding` lists exactly `chunked` (or
+//! `identity`, read to the close), is never reused after a
+//! `Content-Length` and keeps none; a refused coding names what was sent.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
-use http::Method;
+use http::{HeaderMap, Method, header};
 use libfuzzer_sys::fuzz_target;
 use sse_edge::upstream::h1::decode::Decoder;
-use sse_edge::upstream::h1::head::{self, Framing};
+use sse_edge::upstream::h1::head::{self, Framing, FramingError};
 
 #[path = "common.rs"]
 mod common;
@@ -102,10 +105,20 @@ fn run(chunks: &[&[u8]], method: &Method) -> Outcome {
         Ok(p) => p,
         Err(e) => return Outcome::BadHead(e.0),
     };
+    assert!(head::status_in_range(parsed.status), "status {}", parsed.status);
+    let sent = parsed.headers.clone();
     let (framing, reusable) = match head::framing(&mut parsed, method) {
         Ok(f) => f,
-        Err(e) => return Outcome::BadHead(e.0),
+        Err(e) => {
+            if let FramingError::Coding(shown) = &e {
+                check_refused_coding(&sent, shown);
+            }
+            return Outcome::BadHead(e.reason());
+        }
     };
+    if framing != Framing::Empty && sent.contains_key(header::TRANSFER_ENCODING) {
+        check_accepted_coding(&sent, &parsed.headers, framing, reusable);
+    }
     let after_head = buf.split_off(end);
     let mut rest: Vec<&[u8]> = vec![&after_head];
     rest.extend_from_slice(&chunks[next..]);
@@ -115,6 +128,54 @@ fn run(chunks: &[&[u8]], method: &Method) -> Outcome {
         reusable,
         body: decode(framing, &rest),
     }
+}
+
+/// The non-empty `Transfer-Encoding` list elements, lowercased.
+fn codings(h: &HeaderMap) -> Vec<Vec<u8>> {
+    h.get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|t| head::trim_ows(t).to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// An accepted coding is the one the relay decodes, or none at all; the
+/// `Content-Length` beside it is gone and voids reuse.
+fn check_accepted_coding(
+    sent: &HeaderMap,
+    kept: &HeaderMap,
+    framing: Framing,
+    reusable: bool,
+) {
+    let listed = codings(sent);
+    match framing {
+        Framing::Chunked => assert_eq!(listed, [b"chunked".to_vec()]),
+        Framing::Close => assert_eq!(listed, [b"identity".to_vec()]),
+        other => panic!("Transfer-Encoding framed as {other:?}"),
+    }
+    assert!(
+        !kept.contains_key(header::CONTENT_LENGTH),
+        "Content-Length kept beside Transfer-Encoding"
+    );
+    if sent.contains_key(header::CONTENT_LENGTH) {
+        assert!(!reusable, "reused after Transfer-Encoding and Content-Length");
+    }
+}
+
+/// A refused coding is anything but a lone `chunked` or `identity`, and the
+/// refusal repeats what was sent (cut to `CODING_SHOWN` characters).
+fn check_refused_coding(sent: &HeaderMap, shown: &str) {
+    let listed = codings(sent);
+    assert!(
+        !(listed.len() == 1 && (listed[0] == b"chunked" || listed[0] == b"identity")),
+        "{listed:?} refused"
+    );
+    assert!(shown.chars().count() <= head::CODING_SHOWN + 3, "{shown:?}");
+    let first = sent.get(header::TRANSFER_ENCODING).expect("a coding was sent");
+    let first = String::from_utf8_lossy(first.as_bytes());
+    let want: String = first.trim().chars().take(10).collect();
+    assert!(shown.starts_with(&want), "{shown:?} does not show {want:?}");
 }
 
 fn decode(framing: Framing, chunks: &[&[u8]]) -> Body {

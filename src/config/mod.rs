@@ -133,7 +133,9 @@ pub struct UpstreamConfig {
     /// Idle HTTP/1.1 connections older than this are closed. Keep it below
     /// the upstream's own keep-alive timeout.
     pub idle_timeout: Duration,
-    /// Idle HTTP/1.1 connections kept per origin.
+    /// Idle HTTP/1.1 connections kept per origin at least: the pool keeps
+    /// up to the recent peak of connections in use (`upstream::pool`);
+    /// 0 turns HTTP/1.1 pooling off.
     pub max_idle_per_origin: usize,
     /// Streams the relay puts on one HTTP/2 connection before it opens another.
     pub h2_max_streams_per_connection: usize,

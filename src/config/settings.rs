@@ -104,7 +104,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     set("upstream.first_byte_timeout", Kind::Duration, V("0"), "Deadline for upstream response headers; 0 waits forever"),
     set("upstream.read_timeout", Kind::Duration, V("5m"), "Longest upstream silence inside a response body (keepalives do not count); 0 waits forever"),
     set("upstream.idle_timeout", Kind::Duration, V("50s"), "Idle upstream HTTP/1.1 connections are closed after this"),
-    set("upstream.max_idle_per_origin", Kind::Int, V("64"), "Idle HTTP/1.1 connections kept per origin, 0..=65535"),
+    set("upstream.max_idle_per_origin", Kind::Int, V("64"), "Idle HTTP/1.1 connections kept per origin at least (more after a peak of use, see the pool), 0..=65535; 0 turns pooling off"),
     set("upstream.h2_max_streams_per_connection", Kind::Int, V("100"), "Streams per upstream HTTP/2 connection"),
     set("upstream.tcp_keepalive", Kind::Duration, V("60s"), "TCP keepalive on upstream sockets; 0 turns it off"),
     set("upstream.roots", Kind::Choice(ROOTS), V("both"), "CA roots for upstream TLS"),

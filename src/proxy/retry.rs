@@ -96,11 +96,11 @@ pub async fn send(
             policy.first_byte_timeout,
         )
         .await;
-        if let Ok(sent) = &res {
-            attempts += sent.attempts;
-        } else {
-            attempts += 1;
-        }
+        // The pool's own retry on a new connection counts too.
+        attempts += match &res {
+            Ok(sent) => sent.attempts,
+            Err(e) => e.attempts().max(1),
+        };
         let Some(wait) = retry_wait(&res, retry, policy.backoff) else {
             return with_attempts(res, attempts);
         };

@@ -5,7 +5,7 @@
 //! `connect_timeout`. An HTTP/2 connection's task is spawned here; it ends
 //! when the connection closes, when every sender is dropped, or at the stop
 //! signal, whichever comes first. An HTTP/1.1 connection needs no handshake
-//! and no task (see `h1`).
+//! and no task (see `h1`): its transport goes to the pool as it is.
 
 use std::future::Future;
 use std::io;
@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::RequestBody;
-use super::h1::{H1Conn, Io};
+use super::h1::Io;
 use super::pool::OriginKey;
 use super::tls::ClientTls;
 use crate::config::{UpstreamConfig, UpstreamProtocol};
@@ -31,7 +31,8 @@ use crate::shutdown::Shutdown;
 
 /// A freshly opened connection.
 pub enum Fresh {
-    H1(H1Conn),
+    /// The transport of an HTTP/1.1 connection.
+    H1(Io),
     /// The sender and the peer's SETTINGS_MAX_CONCURRENT_STREAMS, kept
     /// current by the connection task.
     H2(http2::SendRequest<RequestBody>, Arc<AtomicUsize>),
@@ -68,14 +69,15 @@ impl Connector {
         })
     }
 
-    /// Opens a connection to `key` within the connect timeout. `on_close`
-    /// runs when the connection task ends.
+    /// Opens a connection to `key` within the connect timeout. `on_h2_close`
+    /// runs when an HTTP/2 connection's task ends (and is dropped unused
+    /// for an HTTP/1.1 connection, whose transport the caller owns).
     pub async fn connect(
         &self,
         key: &OriginKey,
-        on_close: impl FnOnce() + Send + 'static,
+        on_h2_close: impl FnOnce() + Send + 'static,
     ) -> Result<Fresh, Error> {
-        match tokio::time::timeout(self.connect_timeout, self.open(key, on_close)).await {
+        match tokio::time::timeout(self.connect_timeout, self.open(key, on_h2_close)).await {
             Ok(res) => res,
             Err(_) => Err(Error::new(Kind::ConnectTimeout)),
         }
@@ -91,7 +93,7 @@ impl Connector {
             if key.protocol == UpstreamProtocol::Http2 {
                 return self.handshake_h2(TokioIo::new(tcp), on_close).await;
             }
-            return Ok(Fresh::H1(H1Conn::new(Io::Tcp(tcp), Box::new(on_close))));
+            return Ok(Fresh::H1(Io::Tcp(tcp)));
         }
         let name =
             ServerName::try_from(key.host.clone()).map_err(|e| Error::with_cause(Kind::Tls, e))?;
@@ -103,8 +105,7 @@ impl Connector {
         if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
             return self.handshake_h2(TokioIo::new(tls), on_close).await;
         }
-        let io = Io::Tls(Box::new(tls));
-        Ok(Fresh::H1(H1Conn::new(io, Box::new(on_close))))
+        Ok(Fresh::H1(Io::Tls(Box::new(tls))))
     }
 
     async fn tcp(&self, key: &OriginKey) -> Result<TcpStream, Error> {

@@ -17,17 +17,54 @@
 //!   body outliving the pool (at shutdown) just drops its connection.
 //!   Nothing here panics in `Drop`.
 //!
+//! # How many idle connections
+//! HTTP/1.1 carries one exchange per connection, so a load of N concurrent
+//! requests needs N connections. The idle list keeps, per origin, up to
+//! the most connections that were in use at once over the last
+//! `idle_timeout` (between one and two windows of it), and never fewer
+//! than `upstream.max_idle_per_origin` nor more than [`IDLE_CEILING`]
+//! (unless the configured floor is higher). With a fixed cap below the
+//! load's concurrency, every wave of answers that ended together closed
+//! the connections above the cap and the next wave opened them again (500
+//! requests in flight, a cap of 64: one new connection per five requests).
+//! The peak follows the load down: an idle connection still expires after
+//! `idle_timeout` (LIFO leaves the surplus at the bottom to age), and a
+//! window without checkouts forgets its peak. `max_idle_per_origin = 0`
+//! turns HTTP/1.1 pooling off.
+//!
 //! # Checkout and retry
 //! Checkout never hands out a connection known to be dead: closed HTTP/2
 //! senders are discarded, idle connections past `idle_timeout` are closed,
-//! and an idle HTTP/1.1 connection is polled once for a close or stray
-//! bytes. The race that remains (the upstream closes an idle connection
-//! while our request is on its way) is covered by handing the request
-//! back when no byte of it was written (`h1::send`, hyper's
-//! `try_send_request`): it is then sent again on another connection. A
-//! request is retried this way only after failing on a *reused*
-//! connection; once any byte may have reached the upstream it is never
-//! sent twice.
+//! and an idle HTTP/1.1 connection is polled for a close or stray bytes
+//! when it goes back on the idle list and again when it is taken.
+//!
+//! A race remains, inherent to HTTP/1.1 keep-alive: the upstream closes
+//! an idle connection (at its own keep-alive timeout, or just after an
+//! answer, without `Connection: close`) while a request is on its way, and
+//! the close reaches the relay only after the connection was taken. The
+//! request then fails before any byte of an answer: its write fails, or
+//! the read meets the close or a reset. Such a request is sent again, once,
+//! on a newly opened connection, when all of these hold ([`SendError`]
+//! carries each):
+//! - the connection was *reused* (a new connection that fails is a real
+//!   failure, left to the route's retry policy);
+//! - no byte of a response arrived (`answered`): as far as HTTP can tell,
+//!   the upstream did not act on the request;
+//! - the request can be written again as it was (`request`): no byte of it
+//!   went out, or the relay holds its body (JSON POSTs are read first, and
+//!   bodiless requests have nothing to read). A streamed body whose first
+//!   bytes were written is gone: that request fails, as before.
+//!
+//! This holds whatever the route's retry settings and whatever the method.
+//! A POST whose bytes reached an upstream that then closed without a word
+//! may run twice; hyper's client and Pingora retry this case too, and the
+//! official OpenAI and Anthropic SDKs retry a reset POST even when it was
+//! written whole. The second connection is a new one, not another idle one
+//! (what closed the first, a restart or a keep-alive sweep, may have closed
+//! them all). On an origin that may speak HTTP/2, the retry goes through
+//! the serialized connect, so it may take a stream on a connection opened
+//! meanwhile: a burst of retries after a GOAWAY shares one connection.
+//! Retries are counted in [`OriginStats::retries`].
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,6 +78,7 @@ use tokio::time::Instant;
 use super::Body;
 use super::RequestBody;
 use super::connect::{Connector, Fresh};
+use super::h1::head::{STATUS_OUT_OF_RANGE, status_in_range};
 use super::h1::{self, H1Conn};
 use crate::config::{UpstreamConfig, UpstreamProtocol};
 use crate::error::{Error, Kind};
@@ -48,6 +86,12 @@ use crate::shutdown::Shutdown;
 
 type H1 = H1Conn;
 type H2 = http2::SendRequest<RequestBody>;
+
+/// The most idle HTTP/1.1 connections an origin keeps because of a past
+/// peak (a higher `max_idle_per_origin` still applies). An idle connection
+/// costs the relay its socket and a few words (its read buffer is let go)
+/// and the upstream a keep-alive slot, for at most `idle_timeout`.
+pub const IDLE_CEILING: usize = 4096;
 
 /// Where connections go: scheme, host, port and protocol choice.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -133,8 +177,11 @@ pub struct OriginStats {
     pub connects: AtomicU64,
     /// Requests sent on a reused connection.
     pub reuses: AtomicU64,
-    /// Requests re-sent after a reused connection failed before writing.
+    /// Requests sent again on a new connection after a reused one failed
+    /// before any answer (see the retry contract above).
     pub retries: AtomicU64,
+    /// Open HTTP/1.1 connections (idle or in use).
+    pub h1_open: AtomicUsize,
 }
 
 struct H2Conn {
@@ -157,6 +204,50 @@ struct State {
     /// were queued behind it share its fate instead of each waiting out
     /// their own connect timeout in turn.
     failed_connect: Option<(Instant, Kind, Option<String>)>,
+    /// HTTP/1.1 connections in use at once, at most, lately: the idle cap.
+    peak: Peak,
+}
+
+/// The most of something seen at once over the current window and the one
+/// before it; a window is `idle_timeout` long.
+#[derive(Default)]
+struct Peak {
+    current: usize,
+    previous: usize,
+    /// When the current window began (`None` before the first sample).
+    since: Option<Instant>,
+}
+
+impl Peak {
+    /// Starts a new window when the current one is over.
+    fn roll(&mut self, now: Instant, window: Duration) {
+        let Some(since) = self.since else {
+            self.since = Some(now);
+            return;
+        };
+        let age = now.saturating_duration_since(since);
+        if age < window {
+            return;
+        }
+        // A window with no sample at all in between forgets both.
+        self.previous = if age < window.saturating_mul(2) {
+            self.current
+        } else {
+            0
+        };
+        self.current = 0;
+        self.since = Some(now);
+    }
+
+    fn record(&mut self, value: usize, now: Instant, window: Duration) {
+        self.roll(now, window);
+        self.current = self.current.max(value);
+    }
+
+    fn get(&mut self, now: Instant, window: Duration) -> usize {
+        self.roll(now, window);
+        self.current.max(self.previous)
+    }
 }
 
 /// One upstream origin and its connections.
@@ -177,12 +268,37 @@ enum Checked {
     H2(H2, Arc<AtomicUsize>),
 }
 
-/// A failed send on one connection (either protocol); `request` is the
-/// request, unsent, when no byte of it reached the connection: only then
-/// may it be sent again (see the retry contract above).
+/// A failed send on one connection (either protocol), with what the retry
+/// contract above decides on.
 pub(crate) struct SendError {
     pub error: Error,
+    /// The request, whole, when it can be written again as it was.
     pub request: Option<Request<RequestBody>>,
+    /// Some byte of a response arrived before the failure.
+    pub answered: bool,
+    /// The connection had carried an exchange before this one. Set by the
+    /// pool, which alone knows.
+    pub reused: bool,
+}
+
+impl SendError {
+    pub(crate) fn new(error: Error, request: Option<Request<RequestBody>>, answered: bool) -> Self {
+        Self {
+            error,
+            request,
+            answered,
+            reused: false,
+        }
+    }
+
+    /// The request back (with why it failed) when the contract lets it be
+    /// sent again, or the error that ends it.
+    fn into_retry(self) -> Result<(Request<RequestBody>, Error), Error> {
+        match self.request {
+            Some(req) if self.reused && !self.answered => Ok((req, self.error)),
+            _ => Err(self.error),
+        }
+    }
 }
 
 /// A response from the upstream and the lease that must travel with its body.
@@ -235,37 +351,59 @@ impl Origin {
         &self.stats
     }
 
-    /// Sends `req` (origin-form target) and waits for response headers.
-    pub async fn send(self: &Arc<Self>, mut req: Request<RequestBody>) -> Result<Sent, Error> {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let (checked, reused) = self.checkout().await?;
-            if reused {
-                self.stats.reuses.fetch_add(1, Ordering::Relaxed);
+    /// Sends `req` (origin-form target) and waits for response headers;
+    /// sends it once more, on a new connection, when a reused one failed
+    /// before any answer (see the retry contract above).
+    pub async fn send(self: &Arc<Self>, req: Request<RequestBody>) -> Result<Sent, Error> {
+        let (checked, reused) = self.checkout().await?;
+        let failed = match self.send_on(checked, reused, req).await {
+            Ok((response, lease)) => {
+                return Ok(Sent {
+                    response,
+                    lease,
+                    attempts: 1,
+                });
             }
-            let result = match checked {
-                Checked::H1(tx) => self.send_h1(tx, req).await,
-                Checked::H2(tx, streams) => self.send_h2(tx, streams, req).await,
-            };
-            match result {
-                Ok((response, lease)) => {
-                    return Ok(Sent {
-                        response,
-                        lease,
-                        attempts,
-                    });
-                }
-                Err(failed) => match failed.request {
-                    Some(back) if reused => {
-                        tracing::debug!("reused upstream connection failed before write; retrying");
-                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        req = back;
-                    }
-                    _ => return Err(failed.error),
-                },
+            Err(failed) => failed,
+        };
+        let req = match failed.into_retry() {
+            Ok((req, error)) => {
+                tracing::debug!(
+                    "reused upstream connection failed before any answer: {error}; retrying on a new one"
+                );
+                req
             }
+            Err(error) => return Err(error.with_attempts(1)),
+        };
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        let fresh = self.connect_new().await.map_err(|e| e.with_attempts(2))?;
+        match self.send_on(fresh, false, req).await {
+            Ok((response, lease)) => Ok(Sent {
+                response,
+                lease,
+                attempts: 2,
+            }),
+            Err(failed) => Err(failed.error.with_attempts(2)),
         }
+    }
+
+    async fn send_on(
+        self: &Arc<Self>,
+        checked: Checked,
+        reused: bool,
+        req: Request<RequestBody>,
+    ) -> Result<(Response<Body>, Lease), SendError> {
+        if reused {
+            self.stats.reuses.fetch_add(1, Ordering::Relaxed);
+        }
+        let result = match checked {
+            Checked::H1(tx) => self.send_h1(tx, req).await,
+            Checked::H2(tx, streams) => self.send_h2(tx, streams, req).await,
+        };
+        result.map_err(|mut failed| {
+            failed.reused = reused;
+            failed
+        })
     }
 
     async fn send_h1(
@@ -293,11 +431,19 @@ impl Origin {
         *req.version_mut() = Version::HTTP_2;
         req.headers_mut().remove(header::HOST);
         match tx.try_send_request(req).await {
+            // HTTP/2 carries any three digits (h2 parses `:status` with
+            // `http`, which takes up to 999); dropping the answer resets
+            // its stream.
+            Ok(response) if !status_in_range(response.status()) => Err(SendError::new(
+                Error::with_cause(Kind::UpstreamProtocol, STATUS_OUT_OF_RANGE),
+                None,
+                true,
+            )),
             Ok(response) => Ok((response.map(Body::H2), lease)),
-            Err(mut e) => Err(SendError {
-                request: e.take_message(),
-                error: classify(e.into_error()),
-            }),
+            Err(mut e) => {
+                let request = e.take_message();
+                Err(SendError::new(classify(e.into_error()), request, false))
+            }
         }
     }
 
@@ -320,6 +466,25 @@ impl Origin {
         self.connect_new().await.map(|c| (c, false))
     }
 
+    /// Notes how many HTTP/1.1 connections are in use now that one more
+    /// was taken.
+    fn record_in_use(&self, state: &mut State, now: Instant) {
+        let open = self.stats.h1_open.load(Ordering::Relaxed);
+        let in_use = open.saturating_sub(state.idle.len());
+        state.peak.record(in_use, now, self.limits.idle_timeout);
+    }
+
+    /// How many idle HTTP/1.1 connections may be kept now (see the module
+    /// docs).
+    fn idle_cap(&self, state: &mut State) -> usize {
+        let floor = self.limits.max_idle;
+        if floor == 0 {
+            return 0;
+        }
+        let peak = state.peak.get(Instant::now(), self.limits.idle_timeout);
+        peak.min(IDLE_CEILING).max(floor)
+    }
+
     fn take_h2_stream(&self, state: &mut State) -> Option<Checked> {
         state.h2.retain(|c| !c.tx.is_closed());
         let limit = self.limits.h2_max_streams;
@@ -333,9 +498,11 @@ impl Origin {
     }
 
     fn pop_idle(&self, state: &mut State) -> Option<H1> {
+        let now = Instant::now();
         while let Some((tx, since)) = state.idle.pop() {
             self.stats.idle.fetch_sub(1, Ordering::Relaxed);
-            if since.elapsed() < self.limits.idle_timeout {
+            if now.saturating_duration_since(since) < self.limits.idle_timeout {
+                self.record_in_use(state, now);
                 return Some(tx);
             }
         }
@@ -380,10 +547,10 @@ impl Origin {
         // Boxed: inline, the connect (TCP, TLS, handshake; ~7.5 KB) would
         // size every request's future, which `Relay::send` moves into a box
         // of its own, though most requests reuse a pooled connection.
-        let connected = Box::pin(self.connector.connect(&self.key, move || {
+        let on_h2_close = move || {
             stats.open.fetch_sub(1, Ordering::Relaxed);
-        }))
-        .await;
+        };
+        let connected = Box::pin(self.connector.connect(&self.key, on_h2_close)).await;
         let fresh = match connected {
             Ok(fresh) => fresh,
             Err(e) => {
@@ -397,9 +564,20 @@ impl Origin {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         match fresh {
-            Fresh::H1(tx) => {
-                lock(&self.state).speaks_h1 = true;
-                Ok(Checked::H1(tx))
+            Fresh::H1(io) => {
+                self.stats.h1_open.fetch_add(1, Ordering::Relaxed);
+                let stats = self.stats.clone();
+                let conn = H1Conn::new(
+                    io,
+                    Box::new(move || {
+                        stats.h1_open.fetch_sub(1, Ordering::Relaxed);
+                        stats.open.fetch_sub(1, Ordering::Relaxed);
+                    }),
+                );
+                let mut state = lock(&self.state);
+                state.speaks_h1 = true;
+                self.record_in_use(&mut state, Instant::now());
+                Ok(Checked::H1(conn))
             }
             Fresh::H2(tx, peer_limit) => {
                 let mut state = lock(&self.state);
@@ -421,12 +599,17 @@ impl Origin {
         if conn.poll_closed() {
             return;
         }
-        let mut state = lock(&self.state);
-        if state.idle.len() >= self.limits.max_idle {
-            return;
-        }
-        state.idle.push((conn, Instant::now()));
-        self.stats.idle.fetch_add(1, Ordering::Relaxed);
+        let over_cap = {
+            let mut state = lock(&self.state);
+            if state.idle.len() >= self.idle_cap(&mut state) {
+                Some(conn)
+            } else {
+                state.idle.push((conn, Instant::now()));
+                self.stats.idle.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        };
+        drop(over_cap); // closed outside the lock
     }
 
     fn reap(&self) {

@@ -41,7 +41,7 @@ impl Pool {
             (
                 "sse_edge_upstream_retries_total",
                 "counter",
-                "Requests re-sent after a reused connection failed before writing.",
+                "Requests sent again on a new connection after a reused one failed before any answer.",
             ),
         ];
         for (i, (name, kind, help)) in rows.iter().enumerate() {

@@ -11,9 +11,13 @@
 //! not end the exchange either: the upstream may have answered before it
 //! stopped reading. Interim 1xx responses are skipped.
 //!
-//! Retry contract (see `pool`): the request is handed back only while no
-//! byte of it has been written and its streamed body has given up no frame
-//! (a frame taken for the first write would be missing from a retry).
+//! Retry contract (see `pool`): the request is handed back, whole, when
+//! it failed before any byte of a response arrived and it can be written
+//! again as it was: either no byte of it was written and its streamed body
+//! has given up no frame (a frame taken for the first write would be
+//! missing from a retry), or its body is one the relay holds (buffered, or
+//! none at all), which the request still carries. A streamed body whose
+//! first bytes went out is gone: that request is never handed back.
 
 use std::future::poll_fn;
 use std::io::IoSlice;
@@ -28,7 +32,7 @@ use hyper::body::{Body as _, Frame};
 use super::H1Conn;
 use super::body::H1Body;
 use super::decode::Decoder;
-use super::head::{self, RequestFraming, ResponseHead, WireError};
+use super::head::{self, FramingError, RequestFraming, ResponseHead, WireError};
 use crate::error::{Error, Kind};
 use crate::upstream::RequestBody;
 use crate::upstream::pool::{Origin, SendError};
@@ -43,27 +47,30 @@ pub(crate) async fn send(
 ) -> Result<Response<H1Body>, SendError> {
     let method = req.method().clone();
     let mut out = Outbox::new(&req);
-    // Kept whole until its first byte is written: until then it can be
-    // handed back for a retry.
-    let mut unsent = Some(req);
+    // Kept whole while it can be sent again: until its first byte is
+    // written, or for as long as the exchange lasts when the relay holds
+    // its body (see the retry contract above).
+    let mut request = Some(req);
     let mut reader = HeadReader::default();
     let mut head = poll_fn(|cx| {
-        if let Poll::Ready(Err(error)) = out.poll_send(cx, &mut conn, &mut unsent) {
+        if let Poll::Ready(Err(error)) = out.poll_send(cx, &mut conn, &mut request) {
             // A request whose body lost a frame to the queue cannot be
             // sent again.
-            let request = unsent.take().filter(|_| !out.took_frame);
-            return Poll::Ready(Err(SendError { error, request }));
+            let request = request.take().filter(|_| !out.took_frame);
+            return Poll::Ready(Err(SendError::new(error, request, false)));
         }
-        reader.poll_head(cx, &mut conn).map_err(|error| SendError {
-            error,
-            request: None,
+        reader.poll_head(cx, &mut conn).map_err(|error| {
+            // Without a byte of an answer, the upstream cannot have acted
+            // on the request as far as HTTP can tell.
+            let request = request
+                .take()
+                .filter(|_| !reader.answered && !out.took_frame);
+            SendError::new(error, request, reader.answered)
         })
     })
     .await?;
-    let protocol = |e: WireError| SendError {
-        error: Error::with_cause(Kind::UpstreamProtocol, e),
-        request: None,
-    };
+    let protocol =
+        |e: FramingError| SendError::new(Error::with_cause(Kind::UpstreamProtocol, e), None, true);
     let (framing, keep_alive) = head::framing(&mut head, &method).map_err(protocol)?;
     let reusable = keep_alive && out.is_done();
     let body = H1Body::new(conn, Decoder::new(framing), reusable, origin);
@@ -79,6 +86,8 @@ pub(crate) async fn send(
 struct HeadReader {
     /// How far the buffer was searched for the head's end.
     scanned: usize,
+    /// Some byte of a response (interim ones included) arrived.
+    answered: bool,
 }
 
 impl HeadReader {
@@ -116,7 +125,7 @@ impl HeadReader {
                         WireError(why),
                     )));
                 }
-                Ok(_) => {}
+                Ok(_) => self.answered = true,
                 Err(e) => return Poll::Ready(Err(Error::with_cause(Kind::UpstreamReset, e))),
             }
         }
@@ -138,6 +147,8 @@ struct Outbox {
     primed: bool,
     /// A frame was taken from the streamed body.
     took_frame: bool,
+    /// Some byte of the request was written.
+    written: bool,
     state: Writing,
 }
 
@@ -166,6 +177,7 @@ impl Outbox {
             streams,
             primed: false,
             took_frame: false,
+            written: false,
             state: Writing::Sending,
         }
     }
@@ -176,29 +188,31 @@ impl Outbox {
     }
 
     /// Writes what can be written. `Err` only when the request cannot go
-    /// on: nothing could be written (`unsent` is still `Some`), or the
-    /// client's body failed.
+    /// on: nothing could be written, or the client's body failed (then
+    /// `request` is emptied: the client's fault is not to be retried).
+    /// `request` is the exchange's: a streamed body moves out of it into
+    /// the outbox with the first byte written.
     fn poll_send(
         &mut self,
         cx: &mut Context<'_>,
         conn: &mut H1Conn,
-        unsent: &mut Option<Request<RequestBody>>,
+        request: &mut Option<Request<RequestBody>>,
     ) -> Poll<Result<(), Error>> {
         if !self.primed {
             self.primed = true;
-            if let Some(req) = unsent.as_mut().filter(|_| self.streams) {
+            if let Some(req) = request.as_mut().filter(|_| self.streams) {
                 if let Poll::Ready(frame) = Pin::new(req.body_mut()).poll_frame(cx) {
                     if let Err(e) = self.enqueue(frame) {
-                        *unsent = None; // the client's fault: not to be retried
+                        *request = None;
                         return Poll::Ready(Err(e));
                     }
                 }
             }
         }
         while self.state == Writing::Sending {
-            match ready!(self.poll_drain(cx, conn, unsent)) {
+            match ready!(self.poll_drain(cx, conn, request)) {
                 Ok(()) => {}
-                Err(e) if unsent.is_some() => {
+                Err(e) if !self.written => {
                     return Poll::Ready(Err(Error::with_cause(Kind::UpstreamReset, e)));
                 }
                 Err(e) => {
@@ -270,7 +284,7 @@ impl Outbox {
         &mut self,
         cx: &mut Context<'_>,
         conn: &mut H1Conn,
-        unsent: &mut Option<Request<RequestBody>>,
+        request: &mut Option<Request<RequestBody>>,
     ) -> Poll<std::io::Result<()>> {
         while self.queue.iter().any(|b| !b.is_empty()) {
             let slices: [IoSlice<'_>; 4] = std::array::from_fn(|i| IoSlice::new(&self.queue[i]));
@@ -279,10 +293,13 @@ impl Outbox {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
             self.advance(n);
-            if let Some(req) = unsent.take()
-                && self.streams
-            {
-                self.body = Some(req.into_body());
+            if !self.written {
+                self.written = true;
+                // A streamed body is read from here on; a held one stays
+                // with the request, which can still be sent again.
+                if self.streams {
+                    self.body = request.take().map(Request::into_body);
+                }
             }
         }
         conn.poll_flush(cx)

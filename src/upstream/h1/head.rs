@@ -9,16 +9,28 @@
 //! Reading: the status line and fields of a response, then the body's
 //! framing by RFC 9112 §6.3, in order:
 //! 1. a response to HEAD, and 1xx, 204 and 304 responses have no body;
-//! 2. `Transfer-Encoding` whose last coding is `chunked`: chunked; any other
-//!    final coding: the body runs until the upstream closes. A
-//!    `Content-Length` beside it is removed (§6.3 rule 3: it could smuggle
-//!    a second response), and the connection is not reused;
+//! 2. `Transfer-Encoding`: the relay decodes the chunked coding and nothing
+//!    else, so the codings must be exactly `chunked` (names are
+//!    case-insensitive; list syntax per RFC 9110 §5.6.1: optional
+//!    whitespace, empty elements ignored, any number of field lines). Any
+//!    other list (`gzip`, `gzip, chunked`, `chunked, gzip`, `chunked,
+//!    chunked`, a parameter, an empty field) is refused
+//!    ([`FramingError::Coding`]): relaying it would hand the client
+//!    compressed bytes, or chunk framing, as if they were the content.
+//!    `identity` alone is the one exception: RFC 2616's name for no coding
+//!    at all (RFC 7230 dropped it from the registry), so its body is the
+//!    content as sent, delimited like any coding that is not last-chunked
+//!    (§6.3 rule 4): by the upstream's close. Either way a `Content-Length`
+//!    beside it is removed (§6.3 rule 3: it could smuggle a second
+//!    response), and the connection is not reused;
 //! 3. `Content-Length`: every value (across lines and lists) must be the
 //!    same number, or the response is rejected (§6.3 rule 5);
 //! 4. otherwise the body runs until the upstream closes.
 //!
 //! Lines may end in CRLF or a bare LF (§2.2 lets a recipient accept LF);
 //! obsolete line folding and control characters in fields are rejected.
+//! The status code must be in `100..=599` (RFC 9110 §15: the first digit
+//! is the class, and there are five); `http` alone would take up to 999.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -112,6 +124,53 @@ impl std::fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
+/// Why a response's framing was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FramingError {
+    /// Framing fields that are malformed or contradict each other.
+    Wire(WireError),
+    /// A transfer coding the relay does not decode: the `Transfer-Encoding`
+    /// values as sent (lines joined with `, `, cut at
+    /// [`CODING_SHOWN`] characters).
+    Coding(String),
+}
+
+/// How much of a refused `Transfer-Encoding` a [`FramingError`] repeats.
+pub const CODING_SHOWN: usize = 100;
+
+impl FramingError {
+    /// The reason without the upstream's own text.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Wire(e) => e.0,
+            Self::Coding(_) => "transfer coding the relay does not decode",
+        }
+    }
+}
+
+impl From<WireError> for FramingError {
+    fn from(e: WireError) -> Self {
+        Self::Wire(e)
+    }
+}
+
+impl std::fmt::Display for FramingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Wire(e) => e.fmt(f),
+            Self::Coding(v) if v.is_empty() => f.write_str(
+                "upstream sent an empty Transfer-Encoding, which the relay does not decode",
+            ),
+            Self::Coding(v) => write!(
+                f,
+                "upstream sent Transfer-Encoding {v}, which the relay does not decode"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FramingError {}
+
 /// A parsed response head.
 #[derive(Debug)]
 pub struct ResponseHead {
@@ -188,6 +247,9 @@ pub fn parse_response(head: &[u8]) -> Result<ResponseHead, WireError> {
         .then(|| StatusCode::from_bytes(code).ok())
         .flatten()
         .ok_or(WireError("bad status code"))?;
+    if !status_in_range(status) {
+        return Err(STATUS_OUT_OF_RANGE);
+    }
     let reason_ok = match reason.split_first() {
         None => true,
         Some((b' ', text)) => !text.iter().any(|&b| is_ctl(b)),
@@ -203,6 +265,15 @@ pub fn parse_response(head: &[u8]) -> Result<ResponseHead, WireError> {
         headers,
     })
 }
+
+/// Whether a response may carry `status`: RFC 9110 §15 has five classes,
+/// `1xx` to `5xx` (`StatusCode` takes 100 to 999).
+pub fn status_in_range(status: StatusCode) -> bool {
+    (100..=599).contains(&status.as_u16())
+}
+
+/// A status outside [`status_in_range`] (either HTTP version).
+pub const STATUS_OUT_OF_RANGE: WireError = WireError("status code outside 100..=599");
 
 /// Parses a trailer section (`section` ends with its blank line).
 pub fn parse_trailers(section: &[u8]) -> Result<HeaderMap, WireError> {
@@ -247,7 +318,7 @@ pub fn trim_ows(mut v: &[u8]) -> &[u8] {
 /// The body's framing and whether the connection may serve another
 /// request afterwards. Removes a `Content-Length` that `Transfer-Encoding`
 /// overrides, so it never reaches the client.
-pub fn framing(head: &mut ResponseHead, method: &Method) -> Result<(Framing, bool), WireError> {
+pub fn framing(head: &mut ResponseHead, method: &Method) -> Result<(Framing, bool), FramingError> {
     let h = &mut head.headers;
     let mut reusable = match head.version {
         Version::HTTP_11 => !has_token(h, "close"),
@@ -259,15 +330,15 @@ pub fn framing(head: &mut ResponseHead, method: &Method) -> Result<(Framing, boo
     }
     if h.contains_key(header::TRANSFER_ENCODING) {
         if head.version != Version::HTTP_11 {
-            return Err(WireError("transfer-encoding in an HTTP/1.0 response"));
+            return Err(WireError("transfer-encoding in an HTTP/1.0 response").into());
         }
+        let coding = transfer_coding(h)?;
         if h.remove(header::CONTENT_LENGTH).is_some() {
             reusable = false;
         }
-        return Ok(if last_coding_is_chunked(h) {
-            (Framing::Chunked, reusable)
-        } else {
-            (Framing::Close, false)
+        return Ok(match coding {
+            Coding::Chunked => (Framing::Chunked, reusable),
+            Coding::Identity => (Framing::Close, false),
         });
     }
     match content_length(h)? {
@@ -288,11 +359,37 @@ fn has_token(h: &HeaderMap, token: &str) -> bool {
     tokens(h, header::CONNECTION).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
-fn last_coding_is_chunked(h: &HeaderMap) -> bool {
-    tokens(h, header::TRANSFER_ENCODING)
-        .filter(|t| !t.is_empty())
-        .last()
-        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
+/// A transfer coding the relay can undo.
+enum Coding {
+    Chunked,
+    /// No coding (RFC 2616's `identity`).
+    Identity,
+}
+
+/// The one coding `Transfer-Encoding` lists, if the relay decodes it.
+fn transfer_coding(h: &HeaderMap) -> Result<Coding, FramingError> {
+    let mut codings = tokens(h, header::TRANSFER_ENCODING).filter(|t| !t.is_empty());
+    match (codings.next(), codings.next()) {
+        (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(Coding::Chunked),
+        (Some(c), None) if c.eq_ignore_ascii_case(b"identity") => Ok(Coding::Identity),
+        _ => Err(FramingError::Coding(shown_codings(h))),
+    }
+}
+
+/// The `Transfer-Encoding` lines as sent, joined, for a refusal's message.
+fn shown_codings(h: &HeaderMap) -> String {
+    let mut out = String::new();
+    for (i, v) in h.get_all(header::TRANSFER_ENCODING).iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&String::from_utf8_lossy(v.as_bytes()));
+    }
+    let out = out.trim();
+    match out.char_indices().nth(CODING_SHOWN) {
+        Some((cut, _)) => format!("{}...", &out[..cut]),
+        None => out.to_owned(),
+    }
 }
 
 /// The one length every `Content-Length` value states.

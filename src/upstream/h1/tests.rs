@@ -4,7 +4,8 @@ use http::{Method, StatusCode, Version};
 
 use super::decode::{Decoder, MAX_LINE};
 use super::head::{
-    self, Framing, MAX_FIELDS, RequestFraming, ResponseHead, WireError, encode_request,
+    self, Framing, FramingError, MAX_FIELDS, RequestFraming, ResponseHead, WireError,
+    encode_request,
 };
 
 fn parse(head: &[u8]) -> Result<ResponseHead, WireError> {
@@ -13,7 +14,7 @@ fn parse(head: &[u8]) -> Result<ResponseHead, WireError> {
     head::parse_response(&head[..end])
 }
 
-fn framing_of(head: &[u8], method: &Method) -> Result<(Framing, bool, ResponseHead), WireError> {
+fn framing_of(head: &[u8], method: &Method) -> Result<(Framing, bool, ResponseHead), FramingError> {
     let mut h = parse(head)?;
     let (f, reuse) = head::framing(&mut h, method)?;
     Ok((f, reuse, h))
@@ -59,12 +60,15 @@ fn parses_status_and_fields() {
 
 #[test]
 fn refuses_malformed_heads() {
-    let bad: [&[u8]; 12] = [
+    let bad: [&[u8]; 15] = [
         b"HTTP/2 200 OK\r\n\r\n",
         b"ICY 200 OK\r\n\r\n",
         b"HTTP/1.1 20 OK\r\n\r\n",
         b"HTTP/1.1 2000 OK\r\n\r\n",
         b"HTTP/1.1 099 OK\r\n\r\n",
+        b"HTTP/1.1 600 OK\r\n\r\n",
+        b"HTTP/1.1 999\r\n\r\n",
+        b"HTTP/1.0 700 Seven\r\n\r\n",
         b"HTTP/1.1 200 O\x01K\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n folded: value\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nname : value\r\n\r\n",
@@ -111,20 +115,6 @@ fn framing_follows_rfc9112_section_6_3() {
     );
     assert_eq!(
         f(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, CHUNKED\r\n\r\n",
-            &get
-        ),
-        Ok((Framing::Chunked, true))
-    );
-    assert_eq!(
-        f(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n",
-            &get
-        ),
-        Ok((Framing::Close, false))
-    );
-    assert_eq!(
-        f(
             b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5, 5\r\n\r\n",
             &get
         ),
@@ -165,6 +155,90 @@ fn framing_follows_rfc9112_section_6_3() {
     ] {
         assert!(f(bad, &get).is_err(), "{:?}", String::from_utf8_lossy(bad));
     }
+}
+
+#[test]
+fn status_codes_outside_the_five_classes_are_refused() {
+    for code in [100, 199, 200, 599] {
+        let head = format!("HTTP/1.1 {code} X\r\n\r\n");
+        assert_eq!(parse(head.as_bytes()).unwrap().status.as_u16(), code);
+    }
+    for code in [600, 999] {
+        let head = format!("HTTP/1.1 {code} X\r\n\r\n");
+        assert_eq!(
+            parse(head.as_bytes()).unwrap_err(),
+            head::STATUS_OUT_OF_RANGE
+        );
+    }
+}
+
+#[test]
+fn only_the_chunked_coding_is_decoded() {
+    let get = Method::GET;
+    let coded = |te: &str| {
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n{te}\r\n");
+        framing_of(head.as_bytes(), &get).map(|(f, r, _)| (f, r))
+    };
+    // Exactly `chunked`, in any case, with RFC 9110 list syntax around it.
+    for te in [
+        "transfer-encoding: chunked\r\n",
+        "Transfer-Encoding: CHUNKED\r\n",
+        "transfer-encoding: \t Chunked \r\n",
+        "transfer-encoding: , chunked,,\r\n",
+        "transfer-encoding: \r\ntransfer-encoding: chunked\r\n",
+        "transfer-encoding: chunked\r\ntransfer-encoding: ,\r\n",
+    ] {
+        assert_eq!(coded(te), Ok((Framing::Chunked, false)), "{te:?}");
+    }
+    // `identity` alone is no coding: the content runs to the close.
+    for te in [
+        "transfer-encoding: identity\r\n",
+        "transfer-encoding: Identity ,\r\n",
+    ] {
+        assert_eq!(coded(te), Ok((Framing::Close, false)), "{te:?}");
+    }
+    let refused = [
+        ("gzip", "gzip"),
+        ("gzip, chunked", "gzip, chunked"),
+        ("chunked, gzip", "chunked, gzip"),
+        ("GZIP,CHUNKED", "GZIP,CHUNKED"),
+        ("chunked, chunked", "chunked, chunked"),
+        ("identity, chunked", "identity, chunked"),
+        ("chunked;q=1", "chunked;q=1"),
+        ("deflate", "deflate"),
+        ("x-custom", "x-custom"),
+        ("", ""),
+        (" , ", ","),
+    ];
+    for (te, shown) in refused {
+        let got = coded(&format!("transfer-encoding: {te}\r\n"));
+        assert_eq!(got, Err(FramingError::Coding(shown.to_owned())), "{te:?}");
+    }
+    // Several lines are shown as one list.
+    let got = coded("transfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n");
+    let err = got.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "upstream sent Transfer-Encoding gzip, chunked, which the relay does not decode"
+    );
+    assert_eq!(err.reason(), "transfer coding the relay does not decode");
+    assert_eq!(
+        FramingError::Coding(String::new()).to_string(),
+        "upstream sent an empty Transfer-Encoding, which the relay does not decode"
+    );
+    // A long list is cut for the message.
+    let long = format!("transfer-encoding: {}chunked\r\n", "x-pad, ".repeat(100));
+    let Err(FramingError::Coding(shown)) = coded(&long) else {
+        panic!("a long list of codings was accepted");
+    };
+    assert_eq!(shown.chars().count(), head::CODING_SHOWN + 3);
+    assert!(shown.ends_with("..."));
+    // HEAD, 204 and 304 answers have no body to decode.
+    let head_answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n";
+    assert_eq!(
+        framing_of(head_answer, &Method::HEAD).map(|(f, r, _)| (f, r)),
+        Ok((Framing::Empty, true))
+    );
 }
 
 #[test]
