@@ -17,8 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
 use crate::config::Config;
-use crate::error::Error;
-use crate::proxy::{Relay, RouteTable};
+use crate::proxy::{Relay, RouteError, RouteTable};
 use crate::resume::Hub;
 use crate::server::{self, Server, Terminator};
 use crate::shutdown::Shutdown;
@@ -36,8 +35,8 @@ pub enum StartError {
     },
     /// TLS files or upstream CA roots could not be loaded.
     Tls(io::Error),
-    /// A route's upstream could not be set up.
-    Route(Error),
+    /// A route's upstream or keys file could not be set up.
+    Route(RouteError),
 }
 
 impl std::fmt::Display for StartError {

@@ -7,14 +7,16 @@
 //! codec) and back: `body` (the SSE engine: keepalives, honest endings) or
 //! `resume` (a stream's producer and replay log) -> `telemetry` (metrics,
 //! access log). `usage`, `dialect`, `sse` and `timer` are the pieces the
-//! bodies are made of. [`app`] builds it, `admin` reports on it, and
-//! `demo` runs it in front of a simulated slow model API.
+//! bodies are made of. [`app`] builds it from a [`config`], `admin`
+//! reports on it, and `demo` runs it in front of a simulated slow model
+//! API. `cli` reads the command line for all of them.
 //!
 //! # Layers
 //! Imports run down this list, never up or sideways (`tests/layering.rs`
 //! checks every `crate::` path in `src/` against it):
 //!
 //! ```text
+//! cli
 //! demo
 //! app
 //! admin
@@ -39,6 +41,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod dialect;

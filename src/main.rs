@@ -5,7 +5,8 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use sse_edge::config::{self, Config, ConfigError, Invocation, OpenFileLimit};
+use sse_edge::cli::{self, CliError, Invocation};
+use sse_edge::config::{self, Config, OpenFileLimit};
 use sse_edge::demo::DemoOptions;
 use sse_edge::telemetry::AccessLog;
 
@@ -14,9 +15,9 @@ fn main() -> ExitCode {
     // and check-config shows what a relay started this way would get.
     let open_files = config::raise_open_file_limit();
     let env = |k: &str| std::env::var(k).ok();
-    let invocation = match config::from_args(std::env::args_os(), &env) {
+    let invocation = match cli::from_args(std::env::args_os(), &env) {
         Ok(i) => i,
-        Err(ConfigError::Cli(e)) => e.exit(),
+        Err(CliError::Clap(e)) => e.exit(),
         Err(e) => {
             eprintln!("sse-edge: {e}");
             return ExitCode::from(2);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, Request};
 use sse_edge::auth::{digest, hex};
-use sse_edge::config::{ConfigError, Invocation, from_args};
+use sse_edge::cli::{CliError, Invocation, from_args};
 use sse_edge::telemetry::AccessLog;
 use support::*;
 use tokio::io::AsyncWriteExt;
@@ -45,7 +45,7 @@ struct Edge {
     log: Receiver<String>,
 }
 
-fn load(dir: &TempDir, toml: &str, env: &[(&str, &str)]) -> Result<Invocation, ConfigError> {
+fn load(dir: &TempDir, toml: &str, env: &[(&str, &str)]) -> Result<Invocation, CliError> {
     let config = dir.write("sse-edge.toml", toml.as_bytes());
     let env: Vec<(String, String)> = env
         .iter()
@@ -340,7 +340,7 @@ fn start_is_refused_without_the_upstream_key() {
     let dir = TempDir::new("no-env");
     let toml = "[[route]]\nupstream = \"http://127.0.0.1:9\"\nupstream_key_env = \"OAI\"\n";
     for env in [&[][..], &[("OAI", "  ")][..]] {
-        let Err(ConfigError::Invalid(msg)) = load(&dir, toml, env) else {
+        let Err(CliError::Invalid(msg)) = load(&dir, toml, env) else {
             panic!("accepted without OAI");
         };
         assert!(!msg.contains('\n'));
@@ -367,11 +367,50 @@ fn start_is_refused_without_the_upstream_key() {
     ];
     for (line, want) in bad {
         let toml = format!("[[route]]\nupstream = \"http://127.0.0.1:9\"\n{line}\n");
-        let Err(ConfigError::Invalid(msg)) = load(&dir, &toml, &[]) else {
+        let Err(CliError::Invalid(msg)) = load(&dir, &toml, &[]) else {
             panic!("accepted {line}");
         };
         assert!(msg.contains(want), "{line}: {msg}");
     }
+}
+
+/// The configuration holds the keys file's path; auth reads the file when
+/// the routes are built at start, and check-config reads it too. Either
+/// refuses a bad file in one line naming the key and the line, never its
+/// text (which could be a pasted key).
+#[tokio::test]
+async fn a_bad_keys_file_refuses_the_start_and_check_config() {
+    let dir = TempDir::new("bad-keys");
+    let keys = dir.write("keys", format!("{ALICE}\n").as_bytes());
+    let toml = format!(
+        "[[route]]\nupstream = \"http://127.0.0.1:9\"\nauth_keys_file = \"{}\"\n",
+        keys.display()
+    );
+    let why = "line 1: expected a 64-digit hex SHA-256 digest (see sse-edge hash-key)";
+    let Ok(Invocation::Run(config)) = load(&dir, &toml, &[]) else {
+        panic!("the path alone is valid");
+    };
+    let Err(e) = sse_edge::start(config, AccessLog::disabled()).await else {
+        panic!("started with a bad keys file");
+    };
+    let path = format!("{:?}", keys.display().to_string());
+    assert_eq!(
+        e.to_string(),
+        format!("route setup: invalid value for route[0].auth_keys_file: {path}: {why}")
+    );
+    let cfg = dir.write("c.toml", toml.as_bytes());
+    let args = ["sse-edge", "check-config", cfg.to_str().unwrap()];
+    let Err(CliError::Invalid(msg)) = from_args(args, &|_| None) else {
+        panic!("check-config accepted a bad keys file");
+    };
+    let file = cfg.display();
+    assert_eq!(
+        msg,
+        format!(
+            "invalid value for route[0].auth_keys_file (from config file {file}): {path}: {why}"
+        )
+    );
+    assert!(!msg.contains(ALICE));
 }
 
 #[test]
@@ -390,6 +429,10 @@ fn check_config_shows_auth_keys_but_never_the_secret() {
         panic!("check-config failed");
     };
     for line in [
+        &format!(
+            "auth_keys_file = {:?}  # 1 key(s)",
+            keys.display().to_string()
+        ),
         "upstream_key_env = \"OAI\"",
         "upstream_key_header = \"authorization\"",
         "rate_limit = \"60/m\"",

@@ -14,9 +14,14 @@
 //! file keeps the old set and logs an error once. (Kubernetes swaps a
 //! Secret's files through a symlink, so content comparison is the reliable
 //! change test, not mtime.)
+//!
+//! The configuration holds only the file's path ([`KeysFile`]); the file is
+//! first read when the routes are built at start ([`Keys::load`]), and a
+//! file that cannot be read or parsed then stops the start.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -65,10 +70,10 @@ impl fmt::Debug for KeySet {
 }
 
 impl KeySet {
-    /// Reads and parses a keys file; the error is one line.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let raw = std::fs::read(path).map_err(|e| format!("cannot read file: {e}"))?;
-        Self::parse(raw)
+    /// Reads and parses a keys file.
+    pub fn load(path: &Path) -> Result<Self, KeysFileError> {
+        let raw = std::fs::read(path).map_err(KeysFileError::Read)?;
+        Self::parse(raw).map_err(KeysFileError::Invalid)
     }
 
     /// Parses the contents of a keys file; the error is one line naming
@@ -106,6 +111,33 @@ impl KeySet {
     /// The label of an accepted digest.
     pub fn label(&self, d: &Digest) -> Option<&Arc<str>> {
         self.labels.get(d)
+    }
+}
+
+/// Why a keys file was refused; one line, never a line's text.
+#[derive(Debug)]
+pub enum KeysFileError {
+    /// The file could not be read.
+    Read(io::Error),
+    /// The file is not a keys file: names the line and what is wrong.
+    Invalid(String),
+}
+
+impl fmt::Display for KeysFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read(e) => write!(f, "cannot read file: {e}"),
+            Self::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for KeysFileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Read(e) => Some(e),
+            Self::Invalid(_) => None,
+        }
     }
 }
 
@@ -176,12 +208,18 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub fn new(file: &KeysFile, route: Arc<str>) -> Self {
+    /// Reads the route's keys file for the first time.
+    pub fn load(file: &KeysFile, route: Arc<str>) -> Result<Self, KeysFileError> {
+        let set = KeySet::load(&file.path)?;
+        Ok(Self::with_set(file, route, set))
+    }
+
+    fn with_set(file: &KeysFile, route: Arc<str>, set: KeySet) -> Self {
         Self {
             path: file.path.clone(),
             interval: file.reload_interval,
             route,
-            current: RwLock::new(file.initial.clone()),
+            current: RwLock::new(Arc::new(set)),
         }
     }
 
@@ -349,9 +387,9 @@ mod tests {
         let file = KeysFile {
             path: PathBuf::from("/nonexistent"),
             reload_interval: Duration::from_secs(10),
-            initial: Arc::new(KeySet::parse(text.as_bytes().to_vec()).unwrap()),
         };
-        Keys::new(&file, Arc::from("r"))
+        let set = KeySet::parse(text.as_bytes().to_vec()).unwrap();
+        Keys::with_set(&file, Arc::from("r"), set)
     }
 
     #[test]

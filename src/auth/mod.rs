@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-pub use keys::{Digest, KeySet, digest, hex};
+pub use keys::{Digest, KeySet, KeysFileError, digest, hex};
 
 use crate::config::RouteAuth;
 use crate::error::{Error, Kind};
@@ -45,7 +45,7 @@ use keys::Keys;
 use limit::{BucketKey, Limiter};
 use upstream::Credential;
 
-/// One route's auth state, built at start.
+/// One route's auth state, built at start (reading the keys file).
 pub struct Gate {
     route: Arc<str>,
     keys: Option<Arc<Keys>>,
@@ -54,16 +54,22 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(cfg: &RouteAuth, route: Arc<str>) -> Self {
-        Self {
-            keys: cfg
-                .keys
-                .as_ref()
-                .map(|f| Arc::new(Keys::new(f, route.clone()))),
+    /// The route's gate; reads its keys file, if it has one.
+    ///
+    /// # Errors
+    ///
+    /// The keys file cannot be read or is not a keys file.
+    pub fn new(cfg: &RouteAuth, route: Arc<str>) -> Result<Self, KeysFileError> {
+        let keys = match &cfg.keys {
+            Some(file) => Some(Arc::new(Keys::load(file, route.clone())?)),
+            None => None,
+        };
+        Ok(Self {
+            keys,
             limiter: cfg.rate_limit.as_ref().map(Limiter::new),
             credential: cfg.upstream_key.as_ref().map(Credential::new),
             route,
-        }
+        })
     }
 
     /// Admits the request or says why not (401 or 429). Records the key's

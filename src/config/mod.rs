@@ -1,12 +1,22 @@
-//! Effective configuration of the relay.
+//! Effective configuration of the relay: the types here, and how they are
+//! loaded.
 //!
 //! Values come from four layers, highest first: command-line flag,
-//! `SSE_EDGE_*` environment variable, TOML file, built-in default
-//! (see [`from_args`]). Everything here is already validated: code that holds a
-//! [`Config`] never re-checks a value.
+//! `SSE_EDGE_*` environment variable, TOML file, built-in default (see
+//! [`Layers`]). Everything here is already validated: code that holds a
+//! [`Config`] never re-checks a value. The exception is a keys file's
+//! contents, which are auth's to read (see [`KeysFile`]).
+//!
+//! Files: `settings` declares every key; `load` layers them; `file` reads
+//! the TOML; `value` parses single values; `build` makes the typed
+//! [`Config`]; `routes` and `route_auth` the routes; `render` the
+//! check-config output; `nofile` the open-file limit. The command line
+//! that drives all this sits above config, in `crate::cli`.
 
+mod build;
+mod file;
 mod load;
-mod nofile;
+pub(crate) mod nofile;
 mod render;
 mod route_auth;
 mod routes;
@@ -18,16 +28,15 @@ mod value;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
 
-use crate::auth::KeySet;
-
-pub use load::{ConfigError, Invocation, from_args};
+pub use load::{ConfigError, Layers, Loaded, Lookup};
 pub use nofile::{OpenFileLimit, raise_open_file_limit};
+pub(crate) use settings::flags;
 pub use value::{parse_duration, parse_size};
+pub(crate) use value::{parse_heartbeat, parse_socket_addr};
 
 /// The whole relay configuration.
 #[derive(Debug, Clone)]
@@ -193,14 +202,14 @@ pub struct RouteAuth {
     pub rate_limit: Option<RateLimit>,
 }
 
-/// A keys file, read and checked when the configuration was loaded.
+/// A route's keys file (`auth_keys_file`). Loading checks that the path
+/// names a readable file; its contents are auth's format, read when the
+/// routes are built at start (and by check-config).
 #[derive(Debug, Clone)]
 pub struct KeysFile {
     pub path: PathBuf,
     /// How often the file is checked for changes (`auth_reload_interval`).
     pub reload_interval: Duration,
-    /// The keys the file held at load time.
-    pub initial: Arc<KeySet>,
 }
 
 /// The relay's credential for a route's upstream.

@@ -28,7 +28,7 @@ use std::io;
 pub const RESERVE: u64 = 256;
 
 /// The most `server.max_connections` accepts, whatever the limit.
-pub(super) const MAX_CONNECTIONS: u64 = 1_000_000;
+pub(crate) const MAX_CONNECTIONS: u64 = 1_000_000;
 
 /// The soft open-file limit before and after [`raise_open_file_limit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,20 +50,20 @@ pub fn raise_open_file_limit() -> io::Result<OpenFileLimit> {
 }
 
 /// The soft open-file limit now; `None` when it cannot be read.
-pub(super) fn soft_limit() -> Option<u64> {
+pub(crate) fn soft_limit() -> Option<u64> {
     rlimit::getrlimit(rlimit::Resource::NOFILE)
         .ok()
         .map(|(soft, _)| soft)
 }
 
 /// Descriptors kept out of `limit` for the rest of the process.
-pub(super) fn reserve(limit: u64) -> u64 {
+pub(crate) fn reserve(limit: u64) -> u64 {
     RESERVE.min(limit / 4)
 }
 
 /// The client connections `limit` leaves room for: `(limit - reserve) / 2`,
 /// at most [`MAX_CONNECTIONS`].
-pub(super) fn room(limit: u64) -> u64 {
+pub(crate) fn room(limit: u64) -> u64 {
     ((limit - reserve(limit)) / 2).min(MAX_CONNECTIONS)
 }
 

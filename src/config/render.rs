@@ -16,8 +16,14 @@ use super::value::{
     protocol_name, toml_string,
 };
 
-/// The effective configuration as TOML, each setting commented with its source.
-pub(super) fn render(values: &Values, routes: &[LoadedRoute]) -> Result<String, ConfigError> {
+/// The effective configuration as TOML, each setting commented with its
+/// source; `key_counts` (parallel to `routes`) notes the keys in each keys
+/// file when they were read.
+pub(super) fn render(
+    values: &Values,
+    routes: &[LoadedRoute],
+    key_counts: &[Option<usize>],
+) -> Result<String, ConfigError> {
     let mut out = String::from("# Effective sse-edge configuration.\n");
     let rows: Vec<_> = SETTINGS.iter().zip(&values.entries).collect();
     for (setting, entry) in rows.iter().filter(|(s, _)| !s.key.contains('.')) {
@@ -34,8 +40,8 @@ pub(super) fn render(values: &Values, routes: &[LoadedRoute]) -> Result<String, 
         }
         out.push_str(&render_line(name, setting.kind, entry.as_ref()));
     }
-    for route in routes {
-        out.push_str(&render_route(route)?);
+    for (route, keys) in routes.iter().zip(key_counts) {
+        out.push_str(&render_route(route, *keys)?);
     }
     Ok(out)
 }
@@ -61,7 +67,7 @@ fn canonical(kind: Kind, raw: &Raw) -> Raw {
     formatted.map_or_else(|| raw.clone(), Raw::One)
 }
 
-fn render_route(r: &LoadedRoute) -> Result<String, ConfigError> {
+fn render_route(r: &LoadedRoute, key_count: Option<usize>) -> Result<String, ConfigError> {
     let c = &r.route;
     let mut out = format!(
         "\n[[route]]  # from {}\nname = {}\nprefix = {}\nupstream = {}\nstrip_prefix = {}\n\
@@ -87,16 +93,19 @@ fn render_route(r: &LoadedRoute) -> Result<String, ConfigError> {
         };
         out.push_str(&format!("{line}{note}\n"));
     }
-    out.push_str(&render_auth(&c.auth));
+    out.push_str(&render_auth(&c.auth, key_count));
     Ok(out)
 }
 
 /// The route-only edge-auth keys; the upstream key shows only its
 /// environment variable.
-fn render_auth(a: &RouteAuth) -> String {
+fn render_auth(a: &RouteAuth, key_count: Option<usize>) -> String {
     let keys_file = a.keys.as_ref().map(|k| {
-        let path = k.path.to_string_lossy();
-        format!("{}  # {} key(s)", toml_string(&path), k.initial.len())
+        let path = toml_string(&k.path.to_string_lossy());
+        match key_count {
+            Some(n) => format!("{path}  # {n} key(s)"),
+            None => path,
+        }
     });
     let env = a.upstream_key.as_ref().map(|k| toml_string(&k.env));
     let header = a

@@ -2,36 +2,34 @@
 //! `auth_keys_file`, `upstream_key_env`, `upstream_key_header`,
 //! `rate_limit`, `rate_limit_burst`.
 //!
-//! Everything is checked when the configuration loads: the keys file is
-//! read and parsed (its digests travel in the [`Config`](super::Config), so
-//! start cannot fail on it), and the upstream key is read from its
-//! environment variable. Errors name `route[i].key` and never a key.
+//! Checked when the configuration loads: the keys file's path (a
+//! readable file; its contents are auth's format, read by auth when the
+//! routes are built at start, and by check-config through
+//! [`Loaded::check_keys_files`](super::Loaded::check_keys_files)), and the
+//! upstream key, read from its environment variable now. Errors name
+//! `route[i].key` and never a key.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
 
-use super::load::{ConfigError, EnvFn};
+use super::load::{ConfigError, Lookup};
 use super::routes::RouteTable;
 use super::value::{parse_number, parse_readable_file};
 use super::{
     KeysFile, RateLimit, RatePeriod, RouteAuth, SecretHeader, UpstreamKey, UpstreamKeyHeader,
 };
-use crate::auth::KeySet;
 
 pub(super) fn route_auth(
     t: &RouteTable<'_>,
-    env: EnvFn,
+    env: Lookup<'_>,
     reload: Duration,
 ) -> Result<RouteAuth, ConfigError> {
     let keys = t
-        .string("auth_keys_file", parse_keys_file)?
-        .map(|(path, initial)| KeysFile {
+        .string("auth_keys_file", parse_readable_file)?
+        .map(|path| KeysFile {
             path,
             reload_interval: reload,
-            initial,
         });
     let header = t.string("upstream_key_header", parse_key_header)?;
     let upstream_key = match t.string("upstream_key_env", parse_env_name)? {
@@ -60,13 +58,12 @@ pub(super) fn route_auth(
 /// variable, never its value.
 fn upstream_key(
     t: &RouteTable<'_>,
-    env: EnvFn,
+    env: Lookup<'_>,
     name: String,
     header: Option<UpstreamKeyHeader>,
 ) -> Result<UpstreamKey, ConfigError> {
     let key = t.key("upstream_key_env");
-    let refuse =
-        |why: &str| ConfigError::Invalid(format!("{key}: environment variable {name} {why}"));
+    let refuse = |why: &str| ConfigError(format!("{key}: environment variable {name} {why}"));
     let secret = env(&name).unwrap_or_default();
     let secret = secret.trim();
     if secret.is_empty() {
@@ -91,12 +88,6 @@ fn upstream_key(
 
 /// Largest `rate_limit` count and `rate_limit_burst`.
 const MAX_RATE: u32 = 1_000_000;
-
-fn parse_keys_file(s: &str) -> Result<(PathBuf, Arc<KeySet>), String> {
-    let path = parse_readable_file(s)?;
-    let set = KeySet::load(&path)?;
-    Ok((path, Arc::new(set)))
-}
 
 fn parse_key_header(s: &str) -> Result<UpstreamKeyHeader, String> {
     match s.to_ascii_lowercase().as_str() {

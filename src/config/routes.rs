@@ -9,11 +9,9 @@
 
 use std::time::Duration;
 
-use clap::ArgMatches;
-
+use super::file::FileDoc;
 use super::load::{
-    ConfigError, EnvFn, FileDoc, Parser, Source, Values, flag_or_env, invalid, setting, single,
-    type_error,
+    ConfigError, Layers, Lookup, Parser, Source, Values, invalid, setting, single, type_error,
 };
 use super::route_auth::route_auth;
 use super::value::{
@@ -147,13 +145,13 @@ impl LoadedRoute {
 
 pub(super) fn load_routes(
     v: &Values,
-    m: &ArgMatches,
-    env: EnvFn,
+    layers: &Layers<'_>,
     file: Option<&FileDoc>,
 ) -> Result<Vec<LoadedRoute>, ConfigError> {
     let top = top_level(v)?;
     let reload = v.get("auth_reload_interval", parse_positive_duration)?;
-    let routes = match flag_or_env(m, "upstream", "SSE_EDGE_UPSTREAM", env) {
+    let env = layers.env;
+    let routes = match layers.flag_or_env("upstream", "SSE_EDGE_UPSTREAM") {
         Some((url, source)) => vec![cli_route(&url, source, &top)?],
         None => match file {
             Some(f) => f
@@ -231,7 +229,7 @@ impl RouteTable<'_> {
     fn check_keys(&self) -> Result<(), ConfigError> {
         let known = |k: &str| OWN_KEYS.contains(&k) || INHERITED.iter().any(|i| i.key == k);
         match self.table.keys().find(|k| !known(k)) {
-            Some(unknown) => Err(ConfigError::Invalid(format!(
+            Some(unknown) => Err(ConfigError(format!(
                 "unknown key {} in config file {}",
                 self.key(unknown),
                 self.file
@@ -273,7 +271,7 @@ impl RouteTable<'_> {
     /// `key` is set without `needed`, which gives it its meaning.
     pub(super) fn needs(&self, key: &str, needed: &str) -> ConfigError {
         let (key, needed) = (self.key(key), self.key(needed));
-        ConfigError::Invalid(format!(
+        ConfigError(format!(
             "{key} is set but {needed} is not in config file {}: set both or neither",
             self.file
         ))
@@ -322,7 +320,7 @@ impl RouteTable<'_> {
             return Ok(());
         };
         if let Some(flat) = RESUME_TABLE.iter().find(|(_, k)| overrides.contains(k)) {
-            return Err(ConfigError::Invalid(format!(
+            return Err(ConfigError(format!(
                 "{} and {} are both set in config file {}: use one form",
                 self.key("resume"),
                 self.key(flat.1),
@@ -344,7 +342,7 @@ impl RouteTable<'_> {
         for (sub, value) in table {
             let key = self.key(&format!("resume.{sub}"));
             let Some((_, flat)) = RESUME_TABLE.iter().find(|(s, _)| s == sub) else {
-                return Err(ConfigError::Invalid(format!(
+                return Err(ConfigError(format!(
                     "unknown key {key} in config file {}: expected window or max_bytes",
                     self.file
                 )));
@@ -365,14 +363,14 @@ impl RouteTable<'_> {
 fn file_route(
     t: &RouteTable<'_>,
     top: &Inherited,
-    env: EnvFn,
+    env: Lookup<'_>,
     reload: Duration,
 ) -> Result<LoadedRoute, ConfigError> {
     t.check_keys()?;
     let upstream = t.string("upstream", parse_upstream_url)?.ok_or_else(|| {
         let key = t.key("upstream");
         let file = t.file;
-        ConfigError::Invalid(format!(
+        ConfigError(format!(
             "missing key {key} in config file {file}: expected an upstream URL"
         ))
     })?;
@@ -403,14 +401,14 @@ fn file_route(
 
 fn check_routes(routes: &[LoadedRoute]) -> Result<(), ConfigError> {
     if routes.is_empty() {
-        return Err(ConfigError::Invalid(
+        return Err(ConfigError(
             "no routes: give --upstream URL or [[route]] entries in the config file".to_owned(),
         ));
     }
     for (i, r) in routes.iter().enumerate() {
         let prefix = &r.route.prefix;
         if let Some(j) = routes[..i].iter().position(|o| &o.route.prefix == prefix) {
-            return Err(ConfigError::Invalid(format!(
+            return Err(ConfigError(format!(
                 "duplicate route prefix {prefix:?}: route[{j}] and route[{i}] both use it"
             )));
         }

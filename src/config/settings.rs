@@ -5,7 +5,8 @@
 //! (`--upstream-connect-timeout`), environment variable
 //! (`SSE_EDGE_UPSTREAM_CONNECT_TIMEOUT`) and file key
 //! (`[upstream] connect_timeout`) are derived from its dotted key
-//! ([`names`]). [`super::load`] layers the values.
+//! ([`names`]). [`super::load`] layers the values; [`flags`] describes
+//! them to the command line, which lives above config.
 
 use std::sync::OnceLock;
 
@@ -137,7 +138,45 @@ pub(super) fn names() -> &'static [Names] {
     })
 }
 
-pub(super) fn help_text(setting: &Setting, names: &Names) -> String {
+/// A setting as the command line shows it.
+pub(crate) struct Flag {
+    /// The dotted key (`upstream.connect_timeout`).
+    pub(crate) key: &'static str,
+    /// Long flag name without the dashes (`upstream-connect-timeout`).
+    pub(crate) name: &'static str,
+    /// The environment variable (`SSE_EDGE_UPSTREAM_CONNECT_TIMEOUT`).
+    pub(crate) env: &'static str,
+    /// Placeholder shown in `--help` (`DURATION`).
+    pub(crate) value_name: &'static str,
+    /// The `--help` line: what it does, its variable, choices and default.
+    pub(crate) help: String,
+    /// The `--help` section it is listed under.
+    pub(crate) heading: &'static str,
+}
+
+/// Every setting's flag, in [`SETTINGS`] order.
+pub(crate) fn flags() -> impl Iterator<Item = Flag> {
+    SETTINGS.iter().zip(names()).map(|(setting, names)| {
+        let section = setting.key.split_once('.').map_or("", |(s, _)| s);
+        let heading = setting.heading.unwrap_or(match section {
+            "server" => "Server",
+            "tls" => "TLS",
+            "upstream" => "Upstream",
+            "log" => "Logging",
+            _ => "Relay",
+        });
+        Flag {
+            key: setting.key,
+            name: &names.flag,
+            env: &names.env,
+            value_name: setting.kind.value_name(),
+            help: help_text(setting, names),
+            heading,
+        }
+    })
+}
+
+fn help_text(setting: &Setting, names: &Names) -> String {
     let mut help = format!("{} [env: {}]", setting.help, names.env);
     if let Kind::Choice(choices) = setting.kind {
         help.push_str(&format!(" [possible values: {}]", choices.join(", ")));

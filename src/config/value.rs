@@ -7,54 +7,46 @@
 use std::net::{Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use http::Uri;
+use http::uri::Authority;
+
 use super::{DialectSetting, RootStore, UpstreamProtocol, UpstreamUrl};
 
 const DURATION_HINT: &str = "expected a duration like 250ms, 15s, 2m or 1h";
 const URL_HINT: &str = "expected an http:// or https:// URL like https://api.openai.com/v1";
 
-/// Parses `250ms`, `15s`, `2m`, `1h`, concatenations in descending unit
-/// order such as `1m30s`, and `0`.
+/// Parses a duration with [`humantime`]: `250ms`, `15s`, `2m`, `1h`,
+/// compound forms such as `1m30s`, and `0`.
+///
+/// Refused before humantime sees them, as they always were: whitespace,
+/// signs and decimal points (`1 s`, `-1s`, `1.5s`) and upper-case units
+/// (humantime's `M` is a month, easily taken for a minute). Refused after:
+/// anything finer than a millisecond, which check-config could not render
+/// back, and more than `u64::MAX` milliseconds, which timers could not add
+/// to the clock.
 ///
 /// # Errors
 ///
 /// A message saying which forms are allowed.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
+    const TOO_LARGE: &str = "duration is too large";
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    {
         return Err(DURATION_HINT.to_owned());
     }
-    let mut rest = s;
-    let mut total_ms: u64 = 0;
-    let mut last_unit = u64::MAX;
-    while !rest.is_empty() {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        let (number, tail) = rest.split_at(digits);
-        let letters = tail.len()
-            - tail
-                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
-                .len();
-        let (unit, tail) = tail.split_at(letters);
-        let unit_ms = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            _ => return Err(DURATION_HINT.to_owned()),
-        };
-        if number.is_empty() || unit_ms >= last_unit {
-            return Err(DURATION_HINT.to_owned());
-        }
-        let n: u64 = number.parse().map_err(|_| DURATION_HINT.to_owned())?;
-        total_ms = n
-            .checked_mul(unit_ms)
-            .and_then(|ms| total_ms.checked_add(ms))
-            .ok_or_else(|| "duration is too large".to_owned())?;
-        last_unit = unit_ms;
-        rest = tail;
+    let d = humantime::parse_duration(s).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => TOO_LARGE.to_owned(),
+        _ => DURATION_HINT.to_owned(),
+    })?;
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!("{DURATION_HINT}; the smallest unit is ms"));
     }
-    Ok(Duration::from_millis(total_ms))
+    if d.as_millis() > u128::from(u64::MAX) {
+        return Err(TOO_LARGE.to_owned());
+    }
+    Ok(d)
 }
 
 /// A duration that must be greater than zero.
@@ -101,7 +93,16 @@ pub(crate) fn format_duration(d: Duration) -> String {
     out
 }
 
-/// Parses a byte count: `1024`, `64KiB`, `32MiB`, `1GiB`, `500KB`, `2MB`, `1GB`.
+/// Size units as today's files spell them; [`parse_size`] refuses others.
+const SIZE_UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "KB", "MB", "GB"];
+
+/// Parses a byte count with [`parse_size`](::parse_size): `1024`, `64KiB`,
+/// `32MiB`, `1GiB`, `500KB`, `2MB`, `1GB`.
+///
+/// The crate reads units in any case, with spaces, fractions and units up
+/// to exabytes; the relay keeps to a whole number and one of
+/// `SIZE_UNITS` spelled as shown (`8mb` and `3TB` stay errors), so a file
+/// means the same to every reader. Overflow is an error, never a clamp.
 ///
 /// # Errors
 ///
@@ -109,24 +110,15 @@ pub(crate) fn format_duration(d: Duration) -> String {
 pub fn parse_size(s: &str) -> Result<u64, String> {
     const HINT: &str =
         "expected a size like 1024, 64KiB, 32MiB or 1GiB (units: KiB, MiB, GiB, KB, MB, GB)";
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let factor: u64 = match unit {
-        "" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return Err(HINT.to_owned()),
-    };
-    if number.is_empty() {
+    let unit = s.trim_start_matches(|c: char| c.is_ascii_digit());
+    let spelled = unit.len() < s.len() && (unit.is_empty() || SIZE_UNITS.contains(&unit));
+    if !spelled {
         return Err(HINT.to_owned());
     }
-    let n: u64 = number.parse().map_err(|_| "size is too large".to_owned())?;
-    n.checked_mul(factor)
-        .ok_or_else(|| "size is too large".to_owned())
+    ::parse_size::parse_size(s).map_err(|e| match e {
+        ::parse_size::Error::PosOverflow => "size is too large".to_owned(),
+        _ => HINT.to_owned(),
+    })
 }
 
 /// A size of `min..=max` bytes.
@@ -265,70 +257,59 @@ pub(crate) fn parse_route_name(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// Parses `http(s)://host[:port][/base/path]`.
+/// Parses `http(s)://host[:port][/base/path]` with [`http::Uri`].
+///
+/// `Uri` splits scheme, authority and path and refuses characters a URI
+/// cannot hold; this adds what a relay's upstream needs on top: http or
+/// https only, no query, fragment (which `Uri` would silently drop) or user
+/// info, a host name or IP literal, and a port from 1 to 65535.
 pub(crate) fn parse_upstream_url(s: &str) -> Result<UpstreamUrl, String> {
-    let (tls, rest) = split_scheme(s).ok_or_else(|| URL_HINT.to_owned())?;
-    if rest.contains(['?', '#']) {
-        return Err("query and fragment are not allowed in an upstream URL".to_owned());
-    }
-    if rest.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+    if s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
         return Err("spaces and control characters are not allowed in an upstream URL".into());
     }
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    if authority.contains('@') {
+    if s.contains(['?', '#']) {
+        return Err("query and fragment are not allowed in an upstream URL".to_owned());
+    }
+    let uri: Uri = s.parse().map_err(|_| URL_HINT.to_owned())?;
+    let tls = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(URL_HINT.to_owned()),
+    };
+    let authority = uri.authority().ok_or_else(|| URL_HINT.to_owned())?;
+    if authority.as_str().contains('@') {
         return Err("user info (user@host) is not allowed in an upstream URL".to_owned());
     }
-    let (host, port) = split_host_port(authority)?;
+    let (host, port) = host_and_port(authority)?;
     let port = match port {
-        None => {
-            if tls {
-                443
-            } else {
-                80
-            }
-        }
+        None if tls => 443,
+        None => 80,
         Some(p) => parse_number(p, 1, 65535).map_err(|_| format!("bad port {p:?}; {URL_HINT}"))?,
     };
     Ok(UpstreamUrl {
         tls,
         host,
         port,
-        base_path: path.trim_end_matches('/').to_owned(),
+        base_path: uri.path().trim_end_matches('/').to_owned(),
     })
 }
 
-fn split_scheme(s: &str) -> Option<(bool, &str)> {
-    let (scheme, rest) = s.split_once("://")?;
-    if scheme.eq_ignore_ascii_case("https") {
-        Some((true, rest))
-    } else if scheme.eq_ignore_ascii_case("http") {
-        Some((false, rest))
-    } else {
-        None
-    }
-}
-
-/// Splits `host[:port]` / `[v6][:port]`; the host comes back in lower case
-/// and without brackets.
-fn split_host_port(authority: &str) -> Result<(String, Option<&str>), String> {
-    let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
-        let (v6, after) = inner.split_once(']').ok_or_else(|| URL_HINT.to_owned())?;
+/// The host (lower case, an IPv6 literal without brackets) and the port
+/// text of an authority. `Uri` ignores a port it cannot read (`:70000`,
+/// `:`), so the port is taken from the text after the host.
+fn host_and_port(authority: &Authority) -> Result<(String, Option<&str>), String> {
+    let host = authority.host();
+    let port = match &authority.as_str()[host.len()..] {
+        "" => None,
+        rest => Some(rest.strip_prefix(':').ok_or_else(|| URL_HINT.to_owned())?),
+    };
+    if let Some(v6) = host.strip_prefix('[') {
+        let v6 = v6.strip_suffix(']').ok_or_else(|| URL_HINT.to_owned())?;
         v6.parse::<Ipv6Addr>()
             .map_err(|_| format!("bad IPv6 address {v6:?}; {URL_HINT}"))?;
-        match after {
-            "" => (v6, None),
-            _ => (
-                v6,
-                Some(after.strip_prefix(':').ok_or_else(|| URL_HINT.to_owned())?),
-            ),
-        }
-    } else {
-        match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let host_ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':');
+        return Ok((v6.to_ascii_lowercase(), port));
+    }
+    let host_ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
     if host.is_empty() || !host.bytes().all(host_ok) {
         return Err(format!("missing or bad host; {URL_HINT}"));
     }
@@ -537,242 +518,4 @@ impl Raw {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        let ms = Duration::from_millis;
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("250ms"), Ok(ms(250)));
-        assert_eq!(parse_duration("15s"), Ok(ms(15_000)));
-        assert_eq!(parse_duration("2m"), Ok(ms(120_000)));
-        assert_eq!(parse_duration("1h"), Ok(ms(3_600_000)));
-        assert_eq!(parse_duration("1m30s"), Ok(ms(90_000)));
-        assert_eq!(parse_duration("1h2m3s4ms"), Ok(ms(3_723_004)));
-        for bad in [
-            "", "5", "5x", "1.5s", "-1s", "s", "30s1m", "1s1s", " 1s", "1 s", "1S",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
-        }
-        assert!(parse_duration("99999999999999999999h").is_err());
-        assert!(parse_duration("18446744073709551615h").is_err());
-        assert_eq!(parse_duration("5x"), Err(DURATION_HINT.to_owned()));
-    }
-
-    #[test]
-    fn duration_variants_and_format() {
-        assert!(parse_positive_duration("0").is_err());
-        assert!(parse_positive_duration("0s").is_err());
-        assert_eq!(parse_optional_duration("0"), Ok(None));
-        assert_eq!(
-            parse_optional_duration("2s"),
-            Ok(Some(Duration::from_secs(2)))
-        );
-        let min = Duration::from_millis(100);
-        assert!(parse_duration_at_least("99ms", min).is_err());
-        assert!(parse_duration_at_least("100ms", min).is_ok());
-        for s in ["0", "250ms", "15s", "1m30s", "1h2m3s4ms"] {
-            assert_eq!(parse_duration(s).map(format_duration).as_deref(), Ok(s));
-        }
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1024"), Ok(1024));
-        assert_eq!(parse_size("0"), Ok(0));
-        assert_eq!(parse_size("64KiB"), Ok(64 * 1024));
-        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("2KB"), Ok(2_000));
-        assert_eq!(parse_size("3MB"), Ok(3_000_000));
-        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
-        for bad in ["", "KiB", "1kib", "1 KiB", "1.5MiB", "-1", "1TiB", "1k"] {
-            assert!(parse_size(bad).is_err(), "{bad:?} accepted");
-        }
-        assert!(parse_size("18446744073709551615").is_ok());
-        assert!(parse_size("18446744073709551616").is_err());
-        assert!(parse_size("17179869184GiB").is_err());
-        for (n, shown) in [
-            (0, "0"),
-            (1500, "1500"),
-            (8 << 20, "8MiB"),
-            (3 << 30, "3GiB"),
-            (500_000, "500KB"),
-            (2_000_000, "2MB"),
-            (1_024_000, "1000KiB"),
-            (512_000_000, "512MB"),
-            (3_000_000_000, "3GB"),
-        ] {
-            assert_eq!(format_size(n), shown);
-            assert_eq!(parse_size(shown), Ok(n));
-        }
-    }
-
-    #[test]
-    fn stream_values() {
-        assert_eq!(parse_heartbeat("100ms"), Ok(Duration::from_millis(100)));
-        assert!(parse_heartbeat("99ms").is_err());
-        assert_eq!(parse_size_in("1KiB", 1 << 10, 1 << 30), Ok(1024));
-        assert_eq!(
-            parse_size_in("1023", 1 << 10, 1 << 30),
-            Err("must be from 1KiB to 1GiB".to_owned())
-        );
-        assert!(parse_size_in("1025MiB", 1 << 10, 1 << 30).is_err());
-        for (n, s) in [
-            (0, "0"),
-            (1500, "1500"),
-            (8 << 20, "8MiB"),
-            (3 << 30, "3GiB"),
-        ] {
-            assert_eq!(format_size(n), s);
-            assert_eq!(parse_size(s), Ok(n));
-        }
-        for good in [": ping\n\n", "event: hb\ndata: {\"t\": {now_ms}}\n\n"] {
-            assert_eq!(parse_keepalive_frame(good).as_deref(), Ok(good));
-        }
-        let bad = [
-            "",
-            "\n",
-            "\n\n",
-            ": a\n",
-            ": a\n\n\n",
-            "a\n\nb\n\n",
-            "a\r\n\r\n",
-        ];
-        for frame in bad {
-            let why = parse_keepalive_frame(frame).unwrap_err();
-            assert!(why.ends_with(FRAME_HINT), "{frame:?}: {why}");
-        }
-        assert!(
-            FRAME_HINT.contains(r#"like "event: heartbeat\ndata: {\"timestamp\": {now_ms}}\n\n""#)
-        );
-        assert_eq!(
-            Raw::from_cli(Kind::Frame, r": a\n\n".to_owned()),
-            Raw::One(": a\n\n".to_owned())
-        );
-        assert_eq!(
-            Raw::from_cli(Kind::Text, r"a\n".to_owned()),
-            Raw::One(r"a\n".to_owned())
-        );
-    }
-
-    #[test]
-    fn bools_numbers_addrs() {
-        assert_eq!(parse_bool("true"), Ok(true));
-        assert_eq!(parse_bool("false"), Ok(false));
-        assert!(parse_bool("yes").is_err());
-        assert_eq!(parse_number::<u32>("5", 1, 10), Ok(5));
-        assert!(parse_number::<u32>("0", 1, 10).is_err());
-        assert!(parse_number::<u32>("11", 1, 10).is_err());
-        assert!(parse_number::<u32>("+5", 1, 10).is_err());
-        assert!(parse_number::<u8>("300", 0, 1000).is_err());
-        assert!(parse_socket_addr("127.0.0.1:8080").is_ok());
-        assert!(parse_socket_addr("[::1]:8080").is_ok());
-        assert!(parse_socket_addr("localhost:8080").is_err());
-        assert!(parse_socket_addr("127.0.0.1").is_err());
-    }
-
-    #[test]
-    fn upstream_urls() {
-        let u = parse_upstream_url("https://API.openai.com/v1/").unwrap();
-        assert_eq!(
-            (u.tls, u.host.as_str(), u.port),
-            (true, "api.openai.com", 443)
-        );
-        assert_eq!(u.base_path, "/v1");
-        let u = parse_upstream_url("http://10.0.0.1:8000").unwrap();
-        assert_eq!((u.tls, u.port, u.base_path.as_str()), (false, 8000, ""));
-        let u = parse_upstream_url("http://[::1]:9000/a/b").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("::1", 9000));
-        assert_eq!(format_upstream_url(&u), "http://[::1]:9000/a/b");
-        assert_eq!(parse_upstream_url("http://[fe80::1]").unwrap().port, 80);
-        let bad = [
-            "ftp://x",
-            "api.openai.com",
-            "https://",
-            "https://:443",
-            "https://u:p@host",
-            "https://host/v1?x=1",
-            "https://host#f",
-            "https://host:0",
-            "https://host:70000",
-            "https://host:",
-            "https://::1/",
-            "https://[::1",
-            "https://[nope]:80",
-            "https://ho st",
-        ];
-        for s in bad {
-            assert!(parse_upstream_url(s).is_err(), "{s:?} accepted");
-        }
-    }
-
-    #[test]
-    fn prefixes_names_enums() {
-        assert_eq!(parse_route_prefix("/"), Ok("/".to_owned()));
-        assert_eq!(parse_route_prefix("/v1/"), Ok("/v1".to_owned()));
-        assert!(parse_route_prefix("v1").is_err());
-        assert!(parse_route_prefix("/v1?x").is_err());
-        assert_eq!(
-            parse_server_name("Relay.Example"),
-            Ok("relay.example".to_owned())
-        );
-        assert!(parse_server_name("").is_err());
-        assert_eq!(parse_root_store("none"), Ok(RootStore::None));
-        assert_eq!(
-            parse_root_store("all"),
-            Err("expected one of webpki, native, both, none".to_owned())
-        );
-        assert_eq!(parse_protocol("http2"), Ok(UpstreamProtocol::Http2));
-        assert_eq!(parse_dialect("openai"), Ok(DialectSetting::OpenAi));
-        assert!(parse_dialect("OpenAI").is_err());
-        assert_eq!(dialect_name(DialectSetting::Anthropic), "anthropic");
-        assert_eq!(protocol_name(UpstreamProtocol::Http1), "http1");
-        assert!(parse_log_level(" ").is_err());
-    }
-
-    #[test]
-    fn files_and_toml_strings() {
-        let path = std::env::temp_dir().join(format!("sse-edge-value-{}", std::process::id()));
-        std::fs::write(&path, "x").unwrap();
-        assert!(parse_readable_file(path.to_str().unwrap()).is_ok());
-        std::fs::remove_file(&path).unwrap();
-        assert!(parse_readable_file(path.to_str().unwrap()).is_err());
-        assert!(parse_readable_file(std::env::temp_dir().to_str().unwrap()).is_err());
-        assert_eq!(toml_string("a\"b\\c\n\t"), r#""a\"b\\c\n\u0009""#);
-    }
-
-    #[test]
-    fn raw_values() {
-        let one = |s: &str| Raw::One(s.to_owned());
-        let t = |src: &str| src.parse::<toml::Table>().unwrap().remove("v").unwrap();
-        assert_eq!(
-            Raw::from_toml(Kind::Bool, &t("v = true")),
-            Some(one("true"))
-        );
-        assert_eq!(Raw::from_toml(Kind::Bool, &t("v = \"true\"")), None);
-        assert_eq!(
-            Raw::from_toml(Kind::Size, &t("v = 1024")),
-            Some(one("1024"))
-        );
-        assert_eq!(
-            Raw::from_toml(Kind::Size, &t("v = \"1KiB\"")),
-            Some(one("1KiB"))
-        );
-        assert_eq!(Raw::from_toml(Kind::Duration, &t("v = 0")), Some(one("0")));
-        assert_eq!(Raw::from_toml(Kind::Duration, &t("v = 5")), None);
-        assert_eq!(Raw::from_toml(Kind::Text, &t("v = 1.5")), None);
-        assert_eq!(Raw::from_toml(Kind::List, &t("v = [\"a\", 1]")), None);
-        let list = Raw::from_toml(Kind::List, &t("v = [\"a\", \"b\"]")).unwrap();
-        assert_eq!(list.to_toml(Kind::List), r#"["a", "b"]"#);
-        assert_eq!(one(" a, ,b ").items(), ["a", "b"]);
-        assert_eq!(one("").to_toml(Kind::List), "[]");
-        assert_eq!(one("0100").to_toml(Kind::Int), "100");
-        assert_eq!(
-            one("18446744073709551615").to_toml(Kind::Size),
-            "\"18446744073709551615\""
-        );
-        assert_eq!(one("15s").to_toml(Kind::Duration), "\"15s\"");
-    }
-}
+mod tests;

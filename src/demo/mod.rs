@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::app::{Running, StartError};
-use crate::config::{self, Config, ConfigError, Invocation};
+use crate::app::{self, Running, StartError};
+use crate::config::{Config, ConfigError, Layers};
 use crate::telemetry::AccessLog;
 use output::Output;
 use script::SCENARIOS;
@@ -163,9 +163,7 @@ async fn with_api(
     let config = relay_config(options, api)?;
     let (access, captured) = AccessLog::capture();
     let mut lines = forward_lines(captured)?;
-    let relay = crate::start(config, access)
-        .await
-        .map_err(DemoError::Start)?;
+    let relay = app::start(config, access).await.map_err(DemoError::Start)?;
     let mut out = Output::stdout();
     introduce(&mut out, options, api, &relay);
     let result = demo_requests(&mut out, options, &relay, &mut lines).await;
@@ -190,7 +188,9 @@ async fn with_api(
     result
 }
 
-/// The relay's configuration, built as the command line would build it.
+/// The relay's configuration: what `sse-edge --listen .. --admin ..
+/// --upstream .. --heartbeat .. --drain-timeout 10s` would load, with no
+/// environment and no config file.
 fn relay_config(options: &DemoOptions, api: SocketAddr) -> Result<Config, DemoError> {
     // Fixed ports to paste into commands when it keeps running.
     let (listen, admin) = if options.keep_running {
@@ -201,19 +201,22 @@ fn relay_config(options: &DemoOptions, api: SocketAddr) -> Result<Config, DemoEr
     let listen = options.listen.unwrap_or(SocketAddr::from(listen));
     let admin = options.admin.unwrap_or(SocketAddr::from(admin));
     let heartbeat = options.heartbeat.unwrap_or(DEFAULT_HEARTBEAT);
-    let args = [
-        "sse-edge".to_owned(),
-        format!("--listen={listen}"),
-        format!("--admin={admin}"),
-        format!("--upstream=http://{api}"),
-        format!("--heartbeat={}ms", heartbeat.as_millis()),
-        "--drain-timeout=10s".to_owned(),
+    let flags = [
+        ("listen", listen.to_string()),
+        ("admin", admin.to_string()),
+        ("upstream", format!("http://{api}")),
+        ("heartbeat", format!("{}ms", heartbeat.as_millis())),
+        ("drain-timeout", "10s".to_owned()),
     ];
-    match config::from_args(args, &|_| None) {
-        Ok(Invocation::Run(config)) => Ok(config),
-        Ok(_) => Err(DemoError::Config(ConfigError::Invalid(
-            "internal error: the demo's relay arguments named a subcommand".to_owned(),
-        ))),
+    let layers = Layers {
+        flags: &|name| {
+            let given = flags.iter().find(|(flag, _)| *flag == name);
+            given.map(|(_, value)| value.clone())
+        },
+        env: &|_| None,
+    };
+    match layers.load(None) {
+        Ok(loaded) => Ok(loaded.into_config()),
         Err(e) => Err(DemoError::Config(e)),
     }
 }

@@ -35,7 +35,7 @@ use hyper::body::Incoming;
 
 pub use headers::peer_value;
 pub use response::ResponseBody;
-pub use route::{Route, RouteTable};
+pub use route::{Route, RouteError, RouteTable};
 
 use crate::body::{Heartbeat, JsonWaitBody, Pending, SseBody, SseSetup, UsageCapture};
 use crate::config::Config;

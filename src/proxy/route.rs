@@ -2,14 +2,17 @@
 //!
 //! Prefixes match on path-segment boundaries (`/v1` matches `/v1` and
 //! `/v1/x`, never `/v1x`); the longest matching prefix wins. Routes are
-//! built once at start; matching allocates nothing.
+//! built once at start, each route's keys file read then ([`RouteError`]
+//! if it cannot be); matching allocates nothing.
 
-use crate::auth::Gate;
+use crate::auth::{Gate, KeysFileError};
 use crate::config::{DialectSetting, RouteConfig, StreamConfig};
 use crate::error::Error;
 use crate::shutdown::Shutdown;
 use crate::upstream::{Origin, OriginKey, Pool};
+use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -29,25 +32,77 @@ pub struct Route {
     pub auth: Gate,
 }
 
+/// Why the routes could not be built at start.
+#[derive(Debug)]
+pub enum RouteError {
+    /// A route's upstream origin could not be set up.
+    Origin(Error),
+    /// A route's `auth_keys_file` could not be read or parsed; `index` is
+    /// the route's position in the configuration (`route[index]`).
+    Keys {
+        index: usize,
+        path: PathBuf,
+        source: KeysFileError,
+    },
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Origin(e) => write!(f, "{e}"),
+            Self::Keys {
+                index,
+                path,
+                source,
+            } => write!(
+                f,
+                "invalid value for route[{index}].auth_keys_file: {:?}: {source}",
+                path.display().to_string()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RouteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Origin(e) => Some(e),
+            Self::Keys { source, .. } => Some(source),
+        }
+    }
+}
+
 /// Routes ordered by prefix length, longest first.
 pub struct RouteTable {
     routes: Vec<Route>,
 }
 
 impl RouteTable {
-    pub fn new(configs: &[RouteConfig], pool: &Pool) -> Result<Self, Error> {
+    pub fn new(configs: &[RouteConfig], pool: &Pool) -> Result<Self, RouteError> {
         let mut routes = Vec::with_capacity(configs.len());
         for (index, rc) in configs.iter().enumerate() {
-            let origin = pool.origin(OriginKey {
-                tls: rc.upstream.tls,
-                host: rc.upstream.host.clone(),
-                port: rc.upstream.port,
-                protocol: rc.protocol,
-            })?;
+            let origin = pool
+                .origin(OriginKey {
+                    tls: rc.upstream.tls,
+                    host: rc.upstream.host.clone(),
+                    port: rc.upstream.port,
+                    protocol: rc.protocol,
+                })
+                .map_err(RouteError::Origin)?;
             let name: Arc<str> = Arc::from(rc.name.as_str());
+            let auth = Gate::new(&rc.auth, name.clone()).map_err(|source| RouteError::Keys {
+                index,
+                path: rc
+                    .auth
+                    .keys
+                    .as_ref()
+                    .map(|k| k.path.clone())
+                    .unwrap_or_default(),
+                source,
+            })?;
             routes.push(Route {
                 index,
-                auth: Gate::new(&rc.auth, name.clone()),
+                auth,
                 name,
                 prefix: rc.prefix.trim_end_matches('/').to_owned(),
                 strip_prefix: rc.strip_prefix,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sse_edge::Running;
-use sse_edge::config::{Invocation, from_args};
+use sse_edge::cli::{Invocation, from_args};
 use sse_edge::telemetry::AccessLog;
 use tokio::io::{AsyncRead, AsyncReadExt};
 

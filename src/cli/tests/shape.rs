@@ -2,12 +2,12 @@
 //! open-file-derived `server.max_connections`, and durations and sizes
 //! rendered one way by check-config.
 
-use super::{ConfigError, Invocation, TempFile, UP, check, error, has_line, load, run};
+use super::{CliError, Invocation, TempFile, UP, check, error, has_line, load, run};
 use crate::config::nofile;
 
 fn cli_error(args: &[&str]) -> String {
     match load(args, &[]) {
-        Err(ConfigError::Cli(e)) => e.to_string(),
+        Err(CliError::Clap(e)) => e.to_string(),
         other => panic!("expected a command-line error for {args:?}, got {other:?}"),
     }
 }

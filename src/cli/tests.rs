@@ -1,0 +1,740 @@
+//! Tests of [`super::from_args`] down through `config`: precedence,
+//! errors, routes, check-config.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::{CliError, Invocation, from_args};
+use crate::config::{Config, DialectSetting, RootStore, StreamConfig, UpstreamProtocol};
+
+mod shape;
+
+const UP: &str = "--upstream=http://127.0.0.1:8000";
+
+/// A file under the temp dir with a name unique to this process and call.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, contents: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("sse-edge-cfg-{}-{n}-{tag}", std::process::id());
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, contents).unwrap();
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, CliError> {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let argv = std::iter::once("sse-edge").chain(args.iter().copied());
+    from_args(argv, &move |k| env.get(k).cloned())
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Config {
+    match load(args, env) {
+        Ok(Invocation::Run(config)) => config,
+        other => panic!("expected Run, got {other:?}"),
+    }
+}
+
+fn error(args: &[&str], env: &[(&str, &str)]) -> String {
+    match load(args, env) {
+        Err(CliError::Invalid(msg)) => {
+            assert!(!msg.contains('\n'), "multi-line error: {msg}");
+            msg
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn defaults() {
+    let c = run(&[UP], &[]);
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.admin.to_string(), "127.0.0.1:9090");
+    assert!((1..=1024).contains(&c.workers));
+    assert_eq!(c.drain_timeout, Duration::from_secs(30));
+    assert_eq!(c.server.backlog, 1024);
+    assert_eq!(c.server.tcp_keepalive, Some(Duration::from_secs(60)));
+    assert_eq!(c.server.max_request_body, 32 << 20);
+    assert!(c.server.http2 && !c.server.trust_forwarded);
+    assert!(c.server.server_names.is_empty());
+    assert!(c.tls.is_none());
+    assert_eq!(c.upstream.connect_timeout, Duration::from_secs(5));
+    assert_eq!(c.upstream.first_byte_timeout, None);
+    assert_eq!(c.upstream.h2_max_streams_per_connection, 100);
+    assert_eq!(c.upstream.roots, RootStore::Both);
+    assert!(c.log.access_log);
+    assert_eq!(c.log.level, "info");
+    let r = &c.routes[..];
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].name.as_str(), r[0].prefix.as_str()), ("default", "/"));
+    assert_eq!(
+        (r[0].upstream.host.as_str(), r[0].upstream.port),
+        ("127.0.0.1", 8000)
+    );
+    assert_eq!(r[0].stream.heartbeat, Duration::from_secs(15));
+    assert_eq!(r[0].stream, StreamConfig::default());
+    assert_eq!(r[0].dialect, DialectSetting::Auto);
+}
+
+#[test]
+fn precedence_flag_env_file_default() {
+    let file = TempFile::new(
+        "prec.toml",
+        "listen = \"10.0.0.1:1\"\n[upstream]\nconnect_timeout = \"7s\"\nidle_timeout = \"9s\"\n",
+    );
+    let cfg = ["--config", file.path(), UP];
+    let env_listen = ("SSE_EDGE_LISTEN", "10.0.0.2:2");
+    let env_ct = ("SSE_EDGE_UPSTREAM_CONNECT_TIMEOUT", "8s");
+    // file beats default
+    let c = run(&cfg, &[]);
+    assert_eq!(c.listen.to_string(), "10.0.0.1:1");
+    assert_eq!(c.upstream.connect_timeout, Duration::from_secs(7));
+    assert_eq!(c.upstream.idle_timeout, Duration::from_secs(9));
+    assert_eq!(c.upstream.tcp_keepalive, Some(Duration::from_secs(60)));
+    // env beats file
+    let c = run(&cfg, &[env_listen, env_ct]);
+    assert_eq!(c.listen.to_string(), "10.0.0.2:2");
+    assert_eq!(c.upstream.connect_timeout, Duration::from_secs(8));
+    // flag beats env
+    let mut args = cfg.to_vec();
+    args.extend(["--listen", "10.0.0.3:3", "--upstream-connect-timeout=1m30s"]);
+    let c = run(&args, &[env_listen, env_ct]);
+    assert_eq!(c.listen.to_string(), "10.0.0.3:3");
+    assert_eq!(c.upstream.connect_timeout, Duration::from_secs(90));
+    // config file named through the environment; empty env counts as unset
+    let c = run(
+        &[UP],
+        &[("SSE_EDGE_CONFIG", file.path()), ("SSE_EDGE_LISTEN", "")],
+    );
+    assert_eq!(c.listen.to_string(), "10.0.0.1:1");
+}
+
+#[test]
+fn bad_values_name_key_source_and_value() {
+    let msg = error(&[UP], &[("SSE_EDGE_UPSTREAM_CONNECT_TIMEOUT", "5x")]);
+    assert_eq!(
+        msg,
+        "invalid value for upstream.connect_timeout (from SSE_EDGE_UPSTREAM_CONNECT_TIMEOUT): \
+         \"5x\": expected a duration like 250ms, 15s, 2m or 1h"
+    );
+    let msg = error(&[UP, "--server-max-request-body", "3TB"], &[]);
+    assert!(msg.starts_with(
+        "invalid value for server.max_request_body (from --server-max-request-body): \"3TB\""
+    ));
+    let msg = error(&[UP, "--admin", "localhost:9"], &[]);
+    assert!(
+        msg.contains("admin") && msg.contains("\"localhost:9\""),
+        "{msg}"
+    );
+    let msg = error(&["--upstream", "ftp://x"], &[]);
+    assert!(
+        msg.starts_with("invalid value for upstream (from --upstream): \"ftp://x\""),
+        "{msg}"
+    );
+    let msg = error(&[], &[("SSE_EDGE_UPSTREAM", "https://h/?q")]);
+    assert!(msg.contains("(from SSE_EDGE_UPSTREAM)"), "{msg}");
+    let msg = error(&[UP, "--upstream-roots", "all"], &[]);
+    assert!(
+        msg.contains("upstream.roots") && msg.contains("webpki, native, both, none"),
+        "{msg}"
+    );
+    let msg = error(&[UP, "--dialect", "cohere"], &[]);
+    assert!(msg.contains("invalid value for dialect"), "{msg}");
+    let msg = error(&[UP, "--workers", "0"], &[]);
+    assert!(
+        msg.contains("workers") && msg.contains("1 to 1024"),
+        "{msg}"
+    );
+    let msg = error(&[UP, "--heartbeat", "50ms"], &[]);
+    assert!(
+        msg.contains("heartbeat") && msg.contains("at least 100ms"),
+        "{msg}"
+    );
+    let msg = error(&[UP, "--server-http2", "yes"], &[]);
+    assert!(msg.contains("server.http2"), "{msg}");
+    let msg = error(&[UP, "--server-header-read-timeout", "0"], &[]);
+    assert!(msg.contains("server.header_read_timeout"), "{msg}");
+}
+
+#[test]
+fn file_errors() {
+    let unknown = TempFile::new("unknown.toml", "[server]\nfoo = 1\n");
+    let msg = error(&["--config", unknown.path(), UP], &[]);
+    assert_eq!(
+        msg,
+        format!("unknown key server.foo in config file {}", unknown.path())
+    );
+    let top = TempFile::new("top.toml", "lisen = \"x\"\n");
+    assert!(error(&["--config", top.path(), UP], &[]).starts_with("unknown key lisen"));
+    let typed = TempFile::new("type.toml", "[server]\nbacklog = \"many\"\n");
+    let msg = error(&["--config", typed.path(), UP], &[]);
+    assert!(
+        msg.contains("server.backlog") && msg.contains("expected an integer"),
+        "{msg}"
+    );
+    let neg = TempFile::new("neg.toml", "[server]\nbacklog = -1\n");
+    let msg = error(&["--config", neg.path(), UP], &[]);
+    assert!(
+        msg.contains("server.backlog") && msg.contains("\"-1\""),
+        "{msg}"
+    );
+    let syntax = TempFile::new("syntax.toml", "listen = \"a\"\n[server\nbacklog = 1\n");
+    let msg = error(&["--config", syntax.path(), UP], &[]);
+    assert!(
+        msg.contains(syntax.path()) && msg.contains("line 2"),
+        "{msg}"
+    );
+    let msg = error(&["--config", "/nonexistent/sse-edge.toml", UP], &[]);
+    assert!(
+        msg.contains("cannot read config file /nonexistent/sse-edge.toml"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn tls_pair_and_files() {
+    let cert = TempFile::new("cert.pem", "cert");
+    let key = TempFile::new("key.pem", "key");
+    let msg = error(&[UP, "--tls-cert", cert.path()], &[]);
+    assert!(msg.contains("tls.key is not"), "{msg}");
+    let msg = error(&[UP], &[("SSE_EDGE_TLS_KEY", key.path())]);
+    assert!(
+        msg.contains("tls.key is set (from SSE_EDGE_TLS_KEY)"),
+        "{msg}"
+    );
+    let msg = error(
+        &[
+            UP,
+            "--tls-cert",
+            "/nonexistent.pem",
+            "--tls-key",
+            key.path(),
+        ],
+        &[],
+    );
+    assert!(msg.starts_with("invalid value for tls.cert (from --tls-cert): \"/nonexistent.pem\""));
+    let c = run(
+        &[UP, "--tls-cert", cert.path(), "--tls-key", key.path()],
+        &[],
+    );
+    let tls = c.tls.unwrap();
+    assert_eq!(tls.cert.to_str(), Some(cert.path()));
+    assert_eq!(tls.handshake_timeout, Duration::from_secs(10));
+    let msg = error(&[UP, "--upstream-roots", "none"], &[]);
+    assert!(msg.contains("upstream.ca_file is not set"), "{msg}");
+    let c = run(
+        &[
+            UP,
+            "--upstream-roots",
+            "none",
+            "--upstream-ca-file",
+            cert.path(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        c.upstream.ca_file.as_deref().and_then(|p| p.to_str()),
+        Some(cert.path())
+    );
+}
+
+const ROUTES: &str = r#"
+heartbeat = "5s"
+dialect = "openai"
+
+[server]
+server_names = ["Relay.Example", "b.example"]
+
+[[route]]
+prefix = "/anthropic/"
+upstream = "https://api.anthropic.com"
+strip_prefix = true
+dialect = "anthropic"
+
+[[route]]
+name = "oai"
+upstream = "https://api.openai.com/v1/"
+protocol = "http2"
+heartbeat = "1m"
+"#;
+
+#[test]
+fn routes_from_file_inherit_heartbeat_and_dialect() {
+    let file = TempFile::new("routes.toml", ROUTES);
+    let c = run(&["--config", file.path()], &[]);
+    assert_eq!(c.server.server_names, ["relay.example", "b.example"]);
+    let [a, o] = &c.routes[..] else {
+        panic!("{:?}", c.routes)
+    };
+    assert_eq!(
+        (a.name.as_str(), a.prefix.as_str()),
+        ("/anthropic", "/anthropic")
+    );
+    assert!(a.strip_prefix);
+    assert_eq!(a.dialect, DialectSetting::Anthropic);
+    assert_eq!(a.stream.heartbeat, Duration::from_secs(5));
+    assert_eq!(a.protocol, UpstreamProtocol::Auto);
+    assert_eq!((o.name.as_str(), o.prefix.as_str()), ("oai", "/"));
+    assert_eq!(o.upstream.base_path, "/v1");
+    assert_eq!(o.dialect, DialectSetting::OpenAi);
+    assert_eq!(o.stream.heartbeat, Duration::from_secs(60));
+    assert_eq!(o.protocol, UpstreamProtocol::Http2);
+    // a flag for the top-level default reaches inheriting routes only
+    let c = run(&["--config", file.path(), "--heartbeat", "2s"], &[]);
+    assert_eq!(c.routes[0].stream.heartbeat, Duration::from_secs(2));
+    assert_eq!(c.routes[1].stream.heartbeat, Duration::from_secs(60));
+}
+
+/// Top-level values for every stream key; route[0] inherits them all,
+/// route[1] overrides them all.
+const STREAMS: &str = r#"
+heartbeat = "2s"
+keepalive_frame = "event: ping\ndata: {\"t\": {now_ms}}\n\n"
+max_event_size = "64KiB"
+early_commit = false
+json_keepalive = true
+retry_attempts = 0
+retry_budget = "0"
+retry_backoff = "1s"
+include_usage = true
+resume_window = "30s"
+resume_max_bytes = "64KiB"
+
+[[route]]
+prefix = "/inherit"
+upstream = "http://a"
+
+[[route]]
+prefix = "/own"
+upstream = "http://b"
+heartbeat = "250ms"
+keepalive_frame = ": keepalive\n\n"
+max_event_size = 2048
+early_commit = true
+json_keepalive = false
+retry_attempts = 20
+retry_budget = "1m30s"
+retry_backoff = "100ms"
+include_usage = false
+resume = { window = "2m", max_bytes = "8MiB" }
+"#;
+
+fn top_streams() -> StreamConfig {
+    StreamConfig {
+        heartbeat: Duration::from_secs(2),
+        keepalive_frame: Some("event: ping\ndata: {\"t\": {now_ms}}\n\n".to_owned()),
+        max_event_size: 64 << 10,
+        early_commit: false,
+        json_keepalive: true,
+        retry_attempts: 0,
+        retry_budget: Duration::ZERO,
+        retry_backoff: Duration::from_secs(1),
+        include_usage: true,
+        resume_window: Some(Duration::from_secs(30)),
+        resume_max_bytes: 64 << 10,
+    }
+}
+
+#[test]
+fn routes_inherit_and_override_stream_keys() {
+    let file = TempFile::new("streams.toml", STREAMS);
+    let c = run(&["--config", file.path()], &[]);
+    let [a, b] = &c.routes[..] else {
+        panic!("{:?}", c.routes)
+    };
+    assert_eq!(a.stream, top_streams());
+    let own = StreamConfig {
+        heartbeat: Duration::from_millis(250),
+        keepalive_frame: Some(": keepalive\n\n".to_owned()),
+        max_event_size: 2048,
+        early_commit: true,
+        json_keepalive: false,
+        retry_attempts: 20,
+        retry_budget: Duration::from_secs(90),
+        retry_backoff: Duration::from_millis(100),
+        include_usage: false,
+        resume_window: Some(Duration::from_secs(120)),
+        resume_max_bytes: 8 << 20,
+    };
+    assert_eq!(b.stream, own);
+    // the --upstream route inherits every top-level value
+    let c = run(&["--config", file.path(), UP], &[]);
+    assert_eq!(c.routes[0].stream, top_streams());
+    // top-level values from flags and env reach inheriting routes only
+    let args = [
+        "--config",
+        file.path(),
+        "--max-event-size=1MiB",
+        "--keepalive-frame",
+        r": hi\n\n",
+    ];
+    let c = run(&args, &[("SSE_EDGE_RETRY_BACKOFF", "3s")]);
+    assert_eq!(c.routes[0].stream.max_event_size, 1 << 20);
+    assert_eq!(
+        c.routes[0].stream.keepalive_frame.as_deref(),
+        Some(": hi\n\n")
+    );
+    assert_eq!(c.routes[0].stream.retry_backoff, Duration::from_secs(3));
+    assert_eq!(c.routes[1].stream, own);
+}
+
+#[test]
+fn resume_table_form_and_its_errors() {
+    let route = |extra: &str| {
+        format!(
+            "resume_window = \"1m\"\n[[route]]\nprefix = \"/\"\nupstream = \"http://a\"\n{extra}\n"
+        )
+    };
+    let try_load = |extra: &str| {
+        let file = TempFile::new("resume.toml", &route(extra));
+        load(&["--config", file.path()], &[])
+    };
+    let off = match try_load("resume = false") {
+        Ok(Invocation::Run(c)) => c,
+        other => panic!("{:?}", other.err()),
+    };
+    assert_eq!(off.routes[0].stream.resume_window, None);
+    let on = match try_load("") {
+        Ok(Invocation::Run(c)) => c,
+        other => panic!("{:?}", other.err()),
+    };
+    assert_eq!(
+        on.routes[0].stream.resume_window,
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(on.routes[0].stream.resume_max_bytes, 4 << 20);
+    assert_eq!(on.resume_memory, 256 << 20);
+    let err = |extra: &str| match try_load(extra) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("accepted: {extra}"),
+    };
+    assert!(err("resume = { windw = \"1s\" }").contains("route[0].resume.windw"));
+    assert!(err("resume = { max_bytes = \"1KiB\" }").contains("route[0].resume.max_bytes"));
+    assert!(err("resume = \"60s\"").contains("route[0].resume"));
+    assert!(err("resume_window = \"1s\"\nresume = { window = \"2s\" }").contains("use one form"));
+}
+
+#[test]
+fn stream_key_precedence_flag_env_file_default() {
+    let file = TempFile::new("retry.toml", "retry_attempts = 5\n");
+    let cfg = ["--config", file.path(), UP];
+    let attempts = |c: Config| c.routes[0].stream.retry_attempts;
+    assert_eq!(attempts(run(&[UP], &[])), 3);
+    assert_eq!(attempts(run(&cfg, &[])), 5);
+    let env = [("SSE_EDGE_RETRY_ATTEMPTS", "6")];
+    assert_eq!(attempts(run(&cfg, &env)), 6);
+    let mut args = cfg.to_vec();
+    args.extend(["--retry-attempts", "7"]);
+    assert_eq!(attempts(run(&args, &env)), 7);
+    // backslash-n is a newline on the command line and in the environment
+    let env = [("SSE_EDGE_KEEPALIVE_FRAME", r"event: hb\ndata: {now_ms}\n\n")];
+    let c = run(&[UP], &env);
+    let frame = c.routes[0].stream.keepalive_frame.as_deref();
+    assert_eq!(frame, Some("event: hb\ndata: {now_ms}\n\n"));
+}
+
+/// Flag, value, key named in the error, part of the reason.
+#[rustfmt::skip]
+const BAD_STREAM_FLAGS: &[(&str, &str, &str, &str)] = &[
+    ("--max-event-size", "1023", "max_event_size", "must be from 1KiB to 1GiB"),
+    ("--max-event-size", "2GiB", "max_event_size", "must be from 1KiB to 1GiB"),
+    ("--max-event-size", "8mb", "max_event_size", "expected a size"),
+    ("--early-commit", "yes", "early_commit", "expected true or false"),
+    ("--json-keepalive", "1", "json_keepalive", "expected true or false"),
+    ("--retry-attempts", "21", "retry_attempts", "expected a whole number from 0 to 20"),
+    ("--retry-budget", "1.5s", "retry_budget", "expected a duration"),
+    ("--retry-backoff", "0", "retry_backoff", "must be greater than zero"),
+    ("--heartbeat", "0", "heartbeat", "must be at least 100ms"),
+];
+
+#[test]
+fn stream_key_errors_name_the_key() {
+    let hint = r#"like "event: heartbeat\ndata: {\"timestamp\": {now_ms}}\n\n""#;
+    let msg = error(&[UP, "--keepalive-frame", "data: x"], &[]);
+    assert!(
+        msg.starts_with("invalid value for keepalive_frame (from --keepalive-frame): \"data: x\"")
+            && msg.contains("expected SSE lines ending in a blank line")
+            && msg.ends_with(hint),
+        "{msg}"
+    );
+    let msg = error(&[UP], &[("SSE_EDGE_KEEPALIVE_FRAME", "a\r\n\r\n")]);
+    assert!(
+        msg.contains("(from SSE_EDGE_KEEPALIVE_FRAME)") && msg.contains("carriage"),
+        "{msg}"
+    );
+    for (flag, value, key, why) in BAD_STREAM_FLAGS {
+        let msg = error(&[UP, flag, value], &[]);
+        let start = format!("invalid value for {key} (from {flag}): \"{value}\": ");
+        assert!(msg.starts_with(&start) && msg.contains(why), "{msg}");
+    }
+}
+
+/// A line of a `[[route]]` table, how the error starts, part of the reason.
+#[rustfmt::skip]
+const BAD_ROUTE_STREAM_KEYS: &[(&str, &str, &str)] = &[
+    (r#"keepalive_frame = "data: x\n\ndata: y\n\n""#, "invalid value for route[0].keepalive_frame", "blank line before the end"),
+    (r"keepalive_frame = 'data: x\n\n'", "invalid value for route[0].keepalive_frame", "expected SSE lines"),
+    ("keepalive_frame = 1", "invalid type for route[0].keepalive_frame", "expected a string"),
+    ("max_event_size = 100", "invalid value for route[0].max_event_size", "from 1KiB to 1GiB"),
+    ("max_event_size = -1", "invalid value for route[0].max_event_size", "\"-1\""),
+    ("max_event_size = true", "invalid type for route[0].max_event_size", "expected an integer or a size"),
+    ("early_commit = \"yes\"", "invalid type for route[0].early_commit", "expected a boolean"),
+    ("json_keepalive = 1", "invalid type for route[0].json_keepalive", "expected a boolean"),
+    ("retry_attempts = 21", "invalid value for route[0].retry_attempts", "from 0 to 20"),
+    ("retry_attempts = \"3\"", "invalid type for route[0].retry_attempts", "expected an integer"),
+    ("retry_budget = 5", "invalid type for route[0].retry_budget", "duration string"),
+    ("retry_backoff = \"0s\"", "invalid value for route[0].retry_backoff", "greater than zero"),
+    ("heartbeat = \"10ms\"", "invalid value for route[0].heartbeat", "at least 100ms"),
+    ("dialect = \"cohere\"", "invalid value for route[0].dialect", "expected one of"),
+    ("retry = 1", "unknown key route[0].retry", ""),
+];
+
+#[test]
+fn route_stream_key_errors_name_the_route_key() {
+    for (i, (line, start, why)) in BAD_ROUTE_STREAM_KEYS.iter().enumerate() {
+        let toml = format!("[[route]]\nupstream = \"http://a\"\n{line}\n");
+        let file = TempFile::new(&format!("route-stream-err-{i}.toml"), &toml);
+        let msg = error(&["--config", file.path()], &[]);
+        assert!(
+            msg.starts_with(start) && msg.contains(why),
+            "case {i}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn check_config_renders_route_stream_keys_and_round_trips() {
+    let file = TempFile::new("check-streams.toml", STREAMS);
+    let rendered = check(&["check-config", file.path()], &[], |c| {
+        assert_eq!(c.routes[0].stream, top_streams());
+    });
+    for key in [
+        "heartbeat",
+        "keepalive_frame",
+        "max_event_size",
+        "early_commit",
+        "json_keepalive",
+        "retry_attempts",
+        "retry_budget",
+        "retry_backoff",
+    ] {
+        let note = format!("  # inherited from top-level {key}\n");
+        assert_eq!(rendered.matches(&note).count(), 1, "{key}:\n{rendered}");
+    }
+    let has = |needle: &str| assert!(rendered.contains(needle), "{needle:?} in:\n{rendered}");
+    has(r#"keepalive_frame = "event: ping\ndata: {\"t\": {now_ms}}\n\n"  # inherited"#);
+    has("max_event_size = \"64KiB\"  # inherited from top-level max_event_size\n");
+    has("early_commit = false  # inherited");
+    has("retry_attempts = 0  # inherited");
+    has("retry_budget = \"0\"  # inherited");
+    has("\nkeepalive_frame = \": keepalive\\n\\n\"\n");
+    has("\nmax_event_size = \"2KiB\"\n");
+    has("\nretry_budget = \"1m30s\"\n");
+    has("\ndialect = \"auto\"  # inherited from top-level dialect\n");
+    // an unset frame renders as a comment, and still round-trips
+    let plain = TempFile::new("check-plain.toml", ROUTES);
+    let rendered = check(&["check-config", plain.path(), UP], &[], |_| {});
+    assert!(!rendered.contains("keepalive_frame ="), "{rendered}");
+    has_line(&rendered, "# keepalive_frame is not set");
+    has_line(
+        &rendered,
+        "# keepalive_frame is not set  # inherited from top-level keepalive_frame",
+    );
+    // a frame given as a flag renders as a TOML string with \n escapes
+    let args = ["check-config", file.path(), "--keepalive-frame", r": x\n\n"];
+    let rendered = check(&args, &[], |c| {
+        assert_eq!(
+            c.routes[1].stream.keepalive_frame.as_deref(),
+            Some(": keepalive\n\n")
+        );
+    });
+    assert!(
+        rendered.contains(r#"keepalive_frame = ": x\n\n""#),
+        "{rendered}"
+    );
+}
+
+fn has_line(text: &str, line: &str) {
+    assert!(
+        text.lines().any(|l| l == line),
+        "{line:?} missing from:\n{text}"
+    );
+}
+
+/// Runs check-config, checks the config with `inspect`, checks that the
+/// rendering loads to the same config, and returns the rendering.
+fn check(args: &[&str], env: &[(&str, &str)], inspect: impl Fn(&Config)) -> String {
+    let Ok(Invocation::CheckConfig { config, rendered }) = load(args, env) else {
+        panic!("expected CheckConfig");
+    };
+    inspect(&config);
+    let again = TempFile::new("again-streams.toml", &rendered);
+    let Ok(Invocation::CheckConfig { config: c2, .. }) = load(&["check-config", again.path()], &[])
+    else {
+        panic!("rendering did not load:\n{rendered}");
+    };
+    assert_eq!(format!("{c2:?}"), format!("{config:?}"), "{rendered}");
+    rendered
+}
+
+#[test]
+fn upstream_flag_replaces_file_routes() {
+    let file = TempFile::new("replace.toml", ROUTES);
+    let c = run(
+        &[
+            "--config",
+            file.path(),
+            "--upstream",
+            "https://[::1]:8443/base",
+        ],
+        &[],
+    );
+    let [r] = &c.routes[..] else {
+        panic!("{:?}", c.routes)
+    };
+    assert_eq!((r.name.as_str(), r.prefix.as_str()), ("default", "/"));
+    assert_eq!((r.upstream.host.as_str(), r.upstream.port), ("::1", 8443));
+    assert_eq!(r.dialect, DialectSetting::OpenAi);
+    assert_eq!(r.stream.heartbeat, Duration::from_secs(5));
+}
+
+#[test]
+fn route_errors() {
+    assert_eq!(
+        error(&[], &[]),
+        "no routes: give --upstream URL or [[route]] entries in the config file"
+    );
+    let cases = [
+        (
+            "[[route]]\nprefix = \"/a\"\n",
+            "missing key route[0].upstream",
+        ),
+        (
+            "[[route]]\nupstream = \"http://a\"\nport = 1\n",
+            "unknown key route[0].port",
+        ),
+        (
+            "[[route]]\nupstream = \"http://a\"\nprefix = \"a\"\n",
+            "invalid value for route[0].prefix",
+        ),
+        (
+            "[[route]]\nupstream = \"http://a\"\nprotocol = \"h3\"\n",
+            "invalid value for route[0].protocol",
+        ),
+        (
+            "[[route]]\nupstream = \"http://a\"\nstrip_prefix = \"yes\"\n",
+            "route[0].strip_prefix",
+        ),
+        (
+            "[[route]]\nupstream = \"http://a\"\n[[route]]\nupstream = \"gopher://b\"\n",
+            "route[1].upstream",
+        ),
+        (
+            "[[route]]\nupstream = \"http://a\"\n[[route]]\nupstream = \"http://b\"\nprefix = \"/\"\n",
+            "duplicate route prefix",
+        ),
+        (
+            "[route]\nupstream = \"http://a\"\n",
+            "invalid type for route",
+        ),
+    ];
+    for (i, (toml, want)) in cases.into_iter().enumerate() {
+        let file = TempFile::new(&format!("route-err-{i}.toml"), toml);
+        let msg = error(&["--config", file.path()], &[]);
+        assert!(msg.contains(want), "case {i}: {msg}");
+    }
+}
+
+#[test]
+fn check_config_renders_sources_and_round_trips() {
+    let file = TempFile::new("check.toml", ROUTES);
+    let args = ["check-config", file.path(), "--listen", "0.0.0.0:443"];
+    let env = [("SSE_EDGE_UPSTREAM_IDLE_TIMEOUT", "20s")];
+    let Ok(Invocation::CheckConfig { config, rendered }) = load(&args, &env) else {
+        panic!("expected CheckConfig");
+    };
+    assert_eq!(config.listen.to_string(), "0.0.0.0:443");
+    let has = |needle: &str| {
+        assert!(
+            rendered.contains(needle),
+            "{needle:?} missing from:\n{rendered}"
+        )
+    };
+    has("# from flag --listen");
+    has("# from env SSE_EDGE_UPSTREAM_IDLE_TIMEOUT");
+    has("heartbeat = \"5s\"");
+    has("# from file");
+    has("backlog = 1024");
+    has("# from default");
+    has("# cert is not set");
+    has("server_names = [\"Relay.Example\", \"b.example\"]");
+    has("[[route]]  # from file");
+    has("heartbeat = \"5s\"  # inherited from top-level heartbeat");
+    has("\nheartbeat = \"1m\"\n");
+    has("dialect = \"anthropic\"\n");
+    has("max_event_size = \"8MiB\"  # inherited from top-level max_event_size");
+    has("retry_backoff = \"500ms\"  # inherited from top-level retry_backoff");
+    has("# keepalive_frame is not set  # inherited from top-level keepalive_frame");
+    // the rendering is itself a valid config file giving the same result
+    let again = TempFile::new("again.toml", &rendered);
+    let Ok(Invocation::CheckConfig {
+        config: c2,
+        rendered: r2,
+    }) = load(&["check-config", again.path()], &[])
+    else {
+        panic!("rendering did not load");
+    };
+    assert_eq!(format!("{:?}", c2), format!("{:?}", config));
+    assert!(r2.contains("listen = \"0.0.0.0:443\""));
+}
+
+#[test]
+fn cli_outcomes() {
+    let Err(CliError::Clap(help)) = load(&["--help"], &[]) else {
+        panic!("no help")
+    };
+    let help = help.to_string();
+    for needle in [
+        "--upstream-connect-timeout",
+        "SSE_EDGE_UPSTREAM_CONNECT_TIMEOUT",
+        "--tls-cert",
+        "check-config",
+        "Streams:",
+        "--keepalive-frame <FRAME>",
+        "SSE_EDGE_RETRY_BUDGET",
+        "--max-event-size <SIZE>",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from help");
+    }
+    assert!(help.contains("TLS edge relay that keeps streaming model-API responses alive"));
+    assert!(matches!(load(&["--version"], &[]), Err(CliError::Clap(_))));
+    assert!(matches!(
+        load(&["--no-such-flag"], &[]),
+        Err(CliError::Clap(_))
+    ));
+    assert!(matches!(
+        load(&["check-config"], &[]),
+        Err(CliError::Clap(_))
+    ));
+    // last occurrence of a repeated flag wins
+    let c = run(&[UP, "--workers", "3", "--workers", "4"], &[]);
+    assert_eq!(c.workers, 4);
+}
