@@ -6,7 +6,6 @@
 mod support;
 
 use std::process::Stdio;
-use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use http::{HeaderValue, Request};
@@ -42,7 +41,7 @@ fn keys_file(entries: &[(&str, Option<&str>)]) -> String {
 /// environment given explicitly and its access log captured.
 struct Edge {
     relay: sse_edge::Running,
-    log: Receiver<String>,
+    log: CapturedLog,
 }
 
 fn load(dir: &TempDir, toml: &str, env: &[(&str, &str)]) -> Result<Invocation, CliError> {
@@ -72,9 +71,8 @@ async fn start(dir: &TempDir, toml: &str, env: &[(&str, &str)]) -> Edge {
         Ok(_) => panic!("not a run invocation"),
         Err(e) => panic!("bad config: {e}\n{toml}"),
     };
-    let (log, rx) = AccessLog::capture();
-    let relay = sse_edge::start(config, log).await.expect("relay starts");
-    Edge { relay, log: rx }
+    let (relay, log) = start_with_log(config).await;
+    Edge { relay, log }
 }
 
 impl Edge {
@@ -88,14 +86,8 @@ impl Edge {
         within(fetch_once(self.relay.listen, req)).await
     }
 
-    fn log_lines(&self, n: usize) -> Vec<String> {
-        (0..n)
-            .map(|_| {
-                self.log
-                    .recv_timeout(Duration::from_secs(10))
-                    .expect("an access-log line")
-            })
-            .collect()
+    fn log_lines(&mut self, n: usize) -> Vec<String> {
+        (0..n).map(|_| self.log.next_line()).collect()
     }
 }
 
@@ -129,7 +121,7 @@ async fn valid_keys_reach_the_upstream_with_the_relays_key() {
         ),
     ]
     .concat();
-    let edge = start(
+    let mut edge = start(
         &dir,
         &toml,
         &[("OAI", RELAY_OPENAI), ("ANT", RELAY_ANTHROPIC)],
@@ -320,7 +312,7 @@ async fn without_keys_the_limit_is_per_client_address() {
     let up = Upstream::ok(Mode::Http1).await;
     let dir = TempDir::new("per-ip");
     let extra = "rate_limit = \"1/m\"\nrate_limit_burst = 3";
-    let edge = start(&dir, &route("/", &up, extra), &[]).await;
+    let mut edge = start(&dir, &route("/", &up, extra), &[]).await;
     for i in 0..3 {
         assert_eq!(edge.send(CHAT, &[]).await.status, 200, "request {i}");
     }

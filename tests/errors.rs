@@ -78,17 +78,10 @@ async fn connect_timeout_is_504() {
         // TLS towards a listener that accepts and never answers: the TLS
         // handshake runs inside the connect timeout.
         let silent = SilentListener::start().await;
-        let url = format!("https://{}", silent.addr);
-        let relay = start_relay(&[
-            "--upstream",
-            &url,
-            "--upstream-connect-timeout",
-            "300ms",
-            "--upstream-ca-file",
-            ca_pem_path().to_str().unwrap(),
-            "--upstream-roots",
-            "none",
-        ])
+        let relay = start_relay_to_url(
+            &silent.https_url(),
+            &["--upstream-connect-timeout", "300ms"],
+        )
         .await;
         let start = Instant::now();
         let r = fetch_once(relay.listen, post("/v1/chat/completions", "{}")).await;
@@ -123,17 +116,10 @@ async fn concurrent_requests_share_a_failing_connect() {
         // behind a connect that times out must not each wait out their own
         // timeout in turn (10 x 300 ms).
         let silent = SilentListener::start().await;
-        let url = format!("https://{}", silent.addr);
-        let relay = start_relay(&[
-            "--upstream",
-            &url,
-            "--upstream-connect-timeout",
-            "300ms",
-            "--upstream-ca-file",
-            ca_pem_path().to_str().unwrap(),
-            "--upstream-roots",
-            "none",
-        ])
+        let relay = start_relay_to_url(
+            &silent.https_url(),
+            &["--upstream-connect-timeout", "300ms"],
+        )
         .await;
         let start = Instant::now();
         let mut tasks = Vec::new();

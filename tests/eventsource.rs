@@ -22,7 +22,7 @@ use http_body_util::BodyExt;
 use sse_edge::sse::whatwg;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 const INTEROP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
@@ -30,8 +30,6 @@ const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/interop/eventsource_check.mjs"
 );
-
-const STREAM_REQ: &str = r#"{"model":"m","stream":true,"messages":[]}"#;
 
 /// Upstream events (the last is `[DONE]`), and how many the upstream sends
 /// before it waits for the EventSource to come back.
@@ -83,42 +81,35 @@ struct Crossed {
 /// connection arrives.
 struct Forwarder {
     addr: SocketAddr,
+    /// The listener; dropping it ends every connection.
+    _raw: RawUpstream,
     seen: Arc<Mutex<Vec<Crossed>>>,
-    task: tokio::task::AbortHandle,
-}
-
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl Forwarder {
     async fn start(target: SocketAddr, cut: usize, reconnected: Arc<Notify>) -> Forwarder {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn({
+        let raw = RawUpstream::start({
             let seen = seen.clone();
-            async move {
-                // Dropped with the accept loop, so abort ends every connection.
-                let mut conns = tokio::task::JoinSet::new();
-                while let Ok((client, _)) = listener.accept().await {
-                    let index = {
-                        let mut s = seen.lock().unwrap();
-                        s.push(Crossed::default());
-                        s.len() - 1
-                    };
-                    if index == 1 {
-                        reconnected.notify_one();
-                    }
-                    let limit = (index == 0).then_some(cut);
-                    conns.spawn(forward(client, target, limit, seen.clone(), index));
+            move |client, _| {
+                let index = {
+                    let mut s = seen.lock().unwrap();
+                    s.push(Crossed::default());
+                    s.len() - 1
+                };
+                if index == 1 {
+                    reconnected.notify_one();
                 }
+                let limit = (index == 0).then_some(cut);
+                forward(client, target, limit, seen.clone(), index)
             }
         })
-        .abort_handle();
-        Forwarder { addr, seen, task }
+        .await;
+        Forwarder {
+            addr: raw.addr,
+            _raw: raw,
+            seen,
+        }
     }
 
     fn seen(&self) -> Vec<Crossed> {

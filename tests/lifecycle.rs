@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::Request;
@@ -104,19 +105,11 @@ fn strip_comments(s: &str) -> String {
         .join("\n")
 }
 
-/// Streams `n` SSE events, `gap` apart, on every request.
-async fn slow_sse(n: usize, gap: Duration) -> Upstream {
-    Upstream::start(Mode::Http1, move |_| async move {
-        sse_response(stream_frames(sse_events(n), gap, None))
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_inflight_streams_then_exits_0() {
     within(async {
         const N: usize = 10;
-        let up = slow_sse(N, Duration::from_millis(150)).await;
+        let up = Upstream::streaming(Mode::Http1, N, Duration::from_millis(150)).await;
         let url = up.url();
         let mut relay = RelayProc::spawn(&["--upstream", &url, "--drain-timeout", "20s"]).await;
 
@@ -189,20 +182,7 @@ async fn sigterm_drains_inflight_streams_then_exits_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_cuts_endless_streams() {
     within(async {
-        let up = Upstream::start(Mode::Http1, |_| async {
-            let (tx, body) = channel_body();
-            tokio::spawn(async move {
-                for i in 0.. {
-                    let ev = format!("data: {{\"tick\":{i}}}\n\n");
-                    if tx.send(Ok(ev.into())).await.is_err() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            });
-            sse_response(body)
-        })
-        .await;
+        let up = Upstream::endless(Mode::Http1, Duration::from_millis(50), Arc::default()).await;
         let url = up.url();
         let mut relay = RelayProc::spawn(&["--upstream", &url, "--drain-timeout", "500ms"]).await;
 
@@ -529,7 +509,7 @@ async fn the_open_file_limit_is_raised_and_sets_max_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_small_open_file_limit_clients_past_max_connections_get_503() {
     within(async {
-        let up = slow_sse(100_000, Duration::from_millis(500)).await;
+        let up = Upstream::streaming(Mode::Http1, 100_000, Duration::from_millis(500)).await;
         let url = up.url();
         let (soft, hard) = (64, 256);
         let relay = RelayProc::spawn_with_nofile(soft, hard, &["--upstream", &url]).await;

@@ -21,21 +21,6 @@ fn pool_metric(text: &str, name: &str, up: &Upstream) -> f64 {
         .unwrap_or_else(|| panic!("no {name}{{origin={v}}} in metrics:\n{text}"))
 }
 
-/// Starts the relay with one catch-all route to `up` speaking HTTP/2 with
-/// prior knowledge (`protocol = "http2"`), plus `extra` flags.
-async fn start_relay_h2c(up: &Upstream, extra: &[&str]) -> sse_edge::Running {
-    let dir = TempDir::new("h2c-route");
-    let toml = format!(
-        "[[route]]\nprefix = \"/\"\nupstream = \"{}\"\nprotocol = \"http2\"\n",
-        up.url()
-    );
-    let file = dir.write("relay.toml", toml.as_bytes());
-    let mut args = vec!["--config", file.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    // The file is read at start only.
-    start_relay(&args).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_http1_requests_share_one_connection() {
     within(async {
@@ -90,21 +75,10 @@ async fn concurrent_streams(relay: &sse_edge::Running, n: usize) {
     }
 }
 
-async fn streaming_upstream(opts: impl Into<Options>) -> Upstream {
-    Upstream::start(opts, |_| async {
-        sse_response(stream_frames(
-            sse_events(5),
-            Duration::from_millis(30),
-            None,
-        ))
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_upstream_multiplexes_concurrent_streams() {
     within(async {
-        let up = streaming_upstream(Mode::H2c).await;
+        let up = Upstream::streaming(Mode::H2c, 5, Duration::from_millis(30)).await;
         let relay = start_relay_h2c(&up, &[]).await;
 
         concurrent_streams(&relay, 20).await;
@@ -130,7 +104,7 @@ async fn h2c_upstream_multiplexes_concurrent_streams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn_h2_upstream_multiplexes_concurrent_streams() {
     within(async {
-        let up = streaming_upstream(Mode::Tls).await;
+        let up = Upstream::streaming(Mode::Tls, 5, Duration::from_millis(30)).await;
         // protocol auto: ALPN picks h2.
         let relay = start_relay_to(&up, &[]).await;
 
@@ -153,7 +127,7 @@ async fn tls_alpn_h2_upstream_multiplexes_concurrent_streams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn_h2_cold_burst_shares_one_connection() {
     within(async {
-        let up = streaming_upstream(Mode::Tls).await;
+        let up = Upstream::streaming(Mode::Tls, 5, Duration::from_millis(30)).await;
         let relay = start_relay_to(&up, &[]).await;
         // No warm-up: the pool does not know yet that the origin speaks h2.
         concurrent_streams(&relay, 20).await;
@@ -296,32 +270,6 @@ async fn connection_close_from_upstream_is_honoured() {
     .await;
 }
 
-/// An upstream whose every answer is an endless SSE stream; `stopped`
-/// counts streams whose sender noticed the receiver went away.
-async fn endless_upstream(mode: Mode, stopped: Arc<AtomicUsize>) -> Upstream {
-    Upstream::start(mode, move |req: Recorded| {
-        let stopped = stopped.clone();
-        async move {
-            if req.target == "/plain" {
-                return json_response(200, r#"{"plain":true}"#);
-            }
-            let (tx, body) = channel_body();
-            tokio::spawn(async move {
-                for i in 0.. {
-                    let ev = format!("data: {{\"tick\":{i}}}\n\n");
-                    if tx.send(Ok(ev.into())).await.is_err() {
-                        stopped.fetch_add(1, Ordering::SeqCst);
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            });
-            sse_response(body)
-        }
-    })
-    .await
-}
-
 async fn abandon_one_stream(relay: &sse_edge::Running) {
     let mut c = Client::h1(relay.listen).await;
     let res = c.send(post("/v1/chat/completions", "{}")).await.unwrap();
@@ -337,19 +285,19 @@ async fn abandon_one_stream(relay: &sse_edge::Running) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_closes_http1_upstream_connection() {
     within(async {
-        let stopped = Arc::new(AtomicUsize::new(0));
-        let up = endless_upstream(Mode::Http1, stopped.clone()).await;
+        let stops = Arc::new(Stops::default());
+        let up = Upstream::endless(Mode::Http1, Duration::from_millis(20), stops.clone()).await;
         let relay = start_relay_to(&up, &[]).await;
         abandon_one_stream(&relay).await;
         eventually(
             Duration::from_secs(5),
             "the upstream stream to stop",
-            || stopped.load(Ordering::SeqCst) == 1,
+            || stops.count() == 1,
         )
         .await;
         // A half-read response is never handed to the next request.
-        let r = fetch_once(relay.listen, get("/plain")).await;
-        assert_eq!(r.text(), r#"{"plain":true}"#);
+        let r = fetch_once(relay.listen, get("/ok")).await;
+        assert_eq!(r.text(), r#"{"ok":true}"#);
         assert_eq!(up.connections(), 2);
 
         let m = metrics(relay.admin).await;
@@ -366,19 +314,19 @@ async fn client_disconnect_closes_http1_upstream_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_resets_only_its_h2_stream() {
     within(async {
-        let stopped = Arc::new(AtomicUsize::new(0));
-        let up = endless_upstream(Mode::H2c, stopped.clone()).await;
+        let stops = Arc::new(Stops::default());
+        let up = Upstream::endless(Mode::H2c, Duration::from_millis(20), stops.clone()).await;
         let relay = start_relay_h2c(&up, &[]).await;
         abandon_one_stream(&relay).await;
         eventually(
             Duration::from_secs(5),
             "the upstream stream to stop",
-            || stopped.load(Ordering::SeqCst) == 1,
+            || stops.count() == 1,
         )
         .await;
         // The connection itself stays in use.
-        let r = fetch_once(relay.listen, get("/plain")).await;
-        assert_eq!(r.text(), r#"{"plain":true}"#);
+        let r = fetch_once(relay.listen, get("/ok")).await;
+        assert_eq!(r.text(), r#"{"ok":true}"#);
         assert_eq!(up.connections(), 1);
         let m = metrics(relay.admin).await;
         assert_eq!(pool_metric(&m, "sse_edge_upstream_h2_streams", &up), 0.0);

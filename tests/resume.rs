@@ -6,7 +6,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +15,6 @@ use http_body_util::BodyExt;
 use sse_edge::sse::whatwg;
 use support::*;
 
-const STREAM_REQ: &str = r#"{"model":"m","stream":true,"messages":[]}"#;
 const CHAT: &str = "/v1/chat/completions";
 
 /// A small deterministic generator (xorshift64*), so a failing case can be
@@ -108,11 +107,9 @@ fn datas(events: &[whatwg::Dispatched]) -> Vec<String> {
     events.iter().map(|e| e.data.clone()).collect()
 }
 
+/// [`chat_events`]`(n)` on every request, `gap` apart.
 async fn streaming_upstream(n: usize, gap: Duration) -> Upstream {
-    Upstream::start(Mode::Http1, move |_| async move {
-        sse_response(stream_frames(chat_events(n), gap, None))
-    })
-    .await
+    Upstream::streaming(Mode::Http1, n + 1, gap).await
 }
 
 #[tokio::test]
@@ -243,45 +240,19 @@ async fn an_early_committed_stream_is_resumable_too() {
     .await;
 }
 
-/// An upstream that streams one event every 50 ms until its client goes
-/// away, and records that it went.
-async fn endless_upstream(cancelled: Arc<AtomicBool>) -> Upstream {
-    Upstream::start(Mode::Http1, move |_| {
-        let cancelled = cancelled.clone();
-        async move {
-            let (tx, body) = channel_body();
-            tokio::spawn(async move {
-                for i in 0.. {
-                    let ev = Bytes::from(format!("data: {{\"i\":{i}}}\n\n"));
-                    if tx.send(Ok(ev)).await.is_err() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                cancelled.store(true, Ordering::SeqCst);
-            });
-            sse_response(body)
-        }
-    })
-    .await
-}
-
 #[tokio::test]
 async fn after_the_window_the_upstream_is_cancelled_and_a_reconnect_is_refused() {
     within(async {
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let up = endless_upstream(cancelled.clone()).await;
+        let stops = Arc::new(Stops::default());
+        let up = Upstream::endless(Mode::Http1, Duration::from_millis(50), stops.clone()).await;
         let relay = start_relay_to(&up, &["--resume-window", "400ms"]).await;
         let got = read(&relay, post(CHAT, STREAM_REQ), Some(20)).await;
         let token = got.stream_id.expect("stream id");
         // Within the window the upstream keeps going.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(
-            !cancelled.load(Ordering::SeqCst),
-            "cancelled inside the window"
-        );
+        assert!(stops.count() == 0, "cancelled inside the window");
         eventually(Duration::from_secs(5), "upstream cancelled", || {
-            cancelled.load(Ordering::SeqCst)
+            stops.count() > 0
         })
         .await;
         // EventSource-style: an error event, and a status that stops retries.
@@ -429,8 +400,8 @@ async fn unknown_malformed_and_impossible_ids_are_refused() {
 #[tokio::test]
 async fn a_second_reader_supersedes_the_first() {
     within(async {
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let up = endless_upstream(cancelled).await;
+        let stops = Arc::new(Stops::default());
+        let up = Upstream::endless(Mode::Http1, Duration::from_millis(50), stops).await;
         let relay = start_relay_to(&up, &["--resume-window", "5s"]).await;
         let mut first = Client::h1(relay.listen).await;
         let res = first.send(post(CHAT, STREAM_REQ)).await.unwrap();

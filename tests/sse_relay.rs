@@ -14,7 +14,6 @@ use sse_edge::sse::whatwg;
 use support::*;
 
 const HB: &str = "300ms";
-const STREAM_REQ: &str = r#"{"model":"m","stream":true,"messages":[]}"#;
 
 /// An SSE answer whose frames go out with `gap` between them, after `delay`.
 fn slow_sse(frames: &[&'static str], delay: Duration, gap: Duration) -> TestBody {

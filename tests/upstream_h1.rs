@@ -4,20 +4,16 @@
 //! malformed heads, early answers to uploads, and when a connection may
 //! (and may not) serve the next request.
 
-mod raw_origin;
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::BodyExt;
-use raw_origin::*;
 use support::*;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
 
 #[tokio::test]
 async fn chunked_extensions_and_trailers_then_the_connection_is_reused() {
@@ -288,28 +284,21 @@ async fn an_early_answer_ends_the_upload_and_its_connection() {
         // Answers as soon as the head is in (the reader stops at the head
         // when there is no Content-Length it understands: chunked bodies
         // are read to their end, so this origin refuses by closing).
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let n = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                n.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        if read_more(&mut s, &mut buf).await.is_none() {
-                            return;
-                        }
-                    }
-                    let out = b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n{\"error\":\"big\"}";
-                    let _ = s.write_all(out).await;
-                    // Keep reading whatever comes, as a server draining.
-                    while read_more(&mut s, &mut buf).await.is_some() {}
-                });
+        let origin = RawUpstream::start(|mut s, _| async move {
+            let mut buf = Vec::new();
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                if read_more(&mut s, &mut buf).await.is_none() {
+                    return;
+                }
             }
-        });
-        let relay = start_relay(&["--upstream", &format!("http://{addr}")]).await;
+            let out = b"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n{\"error\":\"big\"}";
+            let _ = s.write_all(out).await;
+            // Keep reading whatever comes, as a server draining.
+            while read_more(&mut s, &mut buf).await.is_some() {}
+        })
+        .await;
+        let accepted = &origin.accepted;
+        let relay = start_relay(&["--upstream", &origin.url()]).await;
         let (tx, body) = channel_body();
         tx.send(Ok(Bytes::from_static(b"first"))).await.unwrap();
         let req = Request::put("/v1/files/up").body(body).unwrap();

@@ -3,7 +3,6 @@
 //! when nothing of an answer arrived and the relay still holds the whole
 //! request; never otherwise.
 
-mod raw_origin;
 mod support;
 
 use std::sync::Arc;
@@ -11,7 +10,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
-use raw_origin::*;
 use support::*;
 
 const OK_JSON: &[u8] =

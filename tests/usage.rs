@@ -4,31 +4,10 @@
 
 mod support;
 
-use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sse_edge::telemetry::AccessLog;
 use support::*;
-
-async fn relay_with_log(up: &Upstream, extra: &[&str]) -> (sse_edge::Running, Receiver<String>) {
-    let url = up.url();
-    let mut args = vec!["--upstream", url.as_str()];
-    args.extend_from_slice(extra);
-    let (log, rx) = AccessLog::capture();
-    let relay = sse_edge::start(relay_config(&args), log)
-        .await
-        .expect("relay starts");
-    (relay, rx)
-}
-
-/// The next access-log line, parsed.
-fn next_line(rx: &Receiver<String>) -> serde_json::Value {
-    let line = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("an access-log line");
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-}
 
 fn sse_from(frames: Vec<&'static str>) -> TestBody {
     stream_frames(
@@ -72,7 +51,7 @@ async fn openai_chat_stream_usage_reaches_log_and_metrics() {
     // The usage chunk is split across two upstream writes.
     let (a, b) = CHAT_USAGE.split_at(40);
     let up = serve_sse(vec![CHAT_CHUNKS[0], CHAT_CHUNKS[1], a, b, CHAT_CHUNKS[2]]).await;
-    let (relay, log) = relay_with_log(&up, &[]).await;
+    let (relay, mut log) = start_logged_to(&up, &[]).await;
     let res = within(fetch_once(
         relay.listen,
         post("/v1/chat/completions", STREAM_BODY),
@@ -82,7 +61,7 @@ async fn openai_chat_stream_usage_reaches_log_and_metrics() {
         res.text().contains("\"prompt_tokens\":12"),
         "the client keeps the usage chunk it asked for"
     );
-    let l = next_line(&log);
+    let l = log.next_json();
     assert_eq!(l["model"], "gpt-4o-2024-08-06", "{l}");
     assert_eq!(l["input_tokens"], 12);
     assert_eq!(l["output_tokens"], 7);
@@ -101,13 +80,13 @@ async fn openai_chat_stream_usage_reaches_log_and_metrics() {
 #[tokio::test]
 async fn stream_without_usage_is_missing_not_zero() {
     let up = serve_sse(CHAT_CHUNKS.to_vec()).await;
-    let (relay, log) = relay_with_log(&up, &[]).await;
+    let (relay, mut log) = start_logged_to(&up, &[]).await;
     within(fetch_once(
         relay.listen,
         post("/v1/chat/completions", STREAM_BODY),
     ))
     .await;
-    let l = next_line(&log);
+    let l = log.next_json();
     assert_eq!(l["usage_source"], "missing", "{l}");
     assert_eq!(l["input_tokens"], serde_json::Value::Null);
     assert_eq!(l["model"], "gpt-4o", "the request's model stands in");
@@ -126,13 +105,13 @@ async fn anthropic_stream_output_tokens_are_cumulative() {
         "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
     ])
     .await;
-    let (relay, log) = relay_with_log(&up, &[]).await;
+    let (relay, mut log) = start_logged_to(&up, &[]).await;
     within(fetch_once(
         relay.listen,
         post("/v1/messages", r#"{"model":"claude","stream":true}"#),
     ))
     .await;
-    let l = next_line(&log);
+    let l = log.next_json();
     assert_eq!(l["model"], "claude-sonnet-4", "{l}");
     assert_eq!(l["input_tokens"], 25);
     assert_eq!(l["output_tokens"], 15, "replaced, never added");
@@ -152,13 +131,13 @@ async fn responses_stream_usage_from_the_terminal_event() {
         "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"model\":\"o3-2025\",\"usage\":{\"input_tokens\":30,\"input_tokens_details\":{\"cached_tokens\":10},\"output_tokens\":200,\"output_tokens_details\":{\"reasoning_tokens\":150},\"total_tokens\":230}}}\n\n",
     ])
     .await;
-    let (relay, log) = relay_with_log(&up, &[]).await;
+    let (relay, mut log) = start_logged_to(&up, &[]).await;
     within(fetch_once(
         relay.listen,
         post("/v1/responses", r#"{"model":"o3","stream":true}"#),
     ))
     .await;
-    let l = next_line(&log);
+    let l = log.next_json();
     assert_eq!(l["model"], "o3-2025", "{l}");
     assert_eq!(l["input_tokens"], 30);
     assert_eq!(l["cache_read_tokens"], 10);
@@ -199,10 +178,10 @@ async fn non_streaming_bodies_of_all_three_shapes() {
             move |_| async move { json_response(200, body) },
         )
         .await;
-        let (relay, log) = relay_with_log(&up, &[]).await;
+        let (relay, mut log) = start_logged_to(&up, &[]).await;
         let res = within(fetch_once(relay.listen, post(path, r#"{"model":"asked"}"#))).await;
         assert_eq!(res.text(), body);
-        let l = next_line(&log);
+        let l = log.next_json();
         assert_eq!(l["usage_source"], "body", "{path}: {l}");
         assert_eq!(l["model"], model);
         assert_eq!(l["input_tokens"], input);
@@ -228,16 +207,16 @@ async fn include_usage_injection_round_trip() {
     })
     .await;
     // Without injection: the client's stream, the reference.
-    let (relay, log) = relay_with_log(&up, &[]).await;
+    let (relay, mut log) = start_logged_to(&up, &[]).await;
     let plain = within(fetch_once(
         relay.listen,
         post("/v1/chat/completions", STREAM_BODY),
     ))
     .await;
-    assert_eq!(next_line(&log)["usage_source"], "missing");
+    assert_eq!(log.next_json()["usage_source"], "missing");
     stop_relay(relay).await;
 
-    let (relay, log) = relay_with_log(&up, &["--include-usage", "true"]).await;
+    let (relay, mut log) = start_logged_to(&up, &["--include-usage", "true"]).await;
     let injected = within(fetch_once(
         relay.listen,
         post("/v1/chat/completions", STREAM_BODY),
@@ -248,7 +227,7 @@ async fn include_usage_injection_round_trip() {
         &plain.body,
         "client stream with injected usage",
     );
-    let l = next_line(&log);
+    let l = log.next_json();
     assert_eq!(l["usage_source"], "stream", "{l}");
     assert_eq!(l["input_tokens"], 12);
     // The upstream got the flag spliced in, everything else unchanged.

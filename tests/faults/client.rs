@@ -8,11 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
-use crate::common::{
-    HB, Stops, endless_upstream, fd_count, frames, healthy, ms, proc_status, settled, sleep,
-    start_logged, start_logged_h2c, stop_proc, stream_post, value,
-};
-use crate::raw::{RawUpstream, read_head};
+use crate::common::{HB, fd_count, frames, healthy, ms, proc_status, settled, sleep, stop_proc};
 use crate::support::*;
 use crate::{CaseResult, note};
 
@@ -33,7 +29,7 @@ async fn abandon(addr: SocketAddr) -> Result<Instant, String> {
 
 pub(crate) async fn client_disconnect_h1() -> CaseResult {
     let stops = Arc::new(Stops::default());
-    let up = endless_upstream(Mode::Http1, Duration::from_millis(20), stops.clone()).await;
+    let up = Upstream::endless(Mode::Http1, Duration::from_millis(20), stops.clone()).await;
     let url = up.url();
     let (relay, mut log) = start_logged(&["--upstream", &url, "--heartbeat", HB]).await;
     let left = abandon(relay.listen).await?;
@@ -47,7 +43,7 @@ pub(crate) async fn client_disconnect_h1() -> CaseResult {
     log.outcome("/v1/chat/completions", "client_disconnected")
         .await?;
     let m = settled(relay.admin, true).await?;
-    let n = value(&m, "sse_edge_client_disconnects_total");
+    let n = metric_or_zero(&m, "sse_edge_client_disconnects_total", &[]);
     ensure!(n == 1.0, "client disconnects counted: {n}");
     healthy(relay.listen, "/ok").await?;
     ensure!(up.connections() == 2, "the cut connection was not reused");
@@ -57,7 +53,7 @@ pub(crate) async fn client_disconnect_h1() -> CaseResult {
 
 pub(crate) async fn client_disconnect_h2() -> CaseResult {
     let stops = Arc::new(Stops::default());
-    let up = endless_upstream(Mode::H2c, Duration::from_millis(20), stops.clone()).await;
+    let up = Upstream::endless(Mode::H2c, Duration::from_millis(20), stops.clone()).await;
     let (relay, mut log) = start_logged_h2c(&up, &["--heartbeat", HB]).await;
     // An HTTP/2 client resets its stream and keeps its connection.
     let mut c = Client::h2(relay.listen).await;
@@ -97,7 +93,7 @@ pub(crate) async fn client_disconnect_h2() -> CaseResult {
     ensure!(last == Some(1), "second request on connection {last:?}");
     drop(c);
     let m = settled(relay.admin, false).await?;
-    let n = value(&m, "sse_edge_client_disconnects_total");
+    let n = metric_or_zero(&m, "sse_edge_client_disconnects_total", &[]);
     ensure!(n == 1.0, "client disconnects counted: {n}");
     stop_relay(relay).await;
     Ok(())
@@ -162,7 +158,7 @@ pub(crate) async fn client_disconnect_early_commit() -> CaseResult {
         .await?;
     let m = settled(relay.admin, true).await?;
     ensure!(
-        value(&m, "sse_edge_client_disconnects_total") == 1.0,
+        metric_or_zero(&m, "sse_edge_client_disconnects_total", &[]) == 1.0,
         "client disconnects counted"
     );
     stop_relay(relay).await;
@@ -173,17 +169,8 @@ pub(crate) async fn client_sequential_disconnects() -> CaseResult {
     const N: usize = 200;
     const WARM: usize = 10;
     let stops = Arc::new(Stops::default());
-    let up = endless_upstream(Mode::Http1, Duration::from_millis(10), stops.clone()).await;
-    let url = up.url();
-    let relay = RelayProc::spawn(&[
-        "--upstream",
-        &url,
-        "--heartbeat",
-        HB,
-        "--drain-timeout",
-        "1s",
-    ])
-    .await;
+    let up = Upstream::endless(Mode::Http1, Duration::from_millis(10), stops.clone()).await;
+    let relay = RelayProc::spawn_to(&up.url(), &["--heartbeat", HB, "--drain-timeout", "1s"]).await;
     let pid = relay.pid();
     let mut worst = Duration::ZERO;
     let mut baseline = None;
@@ -198,7 +185,7 @@ pub(crate) async fn client_sequential_disconnects() -> CaseResult {
         worst = worst.max(stopped.saturating_duration_since(left));
     }
     let m = settled(relay.admin, true).await?;
-    let n = value(&m, "sse_edge_client_disconnects_total");
+    let n = metric_or_zero(&m, "sse_edge_client_disconnects_total", &[]);
     ensure!(n == N as f64, "client disconnects counted: {n}, want {N}");
     let (fd0, thr0) = baseline.unwrap();
     // Closed sockets may take a moment to leave the table.

@@ -11,9 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 
-use crate::common::{
-    HB, healthy, mib, ms, rss_kib, scrape, settled, sleep, start_logged, stop_proc, stream_post,
-};
+use crate::common::{HB, healthy, mib, ms, rss_kib, settled, sleep, stop_proc};
 use crate::raw::h2_frame;
 use crate::support::*;
 use crate::{CaseResult, note};
@@ -166,7 +164,7 @@ pub(crate) async fn h2_rapid_reset() -> CaseResult {
     let client_took = start.elapsed();
     // Streams the relay's service saw, cancelled before an answer (499).
     let handled = metric_or_zero(
-        &scrape(relay.admin).await?,
+        &try_metrics(relay.admin).await?,
         "sse_edge_requests_total",
         &[("status", "499")],
     );
@@ -235,16 +233,7 @@ async fn read_until_goaway(mut r: OwnedReadHalf, slot: GoawaySlot) -> (Option<u3
 pub(crate) async fn h2_continuation_flood() -> CaseResult {
     const FRAMES: usize = 20_000;
     let up = sse_and_ok_upstream().await;
-    let url = up.url();
-    let relay = RelayProc::spawn(&[
-        "--upstream",
-        &url,
-        "--heartbeat",
-        HB,
-        "--drain-timeout",
-        "1s",
-    ])
-    .await;
+    let relay = RelayProc::spawn_to(&up.url(), &["--heartbeat", HB, "--drain-timeout", "1s"]).await;
     let pid = relay.pid();
     healthy(relay.listen, "/ok").await?;
     let rss0 = rss_kib(pid)?;

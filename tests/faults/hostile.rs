@@ -14,38 +14,10 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncWriteExt;
 
-use crate::common::{
-    Got, HB, expect_error, expect_error_event, send, settled, sleep, start_logged, stream_post,
-};
-use crate::raw::{RawUpstream, raw_roundtrip, read_head};
+use crate::common::{HB, settled, sleep};
+use crate::raw::raw_roundtrip;
 use crate::support::*;
 use crate::{CaseResult, note};
-
-/// One request on a fresh h2c connection, read to its end or its error.
-async fn send_h2(addr: std::net::SocketAddr, req: Request<TestBody>) -> Result<Got, String> {
-    let start = Instant::now();
-    let mut c = Client::h2(addr).await;
-    let res = c.send(req).await.map_err(|e| format!("h2 send: {e}"))?;
-    let (parts, body) = res.into_parts();
-    let (frames, err) = read_frames(body).await;
-    Ok(Got {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body: joined(&frames),
-        err: err.map(|e| e.to_string()),
-        took: start.elapsed(),
-    })
-}
-
-/// An upstream that answers every request with `bytes`, then closes.
-async fn answering(bytes: &'static [u8]) -> RawUpstream {
-    RawUpstream::start(move |mut s, _| async move {
-        read_head(&mut s).await;
-        let _ = s.write_all(bytes).await;
-        let _ = s.shutdown().await;
-    })
-    .await
-}
 
 /// `200 text/event-stream` with a `Content-Length` that fits the upstream's
 /// bytes exactly, but not the stream the relay sends: the heartbeats it
@@ -104,8 +76,9 @@ pub(crate) async fn event_stream_with_content_length() -> CaseResult {
 /// `502` in the dialect's shape, not an empty reply (HTTP/1.1) or a reset
 /// stream (HTTP/2) logged as `200`.
 pub(crate) async fn body_fails_before_first_byte() -> CaseResult {
-    let up = answering(
+    let up = RawOrigin::answering(
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        Then::Close,
     )
     .await;
     let url = up.url();
@@ -212,11 +185,12 @@ pub(crate) async fn spoofed_relay_headers() -> CaseResult {
 /// Trailers obey the rules heads do: no hop-by-hop or framing field, and
 /// the `Trailer` declaration names only what may follow.
 pub(crate) async fn trailers_lose_hop_by_hop_fields() -> CaseResult {
-    let up = answering(
+    let up = RawOrigin::answering(
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\
           trailer: Connection, Transfer-Encoding, Content-Length, X-Checksum, Keep-Alive, sse-edge-error\r\n\r\n\
           2\r\n{}\r\n0\r\nConnection: close\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\
           Keep-Alive: timeout=1\r\nX-Checksum: abc\r\nsse-edge-error: upstream_timeout\r\n\r\n",
+        Then::Close,
     )
     .await;
     let url = up.url();
@@ -312,7 +286,7 @@ pub(crate) async fn request_transfer_coding_refused() -> CaseResult {
                 http::HeaderValue::from_str(v).map_err(|e| e.to_string())?,
             );
         }
-        crate::common::dialect_error(501, &headers, body.as_bytes(), "not_implemented")?;
+        dialect_error(501, &headers, body.as_bytes(), "not_implemented")?;
         ensure!(
             reply.closed.is_some() && reply.responses() == 1,
             "{coding:?}: the connection must close after the 501"

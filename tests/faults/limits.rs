@@ -11,15 +11,12 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{
-    HB, Log, Stops, endless_upstream, expect_error, frames, healthy, ms, scrape, send, settled,
-    sleep, start_logged, stream_post, value,
-};
+use crate::common::{HB, frames, healthy, ms, settled, sleep};
 use crate::raw::expect_raw_status;
 use crate::support::*;
 use crate::{CaseResult, note};
 
-async fn limits_relay() -> (Upstream, sse_edge::Running, Log) {
+async fn limits_relay() -> (Upstream, sse_edge::Running, CapturedLog) {
     let up = Upstream::ok(Mode::Http1).await;
     let url = up.url();
     let (relay, log) = start_logged(&["--upstream", &url]).await;
@@ -154,7 +151,7 @@ pub(crate) async fn limits_body() -> CaseResult {
 
 pub(crate) async fn limits_max_connections() -> CaseResult {
     let stops = Arc::new(Stops::default());
-    let up = endless_upstream(Mode::Http1, Duration::from_millis(50), stops).await;
+    let up = Upstream::endless(Mode::Http1, Duration::from_millis(50), stops).await;
     let url = up.url();
     let (relay, _log) = start_logged(&[
         "--upstream",
@@ -184,9 +181,9 @@ pub(crate) async fn limits_max_connections() -> CaseResult {
     for (_, body) in &mut live {
         frames(body, 3).await?;
     }
-    let m = scrape(relay.admin).await?;
+    let m = try_metrics(relay.admin).await?;
     ensure!(
-        value(&m, "sse_edge_connections_refused_total") == 1.0,
+        metric_or_zero(&m, "sse_edge_connections_refused_total", &[]) == 1.0,
         "refusals counted"
     );
     drop(live);
@@ -198,7 +195,7 @@ pub(crate) async fn limits_max_connections() -> CaseResult {
 
 pub(crate) async fn limits_max_requests() -> CaseResult {
     let stops = Arc::new(Stops::default());
-    let up = endless_upstream(Mode::Http1, Duration::from_millis(50), stops).await;
+    let up = Upstream::endless(Mode::Http1, Duration::from_millis(50), stops).await;
     let url = up.url();
     let (relay, _log) = start_logged(&[
         "--upstream",

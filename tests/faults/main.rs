@@ -14,8 +14,11 @@
 //!
 //! This file is the runner: the area table, `case!`, and the per-case and
 //! summary lines. Each area's cases live in the module of the same name;
-//! `common` and `raw` hold the helpers several areas share.
+//! `common` and `raw` hold the helpers only the fault suite uses (the
+//! at-rest check, process figures, raw client sockets); what the integration
+//! tests use too is in `support`, along with `ensure!`.
 
+#[macro_use]
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -57,16 +60,8 @@ macro_rules! case {
     };
 }
 
-/// `return Err(...)` unless `cond` holds.
-macro_rules! ensure {
-    ($cond:expr, $($arg:tt)+) => {
-        if let false = $cond {
-            return Err(format!($($arg)+));
-        }
-    };
-}
-
-// The area modules come after the macros: `ensure!` is in scope textually.
+// The area modules come after `support` (which brings `ensure!`) and
+// `case!`: macros are in scope textually.
 mod client;
 mod common;
 mod h2;

@@ -1,12 +1,8 @@
-//! Raw-socket helpers: bytes written and read without an HTTP client
-//! ([`raw_roundtrip`], [`RawReply`]), abrupt resets, a TCP "upstream" that
-//! hands every connection to a closure ([`RawUpstream`]), and hand-built
-//! HTTP/2 frames.
+//! Raw client sockets: bytes written and read without an HTTP client
+//! ([`raw_roundtrip`], [`RawReply`]), and hand-built HTTP/2 frames. The raw
+//! upstreams (`RawUpstream`, `read_head`, `reset`) are in `support`.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -89,77 +85,6 @@ async fn write_then_hold(mut w: OwnedWriteHalf, raw: Vec<u8>) {
     let _ = w.write_all(&raw).await;
     std::future::pending::<()>().await;
     drop(w);
-}
-
-/// Reads one request head (and whatever came with it).
-pub(crate) async fn read_head(s: &mut TcpStream) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return buf,
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                if buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    return buf;
-                }
-            }
-        }
-    }
-}
-
-/// Closes with a TCP RST instead of a FIN.
-pub(crate) fn reset(s: TcpStream) {
-    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
-    drop(s);
-}
-
-/// A TCP "upstream" whose every connection is handed to `serve`.
-pub(crate) struct RawUpstream {
-    pub(crate) addr: SocketAddr,
-    pub(crate) accepted: Arc<AtomicUsize>,
-    task: tokio::task::AbortHandle,
-}
-
-impl RawUpstream {
-    pub(crate) async fn start<F, Fut>(serve: F) -> RawUpstream
-    where
-        F: Fn(TcpStream, usize) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let n = accepted.clone();
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                tokio::select! {
-                    Ok((s, _)) = listener.accept() => {
-                        let i = n.fetch_add(1, Ordering::SeqCst);
-                        conns.spawn(serve(s, i));
-                    }
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                }
-            }
-        })
-        .abort_handle();
-        RawUpstream {
-            addr,
-            accepted,
-            task,
-        }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for RawUpstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 pub(crate) async fn expect_raw_status(

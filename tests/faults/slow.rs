@@ -11,11 +11,8 @@ use http::HeaderMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{
-    HB, STREAM_REQ, dialect_error, healthy, mib, ms, rss_kib, settled, sleep, start_logged,
-    stop_proc,
-};
-use crate::raw::{RawReply, h2_frame, raw_roundtrip, read_head, read_until_close};
+use crate::common::{HB, healthy, mib, ms, rss_kib, settled, sleep, stop_proc};
+use crate::raw::{RawReply, h2_frame, raw_roundtrip, read_until_close};
 use crate::support::*;
 use crate::{CaseResult, note};
 
@@ -245,17 +242,17 @@ pub(crate) async fn slow_never_reading_client() -> CaseResult {
         }
     })
     .await;
-    let url = up.url();
-    let relay = RelayProc::spawn(&[
-        "--upstream",
-        &url,
-        "--heartbeat",
-        HB,
-        "--server-write-timeout",
-        "2s",
-        "--drain-timeout",
-        "1s",
-    ])
+    let relay = RelayProc::spawn_to(
+        &up.url(),
+        &[
+            "--heartbeat",
+            HB,
+            "--server-write-timeout",
+            "2s",
+            "--drain-timeout",
+            "1s",
+        ],
+    )
     .await;
     let pid = relay.pid();
     for _ in 0..3 {

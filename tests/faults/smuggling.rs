@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::common::{settled, sleep};
-use crate::raw::{expect_raw_status, raw_roundtrip, read_head};
+use crate::raw::{expect_raw_status, raw_roundtrip};
 use crate::support::*;
 use crate::{CaseResult, note};
 

@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sse_edge::sse::whatwg;
 
-use crate::common::{
-    HB, error_event_code, mib, per_origin, requests_answered, rss_kib, scrape, settled, sleep,
-    stop_proc,
-};
+use crate::common::{HB, mib, rss_kib, settled, sleep, stop_proc};
 use crate::support::*;
 use crate::{CaseResult, note};
 
@@ -241,24 +238,24 @@ pub(crate) async fn soak_mixed() -> CaseResult {
     const WORKERS: u64 = 200;
     const MAX_IDLE: usize = 16;
     let up = soak_upstream().await;
-    let url = up.url();
     let max_idle = MAX_IDLE.to_string();
-    let relay = RelayProc::spawn(&[
-        "--upstream",
-        &url,
-        "--heartbeat",
-        HB,
-        "--retry-attempts",
-        "1",
-        "--retry-backoff",
-        "20ms",
-        "--upstream-max-idle-per-origin",
-        &max_idle,
-        "--log-access-log",
-        "false",
-        "--drain-timeout",
-        "1s",
-    ])
+    let relay = RelayProc::spawn_to(
+        &up.url(),
+        &[
+            "--heartbeat",
+            HB,
+            "--retry-attempts",
+            "1",
+            "--retry-backoff",
+            "20ms",
+            "--upstream-max-idle-per-origin",
+            &max_idle,
+            "--log-access-log",
+            "false",
+            "--drain-timeout",
+            "1s",
+        ],
+    )
     .await;
     let pid = relay.pid();
 
@@ -275,8 +272,8 @@ pub(crate) async fn soak_mixed() -> CaseResult {
         async move {
             let mut peak = 0.0f64;
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(m) = scrape(admin).await {
-                    for v in per_origin(&m, "sse_edge_upstream_connections") {
+                if let Ok(m) = try_metrics(admin).await {
+                    for v in metric_values(&m, "sse_edge_upstream_connections", &[]) {
                         peak = peak.max(v);
                     }
                 }
@@ -297,8 +294,8 @@ pub(crate) async fn soak_mixed() -> CaseResult {
     let bad = tally.bad.lock().unwrap().clone();
     let warm_bad = warm.bad.lock().unwrap().clone();
     let total = tally.total() + warm.total();
-    let answered = requests_answered(&m);
-    let idle: f64 = per_origin(&m, "sse_edge_upstream_idle_connections")
+    let answered = metric_sum(&m, "sse_edge_requests_total", &[]);
+    let idle: f64 = metric_values(&m, "sse_edge_upstream_idle_connections", &[])
         .into_iter()
         .sum();
     let summary = format!(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use crate::common::{ms, scrape, settled, sleep, value};
+use crate::common::{ms, settled, sleep};
 use crate::raw::raw_roundtrip;
 use crate::support::*;
 use crate::{CaseResult, note};
@@ -83,8 +83,8 @@ fn tls_prober(
 async fn handshake_errors(admin: SocketAddr, at_least: f64) -> Result<f64, String> {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let m = scrape(admin).await?;
-        let n = value(&m, "sse_edge_tls_handshake_errors_total");
+        let m = try_metrics(admin).await?;
+        let n = metric_or_zero(&m, "sse_edge_tls_handshake_errors_total", &[]);
         if n >= at_least {
             return Ok(n);
         }

@@ -12,11 +12,7 @@ use bytes::Bytes;
 use sse_edge::sse::whatwg;
 use tokio::io::AsyncWriteExt;
 
-use crate::common::{
-    HB, Stops, expect_error, expect_error_event, ms, send, settled, sleep, start_logged,
-    stream_post,
-};
-use crate::raw::{RawUpstream, read_head, reset};
+use crate::common::{HB, ms, settled, sleep};
 use crate::support::*;
 use crate::{CaseResult, note};
 

@@ -232,6 +232,14 @@ pub fn post(path: &str, body: impl Into<Bytes>) -> Request<TestBody> {
         .unwrap()
 }
 
+/// A chat-completions request body asking for a stream.
+pub const STREAM_REQ: &str = r#"{"model":"m","stream":true,"messages":[]}"#;
+
+/// A JSON POST of [`STREAM_REQ`].
+pub fn stream_post(path: &str) -> Request<TestBody> {
+    post(path, STREAM_REQ)
+}
+
 /// One request on a fresh HTTP/1.1 connection.
 pub async fn fetch_once(addr: SocketAddr, req: Request<TestBody>) -> Resp {
     Client::h1(addr).await.fetch(req).await

@@ -1,34 +1,54 @@
-//! Admin endpoints and Prometheus text: fetch `/metrics` and look up one
-//! series by name and labels.
+//! Admin endpoints and Prometheus text: fetch `/metrics` (panicking, or
+//! reporting a failure or a hang), and look up series by name and labels.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use super::{Resp, fetch_once, get};
+use super::{Resp, fetch_once, get, try_fetch};
 
 pub async fn admin_get(admin: SocketAddr, path: &str) -> Resp {
     fetch_once(admin, get(path)).await
 }
 
-/// The `/metrics` text.
+/// The `/metrics` text; panics where [`try_metrics`] reports.
 pub async fn metrics(admin: SocketAddr) -> String {
-    let r = admin_get(admin, "/metrics").await;
-    assert_eq!(r.status, 200, "metrics status");
-    r.text()
+    try_metrics(admin).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The `/metrics` text; an error if it is not a `200` within 5 s.
+pub async fn try_metrics(admin: SocketAddr) -> Result<String, String> {
+    let r = tokio::time::timeout(Duration::from_secs(5), try_fetch(admin, get("/metrics")))
+        .await
+        .map_err(|_| "GET /metrics hung".to_owned())??;
+    ensure!(r.status == 200, "GET /metrics: {}", r.status);
+    Ok(r.text())
 }
 
 /// The value of the series `name` whose labels include every pair of
 /// `labels`; `None` if there is no such series.
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metric_values(text, name, labels).first().copied()
+}
+
+/// The values of every series `name` whose labels include every pair of
+/// `labels`, in the order of the text.
+pub fn metric_values(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(parse_sample)
-        .find(|(n, ls, _)| {
+        .filter(|(n, ls, _)| {
             n == name
                 && labels
                     .iter()
                     .all(|(k, v)| ls.iter().any(|(lk, lv)| lk == k && lv == v))
         })
         .map(|(_, _, v)| v)
+        .collect()
+}
+
+/// The sum of [`metric_values`] (0 if there is no such series).
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric_values(text, name, labels).iter().sum()
 }
 
 /// Like [`metric`] but 0 for a missing series.

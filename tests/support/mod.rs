@@ -1,30 +1,60 @@
-//! Shared helpers for the integration tests: a scriptable mock upstream
-//! (HTTP/1.1, h2c, TLS with ALPN), relay starters (in-process and the real
-//! binary), small hyper clients over real sockets, a throwaway CA, and
-//! Prometheus text parsing.
+//! Shared helpers for the integration tests and the fault suite: a
+//! scriptable mock upstream (HTTP/1.1, h2c, TLS with ALPN), canned streaming
+//! and raw-socket upstreams, relay starters (in-process and the real
+//! binary), small hyper clients over real sockets, a throwaway CA, the
+//! captured access log, and Prometheus text parsing.
 //!
-//! Every test file includes this with `mod support;` and uses a subset of it;
-//! every helper is reachable as `support::NAME` whichever file defines it:
+//! Every test file includes this with `mod support;` (the fault suite with
+//! `#[path = "../support/mod.rs"]`, and `#[macro_use]` for [`ensure!`]) and
+//! uses a subset of it; every helper is reachable as `support::NAME`
+//! whichever file defines it:
 //!
 //! - [`bodies`]: test bodies, SSE frames, byte patterns, canned responses;
 //! - [`tls`]: the test CA, rustls configs, scratch directories;
 //! - [`upstream`]: the mock upstream, a silent listener, free ports;
-//! - [`relay`]: the relay in-process and as the real binary;
+//! - [`streams`]: finite and endless SSE upstreams, [`Stops`];
+//! - [`raw`]: raw TCP upstreams ([`RawUpstream`], [`RawOrigin`]);
+//! - [`relay`]: the relay in-process (plain, h2c route, logged) and as the
+//!   real binary;
+//! - [`access_log`]: the captured access log;
 //! - [`client`]: HTTP/1.1, h2c and TLS clients, raw exchanges;
+//! - [`outcome`]: one request with its whole outcome, error-shape checks;
 //! - [`metrics`]: `/metrics` fetch and Prometheus text lookup.
 #![allow(dead_code)]
 
+/// `return Err(...)` unless `cond` holds: for helpers that report a
+/// failure as a `Result<_, String>` instead of panicking.
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)+) => {
+        if let false = $cond {
+            return Err(format!($($arg)+));
+        }
+    };
+}
+
+// The modules come after the macro: `ensure!` is in scope textually.
+mod access_log;
 mod bodies;
 mod client;
 mod metrics;
+mod outcome;
+mod raw;
 mod relay;
+mod streams;
 mod tls;
 mod upstream;
 
+pub use access_log::*;
 pub use bodies::*;
 pub use client::*;
 pub use metrics::*;
+#[allow(unused_imports)] // in files that use none of it
+pub use outcome::*;
+#[allow(unused_imports)]
+pub use raw::*;
 pub use relay::*;
+#[allow(unused_imports)]
+pub use streams::*;
 pub use tls::*;
 pub use upstream::*;
 

@@ -1,5 +1,7 @@
 //! Relay starters: the relay in this test's runtime (from command-line
-//! style arguments) and the real `sse-edge` binary as a child process.
+//! style arguments, towards an upstream, over an HTTP/2 prior-knowledge
+//! route, with or without its access log captured) and the real `sse-edge`
+//! binary as a child process.
 
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
@@ -8,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use sse_edge::Running;
 use sse_edge::cli::{Invocation, from_args};
+use sse_edge::config::Config;
 use sse_edge::telemetry::AccessLog;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{Upstream, ca_pem_path, free_port, get, try_fetch};
+use super::{CapturedLog, TempDir, Upstream, ca_pem_path, free_port, get, try_fetch};
 
 /// Builds a config from `args` after `--listen 127.0.0.1:0 --admin 127.0.0.1:0`.
-pub fn relay_config(args: &[&str]) -> sse_edge::config::Config {
+pub fn relay_config(args: &[&str]) -> Config {
     let mut all = vec![
         "sse-edge",
         "--listen",
@@ -30,18 +33,11 @@ pub fn relay_config(args: &[&str]) -> sse_edge::config::Config {
     }
 }
 
-/// Starts the relay in this runtime.
-pub async fn start_relay(args: &[&str]) -> Running {
-    sse_edge::start(relay_config(args), AccessLog::disabled())
-        .await
-        .expect("relay starts")
-}
-
-/// Starts the relay with `--upstream <upstream>` plus `extra`.
-pub async fn start_relay_to(upstream: &Upstream, extra: &[&str]) -> Running {
-    let url = upstream.url();
-    let mut args = vec!["--upstream", url.as_str()];
-    if upstream.mode.is_tls() {
+/// `--upstream <url>` (and, for `https`, the flags that make the relay
+/// trust the test CA and no other) followed by `extra`.
+fn upstream_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--upstream", url];
+    if url.starts_with("https://") {
         args.extend([
             "--upstream-ca-file",
             ca_pem_path().to_str().unwrap(),
@@ -50,7 +46,68 @@ pub async fn start_relay_to(upstream: &Upstream, extra: &[&str]) -> Running {
         ]);
     }
     args.extend_from_slice(extra);
-    start_relay(&args).await
+    args
+}
+
+/// The config of a relay with one catch-all route to `up` speaking HTTP/2
+/// with prior knowledge (`protocol = "http2"`), plus `extra` flags.
+fn h2c_config(up: &Upstream, extra: &[&str]) -> Config {
+    let dir = TempDir::new("h2c-route");
+    let toml = format!(
+        "[[route]]\nprefix = \"/\"\nupstream = \"{}\"\nprotocol = \"http2\"\n",
+        up.url()
+    );
+    let file = dir.write("relay.toml", toml.as_bytes());
+    let mut args = vec!["--config", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    // The file is read here, while the arguments are parsed.
+    relay_config(&args)
+}
+
+async fn start_with(config: Config, log: AccessLog) -> Running {
+    sse_edge::start(config, log).await.expect("relay starts")
+}
+
+/// Starts the relay in this runtime.
+pub async fn start_relay(args: &[&str]) -> Running {
+    start_with(relay_config(args), AccessLog::disabled()).await
+}
+
+/// Starts the relay with `--upstream <upstream>` plus `extra`.
+pub async fn start_relay_to(upstream: &Upstream, extra: &[&str]) -> Running {
+    start_relay_to_url(&upstream.url(), extra).await
+}
+
+/// Starts the relay with `--upstream <url>` plus `extra`; an `https` URL
+/// is trusted through the test CA.
+pub async fn start_relay_to_url(url: &str, extra: &[&str]) -> Running {
+    start_relay(&upstream_args(url, extra)).await
+}
+
+/// Starts the relay with one HTTP/2 prior-knowledge route to `up`.
+pub async fn start_relay_h2c(up: &Upstream, extra: &[&str]) -> Running {
+    start_with(h2c_config(up, extra), AccessLog::disabled()).await
+}
+
+/// Starts the relay from `config` with its access log captured.
+pub async fn start_with_log(config: Config) -> (Running, CapturedLog) {
+    let (access, rx) = AccessLog::capture();
+    (start_with(config, access).await, CapturedLog::new(rx))
+}
+
+/// [`start_relay`] with the access log captured.
+pub async fn start_logged(args: &[&str]) -> (Running, CapturedLog) {
+    start_with_log(relay_config(args)).await
+}
+
+/// [`start_relay_to`] with the access log captured.
+pub async fn start_logged_to(upstream: &Upstream, extra: &[&str]) -> (Running, CapturedLog) {
+    start_logged(&upstream_args(&upstream.url(), extra)).await
+}
+
+/// [`start_relay_h2c`] with the access log captured.
+pub async fn start_logged_h2c(up: &Upstream, extra: &[&str]) -> (Running, CapturedLog) {
+    start_with_log(h2c_config(up, extra)).await
 }
 
 /// Drains the relay and waits (bounded) for it to stop.
@@ -159,6 +216,12 @@ impl RelayProc {
     /// was taken in the meantime.
     pub async fn spawn(args: &[&str]) -> RelayProc {
         Self::spawn_from(bin_command, args).await
+    }
+
+    /// Like [`RelayProc::spawn`], with `--upstream <url>` (an `https` URL
+    /// trusted through the test CA) before `extra`.
+    pub async fn spawn_to(url: &str, extra: &[&str]) -> RelayProc {
+        Self::spawn(&upstream_args(url, extra)).await
     }
 
     /// Like [`RelayProc::spawn`], under an open-file limit (see

@@ -1,5 +1,6 @@
 //! The scriptable mock upstream (HTTP/1.1, h2c, TLS with ALPN) that records
-//! every request, a listener that never answers, and free/closed ports.
+//! every request, a listener that never answers (a silent plain or TLS
+//! upstream), and free/closed ports.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -387,6 +388,16 @@ impl SilentListener {
             accepted,
             task,
         }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The listener as a TLS upstream: the relay's handshake never gets an
+    /// answer.
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
     }
 }
 
