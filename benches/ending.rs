@@ -17,14 +17,17 @@
 //! `(variant - scanner_only) / (300 * 16)`.
 //!
 //! Run: `cargo bench --bench ending -- --warm-up-time 1 --measurement-time 3`.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sse_edge::dialect::Dialect;
-use sse_edge::dialect::stream::{Ending, ending};
-use sse_edge::sse::{Event, Scanner};
+use sse_edge::internals::Dialect;
+use sse_edge::internals::{Ending, ending};
+use sse_edge::internals::{Event, Scanner};
 
 /// The pre-change `ending`, verbatim (also the unit tests' oracle).
 #[path = "../src/dialect/stream/reference.rs"]

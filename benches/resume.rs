@@ -7,15 +7,18 @@
 //! the timed loop.
 //!
 //! Run: `cargo bench --bench resume -- --warm-up-time 1 --measurement-time 3`.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 use std::collections::VecDeque;
 use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sse_edge::resume::{Log, Token};
-use sse_edge::sse::Scanner;
-use sse_edge::sse::Stamp;
+use sse_edge::internals::Scanner;
+use sse_edge::internals::Stamp;
+use sse_edge::internals::{Log, Token};
 
 const EVENTS: usize = 300;
 

@@ -8,6 +8,9 @@
 //!   deadline and re-arming, on a paused clock (timer work only, no I/O).
 //!
 //! Run: `cargo bench --bench timer`.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -15,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sse_edge::body::Heartbeat;
-use sse_edge::timer::Wheel;
+use sse_edge::internals::Heartbeat;
+use sse_edge::internals::Wheel;
 use tokio::time::{Instant, Sleep};
 
 const INTERVAL: Duration = Duration::from_secs(15);

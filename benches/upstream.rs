@@ -10,6 +10,9 @@
 //!   same run as the baseline.
 //!
 //! Run: `cargo bench --bench upstream -- --warm-up-time 1 --measurement-time 3`.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -21,11 +24,11 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use sse_edge::config::{RootStore, UpstreamConfig, UpstreamProtocol};
-use sse_edge::shutdown::Shutdown;
-use sse_edge::upstream::RequestBody;
-use sse_edge::upstream::h1::decode::Decoder;
-use sse_edge::upstream::h1::head;
-use sse_edge::upstream::{Origin, OriginKey, Pool};
+use sse_edge::internals::RequestBody;
+use sse_edge::internals::Shutdown;
+use sse_edge::internals::h1::decode::Decoder;
+use sse_edge::internals::h1::head;
+use sse_edge::internals::{Origin, OriginKey, Pool};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -13,14 +13,17 @@
 //! the extraction cost is a variant's time minus `scanner_only`.
 //!
 //! Run: `cargo bench --bench usage -- --warm-up-time 1 --measurement-time 3`.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sse_edge::dialect::Dialect;
-use sse_edge::sse::{Event, Scanner};
-use sse_edge::usage::{Seen, StreamUsage};
+use sse_edge::internals::Dialect;
+use sse_edge::internals::{Event, Scanner};
+use sse_edge::internals::{Seen, StreamUsage};
 
 /// Events per stream.
 const TOKENS: usize = 300;

@@ -24,7 +24,7 @@ use crate::telemetry::Metrics;
 use crate::upstream::Pool;
 
 /// What the admin endpoints report on.
-pub struct Admin {
+pub(crate) struct Admin {
     pub metrics: Arc<Metrics>,
     /// Reports its own gauges on `/metrics`.
     pub pool: Arc<Pool>,
@@ -35,7 +35,7 @@ pub struct Admin {
 
 impl Admin {
     /// Serves until `stop`.
-    pub async fn run(self: Arc<Self>, listener: TcpListener, stop: Shutdown) {
+    pub(crate) async fn run(self: Arc<Self>, listener: TcpListener, stop: Shutdown) {
         let mut conns = JoinSet::new();
         let mut backoff = AcceptBackoff::new("admin");
         loop {

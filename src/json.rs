@@ -1,7 +1,7 @@
 //! JSON string escaping for log lines and relay-made bodies (RFC 8259 §7).
 
 /// Appends `s` to `out` as the inside of a JSON string (no quotes).
-pub fn escape_into(out: &mut String, s: &str) {
+pub(crate) fn escape_into(out: &mut String, s: &str) {
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let esc: &str = match b {

@@ -36,26 +36,49 @@
 //! the event-id stamp in `sse`); a lower layer that must reach a higher
 //! one is handed a value or a callback instead.
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod admin;
-pub mod app;
-pub mod auth;
-pub mod body;
+pub(crate) mod admin;
+pub(crate) mod app;
+pub(crate) mod auth;
+pub(crate) mod body;
 pub mod cli;
 pub mod config;
-pub mod demo;
-pub mod dialect;
-pub mod error;
+pub(crate) mod demo;
+pub(crate) mod dialect;
+pub(crate) mod error;
 mod json;
-pub mod proxy;
-pub mod resume;
-pub mod server;
-pub mod shutdown;
-pub mod sse;
-pub mod telemetry;
-pub mod timer;
-pub mod upstream;
-pub mod usage;
+pub(crate) mod proxy;
+pub(crate) mod resume;
+pub(crate) mod server;
+pub(crate) mod shutdown;
+pub(crate) mod sse;
+pub(crate) mod telemetry;
+pub(crate) mod timer;
+pub(crate) mod upstream;
+pub(crate) mod usage;
 
 pub use app::{Running, StartError, start};
+pub use auth::{digest as key_digest, hex as key_hex};
+pub use demo::{DemoOptions, run as run_demo};
 pub use error::Error;
+pub use telemetry::AccessLog;
+
+/// Hooks for the integration tests, benches and fuzz targets: the parts
+/// they drive directly (the scanner, the codec, the pool, the timer
+/// wheel, ...). Not part of the API: names here may change at any time.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::body::Heartbeat;
+    pub use crate::demo::{ANTHROPIC_ANSWER, OPENAI_ANSWER};
+    pub use crate::dialect::Dialect;
+    pub use crate::dialect::stream::{Ending, ending};
+    pub use crate::resume::{Log, Token};
+    pub use crate::shutdown::Shutdown;
+    #[cfg(feature = "internals")]
+    pub use crate::sse::whatwg;
+    pub use crate::sse::{Event, Keepalive, ParsedEvent, Scanner, Stamp};
+    pub use crate::timer::Wheel;
+    pub use crate::upstream::{Origin, OriginKey, Pool, RequestBody, h1};
+    pub use crate::usage::{Seen, StreamUsage};
+}

@@ -5,10 +5,10 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use sse_edge::AccessLog;
+use sse_edge::DemoOptions;
 use sse_edge::cli::{self, CliError, Invocation};
 use sse_edge::config::{self, Config, OpenFileLimit};
-use sse_edge::demo::DemoOptions;
-use sse_edge::telemetry::AccessLog;
 
 fn main() -> ExitCode {
     // First: the default server.max_connections is derived from the limit,
@@ -55,7 +55,7 @@ fn hash_key() -> ExitCode {
         eprintln!("sse-edge hash-key: give one key, without spaces or line breaks");
         return ExitCode::from(2);
     }
-    println!("{}", sse_edge::auth::hex(&sse_edge::auth::digest(key)));
+    println!("{}", sse_edge::key_hex(&sse_edge::key_digest(key)));
     ExitCode::SUCCESS
 }
 
@@ -84,7 +84,7 @@ fn demo(options: DemoOptions) -> ExitCode {
     let Some(runtime) = runtime(2) else {
         return ExitCode::FAILURE;
     };
-    let result = runtime.block_on(sse_edge::demo::run(options, wait_for_signal()));
+    let result = runtime.block_on(sse_edge::run_demo(options, wait_for_signal()));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,9 @@
 //! x-api-key), upstream credential injection, 401/429 in each dialect's
 //! shape, keys-file rotation, per-key and per-address rate limits, and
 //! keys never reaching the logs.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod support;
 
@@ -9,9 +12,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use http::{HeaderValue, Request};
-use sse_edge::auth::{digest, hex};
+use sse_edge::AccessLog;
 use sse_edge::cli::{CliError, Invocation, from_args};
-use sse_edge::telemetry::AccessLog;
+use sse_edge::{key_digest as digest, key_hex as hex};
 use support::*;
 use tokio::io::AsyncWriteExt;
 

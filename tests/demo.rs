@@ -1,11 +1,14 @@
 //! `sse-edge demo`, the real binary: both dialects stream through the relay
 //! with keepalives during the simulated API's silences, the text arrives
 //! whole, and the usage the API reported is what the relay accounted.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use sse_edge::demo::{ANTHROPIC_ANSWER, OPENAI_ANSWER};
+use sse_edge::internals::{ANTHROPIC_ANSWER, OPENAI_ANSWER};
 use tokio::process::Command;
 
 /// Upper bound for the whole demo run (it takes about 8 s with the

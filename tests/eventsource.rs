@@ -8,6 +8,9 @@
 //! is installed with `npm ci` on first use when missing (`.ci/run` installs
 //! it up front). If it cannot be had, this test fails, naming the missing
 //! piece: a skipped interop check would hide breakage.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod support;
 
@@ -19,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use sse_edge::sse::whatwg;
+use sse_edge::internals::whatwg;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

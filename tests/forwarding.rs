@@ -1,5 +1,8 @@
 //! Requests and responses cross the relay intact: bodies byte for byte,
 //! streams frame by frame, headers rewritten as documented, routes applied.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod support;
 

@@ -3,6 +3,9 @@
 //! same module). The layers, top to bottom, are the table in `src/lib.rs`'s
 //! module doc; this test holds the code to it and prints the import graph
 //! it found (`cargo test --test layering -- --nocapture`).
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,8 @@
 //! The real binary: configuration errors, drain on SIGTERM, admin endpoints
 //! and the access log.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod support;
 

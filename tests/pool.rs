@@ -1,5 +1,8 @@
 //! Upstream connection reuse: HTTP/1.1 keep-alive, HTTP/2 multiplexing,
 //! and recovery from connections the upstream closed.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod support;
 

@@ -2,6 +2,9 @@
 //! connection reconnects with `Last-Event-ID` (or on the resume path) and,
 //! across all its connections, reads exactly the upstream's events; expiry,
 //! overflow and unknown ids get their documented refusals; nothing leaks.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod support;
 
@@ -12,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::BodyExt;
-use sse_edge::sse::whatwg;
+use sse_edge::internals::whatwg;
 use support::*;
 
 const CHAT: &str = "/v1/chat/completions";
@@ -493,7 +496,7 @@ async fn thousands_of_resumed_streams_leave_nothing_behind() {
 #[tokio::test]
 async fn a_reconnect_needs_the_route_auth_and_the_key_the_stream_was_opened_with() {
     within(async {
-        use sse_edge::auth::{digest, hex};
+        use sse_edge::{key_digest as digest, key_hex as hex};
         const ALICE: &str = "sk-edge-alice-0123456789";
         const BOB: &str = "sk-edge-bob-9876543210";
         let up = streaming_upstream(3, Duration::from_millis(1)).await;

@@ -7,6 +7,9 @@
 //! into a virtualenv under the target directory (`target/tmp/interop-venv`),
 //! never into the system's Python. If they cannot be had, these tests fail,
 //! naming the missing piece: a skipped interop check would hide breakage.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod support;
 

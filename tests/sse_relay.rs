@@ -2,6 +2,9 @@
 //! silences, dialect frames, retries after commit, honest endings. Real
 //! sockets on loopback; the client-side check is always "a WHATWG parser
 //! reads the same events from the relay's output as from the upstream's".
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod support;
 
@@ -10,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sse_edge::sse::whatwg;
+use sse_edge::internals::whatwg;
 use support::*;
 
 const HB: &str = "300ms";

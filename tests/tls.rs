@@ -1,5 +1,8 @@
 //! TLS termination: ALPN picks the protocol, and certificates are reloaded
 //! from disk without dropping live connections.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod support;
 

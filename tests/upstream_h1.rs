@@ -3,6 +3,9 @@
 //! relay does not decode, status codes out of range, interim answers,
 //! malformed heads, early answers to uploads, and when a connection may
 //! (and may not) serve the next request.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod support;
 

@@ -2,6 +2,9 @@
 //! connection (the keep-alive race): sent once more on a new connection
 //! when nothing of an answer arrived and the relay still holds the whole
 //! request; never otherwise.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod support;
 

@@ -1,6 +1,9 @@
 //! Token accounting end to end: what the upstream reports reaches the access
 //! log and `/metrics`, for every API shape, streaming and not; `include_usage`
 //! injection gets the numbers without changing what the client receives.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod support;
 

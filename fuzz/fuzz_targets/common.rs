@@ -7,8 +7,8 @@
 //! through every other byte.
 #![allow(dead_code)] // each target uses only part of this module
 
-use sse_edge::sse::ParsedEvent;
-use sse_edge::sse::whatwg::Dispatched;
+use sse_edge::internals::ParsedEvent;
+use sse_edge::internals::whatwg::Dispatched;
 
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 

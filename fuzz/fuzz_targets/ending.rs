@@ -9,9 +9,9 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sse_edge::dialect::Dialect;
-use sse_edge::dialect::stream::{Ending, ending};
-use sse_edge::sse::{Event, Scanner};
+use sse_edge::internals::Dialect;
+use sse_edge::internals::{Ending, ending};
+use sse_edge::internals::{Event, Scanner};
 
 #[path = "common.rs"]
 mod common;

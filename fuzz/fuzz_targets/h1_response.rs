@@ -15,8 +15,8 @@
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, header};
 use libfuzzer_sys::fuzz_target;
-use sse_edge::upstream::h1::decode::Decoder;
-use sse_edge::upstream::h1::head::{self, Framing, FramingError};
+use sse_edge::internals::h1::decode::Decoder;
+use sse_edge::internals::h1::head::{self, Framing, FramingError};
 
 #[path = "common.rs"]
 mod common;

@@ -12,8 +12,8 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sse_edge::sse::whatwg::{self, Dispatched};
-use sse_edge::sse::{Keepalive, Scanner};
+use sse_edge::internals::whatwg::{self, Dispatched};
+use sse_edge::internals::{Keepalive, Scanner};
 
 #[path = "common.rs"]
 mod common;
@@ -34,7 +34,7 @@ fuzz_target!(|input: &[u8]| {
     let mut scanner = Scanner::new(1 << 20);
     let mut client = whatwg::Parser::new();
     let (mut output, mut parsed, mut fulls) = (vec![], vec![], 0);
-    let mut on_event = |e: &sse_edge::sse::Event| parsed.push(e.parse());
+    let mut on_event = |e: &sse_edge::internals::Event| parsed.push(e.parse());
     for step in steps(stream) {
         let bytes = match step {
             Step::Inject => match ka.frame(&mut scanner) {

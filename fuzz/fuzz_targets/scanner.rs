@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sse_edge::sse::{Scanner, whatwg};
+use sse_edge::internals::{Scanner, whatwg};
 
 #[path = "common.rs"]
 mod common;
@@ -32,7 +32,7 @@ fuzz_target!(|input: &[u8]| {
     let mut scanner = Scanner::new(max);
     let mut reference = whatwg::Parser::new();
     let (mut forwarded, mut events, mut parsed, mut overflows) = (vec![], vec![], vec![], 0);
-    let mut on_event = |e: &sse_edge::sse::Event| {
+    let mut on_event = |e: &sse_edge::internals::Event| {
         assert!(e.len() <= max && !e.is_empty());
         events.push(e.segments().concat());
         parsed.push(e.parse());

@@ -9,9 +9,9 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sse_edge::resume::Token;
-use sse_edge::sse::Stamp;
-use sse_edge::sse::{Event, Scanner, whatwg};
+use sse_edge::internals::Token;
+use sse_edge::internals::Stamp;
+use sse_edge::internals::{Event, Scanner, whatwg};
 
 #[path = "common.rs"]
 mod common;

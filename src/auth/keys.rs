@@ -33,7 +33,7 @@ use crate::config::KeysFile;
 use crate::shutdown::Shutdown;
 
 /// SHA-256 of a client key.
-pub type Digest = [u8; 32];
+pub(crate) type Digest = [u8; 32];
 
 /// The SHA-256 digest of `key`.
 pub fn digest(key: &[u8]) -> Digest {
@@ -55,7 +55,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// The accepted digests of one keys file, each with its log label.
-pub struct KeySet {
+pub(crate) struct KeySet {
     labels: HashMap<Digest, Arc<str>>,
     /// The file contents it was parsed from (the watcher's change test).
     raw: Vec<u8>,
@@ -71,14 +71,14 @@ impl fmt::Debug for KeySet {
 
 impl KeySet {
     /// Reads and parses a keys file.
-    pub fn load(path: &Path) -> Result<Self, KeysFileError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, KeysFileError> {
         let raw = std::fs::read(path).map_err(KeysFileError::Read)?;
         Self::parse(raw).map_err(KeysFileError::Invalid)
     }
 
     /// Parses the contents of a keys file; the error is one line naming
     /// the line number (never its text, which could be a pasted key).
-    pub fn parse(raw: Vec<u8>) -> Result<Self, String> {
+    pub(crate) fn parse(raw: Vec<u8>) -> Result<Self, String> {
         let text = std::str::from_utf8(&raw).map_err(|_| "the file is not UTF-8".to_owned())?;
         let mut labels = HashMap::new();
         let mut first_line: HashMap<Digest, usize> = HashMap::new();
@@ -100,16 +100,12 @@ impl KeySet {
         Ok(Self { labels, raw })
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.labels.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
     /// The label of an accepted digest.
-    pub fn label(&self, d: &Digest) -> Option<&Arc<str>> {
+    pub(crate) fn label(&self, d: &Digest) -> Option<&Arc<str>> {
         self.labels.get(d)
     }
 }
@@ -181,7 +177,7 @@ fn parse_hex_digest(s: &str) -> Option<Digest> {
 
 /// Why a request's key was refused (the 401's cause; never the key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Neither `Authorization: Bearer` nor `x-api-key` was given.
     Missing,
     /// A key was given but its digest is not in the file.
@@ -200,7 +196,7 @@ impl fmt::Display for Refusal {
 impl std::error::Error for Refusal {}
 
 /// A route's keys file in service, swapped by [`Keys::watch`].
-pub struct Keys {
+pub(crate) struct Keys {
     path: PathBuf,
     interval: Duration,
     route: Arc<str>,
@@ -209,7 +205,7 @@ pub struct Keys {
 
 impl Keys {
     /// Reads the route's keys file for the first time.
-    pub fn load(file: &KeysFile, route: Arc<str>) -> Result<Self, KeysFileError> {
+    pub(crate) fn load(file: &KeysFile, route: Arc<str>) -> Result<Self, KeysFileError> {
         let set = KeySet::load(&file.path)?;
         Ok(Self::with_set(file, route, set))
     }
@@ -231,7 +227,7 @@ impl Keys {
 
     /// The accepted key among those the request presents, as its digest
     /// and label.
-    pub fn identify(&self, headers: &HeaderMap) -> Result<(Digest, Arc<str>), Refusal> {
+    pub(crate) fn identify(&self, headers: &HeaderMap) -> Result<(Digest, Arc<str>), Refusal> {
         let set = self.current();
         let mut presented = false;
         for key in presented_keys(headers) {
@@ -249,7 +245,7 @@ impl Keys {
     }
 
     /// Re-reads the file every `reload_interval` until `stop` fires.
-    pub async fn watch(self: Arc<Self>, stop: Shutdown) {
+    pub(crate) async fn watch(self: Arc<Self>, stop: Shutdown) {
         let mut last = self.current().raw.clone();
         let start = tokio::time::Instant::now() + self.interval;
         let mut tick = tokio::time::interval_at(start, self.interval);

@@ -36,16 +36,16 @@ use super::keys::Digest;
 use crate::config::RateLimit;
 
 /// Number of independently locked bucket maps.
-pub const SHARDS: usize = 16;
+pub(crate) const SHARDS: usize = 16;
 /// A shard is swept once it holds this many buckets or twice as many as
 /// after its last sweep.
 const SWEEP_MIN: usize = 1024;
 /// Buckets a shard may hold after a sweep before it is cleared.
-pub const MAX_PER_SHARD: usize = 64 * 1024;
+pub(crate) const MAX_PER_SHARD: usize = 64 * 1024;
 
 /// Whose bucket a request takes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BucketKey {
+pub(crate) enum BucketKey {
     /// The digest of the client key the route accepted.
     Key(Digest),
     /// The client's address, when the route has no keys file.
@@ -109,7 +109,7 @@ impl Shard {
 }
 
 /// The buckets of one route.
-pub struct Limiter {
+pub(crate) struct Limiter {
     rate: Rate,
     /// Time zero of the buckets' nanosecond clock.
     epoch: Instant,
@@ -118,7 +118,7 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    pub fn new(limit: &RateLimit) -> Self {
+    pub(crate) fn new(limit: &RateLimit) -> Self {
         let shard = || {
             Mutex::new(Shard {
                 tats: HashMap::new(),
@@ -134,7 +134,7 @@ impl Limiter {
     }
 
     /// Takes a token from `key`'s bucket, or says how long until one is there.
-    pub fn check(&self, key: BucketKey, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn check(&self, key: BucketKey, now: Instant) -> Result<(), Duration> {
         let now =
             u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
         let i = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or(0);
@@ -155,8 +155,9 @@ impl Limiter {
         }
     }
 
+    #[cfg(test)]
     /// Buckets currently held (for tests and diagnostics).
-    pub fn buckets(&self) -> usize {
+    pub(crate) fn buckets(&self) -> usize {
         let len = |s: &Mutex<Shard>| s.lock().map_or(0, |g| g.tats.len());
         self.shards.iter().map(len).sum()
     }

@@ -25,9 +25,9 @@
 //! The keys file is re-read by a watcher task ([`Gate::watcher`]) that
 //! ends with the relay's stop signal.
 
-pub mod keys;
-pub mod limit;
-pub mod upstream;
+pub(crate) mod keys;
+pub(crate) mod limit;
+pub(crate) mod upstream;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -35,7 +35,8 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-pub use keys::{Digest, KeySet, KeysFileError, digest, hex};
+pub(crate) use keys::{KeySet, KeysFileError};
+pub use keys::{digest, hex};
 
 use crate::config::RouteAuth;
 use crate::error::{Error, Kind};
@@ -46,7 +47,7 @@ use limit::{BucketKey, Limiter};
 use upstream::Credential;
 
 /// One route's auth state, built at start (reading the keys file).
-pub struct Gate {
+pub(crate) struct Gate {
     route: Arc<str>,
     keys: Option<Arc<Keys>>,
     limiter: Option<Limiter>,
@@ -59,7 +60,7 @@ impl Gate {
     /// # Errors
     ///
     /// The keys file cannot be read or is not a keys file.
-    pub fn new(cfg: &RouteAuth, route: Arc<str>) -> Result<Self, KeysFileError> {
+    pub(crate) fn new(cfg: &RouteAuth, route: Arc<str>) -> Result<Self, KeysFileError> {
         let keys = match &cfg.keys {
             Some(file) => Some(Arc::new(Keys::load(file, route.clone())?)),
             None => None,
@@ -74,7 +75,12 @@ impl Gate {
 
     /// Admits the request or says why not (401 or 429). Records the key's
     /// label and counts refusals on `x`.
-    pub fn check(&self, headers: &HeaderMap, peer: IpAddr, x: &mut Exchange) -> Result<(), Error> {
+    pub(crate) fn check(
+        &self,
+        headers: &HeaderMap,
+        peer: IpAddr,
+        x: &mut Exchange,
+    ) -> Result<(), Error> {
         let peer = peer.to_canonical();
         let bucket = match &self.keys {
             None => BucketKey::Ip(peer),
@@ -103,13 +109,16 @@ impl Gate {
     }
 
     /// The relay's upstream credential, when the route has one.
-    pub fn credential(&self) -> Option<&Credential> {
+    pub(crate) fn credential(&self) -> Option<&Credential> {
         self.credential.as_ref()
     }
 
     /// The keys-file reload task, when the route has a keys file; it ends
     /// when `stop` fires.
-    pub fn watcher(&self, stop: Shutdown) -> Option<impl Future<Output = ()> + Send + 'static> {
+    pub(crate) fn watcher(
+        &self,
+        stop: Shutdown,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
         self.keys.clone().map(|k| k.watch(stop))
     }
 }

@@ -16,13 +16,13 @@ use crate::config::{UpstreamKey, UpstreamKeyHeader};
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The header a route's upstream requests carry instead of the client's.
-pub struct Credential {
+pub(crate) struct Credential {
     name: HeaderName,
     value: HeaderValue,
 }
 
 impl Credential {
-    pub fn new(key: &UpstreamKey) -> Self {
+    pub(crate) fn new(key: &UpstreamKey) -> Self {
         let name = match key.header {
             UpstreamKeyHeader::Authorization => AUTHORIZATION,
             UpstreamKeyHeader::XApiKey => X_API_KEY.clone(),
@@ -33,7 +33,7 @@ impl Credential {
     }
 
     /// Replaces the client's credentials in upstream request headers.
-    pub fn apply(&self, headers: &mut HeaderMap) {
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         headers.remove(AUTHORIZATION);
         headers.remove(&X_API_KEY);
         headers.insert(self.name.clone(), self.value.clone());

@@ -18,7 +18,7 @@ use crate::usage::{Usage, from_body};
 /// answer.
 static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
 
-pub struct UsageCapture {
+pub(crate) struct UsageCapture {
     dialect: Dialect,
     cap: u64,
     frames: Vec<Bytes>,
@@ -27,7 +27,7 @@ pub struct UsageCapture {
 }
 
 impl UsageCapture {
-    pub fn new(dialect: Dialect, cap: u64) -> Self {
+    pub(crate) fn new(dialect: Dialect, cap: u64) -> Self {
         Self {
             dialect,
             cap,
@@ -37,7 +37,7 @@ impl UsageCapture {
         }
     }
 
-    pub fn push(&mut self, data: &Bytes) {
+    pub(crate) fn push(&mut self, data: &Bytes) {
         if self.over {
             return;
         }
@@ -51,7 +51,7 @@ impl UsageCapture {
     }
 
     /// Usage and model of the complete body, if it reported usage.
-    pub fn finish(&mut self) -> Option<(Usage, Option<String>)> {
+    pub(crate) fn finish(&mut self) -> Option<(Usage, Option<String>)> {
         if self.over {
             return None;
         }

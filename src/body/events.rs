@@ -11,7 +11,7 @@ use crate::sse::Event;
 use crate::sse::Stamp;
 use crate::usage::{Seen, StreamUsage, Usage};
 
-pub struct EventObserver {
+pub(super) struct EventObserver {
     dialect: Dialect,
     ending: Ending,
     usage: StreamUsage,
@@ -28,7 +28,7 @@ pub struct EventObserver {
 }
 
 impl EventObserver {
-    pub fn new(dialect: Dialect, strip_usage_chunk: bool, stamp: Option<Stamp>) -> Self {
+    pub(super) fn new(dialect: Dialect, strip_usage_chunk: bool, stamp: Option<Stamp>) -> Self {
         Self {
             dialect,
             ending: Ending::None,
@@ -40,7 +40,7 @@ impl EventObserver {
         }
     }
 
-    pub fn on_event(&mut self, event: &Event) {
+    pub(super) fn on_event(&mut self, event: &Event) {
         if self.ending == Ending::None {
             self.ending = ending(self.dialect, event);
         }
@@ -61,18 +61,18 @@ impl EventObserver {
     }
 
     /// Forwarding is event-aligned (see `strip_usage_chunk` and `stamp`).
-    pub fn event_aligned(&self) -> bool {
+    pub(super) fn event_aligned(&self) -> bool {
         self.strip_usage_chunk || self.stamp.is_some()
     }
 
     /// The whole events to forward, in event-aligned mode.
-    pub fn take_kept(&mut self) -> std::vec::Drain<'_, (u64, Bytes)> {
+    pub(super) fn take_kept(&mut self) -> std::vec::Drain<'_, (u64, Bytes)> {
         self.kept.drain(..)
     }
 
     /// Queues a relay-made event (an error event) like an upstream one:
     /// stamped on a resumable stream.
-    pub fn relay_event(&mut self, event: Bytes, out: &mut impl Extend<(u64, Bytes)>) {
+    pub(super) fn relay_event(&mut self, event: Bytes, out: &mut impl Extend<(u64, Bytes)>) {
         match &mut self.stamp {
             Some(stamp) => {
                 let term = usize::from(event.ends_with(b"\r\n")) + 1;
@@ -83,13 +83,13 @@ impl EventObserver {
     }
 
     /// The first ending seen since the last call.
-    pub fn take_ending(&mut self) -> Ending {
+    pub(super) fn take_ending(&mut self) -> Ending {
         std::mem::replace(&mut self.ending, Ending::None)
     }
 
     /// Usage (and the model the stream reported) when new usage arrived
     /// since the last call.
-    pub fn take_usage(&mut self) -> Option<(Usage, Option<&str>)> {
+    pub(super) fn take_usage(&mut self) -> Option<(Usage, Option<&str>)> {
         if !std::mem::take(&mut self.usage_changed) {
             return None;
         }

@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-pub struct ReadDeadline {
+pub(crate) struct ReadDeadline {
     timeout: Duration,
     last: Instant,
     timer: Pin<Box<Sleep>>,
 }
 
 impl ReadDeadline {
-    pub fn new(timeout: Duration) -> Self {
+    pub(crate) fn new(timeout: Duration) -> Self {
         let now = Instant::now();
         Self {
             timeout,
@@ -29,12 +29,12 @@ impl ReadDeadline {
     }
 
     /// Data arrived.
-    pub fn arrived(&mut self) {
+    pub(crate) fn arrived(&mut self) {
         self.last = Instant::now();
     }
 
     /// Ready when the upstream has been silent for the whole timeout.
-    pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<Duration> {
+    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<Duration> {
         loop {
             if self.timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;

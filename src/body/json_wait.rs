@@ -31,7 +31,7 @@ enum Phase {
     Done,
 }
 
-pub struct JsonWaitBody {
+pub(crate) struct JsonWaitBody {
     phase: Phase,
     heartbeat: Heartbeat,
     dialect: Dialect,
@@ -39,7 +39,7 @@ pub struct JsonWaitBody {
 }
 
 impl JsonWaitBody {
-    pub fn new(
+    pub(crate) fn new(
         pending: Pending,
         heartbeat: Heartbeat,
         dialect: Dialect,
@@ -53,11 +53,11 @@ impl JsonWaitBody {
         }
     }
 
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done)
     }
 
-    pub fn poll_frame(
+    pub(crate) fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,
         x: &mut Exchange,

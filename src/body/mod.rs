@@ -15,8 +15,8 @@ mod idle;
 mod json_wait;
 mod sse;
 
-pub use capture::UsageCapture;
+pub(crate) use capture::UsageCapture;
 pub use heartbeat::Heartbeat;
-pub use idle::ReadDeadline;
-pub use json_wait::JsonWaitBody;
-pub use sse::{Pending, SseBody, SseSetup};
+pub(crate) use idle::ReadDeadline;
+pub(crate) use json_wait::JsonWaitBody;
+pub(crate) use sse::{Pending, SseBody, SseSetup};

@@ -45,7 +45,7 @@ use crate::timer::Wheel;
 use crate::upstream::{Body as UpstreamBody, Lease, Sent};
 
 /// The upstream exchange still in flight after an early commit.
-pub type Pending = Pin<Box<dyn Future<Output = Result<Sent, Error>> + Send>>;
+pub(crate) type Pending = Pin<Box<dyn Future<Output = Result<Sent, Error>> + Send>>;
 
 /// Most bytes of an upstream error body read to build the error event.
 const ERROR_BODY_CAP: usize = 64 * 1024;
@@ -68,7 +68,7 @@ enum Phase {
 }
 
 /// What an SSE body needs from its route and connection.
-pub struct SseSetup<'a> {
+pub(crate) struct SseSetup<'a> {
     pub dialect: Dialect,
     pub wheel: Arc<Wheel>,
     pub stream: &'a StreamConfig,
@@ -93,7 +93,7 @@ enum Downstream {
     Producer { deadline: Option<ReadDeadline> },
 }
 
-pub struct SseBody {
+pub(crate) struct SseBody {
     phase: Phase,
     scanner: Scanner,
     downstream: Downstream,
@@ -110,12 +110,12 @@ pub struct SseBody {
 
 impl SseBody {
     /// Committed early: `pending` resolves to the upstream's answer.
-    pub fn waiting(pending: Pending, setup: SseSetup<'_>) -> Self {
+    pub(crate) fn waiting(pending: Pending, setup: SseSetup<'_>) -> Self {
         Self::new(Phase::Waiting(pending), setup)
     }
 
     /// The upstream answered 2xx with an event stream.
-    pub fn streaming(body: UpstreamBody, lease: Lease, setup: SseSetup<'_>) -> Self {
+    pub(crate) fn streaming(body: UpstreamBody, lease: Lease, setup: SseSetup<'_>) -> Self {
         Self::new(Phase::Streaming { body, lease }, setup)
     }
 
@@ -144,11 +144,11 @@ impl SseBody {
         }
     }
 
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done) && self.queued.is_empty()
     }
 
-    pub fn poll_frame(
+    pub(crate) fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,
         x: &mut Exchange,
@@ -159,7 +159,7 @@ impl SseBody {
 
     /// The next bytes to send, with the seq of the event they belong to
     /// (0 unless the stream is stamped).
-    pub fn poll_part(
+    pub(crate) fn poll_part(
         &mut self,
         cx: &mut Context<'_>,
         x: &mut Exchange,

@@ -25,7 +25,7 @@ use std::io;
 
 /// Descriptors kept for everything but client connections and their
 /// upstream sockets (a quarter of the limit when that is less).
-pub const RESERVE: u64 = 256;
+pub(crate) const RESERVE: u64 = 256;
 
 /// The most `server.max_connections` accepts, whatever the limit.
 pub(crate) const MAX_CONNECTIONS: u64 = 1_000_000;

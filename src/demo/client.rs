@@ -44,7 +44,7 @@ pub(super) struct SseReader {
 
 impl SseReader {
     /// Feeds one chunk; complete items are appended to `items`.
-    pub fn feed(&mut self, chunk: &[u8], items: &mut Vec<Item>) {
+    pub(super) fn feed(&mut self, chunk: &[u8], items: &mut Vec<Item>) {
         self.pending.extend_from_slice(chunk);
         let mut start = 0;
         while let Some(i) = memchr::memchr(b'\n', &self.pending[start..]) {

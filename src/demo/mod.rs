@@ -39,7 +39,7 @@ pub use script::{ANTHROPIC_ANSWER, OPENAI_ANSWER};
 
 /// The demo relay's heartbeat unless `--heartbeat` says otherwise: short,
 /// so that keepalives show within seconds.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 /// Time between two tokens of the simulated API.
 const TOKEN_GAP: Duration = Duration::from_millis(50);
 /// How long after a request the demo waits for its access-log line.

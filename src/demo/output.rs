@@ -66,7 +66,7 @@ pub(super) struct Output {
 }
 
 impl Output {
-    pub fn stdout() -> Self {
+    pub(super) fn stdout() -> Self {
         let colour = std::io::stdout().is_terminal()
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
             && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
@@ -78,12 +78,12 @@ impl Output {
     }
 
     /// Time offsets count from now on.
-    pub fn restart_clock(&mut self) {
+    pub(super) fn restart_clock(&mut self) {
         self.start = Instant::now();
     }
 
     /// `text` in SGR style `code` when colours are on.
-    pub fn paint(&self, code: &str, text: &str) -> String {
+    pub(super) fn paint(&self, code: &str, text: &str) -> String {
         if self.colour {
             format!("\x1b[{code}m{text}\x1b[0m")
         } else {
@@ -91,18 +91,18 @@ impl Output {
         }
     }
 
-    pub fn dim(&self, text: &str) -> String {
+    pub(super) fn dim(&self, text: &str) -> String {
         self.paint("2", text)
     }
 
     /// A plain line.
-    pub fn line(&mut self, text: &str) {
+    pub(super) fn line(&mut self, text: &str) {
         self.close_inline();
         write_out(&format!("{text}\n"));
     }
 
     /// A section heading with a rule below it.
-    pub fn heading(&mut self, text: &str) {
+    pub(super) fn heading(&mut self, text: &str) {
         self.close_inline();
         let rule = "─".repeat(text.chars().count().max(8));
         let heading = self.paint("1", text);
@@ -110,14 +110,14 @@ impl Output {
     }
 
     /// A timed line: `  +1.00s  ♥ text`.
-    pub fn mark(&mut self, mark: Mark, text: &str) {
+    pub(super) fn mark(&mut self, mark: Mark, text: &str) {
         self.close_inline();
         let prefix = self.prefix(mark);
         write_out(&format!("{prefix}{text}\n"));
     }
 
     /// Token text, on the open token line or a new one.
-    pub fn token(&mut self, text: &str) {
+    pub(super) fn token(&mut self, text: &str) {
         let mut s = String::new();
         if !self.inline {
             s.push_str(&self.prefix(Mark::Token));

@@ -67,7 +67,7 @@ pub(super) struct Reply {
 }
 
 impl Reply {
-    pub fn new(dialect: Dialect, model: &str, prompt_tokens: u64, n: u64) -> Self {
+    pub(super) fn new(dialect: Dialect, model: &str, prompt_tokens: u64, n: u64) -> Self {
         let mut escaped = String::new();
         json_escape_into(&mut escaped, model);
         let (id, answer) = match dialect {
@@ -95,7 +95,7 @@ impl Reply {
     }
 
     /// How many tokens the answer streams.
-    pub fn token_count(&self) -> usize {
+    pub(super) fn token_count(&self) -> usize {
         self.tokens.len()
     }
 
@@ -104,7 +104,7 @@ impl Reply {
     }
 
     /// The event sent with the headers.
-    pub fn opening(&self, created: u64) -> Bytes {
+    pub(super) fn opening(&self, created: u64) -> Bytes {
         match self.dialect {
             Dialect::OpenAi => self.chunk(created, r#"{"role":"assistant","content":""}"#, "null"),
             Dialect::Anthropic => {
@@ -122,7 +122,7 @@ impl Reply {
 
     /// One event per token (the first Anthropic one also opens the text
     /// block).
-    pub fn token_events(&self, created: u64) -> Vec<Bytes> {
+    pub(super) fn token_events(&self, created: u64) -> Vec<Bytes> {
         let mut text = String::new();
         let mut one = |(i, token): (usize, &String)| {
             text.clear();
@@ -138,7 +138,7 @@ impl Reply {
     }
 
     /// The events after the last token: finish, usage, end of stream.
-    pub fn closing(&self, created: u64, include_usage: bool) -> Vec<Bytes> {
+    pub(super) fn closing(&self, created: u64, include_usage: bool) -> Vec<Bytes> {
         match self.dialect {
             Dialect::OpenAi => {
                 let mut frames = vec![self.chunk(created, "{}", r#""stop""#)];
@@ -171,7 +171,7 @@ impl Reply {
     }
 
     /// The non-streaming answer.
-    pub fn whole(&self, created: u64) -> String {
+    pub(super) fn whole(&self, created: u64) -> String {
         let mut text = String::new();
         json_escape_into(&mut text, &self.tokens.concat());
         let (id, model) = (&self.id, &self.model);

@@ -24,7 +24,7 @@ pub(super) struct Transcript {
 }
 
 impl Transcript {
-    pub fn new(dialect: Dialect) -> Self {
+    pub(super) fn new(dialect: Dialect) -> Self {
         Self {
             dialect,
             text: String::new(),
@@ -35,12 +35,12 @@ impl Transcript {
     }
 
     /// Whether the dialect's last event arrived.
-    pub fn complete(&self) -> bool {
+    pub(super) fn complete(&self) -> bool {
         self.done
     }
 
     /// Prints `item` and records what it says.
-    pub fn show(&mut self, item: Item, out: &mut Output) {
+    pub(super) fn show(&mut self, item: Item, out: &mut Output) {
         match item {
             Item::Comment(text) => {
                 self.keepalives += 1;

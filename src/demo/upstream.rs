@@ -66,7 +66,7 @@ pub(super) struct SimulatedApi {
 
 impl SimulatedApi {
     /// Binds 127.0.0.1 on an ephemeral port and starts serving.
-    pub async fn start(timing: Timing) -> io::Result<Self> {
+    pub(super) async fn start(timing: Timing) -> io::Result<Self> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let stop = Shutdown::new();
@@ -75,7 +75,7 @@ impl SimulatedApi {
     }
 
     /// Closes the listener and every connection, and waits for them.
-    pub async fn stop(self) {
+    pub(super) async fn stop(self) {
         self.stop.signal();
         if let Err(e) = self.task.await {
             tracing::warn!("simulated API task failed: {e}");

@@ -21,14 +21,14 @@ use crate::json::escape_into as json_escape_into;
 
 /// One error: status it stands for, a machine code and a message.
 #[derive(Debug, Clone, Copy)]
-pub struct ErrorInfo<'a> {
+pub(crate) struct ErrorInfo<'a> {
     pub status: StatusCode,
     pub code: &'a str,
     pub message: &'a str,
 }
 
 /// The JSON error body in `dialect`'s shape.
-pub fn body(dialect: Dialect, e: ErrorInfo<'_>) -> String {
+pub(crate) fn body(dialect: Dialect, e: ErrorInfo<'_>) -> String {
     match dialect {
         Dialect::Anthropic => anthropic(e),
         _ => openai(e),
@@ -36,7 +36,7 @@ pub fn body(dialect: Dialect, e: ErrorInfo<'_>) -> String {
 }
 
 /// A complete SSE event (ending in a blank line) carrying the error.
-pub fn event(dialect: Dialect, e: ErrorInfo<'_>) -> Bytes {
+pub(crate) fn event(dialect: Dialect, e: ErrorInfo<'_>) -> Bytes {
     let mut out = String::with_capacity(192 + e.message.len());
     match dialect {
         Dialect::OpenAiChat => {

@@ -7,8 +7,8 @@
 //! `/v1/responses`, Anthropic for `/v1/messages`, generic otherwise. A route
 //! set to `openai` still tells Responses from chat by path.
 
-pub mod errors;
-pub mod stream;
+pub(crate) mod errors;
+pub(crate) mod stream;
 
 use crate::config::DialectSetting;
 
@@ -66,7 +66,7 @@ fn is_responses(path: &str) -> bool {
 }
 
 /// A `text/event-stream` content type.
-pub fn is_event_stream(headers: &http::HeaderMap) -> bool {
+pub(crate) fn is_event_stream(headers: &http::HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

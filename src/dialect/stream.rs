@@ -28,7 +28,7 @@ mod tests;
 /// The dialect's keepalive frames: Anthropic's own `ping` event at event
 /// boundaries, a comment plus blank line for the others; a bare comment
 /// line inside events for all.
-pub fn keepalive(dialect: Dialect) -> Keepalive {
+pub(crate) fn keepalive(dialect: Dialect) -> Keepalive {
     match dialect {
         Dialect::Anthropic => Keepalive::anthropic_ping(),
         _ => Keepalive::comment(),

@@ -29,7 +29,7 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Tells nginx-style buffering proxies in front not to hold the stream.
-pub static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+pub(super) static X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -40,7 +40,7 @@ static UNTRUSTED: [HeaderName; 3] = [
 ];
 
 /// Removes hop-by-hop fields, including those `Connection` lists.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the names (equality of
     // standard names is an integer compare) instead of a hashed removal
     // per name.
@@ -71,7 +71,7 @@ const RELAY_PREFIX: &str = "sse-edge-";
 /// for the relay (a spoofed `sse-edge-stream-id` or `sse-edge-error`). A
 /// `Trailer` declaration keeps only the names [`clean_trailers`] lets
 /// through.
-pub fn clean_response(headers: &mut HeaderMap) {
+pub(super) fn clean_response(headers: &mut HeaderMap) {
     // One pass over the names for the common case of none of these.
     let suspect =
         |k: &HeaderName| HOP_BY_HOP.contains(k) || *k == header::TRAILER || is_relay_field(k);
@@ -111,7 +111,7 @@ fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
 
 /// Upstream trailers get the rules response heads get (RFC 9110 §6.5.1):
 /// no hop-by-hop or framing fields, no `Trailer`, no `sse-edge-*`.
-pub fn clean_trailers(trailers: &mut HeaderMap) {
+pub(super) fn clean_trailers(trailers: &mut HeaderMap) {
     strip_hop_by_hop(trailers);
     remove_where(trailers, |k| !trailer_allowed(k));
 }
@@ -132,7 +132,7 @@ fn is_relay_field(name: &HeaderName) -> bool {
 /// not decoded here, and forwarding the body without its coding would hand
 /// the upstream bytes it cannot read: such a request gets 501, as nginx
 /// answers it. Returns the offending field value.
-pub fn unsupported_transfer_coding(headers: &HeaderMap) -> Option<&HeaderValue> {
+pub(super) fn unsupported_transfer_coding(headers: &HeaderMap) -> Option<&HeaderValue> {
     headers.get_all(header::TRANSFER_ENCODING).iter().find(|v| {
         v.as_bytes()
             .split(|&b| b == b',')
@@ -143,7 +143,7 @@ pub fn unsupported_transfer_coding(headers: &HeaderMap) -> Option<&HeaderValue> 
 
 /// The client's address as `X-Forwarded-For` carries it (formatted once
 /// per connection, not per request).
-pub fn peer_value(peer: IpAddr) -> HeaderValue {
+pub(crate) fn peer_value(peer: IpAddr) -> HeaderValue {
     // An IP address in text is always a valid header value.
     HeaderValue::from_str(&peer.to_canonical().to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
@@ -151,7 +151,7 @@ pub fn peer_value(peer: IpAddr) -> HeaderValue {
 
 /// Sets `X-Forwarded-For` / `X-Forwarded-Proto` from the real connection;
 /// `peer` comes from [`peer_value`].
-pub fn set_forwarded(headers: &mut HeaderMap, peer: &HeaderValue, https: bool, trust: bool) {
+pub(super) fn set_forwarded(headers: &mut HeaderMap, peer: &HeaderValue, https: bool, trust: bool) {
     let proto = HeaderValue::from_static(if https { "https" } else { "http" });
     if trust {
         let peer = peer.to_str().unwrap_or("unknown");

@@ -33,9 +33,9 @@ use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 
-pub use headers::peer_value;
-pub use response::ResponseBody;
-pub use route::{Route, RouteError, RouteTable};
+pub(crate) use headers::peer_value;
+pub(crate) use response::ResponseBody;
+pub(crate) use route::{Route, RouteError, RouteTable};
 
 use crate::body::{Heartbeat, JsonWaitBody, Pending, SseBody, SseSetup, UsageCapture};
 use crate::config::Config;
@@ -51,7 +51,7 @@ use response::first_frame;
 
 /// The real connection a request arrived on.
 #[derive(Clone)]
-pub struct ConnInfo {
+pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
     /// `peer`'s address as `X-Forwarded-For` carries it.
     pub peer_value: http::HeaderValue,
@@ -66,7 +66,7 @@ pub struct ConnInfo {
 impl ConnInfo {
     /// A new connection from `peer` to `local`, with its timer wheel and
     /// no request open yet.
-    pub fn new(peer: SocketAddr, local: SocketAddr, https: bool, wheel: Arc<Wheel>) -> Self {
+    pub(crate) fn new(peer: SocketAddr, local: SocketAddr, https: bool, wheel: Arc<Wheel>) -> Self {
         ConnInfo {
             peer,
             peer_value: peer_value(peer.ip()),
@@ -92,7 +92,7 @@ struct Settings {
 }
 
 /// Everything a request needs, shared by all connections.
-pub struct Relay {
+pub(crate) struct Relay {
     routes: RouteTable,
     sinks: Arc<Sinks>,
     /// Resumable streams.
@@ -102,7 +102,12 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(config: &Config, routes: RouteTable, sinks: Arc<Sinks>, hub: Arc<Hub>) -> Self {
+    pub(crate) fn new(
+        config: &Config,
+        routes: RouteTable,
+        sinks: Arc<Sinks>,
+        hub: Arc<Hub>,
+    ) -> Self {
         Self {
             routes,
             sinks,
@@ -123,23 +128,23 @@ impl Relay {
     }
 
     /// From now on HTTP/1 responses carry `connection: close`.
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
 
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
 
     /// Timer-wheel resolution: a sixteenth of the shortest heartbeat,
     /// between 10 ms and 500 ms (a keepalive may be one tick late).
-    pub fn wheel_tick(&self) -> Duration {
+    pub(crate) fn wheel_tick(&self) -> Duration {
         let shortest = self.routes.shortest_heartbeat();
         (shortest / 16).clamp(Duration::from_millis(10), Duration::from_millis(500))
     }
 
     /// Serves one request. Never fails: errors become dialect-shaped answers.
-    pub async fn handle(
+    pub(crate) async fn handle(
         self: Arc<Self>,
         conn: ConnInfo,
         req: Request<Incoming>,

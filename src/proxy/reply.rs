@@ -11,7 +11,11 @@ use crate::error::{Error, Kind};
 use crate::telemetry::Exchange;
 
 /// Builds the error answer for `err`.
-pub fn error(err: &Error, dialect: Dialect, exchange: Option<Exchange>) -> Response<ResponseBody> {
+pub(super) fn error(
+    err: &Error,
+    dialect: Dialect,
+    exchange: Option<Exchange>,
+) -> Response<ResponseBody> {
     let status = err.status();
     let message = err.message();
     let info = ErrorInfo {
@@ -64,7 +68,7 @@ pub fn error(err: &Error, dialect: Dialect, exchange: Option<Exchange>) -> Respo
 /// (`Accept: text/event-stream`) get the dialect's error *event*, others its
 /// JSON error body; either way the status is not 200, so an EventSource
 /// stops reconnecting instead of looping on the error.
-pub fn resume_refused(
+pub(super) fn resume_refused(
     status: http::StatusCode,
     code: &'static str,
     message: &str,

@@ -28,7 +28,7 @@ use crate::upstream::RequestBody;
 use crate::usage::{inject_include_usage, request_info};
 
 /// A request ready to go upstream.
-pub struct Outbound {
+pub(super) struct Outbound {
     pub head: Head,
     pub body: OutBody,
     /// The client asked for an event stream.
@@ -40,7 +40,7 @@ pub struct Outbound {
     pub strip_usage_chunk: bool,
 }
 
-pub enum OutBody {
+pub(super) enum OutBody {
     Buffered(Bytes),
     Streaming {
         body: Incoming,
@@ -50,7 +50,7 @@ pub enum OutBody {
 }
 
 impl Outbound {
-    pub fn into_request(self) -> Request<RequestBody> {
+    pub(super) fn into_request(self) -> Request<RequestBody> {
         match self.body {
             OutBody::Buffered(bytes) => self.head.request(RequestBody::buffered(bytes)),
             OutBody::Streaming { body, limit, idle } => {
@@ -61,7 +61,7 @@ impl Outbound {
 }
 
 /// Target and headers for the upstream.
-pub fn head(
+pub(super) fn head(
     route: &Route,
     parts: Parts,
     conn: &ConnInfo,
@@ -89,7 +89,7 @@ pub fn head(
 
 /// Reads the body first when it is a JSON POST; decides whether the client
 /// asked for a stream, and adds `include_usage` when the route wants it.
-pub async fn prepare(
+pub(super) async fn prepare(
     head: Head,
     body: Incoming,
     limits: BodyLimits,
@@ -136,7 +136,7 @@ pub async fn prepare(
 
 /// `server.max_request_body` and `server.body_timeout`.
 #[derive(Clone, Copy)]
-pub struct BodyLimits {
+pub(super) struct BodyLimits {
     pub size: u64,
     pub idle: Duration,
 }

@@ -17,7 +17,7 @@ use crate::upstream::{Body as UpstreamBody, Lease};
 /// The response body handed to hyper: an upstream body relayed frame by
 /// frame, or a relay-made answer. The request's [`Exchange`] rides along and
 /// is finished when the body ends or is dropped.
-pub struct ResponseBody {
+pub(crate) struct ResponseBody {
     inner: Inner,
     exchange: Option<Exchange>,
 }
@@ -88,7 +88,7 @@ impl ResponseBody {
     /// `lease` goes back to the pool when it ends. `usage`, when given,
     /// keeps the (JSON) body to read its usage at the end. `read_timeout`
     /// bounds upstream silence between frames.
-    pub fn relay(
+    pub(crate) fn relay(
         body: UpstreamBody,
         first: Option<Frame<Bytes>>,
         mut lease: Lease,
@@ -116,7 +116,7 @@ impl ResponseBody {
     }
 
     /// An event stream: relayed through the SSE engine.
-    pub fn sse(body: SseBody, mut exchange: Exchange) -> Self {
+    pub(crate) fn sse(body: SseBody, mut exchange: Exchange) -> Self {
         exchange.start_streaming();
         Self {
             inner: Inner::Sse(Box::new(body)),
@@ -127,7 +127,7 @@ impl ResponseBody {
     /// A resumable stream, read from its replay log. The original request's
     /// record stays with the stream's producer, so it has none here; a
     /// reconnect brings its own.
-    pub fn resumable(reader: Reader, mut exchange: Option<Exchange>) -> Self {
+    pub(crate) fn resumable(reader: Reader, mut exchange: Option<Exchange>) -> Self {
         if let Some(x) = exchange.as_mut() {
             x.start_streaming();
         }
@@ -138,7 +138,7 @@ impl ResponseBody {
     }
 
     /// A non-streaming answer kept alive with whitespace (`json_keepalive`).
-    pub fn json_wait(body: JsonWaitBody, mut exchange: Exchange) -> Self {
+    pub(crate) fn json_wait(body: JsonWaitBody, mut exchange: Exchange) -> Self {
         exchange.start_streaming();
         Self {
             inner: Inner::JsonWait(Box::new(body)),
@@ -147,7 +147,7 @@ impl ResponseBody {
     }
 
     /// A complete body made by the relay (errors, admin answers).
-    pub fn full(bytes: impl Into<Bytes>, exchange: Option<Exchange>) -> Self {
+    pub(crate) fn full(bytes: impl Into<Bytes>, exchange: Option<Exchange>) -> Self {
         let bytes = bytes.into();
         let mut this = Self {
             inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
@@ -247,7 +247,7 @@ impl ResponseBody {
 /// shape; once the head is out, hyper could only cut the response (an empty
 /// reply on HTTP/1.1, `INTERNAL_ERROR` on HTTP/2). `None` when the body has
 /// no frame at all.
-pub async fn first_frame(
+pub(super) async fn first_frame(
     body: &mut UpstreamBody,
     read_timeout: Option<Duration>,
 ) -> Result<Option<Frame<Bytes>>, Error> {

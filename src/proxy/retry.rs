@@ -24,14 +24,14 @@ use crate::upstream::{Origin, Sent};
 
 /// The parts of a request needed to send it again.
 #[derive(Clone)]
-pub struct Head {
+pub(super) struct Head {
     pub method: Method,
     pub uri: Uri,
     pub headers: HeaderMap,
 }
 
 impl Head {
-    pub fn request(&self, body: RequestBody) -> Request<RequestBody> {
+    pub(super) fn request(&self, body: RequestBody) -> Request<RequestBody> {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
@@ -42,7 +42,7 @@ impl Head {
 
 /// Retry limits for one request.
 #[derive(Clone, Copy)]
-pub struct Policy {
+pub(super) struct Policy {
     pub retries: u32,
     pub budget: Duration,
     pub backoff: Duration,
@@ -50,7 +50,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(stream: &StreamConfig, first_byte_timeout: Option<Duration>) -> Self {
+    pub(super) fn new(stream: &StreamConfig, first_byte_timeout: Option<Duration>) -> Self {
         Self {
             retries: stream.retry_attempts,
             budget: stream.retry_budget,
@@ -61,7 +61,7 @@ impl Policy {
 }
 
 /// Sends once, under the first-byte deadline.
-pub async fn send_once(
+pub(super) async fn send_once(
     origin: &Arc<Origin>,
     req: Request<RequestBody>,
     first_byte: Option<Duration>,
@@ -80,7 +80,7 @@ pub async fn send_once(
 }
 
 /// Sends `head` + `body`, retrying as the module describes.
-pub async fn send(
+pub(super) async fn send(
     origin: Arc<Origin>,
     head: Head,
     body: Bytes,

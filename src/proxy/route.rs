@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// One route, ready to serve.
-pub struct Route {
+pub(crate) struct Route {
     /// Position in the configuration (metrics index).
     pub index: usize,
     pub name: Arc<str>,
@@ -73,12 +73,12 @@ impl std::error::Error for RouteError {
 }
 
 /// Routes ordered by prefix length, longest first.
-pub struct RouteTable {
+pub(crate) struct RouteTable {
     routes: Vec<Route>,
 }
 
 impl RouteTable {
-    pub fn new(configs: &[RouteConfig], pool: &Pool) -> Result<Self, RouteError> {
+    pub(crate) fn new(configs: &[RouteConfig], pool: &Pool) -> Result<Self, RouteError> {
         let mut routes = Vec::with_capacity(configs.len());
         for (index, rc) in configs.iter().enumerate() {
             let origin = pool
@@ -117,13 +117,16 @@ impl RouteTable {
     }
 
     /// Route names in configuration order (metrics labels).
-    pub fn names_in_order(configs: &[RouteConfig]) -> Vec<String> {
+    pub(crate) fn names_in_order(configs: &[RouteConfig]) -> Vec<String> {
         configs.iter().map(|r| r.name.clone()).collect()
     }
 
     /// Every route's keys-file watcher, to spawn once the relay runs; each
     /// ends when `stop` fires.
-    pub fn key_watchers(&self, stop: &Shutdown) -> Vec<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    pub(crate) fn key_watchers(
+        &self,
+        stop: &Shutdown,
+    ) -> Vec<Pin<Box<dyn Future<Output = ()> + Send>>> {
         let boxed = |w| Box::pin(w) as Pin<Box<dyn Future<Output = ()> + Send>>;
         self.routes
             .iter()
@@ -132,7 +135,7 @@ impl RouteTable {
     }
 
     /// The shortest heartbeat of any route (sets the wheel's tick).
-    pub fn shortest_heartbeat(&self) -> std::time::Duration {
+    pub(crate) fn shortest_heartbeat(&self) -> std::time::Duration {
         self.routes
             .iter()
             .map(|r| r.stream.heartbeat)
@@ -140,12 +143,12 @@ impl RouteTable {
             .unwrap_or(std::time::Duration::from_secs(15))
     }
 
-    pub fn find(&self, path: &str) -> Option<&Route> {
+    pub(crate) fn find(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
     }
 
     /// The route at configuration position `index`.
-    pub fn get(&self, index: usize) -> Option<&Route> {
+    pub(crate) fn get(&self, index: usize) -> Option<&Route> {
         self.routes.iter().find(|r| r.index == index)
     }
 }
@@ -160,7 +163,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 
 impl Route {
     /// The upstream request target for `path` and `query`.
-    pub fn upstream_target(&self, path: &str, query: Option<&str>) -> String {
+    pub(crate) fn upstream_target(&self, path: &str, query: Option<&str>) -> String {
         let rest = if self.strip_prefix {
             &path[self.prefix.len()..]
         } else {

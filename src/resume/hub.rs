@@ -29,7 +29,7 @@ const TOMBSTONES: usize = 65_536;
 
 /// Why a stream can no longer be resumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gone {
+pub(crate) enum Gone {
     /// Nobody reconnected within the window; the upstream was cancelled.
     Expired,
     /// The stream ended and its window passed (or its memory was needed for
@@ -41,7 +41,7 @@ pub enum Gone {
 
 /// A reconnect that cannot be served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResumeError {
+pub(crate) enum ResumeError {
     /// No such stream (or not one this client key may read).
     Unknown,
     /// The stream existed and is gone.
@@ -52,7 +52,7 @@ pub enum ResumeError {
     Ahead { after: u64, sent: u64 },
 }
 
-pub struct Hub {
+pub(crate) struct Hub {
     streams: Mutex<HashMap<Token, Arc<Stream>>>,
     gone: Mutex<Tombstones>,
     /// Streams that ended, oldest first: their logs are the first given
@@ -69,7 +69,7 @@ pub struct Hub {
 
 impl Hub {
     /// `drain`: stop keeping streams nobody reads; `stop`: end them all.
-    pub fn new(memory: u64, metrics: Arc<Metrics>, drain: Shutdown, stop: Shutdown) -> Self {
+    pub(crate) fn new(memory: u64, metrics: Arc<Metrics>, drain: Shutdown, stop: Shutdown) -> Self {
         Self {
             streams: Mutex::new(HashMap::new()),
             gone: Mutex::new(Tombstones::default()),
@@ -86,7 +86,7 @@ impl Hub {
     /// Registers a new resumable stream, or `None` when the relay is
     /// draining or the memory budget is used up (the stream is then relayed
     /// without resumption).
-    pub fn open(
+    pub(crate) fn open(
         &self,
         dialect: Dialect,
         route: usize,
@@ -132,7 +132,12 @@ impl Hub {
 
     /// Starts consuming `body` into the stream's log in a task of its own;
     /// returns the first reader's attachment (the original request's).
-    pub fn start(self: &Arc<Self>, stream: &Arc<Stream>, body: SseBody, x: Exchange) -> Attached {
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        stream: &Arc<Stream>,
+        body: SseBody,
+        x: Exchange,
+    ) -> Attached {
         let attached = stream.attach(0, 0);
         self.producers.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(super::producer::run(self.clone(), stream.clone(), body, x));
@@ -142,7 +147,7 @@ impl Hub {
     /// A reconnect: the reader continues after event `after` (from the
     /// first event when `None`). `key` is the label of the client key the
     /// route accepted; it must be the one the stream was opened with.
-    pub fn attach(
+    pub(crate) fn attach(
         &self,
         token: Token,
         after: Option<u64>,
@@ -178,11 +183,11 @@ impl Hub {
     }
 
     /// The stream with this token, if it is held.
-    pub fn find(&self, token: Token) -> Option<Arc<Stream>> {
+    pub(crate) fn find(&self, token: Token) -> Option<Arc<Stream>> {
         lock(&self.streams).get(&token).cloned()
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
@@ -267,7 +272,7 @@ impl Hub {
     }
 
     /// Resolves when no producer is left (after `stop`, promptly).
-    pub async fn wait_idle(&self) {
+    pub(crate) async fn wait_idle(&self) {
         loop {
             let idle = self.idle.notified();
             tokio::pin!(idle);
@@ -281,7 +286,7 @@ impl Hub {
 }
 
 /// One resumable stream, shared by its producer and its reader.
-pub struct Stream {
+pub(crate) struct Stream {
     token: Token,
     pub(super) dialect: Dialect,
     /// The route it was opened on (a reconnect must pass that route's auth).
@@ -318,7 +323,7 @@ pub(super) struct Slot {
 }
 
 /// A reader's place in a stream.
-pub struct Attached {
+pub(crate) struct Attached {
     pub(super) id: u64,
     pub(super) offset: u64,
     /// Bytes before this offset count as replayed.
@@ -326,15 +331,15 @@ pub struct Attached {
 }
 
 impl Stream {
-    pub fn token(&self) -> Token {
+    pub(crate) fn token(&self) -> Token {
         self.token
     }
 
-    pub fn route(&self) -> usize {
+    pub(crate) fn route(&self) -> usize {
         self.route
     }
 
-    pub fn dialect(&self) -> Dialect {
+    pub(crate) fn dialect(&self) -> Dialect {
         self.dialect
     }
 

@@ -24,18 +24,19 @@ mod reader;
 mod tests;
 mod token;
 
-pub use hub::{Attached, Gone, Hub, ResumeError, Stream};
-pub use log::{Log, Lost};
-pub use reader::Reader;
-pub use token::{Token, parse_last_event_id};
+pub(crate) use hub::{Gone, Hub, ResumeError};
+pub use log::Log;
+pub(crate) use reader::Reader;
+pub use token::Token;
+pub(crate) use token::parse_last_event_id;
 
 /// Path prefix of the resume endpoint: `GET /sse-edge/streams/<token>`.
-pub const PATH_PREFIX: &str = "/sse-edge/streams/";
+pub(crate) const PATH_PREFIX: &str = "/sse-edge/streams/";
 
 /// `path` as logs may show it: on the resume endpoint the token is the
 /// credential a reconnect needs, so only its first four hex digits are kept
 /// (as the token's `Debug` shows it). Other paths are returned unchanged.
-pub fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
     match path.strip_prefix(PATH_PREFIX) {
         Some(rest) if !rest.is_empty() => {
             let shown = rest.get(..4).filter(|_| rest.len() > 4).unwrap_or("");
@@ -46,10 +47,10 @@ pub fn redact_path(path: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Response header naming a resumable stream's token.
-pub const STREAM_ID_HEADER: &str = "sse-edge-stream-id";
+pub(crate) const STREAM_ID_HEADER: &str = "sse-edge-stream-id";
 
 /// The `sse-edge-error` code and message of a refused reconnect.
-pub fn describe(e: ResumeError) -> (&'static str, String) {
+pub(crate) fn describe(e: ResumeError) -> (&'static str, String) {
     match e {
         ResumeError::Unknown => (
             "resume_unknown",

@@ -22,7 +22,7 @@ use crate::dialect::errors::{self, ErrorInfo};
 use crate::sse::COMMENT_LINE;
 use crate::telemetry::{Exchange, Metrics, Outcome};
 
-pub struct Reader {
+pub(crate) struct Reader {
     stream: Arc<Stream>,
     metrics: Arc<Metrics>,
     id: u64,
@@ -41,7 +41,7 @@ enum Read {
 }
 
 impl Reader {
-    pub fn new(
+    pub(crate) fn new(
         stream: Arc<Stream>,
         at: Attached,
         heartbeat: Heartbeat,
@@ -59,11 +59,11 @@ impl Reader {
         }
     }
 
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.done && self.pending.is_empty()
     }
 
-    pub fn poll_frame(
+    pub(crate) fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,
         mut x: Option<&mut Exchange>,

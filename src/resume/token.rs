@@ -59,7 +59,7 @@ impl fmt::Debug for Token {
 
 /// A `Last-Event-ID` this relay wrote: `<token>:<seq>`. `None` for any
 /// other value (an upstream's own ids pass through untouched).
-pub fn parse_last_event_id(value: &[u8]) -> Option<(Token, u64)> {
+pub(crate) fn parse_last_event_id(value: &[u8]) -> Option<(Token, u64)> {
     let s = std::str::from_utf8(value).ok()?.trim();
     let (token, seq) = s.split_once(':')?;
     if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {

@@ -27,7 +27,7 @@ const POOL: usize = 256;
 type TokioSleep = Pin<Box<tokio::time::Sleep>>;
 
 #[derive(Clone, Default)]
-pub struct HeadTimer {
+pub(super) struct HeadTimer {
     pool: Arc<Mutex<Vec<TokioSleep>>>,
 }
 

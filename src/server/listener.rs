@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 /// Binds `addr` with SO_REUSEADDR and the given backlog.
-pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
@@ -25,7 +25,7 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 
 /// Options on an accepted client socket: TCP_NODELAY (SSE events are small
 /// and must not wait for Nagle) and TCP keepalive.
-pub fn tune_accepted(stream: &TcpStream, keepalive: Option<Duration>) {
+pub(super) fn tune_accepted(stream: &TcpStream, keepalive: Option<Duration>) {
     let sock = SockRef::from(stream);
     if let Err(e) = sock.set_tcp_nodelay(true) {
         tracing::debug!("TCP_NODELAY: {e}");

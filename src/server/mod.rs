@@ -31,9 +31,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 pub(crate) use listener::AcceptBackoff;
-pub use listener::bind;
+pub(crate) use listener::bind;
 use stall::WriteDeadline;
-pub use tls::Terminator;
+pub(crate) use tls::Terminator;
 
 use crate::config::ServerConfig;
 use crate::proxy::{ConnInfo, Relay};
@@ -82,7 +82,7 @@ impl Builders {
 }
 
 /// The client-facing server.
-pub struct Server {
+pub(crate) struct Server {
     relay: Arc<Relay>,
     tls: Option<Arc<Terminator>>,
     metrics: Arc<Metrics>,
@@ -95,7 +95,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(
+    pub(crate) fn new(
         cfg: &ServerConfig,
         relay: Arc<Relay>,
         tls: Option<Arc<Terminator>>,
@@ -115,7 +115,7 @@ impl Server {
     }
 
     /// Accepts until `drain`, then drains for at most `drain_timeout`.
-    pub async fn run(
+    pub(crate) async fn run(
         self: Arc<Self>,
         listener: TcpListener,
         drain: Shutdown,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-pub struct WriteDeadline<T> {
+pub(super) struct WriteDeadline<T> {
     io: T,
     timeout: Duration,
     timer: Option<Pin<Box<Sleep>>>,
@@ -24,7 +24,7 @@ pub struct WriteDeadline<T> {
 }
 
 impl<T> WriteDeadline<T> {
-    pub fn new(io: T, timeout: Duration) -> Self {
+    pub(super) fn new(io: T, timeout: Duration) -> Self {
         Self {
             io,
             timeout,

@@ -45,7 +45,7 @@ impl ResolvesServerCert for Resolver {
 }
 
 /// Accepts TLS connections with the current certificate.
-pub struct Terminator {
+pub(crate) struct Terminator {
     acceptor: TlsAcceptor,
     resolver: Arc<Resolver>,
     cfg: TlsConfig,
@@ -54,7 +54,7 @@ pub struct Terminator {
 }
 
 impl Terminator {
-    pub fn new(cfg: &TlsConfig, http2: bool) -> io::Result<Self> {
+    pub(crate) fn new(cfg: &TlsConfig, http2: bool) -> io::Result<Self> {
         let raw = read_raw(&cfg.cert, &cfg.key)
             .map_err(|e| io::Error::new(e.kind(), format!("reading TLS files: {e}")))?;
         let (cert, key) = parse_pair(&raw)?;
@@ -81,16 +81,16 @@ impl Terminator {
         })
     }
 
-    pub fn acceptor(&self) -> &TlsAcceptor {
+    pub(crate) fn acceptor(&self) -> &TlsAcceptor {
         &self.acceptor
     }
 
-    pub fn handshake_timeout(&self) -> std::time::Duration {
+    pub(crate) fn handshake_timeout(&self) -> std::time::Duration {
         self.cfg.handshake_timeout
     }
 
     /// Re-reads the files every `reload_interval` until `stop` fires.
-    pub async fn watch(self: Arc<Self>, metrics: Arc<Metrics>, stop: Shutdown) {
+    pub(crate) async fn watch(self: Arc<Self>, metrics: Arc<Metrics>, stop: Shutdown) {
         let mut last = self.loaded.clone();
         let mut tick = tokio::time::interval(self.cfg.reload_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

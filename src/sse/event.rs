@@ -51,7 +51,8 @@ impl Event {
 
     /// True if `needle` occurs in the raw bytes, also when it straddles
     /// segment boundaries.
-    pub fn contains(&self, needle: &[u8]) -> bool {
+    #[cfg(test)]
+    pub(crate) fn contains(&self, needle: &[u8]) -> bool {
         self.contains_with(&memmem::Finder::new(needle))
     }
 

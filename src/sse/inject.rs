@@ -21,11 +21,11 @@ use bytes::Bytes;
 use super::scanner::{Position, Scanner};
 
 /// The generic (and OpenAI) full frame: a comment plus a blank line.
-pub const COMMENT_FULL: &[u8] = b": keepalive\n\n";
+pub(crate) const COMMENT_FULL: &[u8] = b": keepalive\n\n";
 /// Anthropic's own keepalive event, skipped by its SDKs.
-pub const ANTHROPIC_PING_FULL: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
+pub(crate) const ANTHROPIC_PING_FULL: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
 /// The mid-event frame: one comment line.
-pub const COMMENT_LINE: &[u8] = b": keepalive\n";
+pub(crate) const COMMENT_LINE: &[u8] = b": keepalive\n";
 
 /// Why a frame was refused by [`Keepalive::try_new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,19 +69,6 @@ pub struct Keepalive {
 }
 
 impl Keepalive {
-    /// Builds the frames from validated bytes.
-    ///
-    /// # Panics
-    ///
-    /// If the frames are invalid (see [`Keepalive::try_new`]); meant for
-    /// frames fixed in code. Use `try_new` for configured ones.
-    pub fn new(full: Bytes, line: Bytes) -> Self {
-        match Self::try_new(full, line) {
-            Ok(k) => k,
-            Err(e) => panic!("invalid keepalive frame: {e}"),
-        }
-    }
-
     /// Builds the frames: `line` must be one comment line ending in `\n`,
     /// `full` a sequence of complete lines ending with a blank line; both
     /// LF-only, `full` not starting with a BOM.
@@ -123,11 +110,6 @@ impl Keepalive {
     /// The frame used at event boundaries.
     pub fn full(&self) -> &Bytes {
         &self.full
-    }
-
-    /// The frame used at line starts.
-    pub fn line(&self) -> &Bytes {
-        &self.line
     }
 
     /// The bytes to write now given the scanner's position, updating the
@@ -203,12 +185,6 @@ mod tests {
         }
         assert!(try_new(b"\n", b":\n").is_ok());
         assert!(try_new(b": a\n\n: b\n\n", b":\n").is_ok());
-    }
-
-    #[test]
-    #[should_panic(expected = "invalid keepalive frame")]
-    fn new_panics_on_invalid_frames() {
-        let _ = Keepalive::new(Bytes::from_static(b"x"), Bytes::from_static(b":\n"));
     }
 
     #[test]

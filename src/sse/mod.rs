@@ -70,12 +70,15 @@ mod event;
 mod inject;
 mod scanner;
 mod stamp;
+#[cfg(any(test, feature = "internals"))]
 pub mod whatwg;
 
 #[cfg(test)]
 mod tests;
 
 pub use event::{Event, ParsedEvent};
-pub use inject::{ANTHROPIC_PING_FULL, COMMENT_FULL, COMMENT_LINE, FrameError, Keepalive};
-pub use scanner::{Overflow, Position, Scanner};
+pub(crate) use inject::COMMENT_LINE;
+pub use inject::Keepalive;
+pub(crate) use scanner::Position;
+pub use scanner::Scanner;
 pub use stamp::Stamp;

@@ -9,30 +9,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 #[derive(Debug, Default)]
-pub struct Activity {
+pub(crate) struct Activity {
     active: AtomicUsize,
     started: AtomicU64,
 }
 
 /// One request in progress on a connection.
 #[derive(Debug)]
-pub struct ActiveRequest(Arc<Activity>);
+pub(crate) struct ActiveRequest(Arc<Activity>);
 
 impl Activity {
-    pub fn begin(self: &Arc<Self>) -> ActiveRequest {
+    pub(crate) fn begin(self: &Arc<Self>) -> ActiveRequest {
         self.active.fetch_add(1, Ordering::AcqRel);
         self.started.fetch_add(1, Ordering::AcqRel);
         ActiveRequest(self.clone())
     }
 
     /// Requests started so far (a cursor for [`Activity::idle_since`]).
-    pub fn started(&self) -> u64 {
+    pub(crate) fn started(&self) -> u64 {
         self.started.load(Ordering::Acquire)
     }
 
     /// True when nothing is open and nothing started since `*cursor`;
     /// moves the cursor on.
-    pub fn idle_since(&self, cursor: &mut u64) -> bool {
+    pub(crate) fn idle_since(&self, cursor: &mut u64) -> bool {
         let started = self.started();
         let idle = self.active.load(Ordering::Acquire) == 0 && started == *cursor;
         *cursor = started;

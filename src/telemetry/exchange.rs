@@ -23,7 +23,7 @@ use crate::usage::Usage;
 
 /// How a request ended (access-log `outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The response was delivered to its end.
     Complete,
     /// The client went away before the response ended.
@@ -52,7 +52,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Complete => "complete",
             Outcome::ClientDisconnected => "client_disconnected",
@@ -71,7 +71,7 @@ impl Outcome {
 
 /// Where a request's token usage came from (access-log `usage_source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UsageSource {
+pub(crate) enum UsageSource {
     /// A usage-carrying event of the stream.
     Stream,
     /// The non-streaming JSON body.
@@ -79,13 +79,13 @@ pub enum UsageSource {
 }
 
 /// Shared sinks for finished records.
-pub struct Sinks {
+pub(crate) struct Sinks {
     pub metrics: Arc<Metrics>,
     pub access: AccessLog,
 }
 
 /// One request's record.
-pub struct Exchange {
+pub(crate) struct Exchange {
     sinks: Arc<Sinks>,
     start: Instant,
     method: Method,
@@ -110,7 +110,12 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(sinks: Arc<Sinks>, method: Method, path: &str, dialect: &'static str) -> Self {
+    pub(crate) fn new(
+        sinks: Arc<Sinks>,
+        method: Method,
+        path: &str,
+        dialect: &'static str,
+    ) -> Self {
         sinks
             .metrics
             .requests_in_flight
@@ -139,12 +144,12 @@ impl Exchange {
     }
 
     /// Counts this request as open on its connection until it ends.
-    pub fn hold(&mut self, active: ActiveRequest) {
+    pub(crate) fn hold(&mut self, active: ActiveRequest) {
         self._active = Some(active);
     }
 
     /// Requests in flight across the relay, this one included.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         let n = self
             .sinks
             .metrics
@@ -153,38 +158,38 @@ impl Exchange {
         usize::try_from(n).unwrap_or(0)
     }
 
-    pub fn set_route(&mut self, index: usize, name: Arc<str>, dialect: &'static str) {
+    pub(crate) fn set_route(&mut self, index: usize, name: Arc<str>, dialect: &'static str) {
         self.route = Some((index, name));
         self.dialect = dialect;
     }
 
     /// The accepted client key's label (access-log `key`): its name in the
     /// keys file or the first 8 hex digits of its digest, never the key.
-    pub fn set_key(&mut self, label: Arc<str>) {
+    pub(crate) fn set_key(&mut self, label: Arc<str>) {
         self.key = Some(label);
     }
 
     /// The accepted client key's label, if the route checks keys.
-    pub fn key(&self) -> Option<&Arc<str>> {
+    pub(crate) fn key(&self) -> Option<&Arc<str>> {
         self.key.as_ref()
     }
 
     /// The route refused the request's client key (401).
-    pub fn auth_failure(&mut self) {
+    pub(crate) fn auth_failure(&mut self) {
         self.sinks.metrics.count_auth_failure(self.route_index());
     }
 
     /// The route's rate limit refused the request (429).
-    pub fn rate_limited(&mut self) {
+    pub(crate) fn rate_limited(&mut self) {
         self.sinks.metrics.count_rate_limited(self.route_index());
     }
 
-    pub fn set_attempts(&mut self, attempts: u32) {
+    pub(crate) fn set_attempts(&mut self, attempts: u32) {
         self.attempts = attempts;
     }
 
     /// The response head is ready to go to the client.
-    pub fn set_status(&mut self, status: u16) {
+    pub(crate) fn set_status(&mut self, status: u16) {
         self.status = status;
         let elapsed = self.start.elapsed();
         self.ttfb_ms = Some(ms(elapsed));
@@ -192,37 +197,37 @@ impl Exchange {
     }
 
     /// The model named by the request or, preferably, the upstream.
-    pub fn set_model(&mut self, model: &str) {
+    pub(crate) fn set_model(&mut self, model: &str) {
         if self.model.as_deref() != Some(model) {
             self.model = Some(model.to_owned());
         }
     }
 
     /// Token usage the upstream reported, and where it was found.
-    pub fn set_usage(&mut self, usage: Usage, source: UsageSource) {
+    pub(crate) fn set_usage(&mut self, usage: Usage, source: UsageSource) {
         self.usage = Some((usage, source));
     }
 
     /// The upstream's status when it differs from what the client got
     /// (early commit).
-    pub fn set_upstream_status(&mut self, status: u16) {
+    pub(crate) fn set_upstream_status(&mut self, status: u16) {
         self.upstream_status = Some(status);
     }
 
     /// `200 text/event-stream` went out before the upstream answered.
-    pub fn set_committed(&mut self) {
+    pub(crate) fn set_committed(&mut self) {
         self.committed = true;
     }
 
     /// A keepalive went downstream.
-    pub fn heartbeat(&mut self) {
+    pub(crate) fn heartbeat(&mut self) {
         self.heartbeats += 1;
         self.sinks.metrics.count_heartbeat(self.route_index());
     }
 
     /// The response relays an upstream body: counts in `active_streams`
     /// until the record ends.
-    pub fn start_streaming(&mut self) {
+    pub(crate) fn start_streaming(&mut self) {
         if !self.streaming {
             self.streaming = true;
             self.sinks
@@ -232,16 +237,16 @@ impl Exchange {
         }
     }
 
-    pub fn add_bytes(&mut self, n: usize) {
+    pub(crate) fn add_bytes(&mut self, n: usize) {
         self.bytes_out += n as u64;
     }
 
     /// Sets the outcome unless one was already set.
-    pub fn finish(&mut self, outcome: Outcome) {
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
         self.outcome.get_or_insert(outcome);
     }
 
-    pub fn upstream_error(&mut self, class: UpstreamClass) {
+    pub(crate) fn upstream_error(&mut self, class: UpstreamClass) {
         self.sinks
             .metrics
             .count_upstream_error(self.route_index(), class);

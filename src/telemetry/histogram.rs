@@ -5,15 +5,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Bucket bounds (seconds) for time to the response head.
-pub const TTFB_BUCKETS: &[f64] = &[
+pub(super) const TTFB_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 /// Bucket bounds (seconds) for whole streams.
-pub const STREAM_BUCKETS: &[f64] = &[
+pub(super) const STREAM_BUCKETS: &[f64] = &[
     0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
 
-pub struct Histogram {
+pub(super) struct Histogram {
     bounds: &'static [f64],
     /// Per bucket (not cumulative); the last slot is `+Inf`.
     counts: Box<[AtomicU64]>,
@@ -21,7 +21,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
+    pub(super) fn new(bounds: &'static [f64]) -> Self {
         Self {
             bounds,
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
@@ -29,7 +29,7 @@ impl Histogram {
         }
     }
 
-    pub fn observe(&self, d: Duration) {
+    pub(super) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let i = self.bounds.partition_point(|b| *b < secs);
         self.counts[i].fetch_add(1, Ordering::Relaxed);
@@ -39,7 +39,7 @@ impl Histogram {
 
     /// Writes the `_bucket`, `_sum` and `_count` samples; `labels` is the
     /// rendered label set without braces (e.g. `route="x"`).
-    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+    pub(super) fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         for (i, c) in self.counts.iter().enumerate() {
             cumulative += c.load(Ordering::Relaxed);

@@ -44,7 +44,7 @@ impl RouteCounters {
 
 /// Stream resumption (`crate::resume`).
 #[derive(Default)]
-pub struct ResumeCounters {
+pub(crate) struct ResumeCounters {
     /// Reconnects by result, in [`ResumeResult::ALL`] order.
     reconnects: [AtomicU64; ResumeResult::ALL.len()],
     pub replayed_bytes: AtomicU64,
@@ -60,7 +60,7 @@ pub struct ResumeCounters {
 
 /// How a reconnect ended (`sse_edge_resume_reconnects_total{result}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResumeResult {
+pub(crate) enum ResumeResult {
     Resumed,
     Unknown,
     Expired,
@@ -77,7 +77,7 @@ impl ResumeResult {
         ResumeResult::BadPosition,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ResumeResult::Resumed => "resumed",
             ResumeResult::Unknown => "unknown",
@@ -89,7 +89,7 @@ impl ResumeResult {
 }
 
 impl ResumeCounters {
-    pub fn count(&self, result: ResumeResult) {
+    pub(crate) fn count(&self, result: ResumeResult) {
         let i = ResumeResult::ALL
             .iter()
             .position(|r| *r == result)
@@ -142,7 +142,7 @@ impl ResumeCounters {
 }
 
 /// All relay metrics.
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// One per configured route, then one for unmatched requests.
     routes: Vec<RouteCounters>,
     tokens: Tokens,
@@ -161,7 +161,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(route_names: impl IntoIterator<Item = String>, max_models: usize) -> Self {
+    pub(crate) fn new(route_names: impl IntoIterator<Item = String>, max_models: usize) -> Self {
         let mut routes: Vec<_> = route_names.into_iter().map(RouteCounters::new).collect();
         routes.push(RouteCounters::new("-".to_owned()));
         Self {
@@ -187,47 +187,47 @@ impl Metrics {
         &self.routes[route.map_or(last, |r| r.min(last))]
     }
 
-    pub fn count_request(&self, route: Option<usize>, status: u16) {
+    pub(crate) fn count_request(&self, route: Option<usize>, status: u16) {
         let slot = usize::from(status.clamp(100, 599)) - 100;
         self.route(route).status[slot].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Tokens one request used.
-    pub fn count_tokens(&self, route: Option<usize>, model: Option<&str>, usage: &Usage) {
+    pub(crate) fn count_tokens(&self, route: Option<usize>, model: Option<&str>, usage: &Usage) {
         let last = self.routes.len() - 1;
         self.tokens
             .add(route.map_or(last, |r| r.min(last)), model, usage);
     }
 
     /// Time until the response head was ready.
-    pub fn observe_ttfb(&self, route: Option<usize>, d: Duration) {
+    pub(crate) fn observe_ttfb(&self, route: Option<usize>, d: Duration) {
         self.route(route).ttfb.observe(d);
     }
 
     /// Length of a streamed (relayed-body) response.
-    pub fn observe_stream(&self, route: Option<usize>, d: Duration) {
+    pub(crate) fn observe_stream(&self, route: Option<usize>, d: Duration) {
         self.route(route).stream_duration.observe(d);
     }
 
-    pub fn count_heartbeat(&self, route: Option<usize>) {
+    pub(crate) fn count_heartbeat(&self, route: Option<usize>) {
         self.route(route).heartbeats.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request refused for a missing or unknown client key.
-    pub fn count_auth_failure(&self, route: Option<usize>) {
+    pub(crate) fn count_auth_failure(&self, route: Option<usize>) {
         self.route(route)
             .auth_failures
             .fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request refused by the route's rate limit.
-    pub fn count_rate_limited(&self, route: Option<usize>) {
+    pub(crate) fn count_rate_limited(&self, route: Option<usize>) {
         self.route(route)
             .rate_limited
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn count_upstream_error(&self, route: Option<usize>, class: UpstreamClass) {
+    pub(crate) fn count_upstream_error(&self, route: Option<usize>, class: UpstreamClass) {
         let i = UpstreamClass::ALL
             .iter()
             .position(|c| *c == class)
@@ -236,7 +236,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         self.render_requests(&mut out);
         self.render_edge_auth(&mut out);

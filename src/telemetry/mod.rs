@@ -10,7 +10,7 @@ mod time;
 mod tokens;
 
 pub use access::AccessLog;
-pub use activity::{ActiveRequest, Activity};
-pub use exchange::{Exchange, Outcome, Sinks, UsageSource};
-pub use metrics::{Metrics, ResumeResult};
+pub(crate) use activity::Activity;
+pub(crate) use exchange::{Exchange, Outcome, Sinks, UsageSource};
+pub(crate) use metrics::{Metrics, ResumeResult};
 pub(crate) use metrics::{header as metric_header, label as metric_label};

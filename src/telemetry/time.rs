@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `2026-11-21T07:19:51.123Z`
-pub fn rfc3339_now(out: &mut String) {
+pub(super) fn rfc3339_now(out: &mut String) {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

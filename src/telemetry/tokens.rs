@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::usage::Usage;
 
 /// Token kinds, in label order.
-pub const KINDS: [&str; 5] = ["input", "output", "cache_read", "cache_write", "reasoning"];
+pub(super) const KINDS: [&str; 5] = ["input", "output", "cache_read", "cache_write", "reasoning"];
 const OTHER: &str = "other";
 
 struct Row {
@@ -22,14 +22,14 @@ struct Row {
     counts: Box<[AtomicU64]>,
 }
 
-pub struct Tokens {
+pub(super) struct Tokens {
     routes: usize,
     max_models: usize,
     rows: RwLock<Vec<Row>>,
 }
 
 impl Tokens {
-    pub fn new(routes: usize, max_models: usize) -> Self {
+    pub(super) fn new(routes: usize, max_models: usize) -> Self {
         let other = Row::new(OTHER.to_owned(), routes);
         Self {
             routes,
@@ -39,7 +39,7 @@ impl Tokens {
     }
 
     /// Adds `usage` for `route` and `model`.
-    pub fn add(&self, route: usize, model: Option<&str>, usage: &Usage) {
+    pub(super) fn add(&self, route: usize, model: Option<&str>, usage: &Usage) {
         let route = route.min(self.routes - 1);
         let values = [
             usage.input,
@@ -81,7 +81,7 @@ impl Tokens {
     }
 
     /// Writes every non-zero sample; `route_label(i)` renders route `i`.
-    pub fn render(&self, out: &mut String, route_label: impl Fn(usize) -> String) {
+    pub(super) fn render(&self, out: &mut String, route_label: impl Fn(usize) -> String) {
         let rows = self.rows.read().unwrap_or_else(|p| p.into_inner());
         for row in rows.iter() {
             for route in 0..self.routes {

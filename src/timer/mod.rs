@@ -14,7 +14,8 @@
 
 mod wheel;
 
-pub use wheel::{TimerKey, Wheel};
+pub(crate) use wheel::TimerKey;
+pub use wheel::Wheel;
 
 #[cfg(test)]
 mod tests;

@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 /// Slots per rotation (a power of two).
-pub const SLOTS: usize = 64;
+pub(super) const SLOTS: usize = 64;
 const NIL: u32 = u32::MAX;
 
 /// Handle to one entry; removed from the wheel with [`Wheel::remove`].

@@ -30,7 +30,7 @@ use crate::error::{Error, Kind};
 use crate::shutdown::Shutdown;
 
 /// A freshly opened connection.
-pub enum Fresh {
+pub(crate) enum Fresh {
     /// The transport of an HTTP/1.1 connection.
     H1(Io),
     /// The sender and the peer's SETTINGS_MAX_CONCURRENT_STREAMS, kept
@@ -39,7 +39,7 @@ pub enum Fresh {
 }
 
 /// Opens upstream connections; shared by every origin.
-pub struct Connector {
+pub(crate) struct Connector {
     tls: ClientTls,
     connect_timeout: Duration,
     tcp_keepalive: Option<Duration>,
@@ -48,7 +48,7 @@ pub struct Connector {
 }
 
 impl Connector {
-    pub fn new(cfg: &UpstreamConfig, stop: Shutdown) -> io::Result<Self> {
+    pub(crate) fn new(cfg: &UpstreamConfig, stop: Shutdown) -> io::Result<Self> {
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             // Bounded per-stream buffering: a slow client holds at most one
@@ -72,7 +72,7 @@ impl Connector {
     /// Opens a connection to `key` within the connect timeout. `on_h2_close`
     /// runs when an HTTP/2 connection's task ends (and is dropped unused
     /// for an HTTP/1.1 connection, whose transport the caller owns).
-    pub async fn connect(
+    pub(crate) async fn connect(
         &self,
         key: &OriginKey,
         on_h2_close: impl FnOnce() + Send + 'static,

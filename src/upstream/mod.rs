@@ -18,8 +18,8 @@ mod request;
 mod stats;
 mod tls;
 
-pub use body::Body;
+pub(crate) use body::Body;
 
-pub use connect::Connector;
-pub use pool::{Lease, Origin, OriginKey, Pool, Sent};
+pub(crate) use pool::{Lease, Sent};
+pub use pool::{Origin, OriginKey, Pool};
 pub use request::RequestBody;

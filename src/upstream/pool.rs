@@ -91,7 +91,7 @@ type H2 = http2::SendRequest<RequestBody>;
 /// peak (a higher `max_idle_per_origin` still applies). An idle connection
 /// costs the relay its socket and a few words (its read buffer is let go)
 /// and the upstream a keep-alive slot, for at most `idle_timeout`.
-pub const IDLE_CEILING: usize = 4096;
+pub(super) const IDLE_CEILING: usize = 4096;
 
 /// Where connections go: scheme, host, port and protocol choice.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -15,14 +15,14 @@ use crate::config::{RootStore, UpstreamConfig, UpstreamProtocol};
 
 /// Client TLS configurations, one per ALPN offer.
 #[derive(Clone)]
-pub struct ClientTls {
+pub(super) struct ClientTls {
     auto: Arc<ClientConfig>,
     http1: Arc<ClientConfig>,
     http2: Arc<ClientConfig>,
 }
 
 impl ClientTls {
-    pub fn new(cfg: &UpstreamConfig) -> io::Result<Self> {
+    pub(super) fn new(cfg: &UpstreamConfig) -> io::Result<Self> {
         let roots = Arc::new(root_store(cfg)?);
         let make = |alpn: &[&[u8]]| -> io::Result<Arc<ClientConfig>> {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -41,7 +41,7 @@ impl ClientTls {
         })
     }
 
-    pub fn for_protocol(&self, protocol: UpstreamProtocol) -> Arc<ClientConfig> {
+    pub(super) fn for_protocol(&self, protocol: UpstreamProtocol) -> Arc<ClientConfig> {
         match protocol {
             UpstreamProtocol::Auto => self.auto.clone(),
             UpstreamProtocol::Http1 => self.http1.clone(),

@@ -17,7 +17,7 @@ use crate::dialect::Dialect;
 /// cache_read_input_tokens}` and `model`). Generic: try all shapes.
 ///
 /// The usage is `None` when the body is not JSON or has no `usage` object.
-pub fn from_body(dialect: Dialect, body: &[u8]) -> (Option<Usage>, Option<String>) {
+pub(crate) fn from_body(dialect: Dialect, body: &[u8]) -> (Option<Usage>, Option<String>) {
     json::read(body, |value| {
         let model = model_of(value);
         let usage = value

@@ -55,8 +55,10 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-pub use body::from_body;
-pub use request::{RequestInfo, inject_include_usage, request_info};
+pub(crate) use body::from_body;
+#[cfg(test)]
+pub(crate) use request::RequestInfo;
+pub(crate) use request::{inject_include_usage, request_info};
 pub use stream::{Seen, StreamUsage};
 
 /// Token counts one request used; None = the upstream did not report that

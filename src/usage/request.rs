@@ -22,7 +22,7 @@ use super::json::{self, Json};
 /// What the relay needs from a JSON request body, from one parse (only
 /// when the body contains `"stream"` or `"model"`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RequestInfo {
+pub(crate) struct RequestInfo {
     /// `"stream": true` at the top level.
     pub stream: bool,
     /// The top-level `model` string.
@@ -38,7 +38,7 @@ static MODEL_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"m
 
 /// Reads the top-level `stream`, `model` and `stream_options.include_usage`
 /// keys; invalid JSON or a non-object gives the default.
-pub fn request_info(body: &[u8]) -> RequestInfo {
+pub(crate) fn request_info(body: &[u8]) -> RequestInfo {
     if STREAM_KEY.find(body).is_none() && MODEL_KEY.find(body).is_none() {
         return RequestInfo::default();
     }
@@ -94,7 +94,7 @@ fn check(body: &[u8]) -> Option<Parsed> {
 /// body is not a JSON object, include_usage is already true, or
 /// `stream_options` is neither an object nor null. With duplicate keys the
 /// last one is edited.
-pub fn inject_include_usage(body: &[u8]) -> Option<Bytes> {
+pub(crate) fn inject_include_usage(body: &[u8]) -> Option<Bytes> {
     let parsed = check(body)?;
     let open = skip_ws(body, 0);
     let top = members(body, open)?;

@@ -17,6 +17,9 @@
 //! `common` and `raw` hold the helpers only the fault suite uses (the
 //! at-rest check, process figures, raw client sockets); what the integration
 //! tests use too is in `support`, along with `ensure!`.
+// Test code: an unwrap is an assertion, and helpers are `pub` for the
+// files that share them.
+#![allow(clippy::unwrap_used, unreachable_pub)]
 
 #[macro_use]
 #[path = "../support/mod.rs"]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sse_edge::sse::whatwg;
+use sse_edge::internals::whatwg;
 
 use crate::common::{HB, mib, rss_kib, settled, sleep, stop_proc};
 use crate::support::*;

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sse_edge::sse::whatwg;
+use sse_edge::internals::whatwg;
 use tokio::io::AsyncWriteExt;
 
 use crate::common::{HB, ms, settled, sleep};

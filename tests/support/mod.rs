@@ -20,7 +20,7 @@
 //! - [`client`]: HTTP/1.1, h2c and TLS clients, raw exchanges;
 //! - [`outcome`]: one request with its whole outcome, error-shape checks;
 //! - [`metrics`]: `/metrics` fetch and Prometheus text lookup.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 /// `return Err(...)` unless `cond` holds: for helpers that report a
 /// failure as a `Result<_, String>` instead of panicking.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Request};
 use serde_json::Value;
-use sse_edge::sse::whatwg;
+use sse_edge::internals::whatwg;
 
 use super::{Client, Resp, TestBody, joined, read_frames};
 

@@ -8,10 +8,10 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use sse_edge::AccessLog;
 use sse_edge::Running;
 use sse_edge::cli::{Invocation, from_args};
 use sse_edge::config::Config;
-use sse_edge::telemetry::AccessLog;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{CapturedLog, TempDir, Upstream, ca_pem_path, free_port, get, try_fetch};

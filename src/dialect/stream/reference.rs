@@ -14,7 +14,7 @@ use memchr::memmem::Finder;
 use super::{Dialect, Ending, Event};
 
 /// Classifies one complete upstream event (the old way).
-pub fn ending(dialect: Dialect, event: &Event) -> Ending {
+pub(crate) fn ending(dialect: Dialect, event: &Event) -> Ending {
     match dialect {
         Dialect::OpenAiChat => chat_ending(event),
         Dialect::OpenAiResponses => named_ending(event, &RESPONSES_END, RESPONSES_END_RESTS),
