@@ -10,6 +10,24 @@ use sse_edge::DemoOptions;
 use sse_edge::cli::{self, CliError, Invocation};
 use sse_edge::config::{self, Config, OpenFileLimit};
 
+/// jemalloc, with its background thread on (tikv-jemallocator's
+/// `background_threads` feature builds `background_thread:true` in) and
+/// `dirty_decay_ms:1000` (`.cargo/config.toml`): pages freed after a burst
+/// go back to the system about a second after their last use, even while
+/// the relay sits idle. glibc's malloc kept them: 8,000 closed idle
+/// streams left RSS at its peak, and a 30 MiB upload left 30 MiB
+/// (BENCHMARKS.md, "Memory after load"). `_RJEM_MALLOC_CONF` overrides the
+/// built-in settings at run time.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// mimalloc, for the allocator comparison only (`--no-default-features
+/// --features mimalloc`).
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // First: the default server.max_connections is derived from the limit,
     // and check-config shows what a relay started this way would get.

@@ -8,7 +8,7 @@
 # Options: --quick, --no-install (skip apt-get), --no-micro (skip the
 # criterion micro-benches), --no-profile (skip profile.sh), --only LIST
 # (comma-separated scenarios: stream_paced,stream_burst,json_c1,json_c32,
-# idle,heartbeat,tls_handshake,tls_stream), --rounds N. Quick and partial
+# idle,upload,heartbeat,tls_handshake,tls_stream), --rounds N. Quick and partial
 # runs (--quick, --only, --rounds) skip the micro-benches and profiles,
 # leave BENCHMARKS.md alone and report in
 # benches/e2e/out/e2e.md, unless --write is given.
@@ -75,6 +75,14 @@ echo "== build sse-edge (release)"
 mkdir -p "$OUT/bin"
 cp "$ROOT/target/release/sse-edge" "$OUT/bin/sse-edge.tmp" && mv "$OUT/bin/sse-edge.tmp" "$OUT/bin/sse-edge"
 SSE_EDGE=$OUT/bin/sse-edge
+if [ "$PROFILE" = 1 ]; then
+  # massif (profile.sh) sees only the system allocator's heap: a build
+  # without jemalloc for it, then the default build again (both stay cached).
+  echo "== build sse-edge with the system allocator (for massif)"
+  (cd "$ROOT" && cargo build --release --bin sse-edge --no-default-features)
+  cp "$ROOT/target/release/sse-edge" "$OUT/bin/sse-edge-system.tmp" && mv "$OUT/bin/sse-edge-system.tmp" "$OUT/bin/sse-edge-system"
+  (cd "$ROOT" && cargo build --release --bin sse-edge)
+fi
 echo "== build the harness (benches/e2e)"
 cargo build --release --locked --manifest-path "$E2E/Cargo.toml"
 BENCH=$E2E/target/release/e2e-bench
@@ -128,7 +136,7 @@ fi
 
 if [ "$PROFILE" = 1 ]; then
   echo "== profiles"
-  SSE_EDGE="$SSE_EDGE" bash "$E2E/profile.sh" --no-build && \
+  SSE_EDGE="$SSE_EDGE" SSE_EDGE_SYSTEM="$OUT/bin/sse-edge-system" bash "$E2E/profile.sh" --no-build && \
     "$BENCH" splice --file "$ROOT/BENCHMARKS.md" --block profile --from "$OUT/profile.md"
 fi
 

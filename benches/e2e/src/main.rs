@@ -2,7 +2,8 @@
 //! HAProxy. `benches/e2e/run.sh` drives it; see BENCHMARKS.md.
 //!
 //! - `e2e-bench run ...`: the whole benchmark (starts the upstream and the
-//!   proxies itself) and the report.
+//!   proxies itself) and the report; with `--variants NAME=PATH,...`, builds
+//!   of sse-edge against each other instead (`benches/e2e/alloc.sh`).
 //! - `e2e-bench upstream --listen ADDR`: the mock model upstream alone.
 //! - `e2e-bench load --addr ADDR --workload W ...`: one workload against an
 //!   address that is already serving (used by `profile.sh`).
@@ -12,12 +13,14 @@
 //!   block into BENCHMARKS.md between its markers.
 
 mod client;
+mod memory;
 mod orchestrate;
 mod procs;
 mod profile;
 mod report;
 mod upstream;
 mod util;
+mod variants;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -49,8 +52,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// `e2e-bench load --addr ADDR --workload stream|json|json-waves|idle|handshake [--streams N]
-/// [--events N] [--interval-us N] [--clients N] [--secs S] [--wave-ms N] [--tls] [--cpu N]`
+/// `e2e-bench load --addr ADDR --workload stream|json|json-waves|idle|handshake|upload [--streams N]
+/// [--events N] [--interval-us N] [--clients N] [--secs S] [--wave-ms N] [--mib N] [--uploads N]
+/// [--tls] [--cpu N]`
 fn load(args: &[String]) -> Result<(), String> {
     let a = Args::parse(args, &["tls"])?;
     if let Some(cpu) = a.opt("cpu") {
@@ -140,6 +144,21 @@ fn load(args: &[String]) -> Result<(), String> {
                     set.keepalives.load(std::sync::atomic::Ordering::Relaxed)
                 );
                 set.abort();
+            }
+            "upload" => {
+                let body = memory::upload_body(a.num::<usize>("mib", 30)? << 20);
+                let n: u32 = a.num("uploads", 1)?;
+                for i in 0..n {
+                    let t = Instant::now();
+                    let r = memory::upload(&ep, body.clone()).await;
+                    println!(
+                        "upload {} of {n}: {} bytes in {:.2} s: {}",
+                        i + 1,
+                        body.len(),
+                        t.elapsed().as_secs_f64(),
+                        r.as_ref().map_or_else(String::as_str, |()| "ok")
+                    );
+                }
             }
             w => return Err(format!("unknown workload {w:?}")),
         }

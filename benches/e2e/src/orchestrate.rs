@@ -2,15 +2,20 @@
 //! against every target in interleaved rounds (round-major; the order of
 //! the targets rotates each round), one fresh proxy process per
 //! measurement, and writes the report.
+//!
+//! The targets are sse-edge, nginx and HAProxy (and the upstream directly,
+//! as a baseline), or, with `--variants NAME=PATH,...`, builds of sse-edge
+//! side by side (an allocator comparison, say), reported against the first.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::client::{self, Endpoint};
+use crate::memory::{self, CloseWait};
 use crate::procs::{self, Env, Kind, Options, Proxy};
 use crate::report::{self, Cell, Meta};
 use crate::util::{
@@ -24,17 +29,19 @@ pub enum Scn {
     JsonC1,
     JsonC32,
     Idle,
+    Upload,
     Heartbeat,
     TlsHandshake,
     TlsStream,
 }
 
-pub const ALL: [Scn; 8] = [
+pub const ALL: [Scn; 9] = [
     Scn::Paced,
     Scn::Burst,
     Scn::JsonC1,
     Scn::JsonC32,
     Scn::Idle,
+    Scn::Upload,
     Scn::Heartbeat,
     Scn::TlsHandshake,
     Scn::TlsStream,
@@ -48,28 +55,81 @@ impl Scn {
             Scn::JsonC1 => "json_c1",
             Scn::JsonC32 => "json_c32",
             Scn::Idle => "idle",
+            Scn::Upload => "upload",
             Scn::Heartbeat => "heartbeat",
             Scn::TlsHandshake => "tls_handshake",
             Scn::TlsStream => "tls_stream",
         }
     }
 
-    /// `None` is the direct-to-upstream baseline.
-    fn targets(self) -> Vec<Option<Kind>> {
-        let peers = vec![Some(Kind::SseEdge), Some(Kind::Nginx), Some(Kind::Haproxy)];
+    /// `None` is the direct-to-upstream baseline. With variants, every
+    /// scenario runs against them alone.
+    fn targets(self, variants: &[Target]) -> Vec<Option<Target>> {
+        if !variants.is_empty() {
+            return variants.iter().cloned().map(Some).collect();
+        }
+        let peers: Vec<Option<Target>> = [Kind::SseEdge, Kind::Nginx, Kind::Haproxy]
+            .into_iter()
+            .map(|k| Some(Target::proxy(k)))
+            .collect();
         match self {
             Scn::Paced | Scn::Burst | Scn::JsonC1 | Scn::JsonC32 => {
                 let mut v = vec![None];
                 v.extend(peers);
                 v
             }
-            Scn::Heartbeat => vec![Some(Kind::SseEdge)],
-            Scn::Idle | Scn::TlsHandshake | Scn::TlsStream => peers,
+            Scn::Heartbeat => vec![Some(Target::proxy(Kind::SseEdge))],
+            Scn::Idle | Scn::Upload | Scn::TlsHandshake | Scn::TlsStream => peers,
         }
     }
 
     fn tls(self) -> bool {
         matches!(self, Scn::TlsHandshake | Scn::TlsStream)
+    }
+}
+
+/// What a measurement runs against (besides the upstream directly).
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The name in the report: the proxy's, or the sse-edge variant's.
+    pub name: &'static str,
+    pub kind: Kind,
+    /// An sse-edge variant's binary (else `Env::sse_edge`).
+    pub bin: Option<PathBuf>,
+}
+
+impl Target {
+    fn proxy(kind: Kind) -> Target {
+        Target {
+            name: kind.name(),
+            kind,
+            bin: None,
+        }
+    }
+
+    /// `NAME=PATH,NAME=PATH,...`: sse-edge builds to compare; the first is
+    /// the baseline of the report.
+    fn variants(list: &str) -> Result<Vec<Target>, String> {
+        let mut out: Vec<Target> = Vec::new();
+        for item in list.split(',').filter(|i| !i.is_empty()) {
+            let (name, path) = item
+                .split_once('=')
+                .ok_or_else(|| format!("--variants: {item:?} is not NAME=PATH"))?;
+            if out.iter().any(|t| t.name == name) || name == "direct" {
+                return Err(format!("--variants: name {name:?} twice or reserved"));
+            }
+            let bin = std::path::absolute(Path::new(path)).map_err(|e| format!("{path}: {e}"))?;
+            if !bin.is_file() {
+                return Err(format!("--variants: {} is not a file", bin.display()));
+            }
+            out.push(Target {
+                // A handful per run, kept for its whole life.
+                name: Box::leak(name.to_string().into_boxed_str()),
+                kind: Kind::SseEdge,
+                bin: Some(bin),
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -90,6 +150,11 @@ pub struct Sizes {
     pub hs_conns: usize,
     pub hs_secs: f64,
     pub tls_streams: u64,
+    /// The JSON body of the upload run, in MiB.
+    pub upload_mib: usize,
+    /// When the proxy's RSS is read again after the idle streams or the
+    /// upload's client have closed.
+    pub close_waits: Vec<CloseWait>,
 }
 
 impl Sizes {
@@ -109,6 +174,8 @@ impl Sizes {
             hs_conns: 8,
             hs_secs: 4.0,
             tls_streams: 320,
+            upload_mib: 30,
+            close_waits: CloseWait::list("5").unwrap_or_default(),
         }
     }
 
@@ -226,6 +293,11 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let quick = a.flag("quick");
     let mut sizes = if quick { Sizes::quick() } else { Sizes::full() };
     sizes.rounds = a.num("rounds", sizes.rounds)?;
+    sizes.upload_mib = a.num("upload-mib", sizes.upload_mib)?;
+    if let Some(w) = a.opt("close-waits") {
+        sizes.close_waits = CloseWait::list(w)?;
+    }
+    let variants = Target::variants(a.opt("variants").unwrap_or(""))?;
     let proxy_cpu: usize = a.num("proxy-cpu", 0)?;
     let load_cpu: usize = a.num("load-cpu", 1)?;
     let port_base: u16 = a.num("port-base", 18000)?;
@@ -288,7 +360,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         let mut cells = Vec::new();
         for round in 0..ctx.sizes.rounds {
             for &scn in &scenarios {
-                let mut targets = scn.targets();
+                let mut targets = scn.targets(&variants);
                 let n = targets.len();
                 targets.rotate_left(round % n);
                 for t in targets {
@@ -305,9 +377,20 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let cells = cells?;
     let elapsed = started.elapsed();
     std::fs::write(work.join("cells.tsv"), report::tsv(&cells)).map_err(|e| e.to_string())?;
-    let md = report::markdown(&meta, &ctx.sizes, &cells, elapsed);
+    let md = if variants.is_empty() {
+        report::markdown(&meta, &ctx.sizes, &cells, elapsed)
+    } else {
+        crate::variants::markdown(&meta, &ctx.sizes, &variants, &cells, elapsed)
+    };
     std::fs::write(&out, &md).map_err(|e| format!("{}: {e}", out.display()))?;
-    println!("\n{}", report::summary_table(&cells, &ctx.sizes));
+    if variants.is_empty() {
+        println!("\n{}", report::summary_table(&cells, &ctx.sizes));
+    } else {
+        println!(
+            "\n{}",
+            crate::variants::table(&ctx.sizes, &variants, &cells)
+        );
+    }
     println!(
         "report written to {} ({:.0} s)",
         out.display(),
@@ -346,6 +429,7 @@ fn print_cell(c: &Cell) {
         "p50_us",
         "p99_us",
         "kib_per_stream",
+        "peak_above_kib",
         "cpu_us_per_keepalive",
         "hs_per_s",
         "cpu_us_per_hs",
@@ -359,6 +443,9 @@ fn print_cell(c: &Cell) {
             s.push_str(&format!(" {k}={v:.3}"));
         }
     }
+    for (k, v) in c.m.iter().filter(|(k, _)| k.starts_with("kept_")) {
+        s.push_str(&format!(" {k}={v:.0}"));
+    }
     if !c.note.is_empty() {
         s.push_str(&format!("  NOTE: {}", c.note));
     }
@@ -369,11 +456,11 @@ fn print_cell(c: &Cell) {
 /// time) when it fails: the machine is shared, and a transient failure
 /// (another user's test exhausting ports, say) should not cost a round.
 /// Earlier attempts' failures stay in the note.
-async fn run_cell(ctx: &Ctx, scn: Scn, target: Option<Kind>, round: usize) -> Cell {
+async fn run_cell(ctx: &Ctx, scn: Scn, target: Option<Target>, round: usize) -> Cell {
     let mut earlier = Vec::new();
     let mut attempt = 1;
     loop {
-        let mut cell = attempt_cell(ctx, scn, target, round).await;
+        let mut cell = attempt_cell(ctx, scn, target.as_ref(), round).await;
         if cell.note.is_empty() || attempt == 3 {
             if attempt > 1 {
                 cell.m.insert("attempts", attempt as f64);
@@ -398,11 +485,11 @@ async fn run_cell(ctx: &Ctx, scn: Scn, target: Option<Kind>, round: usize) -> Ce
     }
 }
 
-async fn attempt_cell(ctx: &Ctx, scn: Scn, target: Option<Kind>, round: usize) -> Cell {
+async fn attempt_cell(ctx: &Ctx, scn: Scn, target: Option<&Target>, round: usize) -> Cell {
     let mut cell = Cell {
         scenario: scn.id(),
         round,
-        target: target.map_or("direct", Kind::name),
+        target: target.map_or("direct", |t| t.name),
         m: BTreeMap::new(),
         note: String::new(),
     };
@@ -411,13 +498,14 @@ async fn attempt_cell(ctx: &Ctx, scn: Scn, target: Option<Kind>, round: usize) -
     let heartbeat = if scn == Scn::Heartbeat { "1s" } else { "15s" };
     let proxy = match target {
         None => None,
-        Some(k) => match procs::start(
+        Some(t) => match procs::start(
             &ctx.env,
-            k,
+            t.kind,
             &Options {
                 tls: scn.tls(),
                 heartbeat,
                 wrapper: Vec::new(),
+                bin: t.bin.clone(),
             },
         )
         .await
@@ -441,6 +529,7 @@ async fn attempt_cell(ctx: &Ctx, scn: Scn, target: Option<Kind>, round: usize) -
         }
         Scn::JsonC1 | Scn::JsonC32 => json_cell(ctx, scn, &ep, proxy.as_ref(), &mut cell).await,
         Scn::Idle | Scn::Heartbeat => idle_cell(ctx, scn, &ep, proxy.as_ref(), &mut cell).await,
+        Scn::Upload => memory::upload_cell(&ctx.sizes, &ep, proxy.as_ref(), &mut cell).await,
         Scn::TlsHandshake => hs_cell(ctx, &ep, proxy.as_ref(), &mut cell).await,
     };
     if let Err(e) = r {
@@ -682,7 +771,14 @@ async fn idle_cell(
     })
     .await;
     set.abort();
+    let closed = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let result = if scn == Scn::Idle {
+        let waits = &ctx.sizes.close_waits;
+        result.and(memory::after_close(proxy.pid, rss0, closed, waits, &mut cell.m).await)
+    } else {
+        result
+    };
     result.and(failures(failed, "streams", first_error))
 }
 

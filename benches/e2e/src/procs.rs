@@ -43,6 +43,10 @@ pub struct Options {
     pub heartbeat: &'static str,
     /// A command the proxy runs under (valgrind for the profiles); empty for none.
     pub wrapper: Vec<String>,
+    /// The sse-edge binary to run instead of [`Env::sse_edge`]: another
+    /// build of the same source (an allocator variant, or the
+    /// system-allocator build massif needs).
+    pub bin: Option<PathBuf>,
 }
 
 /// A running proxy. `pid` is the process that does the relaying (nginx's
@@ -81,7 +85,7 @@ pub async fn start(env: &Env, kind: Kind, opts: &Options) -> io::Result<Proxy> {
         Kind::SseEdge => {
             let a: SocketAddr = ([127, 0, 0, 1], env.port_base + 91).into();
             admin = Some(a);
-            cmd.arg(&env.sse_edge)
+            cmd.arg(opts.bin.as_ref().unwrap_or(&env.sse_edge))
                 .args(["--listen", &addr.to_string()])
                 .args(["--admin", &a.to_string()])
                 .args(["--upstream", &format!("http://{}", env.upstream)])
@@ -219,7 +223,9 @@ impl Proxy {
 }
 
 /// nginx as the issue asks: one worker, `proxy_buffering off`, HTTP/1.1
-/// with keep-alive to the upstream, no access log, room for ~9,500 streams.
+/// with keep-alive to the upstream, no access log, room for ~9,500 streams;
+/// request bodies up to 64 MiB (the upload run sends 30 MiB; nginx's
+/// default limit is 1 MiB).
 fn nginx_conf(env: &Env, addr: SocketAddr, tls: bool, dir: &Path) -> String {
     let tmp = dir.join("tmp");
     let tmp = tmp.display();
@@ -248,6 +254,7 @@ http {{
     access_log off;
     keepalive_timeout 3600s;
     keepalive_requests 1000000;
+    client_max_body_size 64m;
     client_body_temp_path {tmp}/body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;

@@ -10,7 +10,9 @@
 //!    after the warm-up: instructions per event / request and the hottest
 //!    functions (exclusive).
 //! 4. `valgrind --tool=massif` of sse-edge holding idle streams: heap per
-//!    stream and the allocation sites at the peak.
+//!    stream and the allocation sites at the peak. massif sees only the
+//!    system allocator's heap, so it runs the build without jemalloc
+//!    (`--sse-edge-system`, built with `--no-default-features`).
 //!
 //! Each tool is skipped (and said so) when it is missing or does not work.
 
@@ -116,6 +118,7 @@ fn opts(wrapper: Vec<String>) -> Options {
         tls: false,
         heartbeat: "15s",
         wrapper,
+        bin: None,
     }
 }
 
@@ -156,6 +159,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
         upstream: ([127, 0, 0, 1], port_base).into(),
         port_base,
     };
+    // massif sees the heap only through the system allocator's malloc: it
+    // profiles a build without jemalloc (`--no-default-features`).
+    let massif_bin = a.opt("sse-edge-system").map(abs).transpose()?;
     let command = a
         .opt("command")
         .unwrap_or("bash benches/e2e/profile.sh")
@@ -181,7 +187,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         syscalls(&env, &mut md).await;
         perf(&env, &mut md).await;
         callgrind(&env, &mut md).await;
-        massif(&env, &mut md).await;
+        massif(&env, massif_bin, &mut md).await;
         md
     });
     let _ = up.kill();
@@ -630,12 +636,16 @@ fn short_paths(line: &str) -> String {
     s
 }
 
-async fn massif(env: &Env, md: &mut String) {
+async fn massif(env: &Env, bin: Option<PathBuf>, md: &mut String) {
     md.push_str("#### massif: sse-edge's heap while holding idle streams\n\n");
     if !have("valgrind") || !have("ms_print") {
         md.push_str("valgrind is not installed: skipped.\n\n");
         return;
     }
+    let Some(bin) = bin else {
+        md.push_str("no system-allocator build of sse-edge (`--sse-edge-system`; massif does not see jemalloc's heap): skipped.\n\n");
+        return;
+    };
     const IDLE: u64 = 2000;
     let file = env.work.join("massif-idle.out");
     let _ = std::fs::remove_file(&file);
@@ -647,7 +657,11 @@ async fn massif(env: &Env, md: &mut String) {
         "--max-snapshots=40".into(),
         format!("--massif-out-file={}", file.display()),
     ];
-    let Ok(p) = procs::start(env, Kind::SseEdge, &opts(wrapper)).await else {
+    let o = Options {
+        bin: Some(bin),
+        ..opts(wrapper)
+    };
+    let Ok(p) = procs::start(env, Kind::SseEdge, &o).await else {
         md.push_str("sse-edge did not start under massif: skipped.\n\n");
         return;
     };
@@ -669,7 +683,7 @@ async fn massif(env: &Env, md: &mut String) {
     let peak = peak_tree(&text, opened);
     let _ = writeln!(
         md,
-        "{opened} idle streams open (heartbeat 15 s). Peak snapshot of `valgrind --tool=massif --threshold=2`: each allocation site of at least 2 % of the heap, its bytes per open stream, and its first callers outside the standard library:\n\n```text\n{}\n```\n",
+        "{opened} idle streams open (heartbeat 15 s), in the build with the system allocator (`--no-default-features`: massif sees only malloc's heap; the bytes asked for are the same under jemalloc). Peak snapshot of `valgrind --tool=massif --threshold=2`: each allocation site of at least 2 % of the heap, its bytes per open stream, and its first callers outside the standard library:\n\n```text\n{}\n```\n",
         peak.join("\n")
     );
 }

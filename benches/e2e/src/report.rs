@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::memory;
 use crate::orchestrate::{ALL, Sizes};
 use crate::procs::Env;
 use crate::util::{Args, command_output, median};
@@ -23,12 +24,12 @@ pub struct Cell {
 
 /// Where and with what the run happened.
 pub struct Meta {
-    date: String,
-    machine: String,
+    pub date: String,
+    pub machine: String,
     versions: Vec<String>,
-    command: String,
-    quick: bool,
-    pinning: String,
+    pub command: String,
+    pub quick: bool,
+    pub pinning: String,
 }
 
 impl Meta {
@@ -111,6 +112,9 @@ enum Goal {
     InfoHigher,
     /// Only sse-edge can do it.
     SseOnly,
+    /// Informational, lower is better, compared as a difference (memory
+    /// left after load: near zero or below it, a ratio means nothing).
+    Difference,
 }
 
 struct Row {
@@ -143,7 +147,7 @@ fn rows(s: &Sizes) -> Vec<Row> {
         s.events, s.clients
     );
     let c32 = format!("Small JSON, c={} (waves every {} ms)", s.clients, s.wave_ms);
-    vec![
+    let mut v = vec![
         r(
             format!("{paced}: proxy CPU per relayed event"),
             "stream_paced",
@@ -203,6 +207,11 @@ fn rows(s: &Sizes) -> Vec<Row> {
             false,
             Goal::Ratio(1.0),
         ),
+    ];
+    for (label, scenario, metric) in memory::summary_rows(s) {
+        v.push(r(label, scenario, metric, "KiB", false, Goal::Difference));
+    }
+    v.extend([
         r(
             format!(
                 "Heartbeats ({} silent streams, `--heartbeat 1s`): CPU per injected keepalive",
@@ -293,7 +302,8 @@ fn rows(s: &Sizes) -> Vec<Row> {
             false,
             Goal::Ratio(0.9),
         ),
-    ]
+    ]);
+    v
 }
 
 fn cell<'a>(cells: &'a [Cell], scenario: &str, target: &str, round: usize) -> Option<&'a Cell> {
@@ -450,6 +460,16 @@ pub fn summary_table(cells: &[Cell], sizes: &Sizes) -> String {
                 "absolute cost".into(),
                 "—".into(),
             ),
+            Goal::Difference => (
+                format!(
+                    "sse-edge − best peer: {} {} ({})",
+                    diff_txt(median(&best_diffs)),
+                    row.unit,
+                    per_round(&best_diffs, &diff_txt)
+                ),
+                "info (lower is better)".into(),
+                "—".into(),
+            ),
         };
         let _ = writeln!(
             out,
@@ -582,8 +602,8 @@ fn saturation_note(cells: &[Cell], scenario: &str) -> String {
 }
 
 /// Columns of the detail table of each scenario.
-fn detail_columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
-    match scenario {
+pub fn detail_columns(scenario: &str, sizes: &Sizes) -> Vec<(&'static str, String)> {
+    let fixed: &[(&str, &str)] = match scenario {
         "stream_paced" | "stream_burst" | "tls_stream" => &[
             ("streams", "streams"),
             ("events", "events"),
@@ -617,6 +637,13 @@ fn detail_columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("kib_per_stream", "KiB/stream"),
             ("fds_per_stream", "fds/stream"),
         ],
+        "upload" => &[
+            ("upload_mib", "MiB sent"),
+            ("failed", "failed"),
+            ("upload_s", "upload s"),
+            ("rss_before_kib", "RSS before KiB"),
+            ("rss_peak_kib", "RSS peak KiB"),
+        ],
         "heartbeat" => &[
             ("streams", "streams open"),
             ("keepalives", "keepalives (client)"),
@@ -637,10 +664,19 @@ fn detail_columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("load_core_util", "load core busy"),
         ],
         _ => &[],
+    };
+    let mut cols: Vec<(&'static str, String)> =
+        fixed.iter().map(|&(k, l)| (k, l.to_string())).collect();
+    if matches!(scenario, "idle" | "upload") {
+        for w in &sizes.close_waits {
+            cols.push((w.rss_key, format!("RSS {} s after close KiB", w.secs)));
+            cols.push((w.kept_key, "of which left by the load KiB".into()));
+        }
     }
+    cols
 }
 
-fn num(v: f64) -> String {
+pub fn num(v: f64) -> String {
     if !v.is_finite() {
         "—".into()
     } else if v.abs() >= 100.0 || v == v.trunc() {
@@ -652,7 +688,8 @@ fn num(v: f64) -> String {
     }
 }
 
-fn details(cells: &[Cell]) -> String {
+/// One table per scenario, a row per target (in `targets` order).
+pub fn details(cells: &[Cell], targets: &[&str], sizes: &Sizes) -> String {
     let mut out = String::new();
     for scn in ALL {
         let id = scn.id();
@@ -660,15 +697,18 @@ fn details(cells: &[Cell]) -> String {
         if mine.is_empty() {
             continue;
         }
-        let cols = detail_columns(id);
+        let cols = detail_columns(id, sizes);
         let _ = writeln!(out, "\n`{id}` (median over rounds)\n");
         let _ = writeln!(
             out,
             "| target | {} |",
-            cols.iter().map(|c| c.1).collect::<Vec<_>>().join(" | ")
+            cols.iter()
+                .map(|c| c.1.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
         let _ = writeln!(out, "|---|{}", "---:|".repeat(cols.len()));
-        for target in ["direct", "sse-edge", "nginx", "haproxy"] {
+        for &target in targets {
             let tc: Vec<&&Cell> = mine.iter().filter(|c| c.target == target).collect();
             if tc.is_empty() {
                 continue;
@@ -686,7 +726,7 @@ fn details(cells: &[Cell]) -> String {
     out
 }
 
-fn raw(cells: &[Cell]) -> String {
+pub fn raw(cells: &[Cell]) -> String {
     let mut out = String::from(
         "| round | scenario | target | measurements | note |\n|---|---|---|---|---|\n",
     );
@@ -752,13 +792,15 @@ pub fn markdown(meta: &Meta, sizes: &Sizes, cells: &[Cell], elapsed: Duration) -
     );
     let _ = writeln!(
         out,
-        "- Sizes: {} paced streams and {} back-to-back streams of {} events over {} keep-alive clients; JSON runs {} s each; {} idle streams; {} silent streams for {} s of `--heartbeat 1s`; TLS handshakes for {} s over {} loops; {} TLS streams",
+        "- Sizes: {} paced streams and {} back-to-back streams of {} events over {} keep-alive clients; JSON runs {} s each; {} idle streams; one JSON upload of {} MiB; RSS read again {} after the idle streams and the upload have closed; {} silent streams for {} s of `--heartbeat 1s`; TLS handshakes for {} s over {} loops; {} TLS streams",
         sizes.paced_streams,
         sizes.burst_streams,
         sizes.events,
         sizes.clients,
         sizes.json_secs,
         sizes.idle_streams,
+        sizes.upload_mib,
+        memory::close_waits_text(sizes),
         sizes.hb_streams,
         sizes.hb_window_secs,
         sizes.hs_secs,
@@ -798,7 +840,11 @@ pub fn markdown(meta: &Meta, sizes: &Sizes, cells: &[Cell], elapsed: Duration) -
     out.push_str("Each CPU row above split into time in the kernel and in user space (`stime` and `utime` of the proxy process over the same measurement, from `/proc/PID/stat`). The kernel ratio is a floor: with no user-space work at all, sse-edge's CPU against the best peer could not be lower at its present kernel work. Where it is above a row's target, only less kernel work (fewer or cheaper system calls) can meet that target, not faster code in user space.\n\n");
     out.push_str(&split_table(cells, sizes));
     out.push_str("\n### Details\n");
-    out.push_str(&details(cells));
+    out.push_str(&details(
+        cells,
+        &["direct", "sse-edge", "nginx", "haproxy"],
+        sizes,
+    ));
     out.push_str("\n<details><summary>Every measurement</summary>\n\n");
     out.push_str(&raw(cells));
     out.push_str("\n</details>\n");
