@@ -28,7 +28,9 @@
 //!   seen before a request is trusted to it.
 //!
 //! [`head`] and [`decode`] are the wire format alone (no I/O); they are
-//! public for the fuzz targets.
+//! public for the fuzz targets. The grammar of heads, trailer sections and
+//! chunk-size lines is httparse's (hyper's own parser); the relay adds the
+//! refusals a relay needs on top (see each module).
 //!
 //! # Not supported
 //! Full-duplex exchanges: once the response head is in, the rest of a
