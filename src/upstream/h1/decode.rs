@@ -1,8 +1,8 @@
 //! Response body decoding: the bytes of the connection's read buffer
 //! become body frames without copying (each data frame is split off the
 //! buffer), and framing is consumed as soon as it has arrived, so the end
-//! of a body is known the moment its last bytes are in: the connection
-//! goes back to the pool before anyone polls again.
+//! of a body is known the moment its last bytes are in: the connection is
+//! checked in (back to the pool) before anyone polls again.
 //!
 //! Chunked coding (RFC 9112 §7.1): `chunk-size [chunk-ext] CRLF data CRLF`,
 //! ending with a zero-size chunk and an optional trailer section. Sizes are
