@@ -19,6 +19,15 @@
 //!   drops its connection. The HTTP/1.1 code knows nothing of the pool
 //!   beyond that interface. Nothing here panics in `Drop`.
 //!
+//! # Counters and lists
+//! Under the state lock: `stats.idle` is the idle list's length; the idle
+//! list holds no more than the open HTTP/1.1 connections (`stats.h1_open`),
+//! is ordered oldest first (put back and taken at the top: the warmest
+//! goes out first, and the surplus ages at the bottom), and its connections
+//! hold no read buffer. Debug builds check these wherever they change
+//! (`Origin::check`). A connection cannot be put back twice: it is moved
+//! in, and nothing else holds it.
+//!
 //! # How many idle connections
 //! HTTP/1.1 carries one exchange per connection, so a load of N concurrent
 //! requests needs N connections. The idle list keeps, per origin, up to
@@ -466,9 +475,36 @@ impl Origin {
     /// Notes how many HTTP/1.1 connections are in use now that one more
     /// was taken.
     fn record_in_use(&self, state: &mut State, now: Instant) {
+        self.check(state); // idle <= open: nothing saturates below
         let open = self.stats.h1_open.load(Ordering::Relaxed);
         let in_use = open.saturating_sub(state.idle.len());
         state.peak.record(in_use, now, self.limits.idle_timeout);
+    }
+
+    /// The counters and the idle list as the module docs state them;
+    /// checked in debug builds under the lock, wherever they change
+    /// (O(idle)). `h1_open` changes outside the lock, but never below the
+    /// list's length: a connection is counted before it can be put back,
+    /// and uncounted only once off the list.
+    fn check(&self, state: &State) {
+        let idle = state.idle.len();
+        debug_assert_eq!(
+            self.stats.idle.load(Ordering::Relaxed),
+            idle,
+            "the idle gauge is the idle list's length"
+        );
+        debug_assert!(
+            idle <= self.stats.h1_open.load(Ordering::Relaxed),
+            "more idle HTTP/1.1 connections than open ones"
+        );
+        debug_assert!(
+            state.idle.windows(2).all(|w| w[0].1 <= w[1].1),
+            "the idle list is oldest first"
+        );
+        debug_assert!(
+            state.idle.iter().all(|(conn, _)| !conn.holds_buffer()),
+            "an idle connection holds a read buffer"
+        );
     }
 
     /// How many idle HTTP/1.1 connections may be kept now (see the module
@@ -503,6 +539,7 @@ impl Origin {
                 return Some(tx);
             }
         }
+        self.check(state);
         None
     }
 
@@ -541,9 +578,10 @@ impl Origin {
             None
         };
         let stats = self.stats.clone();
-        // Boxed: inline, the connect (TCP, TLS, handshake; ~7.5 KB) would
-        // size every request's future, which `Relay::send` moves into a box
-        // of its own, though most requests reuse a pooled connection.
+        // Boxed: inline, the connect (TCP, TLS, handshake; over 4 KiB, see
+        // `connect::tests::connect_future_size`) would size every request's
+        // future, which `Relay::send` moves into a box of its own, though
+        // most requests reuse a pooled connection.
         let on_h2_close = move || {
             stats.open.fetch_sub(1, Ordering::Relaxed);
         };
@@ -604,6 +642,7 @@ impl Origin {
             } else {
                 state.idle.push((conn, Instant::now()));
                 self.stats.idle.fetch_add(1, Ordering::Relaxed);
+                self.check(&state);
                 None
             }
         };
@@ -620,6 +659,7 @@ impl Origin {
         let removed = before - state.idle.len();
         self.stats.idle.fetch_sub(removed, Ordering::Relaxed);
         state.h2.retain(|c| !c.tx.is_closed());
+        self.check(&state);
     }
 
     fn close_idle(&self) {
@@ -628,6 +668,7 @@ impl Origin {
         state.idle.clear();
         state.h2.clear();
         self.stats.idle.fetch_sub(removed, Ordering::Relaxed);
+        self.check(&state);
     }
 
     fn absolute_form(&self, req: &mut Request<RequestBody>) {

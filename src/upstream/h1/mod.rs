@@ -99,6 +99,12 @@ impl H1Conn {
         }
     }
 
+    /// Whether the connection holds a read buffer (an idle one holds
+    /// none: see "Memory while silent" above).
+    pub fn holds_buffer(&self) -> bool {
+        self.buf.capacity() > 0
+    }
+
     /// Lets a pooled connection take in what happened while it sat idle:
     /// true if the upstream closed it or sent something unasked for
     /// (either way it cannot take a request).
