@@ -547,3 +547,107 @@ async fn h2_sender(
     tokio::spawn(conn);
     tx
 }
+
+/// An upstream answering each request head with `hel`, then `lo` a moment
+/// later (`content-length: 5`); counts the connections it saw closed.
+async fn slow_five_bytes(closed: Arc<AtomicUsize>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..i + 4);
+                        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhel";
+                        if s.write_all(head).await.is_err() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        if s.write_all(b"lo").await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                closed.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    addr
+}
+
+/// The pool's ownership contract (`upstream::pool`), on the pool alone: a
+/// body read to its end puts its connection back; a body dropped early
+/// closes it; a body outliving its pool is read to its end and then just
+/// drops its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_connection_goes_back_only_from_a_body_read_to_its_end() {
+    use http_body_util::BodyExt;
+    use sse_edge::config::{RootStore, UpstreamConfig, UpstreamProtocol};
+    use sse_edge::internals::{OriginKey, Pool, RequestBody};
+
+    within(async {
+        let closed = Arc::new(AtomicUsize::new(0));
+        let addr = slow_five_bytes(closed.clone()).await;
+        let cfg = UpstreamConfig {
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: None,
+            read_timeout: None,
+            idle_timeout: Duration::from_secs(60),
+            max_idle_per_origin: 8,
+            h2_max_streams_per_connection: 100,
+            tcp_keepalive: None,
+            roots: RootStore::None,
+            ca_file: None,
+        };
+        let pool = Pool::new(&cfg, sse_edge::internals::Shutdown::new()).unwrap();
+        let key = OriginKey {
+            tls: false,
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            protocol: UpstreamProtocol::Http1,
+        };
+        let origin = pool.origin(key).unwrap();
+        let get = || {
+            http::Request::get("/")
+                .body(RequestBody::buffered(bytes::Bytes::new()))
+                .unwrap()
+        };
+        let stat = |a: &AtomicUsize| a.load(Ordering::SeqCst);
+
+        // Read to its end: back on the idle list, and used again.
+        for _ in 0..2 {
+            let sent = origin.send(get()).await.unwrap();
+            let body = sent.response.into_body().collect().await.unwrap();
+            assert_eq!(&body.to_bytes()[..], b"hello");
+            assert_eq!(stat(&origin.stats().idle), 1);
+        }
+        assert_eq!(origin.stats().connects.load(Ordering::SeqCst), 1);
+
+        // Dropped after its head: the connection is closed, not kept.
+        let sent = origin.send(get()).await.unwrap();
+        assert_eq!(stat(&origin.stats().idle), 0);
+        drop(sent);
+        let what = "the upstream to see the early-dropped body's connection closed";
+        eventually(Duration::from_secs(5), what, || stat(&closed) == 1).await;
+        assert_eq!(stat(&origin.stats().h1_open), 0);
+
+        // Outliving its pool: read to its end, then its connection closed.
+        let sent = origin.send(get()).await.unwrap();
+        drop(origin);
+        drop(pool);
+        let body = sent.response.into_body().collect().await.unwrap();
+        assert_eq!(&body.to_bytes()[..], b"hello");
+        let what = "the upstream to see the orphaned body's connection closed";
+        eventually(Duration::from_secs(5), what, || stat(&closed) == 2).await;
+    })
+    .await;
+}

@@ -5,9 +5,14 @@
 //! - [`connect`] opens one connection: DNS, TCP (socket2 options), TLS with
 //!   ALPN, then (HTTP/2) the hyper handshake, all under `connect_timeout`.
 //! - [`h1`] writes requests and reads responses on HTTP/1.1 connections,
-//!   in the task of the request that uses them.
+//!   in the task of the request that uses them. It knows nothing of the
+//!   pool: a response body read to its end hands its connection back
+//!   through the check-in ([`h1::CheckIn`]) it was given.
 //! - [`pool`] keeps connections per origin and hands out leases; the
 //!   ownership and retry contract is written at its top.
+//! - [`send`] is what a failed send hands back (either protocol), for the
+//!   pool's retry decision; it sits below both so `h1` need not name the
+//!   pool.
 //! - [`tls`] builds the rustls client configuration (roots, extra CA, ALPN).
 
 mod body;
@@ -15,6 +20,7 @@ mod connect;
 pub mod h1;
 mod pool;
 mod request;
+mod send;
 mod stats;
 mod tls;
 

@@ -6,16 +6,27 @@
 //!   have been closed by the upstream).
 //! - A checked-out HTTP/1.1 connection is owned by the exchange, then by
 //!   the response body ([`super::h1::H1Body`]). When the body has been read
-//!   to its end, it puts the connection back on the idle list. A body
-//!   dropped before that (client went away, upstream failed) closes the
-//!   connection: a half-read response can never be handed to the next
-//!   request.
+//!   to its end, it checks the connection in ([`h1::CheckIn`], which the
+//!   origin hands every exchange), and the origin puts it back on the idle
+//!   list. A body dropped before that (client went away, upstream failed)
+//!   closes the connection: a half-read response can never be handed to
+//!   the next request.
 //! - HTTP/2 connections stay in the origin's list while open; a lease only
 //!   counts one stream against the connection's limit. Dropping the response
 //!   body early makes hyper send RST_STREAM(CANCEL).
-//! - HTTP/1.1 response bodies hold a `Weak` reference to the origin, so a
-//!   body outliving the pool (at shutdown) just drops its connection.
-//!   Nothing here panics in `Drop`.
+//! - The check-in HTTP/1.1 response bodies hold ([`Return`]) refers to
+//!   the origin weakly, so a body outliving the pool (at shutdown) just
+//!   drops its connection. The HTTP/1.1 code knows nothing of the pool
+//!   beyond that interface. Nothing here panics in `Drop`.
+//!
+//! # Counters and lists
+//! Under the state lock: `stats.idle` is the idle list's length; the idle
+//! list holds no more than the open HTTP/1.1 connections (`stats.h1_open`),
+//! is ordered oldest first (put back and taken at the top: the warmest
+//! goes out first, and the surplus ages at the bottom), and its connections
+//! hold no read buffer. Debug builds check these wherever they change
+//! (`Origin::check`). A connection cannot be put back twice: it is moved
+//! in, and nothing else holds it.
 //!
 //! # How many idle connections
 //! HTTP/1.1 carries one exchange per connection, so a load of N concurrent
@@ -67,7 +78,7 @@
 //! Retries are counted in [`OriginStats::retries`].
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -80,6 +91,7 @@ use super::RequestBody;
 use super::connect::{Connector, Fresh};
 use super::h1::head::{STATUS_OUT_OF_RANGE, status_in_range};
 use super::h1::{self, H1Conn};
+use super::send::SendError;
 use crate::config::{UpstreamConfig, UpstreamProtocol};
 use crate::error::{Error, Kind};
 use crate::shutdown::Shutdown;
@@ -136,7 +148,7 @@ impl Pool {
         if let Some(o) = origins.iter().find(|o| o.key == key) {
             return Ok(o.clone());
         }
-        let origin = Arc::new(Origin::new(key, self.connector.clone(), self.limits)?);
+        let origin = Origin::new(key, self.connector.clone(), self.limits)?;
         origins.push(origin.clone());
         Ok(origin)
     }
@@ -261,6 +273,21 @@ pub struct Origin {
     state: Mutex<State>,
     h2_connect: tokio::sync::Mutex<()>,
     stats: Arc<OriginStats>,
+    /// Where this origin's HTTP/1.1 bodies return their connections.
+    check_in: Arc<dyn h1::CheckIn>,
+}
+
+/// An origin's end of its HTTP/1.1 response bodies: a body read to its end
+/// hands its connection back through it, to the idle list. It holds the
+/// origin weakly, so a body outliving the pool just drops its connection.
+struct Return(Weak<Origin>);
+
+impl h1::CheckIn for Return {
+    fn check_in(&self, conn: H1Conn) {
+        if let Some(origin) = self.0.upgrade() {
+            origin.put_idle(conn);
+        }
+    }
 }
 
 enum Checked {
@@ -268,31 +295,9 @@ enum Checked {
     H2(H2, Arc<AtomicUsize>),
 }
 
-/// A failed send on one connection (either protocol), with what the retry
-/// contract above decides on.
-pub(crate) struct SendError {
-    pub error: Error,
-    /// The request, whole, when it can be written again as it was.
-    pub request: Option<Request<RequestBody>>,
-    /// Some byte of a response arrived before the failure.
-    pub answered: bool,
-    /// The connection had carried an exchange before this one. Set by the
-    /// pool, which alone knows.
-    pub reused: bool,
-}
-
 impl SendError {
-    pub(crate) fn new(error: Error, request: Option<Request<RequestBody>>, answered: bool) -> Self {
-        Self {
-            error,
-            request,
-            answered,
-            reused: false,
-        }
-    }
-
-    /// The request back (with why it failed) when the contract lets it be
-    /// sent again, or the error that ends it.
+    /// The request back (with why it failed) when the contract above lets
+    /// it be sent again, or the error that ends it.
     fn into_retry(self) -> Result<(Request<RequestBody>, Error), Error> {
         match self.request {
             Some(req) if self.reused && !self.answered => Ok((req, self.error)),
@@ -310,7 +315,7 @@ pub struct Sent {
 }
 
 impl Origin {
-    fn new(key: OriginKey, connector: Arc<Connector>, limits: Limits) -> Result<Self, Error> {
+    fn new(key: OriginKey, connector: Arc<Connector>, limits: Limits) -> Result<Arc<Self>, Error> {
         let host = if key.host.contains(':') {
             format!("[{}]", key.host)
         } else {
@@ -330,7 +335,7 @@ impl Origin {
         };
         let parsed: Authority = authority.parse().map_err(|e| bad(&e))?;
         let host_header = HeaderValue::from_str(&authority).map_err(|e| bad(&e))?;
-        Ok(Self {
+        Ok(Arc::new_cyclic(|me| Self {
             scheme: if key.tls { Scheme::HTTPS } else { Scheme::HTTP },
             authority: parsed,
             host_header,
@@ -340,7 +345,8 @@ impl Origin {
             state: Mutex::new(State::default()),
             h2_connect: tokio::sync::Mutex::new(()),
             stats: Arc::new(OriginStats::default()),
-        })
+            check_in: Arc::new(Return(me.clone())),
+        }))
     }
 
     pub fn key(&self) -> &OriginKey {
@@ -407,14 +413,14 @@ impl Origin {
     }
 
     async fn send_h1(
-        self: &Arc<Self>,
+        &self,
         conn: H1,
         mut req: Request<RequestBody>,
     ) -> Result<(Response<Body>, Lease), SendError> {
         origin_form(&mut req);
         req.headers_mut()
             .insert(header::HOST, self.host_header.clone());
-        let response = h1::send(conn, req, Arc::downgrade(self)).await?;
+        let response = h1::send(conn, req, self.check_in.clone()).await?;
         // The body owns the connection and returns it itself.
         Ok((response.map(Body::H1), Lease::none()))
     }
@@ -469,9 +475,36 @@ impl Origin {
     /// Notes how many HTTP/1.1 connections are in use now that one more
     /// was taken.
     fn record_in_use(&self, state: &mut State, now: Instant) {
+        self.check(state); // idle <= open: nothing saturates below
         let open = self.stats.h1_open.load(Ordering::Relaxed);
         let in_use = open.saturating_sub(state.idle.len());
         state.peak.record(in_use, now, self.limits.idle_timeout);
+    }
+
+    /// The counters and the idle list as the module docs state them;
+    /// checked in debug builds under the lock, wherever they change
+    /// (O(idle)). `h1_open` changes outside the lock, but never below the
+    /// list's length: a connection is counted before it can be put back,
+    /// and uncounted only once off the list.
+    fn check(&self, state: &State) {
+        let idle = state.idle.len();
+        debug_assert_eq!(
+            self.stats.idle.load(Ordering::Relaxed),
+            idle,
+            "the idle gauge is the idle list's length"
+        );
+        debug_assert!(
+            idle <= self.stats.h1_open.load(Ordering::Relaxed),
+            "more idle HTTP/1.1 connections than open ones"
+        );
+        debug_assert!(
+            state.idle.windows(2).all(|w| w[0].1 <= w[1].1),
+            "the idle list is oldest first"
+        );
+        debug_assert!(
+            state.idle.iter().all(|(conn, _)| !conn.holds_buffer()),
+            "an idle connection holds a read buffer"
+        );
     }
 
     /// How many idle HTTP/1.1 connections may be kept now (see the module
@@ -506,6 +539,7 @@ impl Origin {
                 return Some(tx);
             }
         }
+        self.check(state);
         None
     }
 
@@ -544,9 +578,10 @@ impl Origin {
             None
         };
         let stats = self.stats.clone();
-        // Boxed: inline, the connect (TCP, TLS, handshake; ~7.5 KB) would
-        // size every request's future, which `Relay::send` moves into a box
-        // of its own, though most requests reuse a pooled connection.
+        // Boxed: inline, the connect (TCP, TLS, handshake; over 4 KiB, see
+        // `connect::tests::connect_future_size`) would size every request's
+        // future, which `Relay::send` moves into a box of its own, though
+        // most requests reuse a pooled connection.
         let on_h2_close = move || {
             stats.open.fetch_sub(1, Ordering::Relaxed);
         };
@@ -594,8 +629,9 @@ impl Origin {
         }
     }
 
-    /// Returns a connection whose response was read to its end.
-    pub(super) fn put_idle(&self, mut conn: H1) {
+    /// Keeps a connection whose response was read to its end, if it may
+    /// (see [`Return`]).
+    fn put_idle(&self, mut conn: H1) {
         if conn.poll_closed() {
             return;
         }
@@ -606,6 +642,7 @@ impl Origin {
             } else {
                 state.idle.push((conn, Instant::now()));
                 self.stats.idle.fetch_add(1, Ordering::Relaxed);
+                self.check(&state);
                 None
             }
         };
@@ -622,6 +659,7 @@ impl Origin {
         let removed = before - state.idle.len();
         self.stats.idle.fetch_sub(removed, Ordering::Relaxed);
         state.h2.retain(|c| !c.tx.is_closed());
+        self.check(&state);
     }
 
     fn close_idle(&self) {
@@ -630,6 +668,7 @@ impl Origin {
         state.idle.clear();
         state.h2.clear();
         self.stats.idle.fetch_sub(removed, Ordering::Relaxed);
+        self.check(&state);
     }
 
     fn absolute_form(&self, req: &mut Request<RequestBody>) {

@@ -1,27 +1,26 @@
 //! A response body read straight off its connection.
 
 use std::pin::Pin;
-use std::sync::Weak;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::H1Conn;
 use super::decode::Decoder;
 use super::head::WireError;
+use super::{CheckIn, H1Conn};
 use crate::error::{Error, Kind};
-use crate::upstream::pool::Origin;
 
-/// Owns its connection while the response is read; hands it back to the
-/// pool when the last byte is decoded, or closes it when dropped earlier.
+/// Owns its connection while the response is read; checks it in when the
+/// last byte is decoded, or closes it when dropped earlier.
 pub struct H1Body {
-    /// `None` once handed back, closed or failed.
+    /// `None` once checked in, closed or failed.
     conn: Option<H1Conn>,
     decoder: Decoder,
     /// The connection may serve another request once this body ends.
     reusable: bool,
-    origin: Weak<Origin>,
+    check_in: Arc<dyn CheckIn>,
 }
 
 impl H1Body {
@@ -29,13 +28,13 @@ impl H1Body {
         conn: H1Conn,
         decoder: Decoder,
         reusable: bool,
-        origin: Weak<Origin>,
+        check_in: Arc<dyn CheckIn>,
     ) -> Self {
         let mut body = Self {
             conn: Some(conn),
             decoder,
             reusable,
-            origin,
+            check_in,
         };
         if body.decoder.is_done() {
             body.finish(); // no body: the connection is free now
@@ -43,16 +42,15 @@ impl H1Body {
         body
     }
 
-    /// The body ended: back to the pool if nothing speaks against it.
+    /// The body ended: the connection is checked in if nothing speaks
+    /// against it, and closed otherwise.
     fn finish(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         // Bytes after the response's end are not an answer to anything.
         if self.reusable && conn.buf.is_empty() {
             let mut conn = conn;
             conn.buf = BytesMut::new(); // an idle connection holds no buffer
-            if let Some(origin) = self.origin.upgrade() {
-                origin.put_idle(conn);
-            }
+            self.check_in.check_in(conn);
         }
     }
 

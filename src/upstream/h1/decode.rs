@@ -1,20 +1,28 @@
 //! Response body decoding: the bytes of the connection's read buffer
 //! become body frames without copying (each data frame is split off the
 //! buffer), and framing is consumed as soon as it has arrived, so the end
-//! of a body is known the moment its last bytes are in: the connection
-//! goes back to the pool before anyone polls again.
+//! of a body is known the moment its last bytes are in: the connection is
+//! checked in (back to the pool) before anyone polls again.
 //!
 //! Chunked coding (RFC 9112 §7.1): `chunk-size [chunk-ext] CRLF data CRLF`,
 //! ending with a zero-size chunk and an optional trailer section. Sizes are
-//! hex without sign or prefix (at most 16 digits); extensions are skipped;
-//! chunk framing lines must end in CRLF, and a size line longer than
-//! [`MAX_LINE`] is refused rather than buffered.
+//! hex without sign or prefix (at most 16 digits); extensions are skipped.
+//! Framing lines (size lines, the CRLF after data, the blank line that ends
+//! the body) must end in CRLF; trailer field lines may end in a bare LF, as
+//! head lines may. A size line longer than [`MAX_LINE`], or a trailer
+//! section longer than [`MAX_HEAD`], is refused rather than buffered.
+//!
+//! httparse reads size lines (`parse_chunk_size`) and trailer fields
+//! (`parse_headers`, as [`super::head::parse_trailers`]). The relay refuses
+//! what httparse would take but chunk framing must not: a size line without
+//! digits, a bare LF or a control character in an extension, and a trailer
+//! section ended by a bare LF.
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use hyper::body::Frame;
 
-use super::head::{Framing, MAX_HEAD, WireError, parse_trailers};
+use super::head::{Framing, MAX_HEAD, WireError, head_end, parse_trailers};
 
 /// Longest chunk-size line (size and extensions).
 pub const MAX_LINE: usize = 4096;
@@ -33,8 +41,9 @@ enum State {
     Data(u64),
     /// After a chunk's data: its CRLF.
     DataEnd,
-    /// After the last chunk: trailer fields or the final CRLF.
-    Trailers,
+    /// After the last chunk: trailer fields or the final CRLF; how far
+    /// the buffer was searched for the section's end.
+    Trailers(usize),
     /// The trailer section, parsed, not yet handed out.
     TrailersReady(Box<HeaderMap>),
     Close,
@@ -139,15 +148,15 @@ impl Decoder {
                     if lf > MAX_LINE {
                         return Err(TOO_LONG);
                     }
-                    let size = chunk_size(&buf[..lf])?;
+                    let size = chunk_size(&buf[..=lf])?;
                     buf.advance(lf + 1);
                     self.state = if size == 0 {
-                        State::Trailers
+                        State::Trailers(0)
                     } else {
                         State::Data(size)
                     };
                 }
-                State::Trailers => {
+                State::Trailers(scanned) => {
                     if buf.first() == Some(&b'\n') {
                         return Err(WireError("bare LF after the last chunk"));
                     }
@@ -156,19 +165,26 @@ impl Decoder {
                         self.state = State::Done;
                         continue;
                     }
+                    // Ends at its first blank line, as a head does, and is
+                    // refused by length whether or not that end is in yet.
                     const TOO_LARGE: WireError = WireError("trailer section too large");
-                    let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
+                    let mut from = scanned;
+                    let Some(end) = head_end(buf, &mut from) else {
+                        self.state = State::Trailers(from);
                         return if buf.len() > MAX_HEAD {
                             Err(TOO_LARGE)
                         } else {
                             Ok(())
                         };
                     };
-                    if end + 4 > MAX_HEAD {
+                    if end > MAX_HEAD {
                         return Err(TOO_LARGE);
                     }
-                    let map = parse_trailers(&buf[..end + 4])?;
-                    buf.advance(end + 4);
+                    let map = parse_trailers(&buf[..end])?;
+                    if buf[..end].ends_with(b"\n\n") {
+                        return Err(WireError("trailer section ended by a bare LF"));
+                    }
+                    buf.advance(end);
                     self.state = State::TrailersReady(Box::new(map));
                 }
                 _ => return Ok(()),
@@ -177,30 +193,27 @@ impl Decoder {
     }
 }
 
-/// The size of a chunk-size line (`line` up to, not including, its LF).
+/// The size of a chunk-size line (`line` up to and including its LF, the
+/// first in it).
+///
+/// httparse reads the size and skips the extensions; the relay refuses
+/// three lines it takes: an empty size (`\r\n`, ` \r\n`, `;x\r\n`,
+/// which it reads as 0), a bare LF inside an extension (which it keeps
+/// reading past, into the chunk data), and control characters in an
+/// extension.
 fn chunk_size(line: &[u8]) -> Result<u64, WireError> {
     const BAD: WireError = WireError("bad chunk size line");
-    let line = line.strip_suffix(b"\r").ok_or(BAD)?;
-    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 || digits > 16 {
+    if !line.first().is_some_and(u8::is_ascii_hexdigit) {
         return Err(BAD);
     }
-    let rest = &line[digits..];
-    // chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ): skipped, but
-    // it must start with `;` and hold no control characters.
-    let ext = super::head::trim_ows(rest);
-    if !(ext.is_empty() || ext.starts_with(b";"))
-        || ext.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-    {
+    let size = match httparse::parse_chunk_size(line) {
+        Ok(httparse::Status::Complete((n, size))) if n == line.len() => size,
+        _ => return Err(BAD),
+    };
+    // Ends in CRLF (httparse took nothing else before the LF).
+    let ctl = |&b: &u8| (b < 0x20 && b != b'\t') || b == 0x7f;
+    if line[..line.len() - 2].iter().any(ctl) {
         return Err(BAD);
     }
-    let size = line[..digits].iter().fold(0u64, |n, &b| {
-        let d = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => b - b'A' + 10,
-        };
-        (n << 4) | u64::from(d)
-    });
     Ok(size)
 }

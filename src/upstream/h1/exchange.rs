@@ -11,39 +11,41 @@
 //! not end the exchange either: the upstream may have answered before it
 //! stopped reading. Interim 1xx responses are skipped.
 //!
-//! Retry contract (see `pool`): the request is handed back, whole, when
-//! it failed before any byte of a response arrived and it can be written
-//! again as it was: either no byte of it was written and its streamed body
-//! has given up no frame (a frame taken for the first write would be
-//! missing from a retry), or its body is one the relay holds (buffered, or
-//! none at all), which the request still carries. A streamed body whose
-//! first bytes went out is gone: that request is never handed back.
+//! What a failed send hands back ([`SendError`], from which the caller
+//! decides on a retry): the request, whole, when it failed before any byte
+//! of a response arrived and it can be written again as it was: either no
+//! byte of it was written and its streamed body has given up no frame (a
+//! frame taken for the first write would be missing from a retry), or its
+//! body is one the relay holds (buffered, or none at all), which the
+//! request still carries. A streamed body whose first bytes went out is
+//! gone: that request is never handed back.
 
 use std::future::poll_fn;
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::Weak;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
 use http::{Request, Response};
 use hyper::body::{Body as _, Frame};
 
-use super::H1Conn;
 use super::body::H1Body;
 use super::decode::Decoder;
 use super::head::{self, FramingError, RequestFraming, ResponseHead, WireError};
+use super::{CheckIn, H1Conn};
 use crate::error::{Error, Kind};
 use crate::upstream::RequestBody;
-use crate::upstream::pool::{Origin, SendError};
+use crate::upstream::send::SendError;
 
 /// Sends `req` (origin-form target, `Host` set) on `conn` and waits for the
-/// response head. The response body owns the connection and returns it to
-/// `origin` when it has been read to its end.
+/// response head. The response body owns the connection and hands it to
+/// `check_in` when it has been read to its end (and the connection may
+/// serve another request).
 pub(crate) async fn send(
     mut conn: H1Conn,
     req: Request<RequestBody>,
-    origin: Weak<Origin>,
+    check_in: Arc<dyn CheckIn>,
 ) -> Result<Response<H1Body>, SendError> {
     let method = req.method().clone();
     let mut out = Outbox::new(&req);
@@ -73,7 +75,7 @@ pub(crate) async fn send(
         |e: FramingError| SendError::new(Error::with_cause(Kind::UpstreamProtocol, e), None, true);
     let (framing, keep_alive) = head::framing(&mut head, &method).map_err(protocol)?;
     let reusable = keep_alive && out.is_done();
-    let body = H1Body::new(conn, Decoder::new(framing), reusable, origin);
+    let body = H1Body::new(conn, Decoder::new(framing), reusable, check_in);
     let mut res = Response::new(body);
     *res.status_mut() = head.status;
     *res.version_mut() = head.version;

@@ -27,10 +27,21 @@
 //!    same number, or the response is rejected (§6.3 rule 5);
 //! 4. otherwise the body runs until the upstream closes.
 //!
-//! Lines may end in CRLF or a bare LF (§2.2 lets a recipient accept LF);
-//! obsolete line folding and control characters in fields are rejected.
-//! The status code must be in `100..=599` (RFC 9110 §15: the first digit
-//! is the class, and there are five); `http` alone would take up to 999.
+//! The status line and fields are parsed by httparse (hyper's own parser)
+//! once [`find_head`] has found the blank line that ends them, so a head
+//! cut into many reads is still scanned once (httparse starts over on each
+//! call). Lines may end in CRLF or a bare LF (§2.2 lets a recipient accept
+//! LF); obsolete line folding, whitespace before a field's colon and
+//! control characters in fields are refused (httparse's settings are
+//! spelled out in `config`), and so are empty lines before the status
+//! line, which httparse would skip. The status code must be in `100..=599`
+//! (RFC 9110 §15: the first digit is the class, and there are five);
+//! httparse takes any three digits, and `http` up to 999. A head is
+//! refused for its status before anything that follows the code is looked
+//! at. A refusal names what was wrong (httparse says only which kind of
+//! error it met; the relay finds the line).
+
+use std::mem::MaybeUninit;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -221,49 +232,67 @@ pub fn head_end(buf: &[u8], from: &mut usize) -> Option<usize> {
     None
 }
 
-/// Lines of a complete head, without their line ends; stops at the blank
-/// line.
-fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
-    head.split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .take_while(|l| !l.is_empty())
-}
-
-/// Parses a complete head (`head` ends with its blank line).
+/// Parses a complete head (`head` ends with its blank line, as
+/// [`find_head`] found it).
 pub fn parse_response(head: &[u8]) -> Result<ResponseHead, WireError> {
-    let mut lines = lines(head);
-    let status_line = lines.next().ok_or(WireError("empty status line"))?;
-    let (version, rest) = match status_line.split_at_checked(9) {
-        Some((b"HTTP/1.1 ", rest)) => (Version::HTTP_11, rest),
-        Some((b"HTTP/1.0 ", rest)) => (Version::HTTP_10, rest),
-        _ => return Err(WireError("not an HTTP/1.x status line")),
-    };
-    let (code, reason) = rest
-        .split_at_checked(3)
-        .ok_or(WireError("bad status code"))?;
-    let status = code
-        .iter()
-        .all(u8::is_ascii_digit)
-        .then(|| StatusCode::from_bytes(code).ok())
-        .flatten()
-        .ok_or(WireError("bad status code"))?;
-    if !status_in_range(status) {
+    // httparse skips empty lines before a status line; the relay does not
+    // (RFC 9112 §2.2 asks that of servers reading requests, not of clients).
+    match head {
+        [b'\n', ..] | [b'\r', b'\n', ..] => return Err(WireError("empty status line")),
+        [b'\r', ..] => return Err(WireError("not an HTTP/1.x status line")),
+        _ => {}
+    }
+    let mut slots: [MaybeUninit<httparse::Header<'_>>; MAX_FIELDS] =
+        [const { MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut res = httparse::Response::new(&mut []);
+    let parsed = config().parse_response_with_uninit_headers(&mut res, head, &mut slots);
+    // The code is judged as soon as it was read, before whatever follows
+    // it: a head refused for its status is refused for that alone.
+    let code = res.code.map(StatusCode::from_u16).transpose();
+    let status = code.map_err(|_| WireError("bad status code"))?;
+    if status.is_some_and(|s| !status_in_range(s)) {
         return Err(STATUS_OUT_OF_RANGE);
     }
-    let reason_ok = match reason.split_first() {
-        None => true,
-        Some((b' ', text)) => !text.iter().any(|&b| is_ctl(b)),
-        Some(_) => false,
-    };
-    if !reason_ok {
-        return Err(WireError("bad status line"));
+    match parsed {
+        Ok(httparse::Status::Complete(n)) => {
+            debug_assert_eq!(n, head.len(), "a head ends at its first blank line");
+        }
+        // Not reached: the blank line `find_head` found ends the head for
+        // httparse too.
+        Ok(httparse::Status::Partial) => return Err(WireError("incomplete response head")),
+        Err(httparse::Error::Version) => return Err(WireError("not an HTTP/1.x status line")),
+        Err(httparse::Error::Status) if status.is_none() => {
+            return Err(WireError("bad status code"));
+        }
+        Err(httparse::Error::Status) => return Err(WireError("bad status line")),
+        Err(e) => return Err(field_error(e, after_status_line(head))),
     }
-    let headers = parse_fields(lines)?;
+    let status = status.ok_or(WireError("bad status code"))?; // read, as it parsed
+    let version = match res.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
     Ok(ResponseHead {
         status,
         version,
-        headers,
+        headers: header_map(res.headers)?,
     })
+}
+
+/// The parser settings, spelled out: what RFC 9112 allows a recipient and
+/// nothing more. Bare LF line ends are accepted (§2.2); obsolete line
+/// folding (§5.2), whitespace between a field name and its colon (§5.1),
+/// whitespace before the first field, several spaces in the status line,
+/// and invalid field lines are refused, not repaired or skipped.
+fn config() -> httparse::ParserConfig {
+    let mut config = httparse::ParserConfig::default();
+    config
+        .allow_obsolete_multiline_headers_in_responses(false)
+        .allow_spaces_after_header_name_in_responses(false)
+        .allow_space_before_first_header_name(false)
+        .allow_multiple_spaces_in_response_status_delimiters(false)
+        .ignore_invalid_headers_in_responses(false);
+    config
 }
 
 /// Whether a response may carry `status`: RFC 9110 §15 has five classes,
@@ -275,34 +304,60 @@ pub fn status_in_range(status: StatusCode) -> bool {
 /// A status outside [`status_in_range`] (either HTTP version).
 pub const STATUS_OUT_OF_RANGE: WireError = WireError("status code outside 100..=599");
 
-/// Parses a trailer section (`section` ends with its blank line).
+/// Parses a trailer section (`section` ends with its blank line, the
+/// first in it, as [`head_end`] finds it).
 pub fn parse_trailers(section: &[u8]) -> Result<HeaderMap, WireError> {
-    parse_fields(lines(section))
+    let mut slots = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    match httparse::parse_headers(section, &mut slots) {
+        Ok(httparse::Status::Complete((n, fields))) => {
+            debug_assert_eq!(n, section.len(), "a section ends at its first blank line");
+            header_map(fields)
+        }
+        // Not reached, as for a head.
+        Ok(httparse::Status::Partial) => Err(WireError("incomplete trailer section")),
+        Err(e) => Err(field_error(e, section)),
+    }
 }
 
-fn parse_fields<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Result<HeaderMap, WireError> {
-    let mut headers = HeaderMap::new();
-    for (n, line) in lines.enumerate() {
-        if n == MAX_FIELDS {
-            return Err(WireError("too many header fields"));
-        }
-        if matches!(line.first(), Some(b' ' | b'\t')) {
-            return Err(WireError("obsolete line folding"));
-        }
-        let colon = memchr::memchr(b':', line).ok_or(WireError("header line without colon"))?;
-        // No whitespace is allowed between name and colon (RFC 9112 §5.1):
-        // HeaderName refuses it with every other non-token byte.
-        let name =
-            HeaderName::from_bytes(&line[..colon]).map_err(|_| WireError("bad header name"))?;
-        let value = trim_ows(&line[colon + 1..]);
-        let value = HeaderValue::from_bytes(value).map_err(|_| WireError("bad header value"))?;
+/// The fields as a map; httparse has checked their bytes already (its
+/// value bytes are exactly those `HeaderValue` takes).
+fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, WireError> {
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for field in fields {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| WireError("bad header name"))?;
+        let value =
+            HeaderValue::from_bytes(field.value).map_err(|_| WireError("bad header value"))?;
         headers.append(name, value);
     }
     Ok(headers)
 }
 
-fn is_ctl(b: u8) -> bool {
-    (b < 0x20 && b != b'\t') || b == 0x7f
+/// The fields of a head: what follows the status line's LF.
+fn after_status_line(head: &[u8]) -> &[u8] {
+    memchr::memchr(b'\n', head).map_or(&[], |lf| &head[lf + 1..])
+}
+
+/// Why httparse refused a field section (`fields`: from its first line).
+/// httparse says only what kind of error it met; the refusal names the
+/// first line httparse refuses on its own. A cold path.
+fn field_error(e: httparse::Error, fields: &[u8]) -> WireError {
+    if e == httparse::Error::TooManyHeaders {
+        return WireError("too many header fields");
+    }
+    let mut one = [httparse::EMPTY_HEADER; 1];
+    for line in fields.split_inclusive(|&b| b == b'\n') {
+        let Err(e) = httparse::parse_headers(line, &mut one) else {
+            continue; // a good line (or the blank one)
+        };
+        return match (e, line.first()) {
+            (_, Some(b' ' | b'\t')) => WireError("obsolete line folding"),
+            (httparse::Error::HeaderValue, _) => WireError("bad header value"),
+            _ if !line.contains(&b':') => WireError("header line without colon"),
+            _ => WireError("bad header name"),
+        };
+    }
+    WireError("bad header field")
 }
 
 pub fn trim_ows(mut v: &[u8]) -> &[u8] {

@@ -7,8 +7,8 @@
 //! the same task, in the same poll, that writes to the client. Body frames
 //! are split off the read buffer (never copied), every frame already
 //! received is relayed before the client connection flushes (back-to-back
-//! events leave in one write), and the body puts the connection back in
-//! the pool the moment its last byte is decoded.
+//! events leave in one write), and the body checks the connection in
+//! ([`CheckIn`]) the moment its last byte is decoded.
 //!
 //! # Memory while silent
 //! A connection holds a read buffer only while bytes are pending: when a
@@ -23,12 +23,20 @@
 //! - Dropping the body (client gone, upstream failed) drops the connection,
 //!   which closes the socket: a half-read response never reaches the next
 //!   request.
+//! - This code knows nothing of a pool. Whoever hands it a connection hands
+//!   it a [`CheckIn`] too (the pool: its origin), and a body read to its
+//!   end returns the connection through it: at most once per exchange,
+//!   from a poll (never from `Drop`), and only a connection that may serve
+//!   another request. What becomes of it then (kept idle, closed over a
+//!   cap, dropped because the pool is gone) is the check-in's affair.
 //! - An idle pooled connection is polled by nobody; checkout polls it once
 //!   ([`H1Conn::poll_closed`]) so a close the upstream sent meanwhile is
 //!   seen before a request is trusted to it.
 //!
 //! [`head`] and [`decode`] are the wire format alone (no I/O); they are
-//! public for the fuzz targets.
+//! public for the fuzz targets. The grammar of heads, trailer sections and
+//! chunk-size lines is httparse's (hyper's own parser); the relay adds the
+//! refusals a relay needs on top (see each module).
 //!
 //! # Not supported
 //! Full-duplex exchanges: once the response head is in, the rest of a
@@ -65,6 +73,14 @@ pub enum Io {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+/// Where a connection goes once a response on it was read to its end and
+/// it may serve another request (for the relay: its origin's idle list).
+/// Called from a body's poll, never from `Drop`, at most once per
+/// exchange; it must not panic.
+pub trait CheckIn: Send + Sync {
+    fn check_in(&self, conn: H1Conn);
+}
+
 /// One HTTP/1.1 upstream connection between exchanges, or during one.
 pub struct H1Conn {
     io: Io,
@@ -81,6 +97,12 @@ impl H1Conn {
             buf: BytesMut::new(),
             on_close: Some(on_close),
         }
+    }
+
+    /// Whether the connection holds a read buffer (an idle one holds
+    /// none: see "Memory while silent" above).
+    pub fn holds_buffer(&self) -> bool {
+        self.buf.capacity() > 0
     }
 
     /// Lets a pooled connection take in what happened while it sat idle:

@@ -445,3 +445,130 @@ fn data_frames_share_the_read_buffer() {
     assert_eq!(a.as_ptr() as usize, base + 3);
     assert_eq!(b.as_ptr() as usize, base + 11);
 }
+
+/// What each refusal says: the reason travels to the client in the 502
+/// body and to the log.
+#[test]
+fn refusals_name_what_was_wrong() {
+    let heads: [(&[u8], &str); 23] = [
+        (b"HTTP/2 200 OK\r\n\r\n", "not an HTTP/1.x status line"),
+        (b"ICY 200 OK\r\n\r\n", "not an HTTP/1.x status line"),
+        (b"HTTP/1.1 20 OK\r\n\r\n", "bad status code"),
+        (b"HTTP/1.1  200 OK\r\n\r\n", "bad status code"),
+        (b"HTTP/1.1 099 OK\r\n\r\n", "bad status code"),
+        (b"HTTP/1.1 2000 OK\r\n\r\n", "bad status line"),
+        (b"HTTP/1.1 200 O\x01K\r\n\r\n", "bad status line"),
+        (
+            b"HTTP/1.1 600 O\x01K\r\n\r\n",
+            "status code outside 100..=599",
+        ),
+        (b"HTTP/1.1 6000\r\n\r\n", "status code outside 100..=599"),
+        (
+            b"HTTP/1.1 999 X\r\nbad name: v\r\n\r\n",
+            "status code outside 100..=599",
+        ),
+        (b"\r\nHTTP/1.1 200 OK\r\n\r\n", "empty status line"),
+        (b"\nHTTP/1.1 200 OK\n\n", "empty status line"),
+        (
+            b"HTTP/1.1 200 OK\r\n folded: value\r\n\r\n",
+            "obsolete line folding",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nx: a\r\n\tb\r\n\r\n",
+            "obsolete line folding",
+        ),
+        (b"HTTP/1.1 200 OK\r\nx: a\n b\n\n", "obsolete line folding"),
+        (
+            b"HTTP/1.1 200 OK\r\nname : value\r\n\r\n",
+            "bad header name",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\n: empty name\r\n\r\n",
+            "bad header name",
+        ),
+        (b"HTTP/1.1 200 OK\r\nx\x01y: v\r\n\r\n", "bad header name"),
+        (
+            b"HTTP/1.1 200 OK\r\nx: a\r\nno colon here\r\n\r\n",
+            "header line without colon",
+        ),
+        (b"HTTP/1.1 200 OK\r\nx: a\rb\r\n\r\n", "bad header value"),
+        (b"HTTP/1.1 200 OK\r\nx: nul\x00\r\n\r\n", "bad header value"),
+        (b"HTTP/1.1 200 OK\r\nx: del\x7f\r\n\r\n", "bad header value"),
+        (
+            b"HTTP/1.1 200 OK\r\nx: a\r\ny: \x01\r\n\r\n",
+            "bad header value",
+        ),
+    ];
+    for (head, why) in heads {
+        let got = parse(head).map(|h| h.status);
+        assert_eq!(
+            got,
+            Err(WireError(why)),
+            "{:?}",
+            String::from_utf8_lossy(head)
+        );
+    }
+    let chunks: [(&[u8], &str); 11] = [
+        (b"\r\n", "bad chunk size line"),
+        (b" 5\r\nhello\r\n", "bad chunk size line"),
+        (b";x\r\n", "bad chunk size line"),
+        (b"5;a\nhello\r\n0\r\n\r\n", "bad chunk size line"),
+        (b"5;a\x01\r\nhello\r\n", "bad chunk size line"),
+        (b"5;a\x7f\r\nhello\r\n", "bad chunk size line"),
+        (b"5;a\rb\r\nhello\r\n", "bad chunk size line"),
+        (b"0\r\nx: a\r\n b\r\n\r\n", "obsolete line folding"),
+        (b"0\r\nno colon\r\n\r\n", "header line without colon"),
+        (b"0\r\nx y: a\r\n\r\n", "bad header name"),
+        (b"0\r\nx: \x01\r\n\r\n", "bad header value"),
+    ];
+    for (wire, why) in chunks {
+        let got = decode_parts(Framing::Chunked, &[wire]).map(|d| d.data);
+        assert_eq!(
+            got,
+            Err(WireError(why)),
+            "{:?}",
+            String::from_utf8_lossy(wire)
+        );
+    }
+    // A trailer section ends at its first blank line, which must be CRLF.
+    let bare = decode_every_split(Framing::Chunked, b"0\r\nx: a\n\nq: b\r\n\r\n");
+    assert_eq!(bare, Err(WireError("trailer section ended by a bare LF")));
+    let d = decode_every_split(Framing::Chunked, b"0\r\nx: a\ny: b\n\r\n\r\n").unwrap();
+    let t = d.trailers.expect("trailers");
+    assert_eq!(
+        (&t["x"], &t["y"], d.done),
+        (
+            &HeaderValue::from_static("a"),
+            &HeaderValue::from_static("b"),
+            true
+        )
+    );
+    assert_eq!(
+        d.rest, b"\r\n",
+        "what follows the section is not part of it"
+    );
+    let mut many = b"0\r\n".to_vec();
+    for i in 0..=MAX_FIELDS {
+        many.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let got = decode_parts(Framing::Chunked, &[&many]).map(|d| d.data);
+    assert_eq!(got, Err(WireError("too many header fields")));
+}
+
+/// What httparse takes and the relay takes too.
+#[test]
+fn lenient_where_rfc_9112_lets_a_recipient_be() {
+    let h = parse(b"HTTP/1.1 200 OK\nx: a\r\ny:\tb c \t\n\n").unwrap();
+    assert_eq!(
+        (h.headers["x"].as_bytes(), h.headers["y"].as_bytes()),
+        (&b"a"[..], &b"b c"[..])
+    );
+    let h = parse(b"HTTP/1.1 200 caf\xc3\xa9 \xff\r\nx: \xe2\x82\xac\r\n\r\n").unwrap();
+    assert_eq!(h.headers["x"].as_bytes(), "\u{20ac}".as_bytes());
+    let d = decode_every_split(
+        Framing::Chunked,
+        b"5\t\r\nhello\r\n3 ;a=\"b c\"\t\r\n, x\r\n0\r\n\r\n",
+    );
+    assert_eq!(d.unwrap().data, b"hello, x");
+}
