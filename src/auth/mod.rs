@@ -44,14 +44,13 @@ use crate::shutdown::Shutdown;
 use crate::telemetry::Exchange;
 use keys::Keys;
 use limit::{BucketKey, Limiter};
-use upstream::Credential;
+pub(crate) use upstream::Credential;
 
 /// One route's auth state, built at start (reading the keys file).
 pub(crate) struct Gate {
     route: Arc<str>,
     keys: Option<Arc<Keys>>,
     limiter: Option<Limiter>,
-    credential: Option<Credential>,
 }
 
 impl Gate {
@@ -68,7 +67,6 @@ impl Gate {
         Ok(Self {
             keys,
             limiter: cfg.rate_limit.as_ref().map(Limiter::new),
-            credential: cfg.upstream_key.as_ref().map(Credential::new),
             route,
         })
     }
@@ -106,11 +104,6 @@ impl Gate {
                 tracing::debug!(route = &*self.route, %peer, ?wait, "rate limited");
                 Error::rate_limited(wait)
             })
-    }
-
-    /// The relay's upstream credential, when the route has one.
-    pub(crate) fn credential(&self) -> Option<&Credential> {
-        self.credential.as_ref()
     }
 
     /// The keys-file reload task, when the route has a keys file; it ends

@@ -114,8 +114,6 @@ fn build_upstream(v: &Values) -> Result<UpstreamConfig, ConfigError> {
     }
     Ok(UpstreamConfig {
         connect_timeout: v.get("upstream.connect_timeout", parse_positive_duration)?,
-        first_byte_timeout: v.get("upstream.first_byte_timeout", parse_optional_duration)?,
-        read_timeout: v.get("upstream.read_timeout", parse_optional_duration)?,
         idle_timeout: v.get("upstream.idle_timeout", parse_positive_duration)?,
         max_idle_per_origin: v.get("upstream.max_idle_per_origin", |s| {
             parse_number(s, 0, 65535)

@@ -133,12 +133,6 @@ pub struct TlsConfig {
 pub struct UpstreamConfig {
     /// TCP connect plus TLS and HTTP/2 handshake deadline.
     pub connect_timeout: Duration,
-    /// Deadline for upstream response headers; `None` waits as long as the
-    /// upstream needs (slow model APIs are the reason this relay exists).
-    pub first_byte_timeout: Option<Duration>,
-    /// Longest upstream silence inside a response body (relay keepalives
-    /// do not count); `None` waits forever.
-    pub read_timeout: Option<Duration>,
     /// Idle HTTP/1.1 connections older than this are closed. Keep it below
     /// the upstream's own keep-alive timeout.
     pub idle_timeout: Duration,
@@ -178,14 +172,91 @@ pub struct RouteConfig {
     pub prefix: String,
     /// Remove `prefix` from the path before forwarding.
     pub strip_prefix: bool,
-    pub upstream: UpstreamUrl,
-    /// HTTP version spoken to the upstream.
-    pub protocol: UpstreamProtocol,
+    /// Where the route's requests go: its endpoint groups.
+    pub upstreams: Upstreams,
     pub dialect: DialectSetting,
-    /// Keepalive, early-commit and retry behaviour of streams on this route.
+    /// Keepalive, early-commit, retry and timeout behaviour of streams on
+    /// this route.
     pub stream: StreamConfig,
-    /// Client keys, upstream credential and rate limit (all off by default).
+    /// Client keys and rate limit (all off by default).
     pub auth: RouteAuth,
+}
+
+/// A route's upstream endpoints, in groups (`upstream = "URL"` is a
+/// primary group of one endpoint).
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    /// The primary group, then the fallback groups in the order tried.
+    /// Never empty, and no group is empty.
+    pub chain: Vec<GroupConfig>,
+    /// Where a request the upstream refused for exceeding its context
+    /// window goes (`context_fallback = true` on a group).
+    pub context: Option<GroupConfig>,
+}
+
+impl Upstreams {
+    /// Every group: the chain in order, then the context group.
+    pub fn groups(&self) -> impl Iterator<Item = &GroupConfig> {
+        self.chain.iter().chain(self.context.as_ref())
+    }
+}
+
+/// A group of equivalent endpoints, balanced among themselves.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// Name in logs, metrics and check-config (`primary` by default for
+    /// the first group, `fallback<N>` for the others, `context` for the
+    /// context group).
+    pub name: String,
+    pub endpoints: Vec<EndpointConfig>,
+    /// The route's timeouts with the group's own overrides applied.
+    pub timeouts: Timeouts,
+}
+
+/// One upstream endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Name in logs and metrics, unique within the route (defaults to the
+    /// URL's host, with `:port` when the URL gives one, and `/model` when
+    /// `model` is set).
+    pub name: String,
+    pub url: UpstreamUrl,
+    /// HTTP version spoken to the endpoint.
+    pub protocol: UpstreamProtocol,
+    /// Share of the group's requests relative to the other endpoints
+    /// (1..=1000, default 1).
+    pub weight: u32,
+    /// Rewrites the JSON request body's top-level `model` for requests
+    /// sent here.
+    pub model: Option<String>,
+    /// The relay's own key for this endpoint, replacing whatever the
+    /// client sent (`key_env` / `key_header`; on the `upstream = "URL"`
+    /// form, the route's `upstream_key_env` / `upstream_key_header`).
+    pub key: Option<UpstreamKey>,
+}
+
+/// Deadlines the relay owns on an upstream answer. `None` waits forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From sending the request to the response head
+    /// (`first_byte_timeout`).
+    pub first_byte: Option<Duration>,
+    /// From the response head of an event stream to its first event
+    /// (`first_event_timeout`); upstream comments do not count.
+    pub first_event: Option<Duration>,
+    /// Longest upstream silence inside a response body
+    /// (`read_timeout`); relay keepalives do not count.
+    pub read: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            first_byte: Some(Duration::from_secs(300)),
+            first_event: Some(Duration::from_secs(300)),
+            read: Some(Duration::from_secs(300)),
+        }
+    }
 }
 
 /// A route's edge auth (see `crate::auth`). Route-only keys; the
@@ -194,9 +265,6 @@ pub struct RouteConfig {
 pub struct RouteAuth {
     /// `auth_keys_file`: the client keys the route accepts.
     pub keys: Option<KeysFile>,
-    /// `upstream_key_env` / `upstream_key_header`: the relay's own key for
-    /// the upstream, replacing whatever the client sent.
-    pub upstream_key: Option<UpstreamKey>,
     /// `rate_limit` / `rate_limit_burst`: a token bucket per client key (or
     /// per client address when the route has no keys file).
     pub rate_limit: Option<RateLimit>,
@@ -212,7 +280,7 @@ pub struct KeysFile {
     pub reload_interval: Duration,
 }
 
-/// The relay's credential for a route's upstream.
+/// The relay's credential for an upstream endpoint.
 #[derive(Debug, Clone)]
 pub struct UpstreamKey {
     /// Environment variable the key was read from (at start).
@@ -307,12 +375,14 @@ pub struct StreamConfig {
     /// Send leading whitespace to keep a slow non-streaming JSON response
     /// alive (`json_keepalive`; off by default: strict clients reject it).
     pub json_keepalive: bool,
-    /// Retries of a streaming request before its first upstream byte
-    /// (`retry_attempts`; connect failures and 429/500/502/503/504/529).
+    /// Further attempts after the first, on any endpoint, before the
+    /// first upstream event (`retry_attempts`; see `proxy::failover`).
     pub retry_attempts: u32,
-    /// Total time retries may wait, Retry-After included (`retry_budget`).
+    /// Total time spent waiting between attempts, Retry-After included
+    /// (`retry_budget`).
     pub retry_budget: Duration,
-    /// First backoff; doubles per attempt, capped at 8x (`retry_backoff`).
+    /// First backoff before retrying one endpoint; doubles per retry,
+    /// capped at 8x (`retry_backoff`).
     pub retry_backoff: Duration,
     /// OpenAI chat: add `stream_options.include_usage` upstream when the
     /// client did not ask for usage, and remove the usage-only chunk from
@@ -325,6 +395,14 @@ pub struct StreamConfig {
     /// Most bytes of recent events one resumable stream keeps
     /// (`resume_max_bytes`).
     pub resume_max_bytes: u64,
+    /// Deadlines on upstream answers (`first_byte_timeout`,
+    /// `first_event_timeout`, `read_timeout`; the top level's are
+    /// `upstream.*`). A group may override them.
+    pub timeouts: Timeouts,
+    /// Fail over when the upstream closes or resets the connection before
+    /// any response byte, even after the request was written
+    /// (`retry_on_reset`; the official SDKs retry exactly this).
+    pub retry_on_reset: bool,
 }
 
 impl Default for StreamConfig {
@@ -341,6 +419,8 @@ impl Default for StreamConfig {
             include_usage: false,
             resume_window: None,
             resume_max_bytes: 4 << 20,
+            timeouts: Timeouts::default(),
+            retry_on_reset: true,
         }
     }
 }

@@ -7,7 +7,6 @@
 //! route, whatever form they were given in): as [`format_duration`] and
 //! [`format_size`] write them (`1m30s`, `8MiB`).
 
-use super::RouteAuth;
 use super::load::{ConfigError, Entry, Values, setting};
 use super::routes::LoadedRoute;
 use super::settings::SETTINGS;
@@ -15,6 +14,7 @@ use super::value::{
     Kind, Raw, format_duration, format_size, format_upstream_url, parse_duration, parse_size,
     protocol_name, toml_string,
 };
+use super::{RouteAuth, UpstreamKey};
 
 /// The effective configuration as TOML, each setting commented with its
 /// source; `key_counts` (parallel to `routes`) notes the keys in each keys
@@ -75,9 +75,9 @@ fn render_route(r: &LoadedRoute, key_count: Option<usize>) -> Result<String, Con
         r.source.comment(),
         toml_string(&c.name),
         toml_string(&c.prefix),
-        toml_string(&format_upstream_url(&c.upstream)),
+        toml_string(&format_upstream_url(&c.upstreams.chain[0].endpoints[0].url)),
         c.strip_prefix,
-        toml_string(protocol_name(c.protocol)),
+        toml_string(protocol_name(c.upstreams.chain[0].endpoints[0].protocol)),
     );
     for v in r.inherited() {
         let key = v.key;
@@ -93,13 +93,14 @@ fn render_route(r: &LoadedRoute, key_count: Option<usize>) -> Result<String, Con
         };
         out.push_str(&format!("{line}{note}\n"));
     }
-    out.push_str(&render_auth(&c.auth, key_count));
+    let key = c.upstreams.chain[0].endpoints[0].key.as_ref();
+    out.push_str(&render_auth(&c.auth, key, key_count));
     Ok(out)
 }
 
 /// The route-only edge-auth keys; the upstream key shows only its
 /// environment variable.
-fn render_auth(a: &RouteAuth, key_count: Option<usize>) -> String {
+fn render_auth(a: &RouteAuth, key: Option<&UpstreamKey>, key_count: Option<usize>) -> String {
     let keys_file = a.keys.as_ref().map(|k| {
         let path = toml_string(&k.path.to_string_lossy());
         match key_count {
@@ -107,11 +108,8 @@ fn render_auth(a: &RouteAuth, key_count: Option<usize>) -> String {
             None => path,
         }
     });
-    let env = a.upstream_key.as_ref().map(|k| toml_string(&k.env));
-    let header = a
-        .upstream_key
-        .as_ref()
-        .map(|k| toml_string(k.header.name()));
+    let env = key.map(|k| toml_string(&k.env));
+    let header = key.map(|k| toml_string(k.header.name()));
     let rate = a.rate_limit.map(|r| {
         let text = format!("{}/{}", r.count, r.period.suffix());
         (toml_string(&text), r.burst.to_string())

@@ -20,11 +20,13 @@ use super::{
     KeysFile, RateLimit, RatePeriod, RouteAuth, SecretHeader, UpstreamKey, UpstreamKeyHeader,
 };
 
+/// The route's auth, and its `upstream_key_env` key (which belongs to the
+/// endpoint of the `upstream = "URL"` form).
 pub(super) fn route_auth(
     t: &RouteTable<'_>,
     env: Lookup<'_>,
     reload: Duration,
-) -> Result<RouteAuth, ConfigError> {
+) -> Result<(RouteAuth, Option<UpstreamKey>), ConfigError> {
     let keys = t
         .string("auth_keys_file", parse_readable_file)?
         .map(|path| KeysFile {
@@ -47,11 +49,8 @@ pub(super) fn route_auth(
         None if burst.is_some() => return Err(t.needs("rate_limit_burst", "rate_limit")),
         None => None,
     };
-    Ok(RouteAuth {
-        keys,
-        upstream_key,
-        rate_limit,
-    })
+    let auth = RouteAuth { keys, rate_limit };
+    Ok((auth, upstream_key))
 }
 
 /// The relay's key, read from the environment now; the error names the

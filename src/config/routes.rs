@@ -20,7 +20,10 @@ use super::value::{
     parse_positive_duration, parse_protocol, parse_route_name, parse_route_prefix, parse_size_in,
     parse_upstream_url,
 };
-use super::{DialectSetting, RouteAuth, RouteConfig, StreamConfig, UpstreamProtocol};
+use super::{
+    DialectSetting, EndpointConfig, GroupConfig, RouteAuth, RouteConfig, StreamConfig, UpstreamKey,
+    UpstreamProtocol, UpstreamUrl, Upstreams,
+};
 
 /// Keys only a route has.
 const OWN_KEYS: &[&str] = &[
@@ -197,8 +200,7 @@ fn cli_route(url: &str, source: Source, top: &Inherited) -> Result<LoadedRoute, 
         name: "default".to_owned(),
         prefix: "/".to_owned(),
         strip_prefix: false,
-        upstream,
-        protocol: UpstreamProtocol::Auto,
+        upstreams: one_endpoint(upstream, UpstreamProtocol::Auto, None, &top.stream),
         dialect: top.dialect,
         stream: top.stream.clone(),
         auth: RouteAuth::default(),
@@ -378,25 +380,52 @@ fn file_route(
         .string("prefix", parse_route_prefix)?
         .unwrap_or_else(|| "/".to_owned());
     let (inherited, overrides) = t.inherit(top)?;
+    let protocol = t
+        .string("protocol", parse_protocol)?
+        .unwrap_or(UpstreamProtocol::Auto);
+    let (auth, key) = route_auth(t, env, reload)?;
     let route = RouteConfig {
         name: t
             .string("name", parse_route_name)?
             .unwrap_or_else(|| prefix.clone()),
         prefix,
         strip_prefix: t.boolean("strip_prefix")?.unwrap_or(false),
-        upstream,
-        protocol: t
-            .string("protocol", parse_protocol)?
-            .unwrap_or(UpstreamProtocol::Auto),
+        upstreams: one_endpoint(upstream, protocol, key, &inherited.stream),
         dialect: inherited.dialect,
         stream: inherited.stream,
-        auth: route_auth(t, env, reload)?,
+        auth,
     };
     Ok(LoadedRoute {
         route,
         source: t.source(),
         overrides,
     })
+}
+
+/// The `upstream = "URL"` form: a primary group of one endpoint.
+fn one_endpoint(
+    url: UpstreamUrl,
+    protocol: UpstreamProtocol,
+    key: Option<UpstreamKey>,
+    stream: &StreamConfig,
+) -> Upstreams {
+    let name = url.host.clone();
+    let endpoint = EndpointConfig {
+        name,
+        url,
+        protocol,
+        weight: 1,
+        model: None,
+        key,
+    };
+    Upstreams {
+        chain: vec![GroupConfig {
+            name: "primary".to_owned(),
+            endpoints: vec![endpoint],
+            timeouts: stream.timeouts,
+        }],
+        context: None,
+    }
 }
 
 fn check_routes(routes: &[LoadedRoute]) -> Result<(), ConfigError> {

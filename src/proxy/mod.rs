@@ -83,11 +83,9 @@ struct Settings {
     max_request_body: u64,
     trust_forwarded: bool,
     server_names: Vec<String>,
-    first_byte_timeout: Option<Duration>,
     usage_body_cap: u64,
     max_requests: usize,
     max_uri_length: u64,
-    read_timeout: Option<Duration>,
     body_timeout: Duration,
 }
 
@@ -116,10 +114,8 @@ impl Relay {
                 max_request_body: config.server.max_request_body,
                 trust_forwarded: config.server.trust_forwarded,
                 server_names: config.server.server_names.clone(),
-                first_byte_timeout: config.upstream.first_byte_timeout,
                 usage_body_cap: config.usage.max_body_size,
                 max_requests: config.server.limits.max_requests,
-                read_timeout: config.upstream.read_timeout,
                 max_uri_length: config.server.limits.max_uri_length,
                 body_timeout: config.server.limits.body_timeout,
             },
@@ -194,7 +190,7 @@ impl Relay {
             conn: &conn,
             strip_usage_chunk: false,
             usage_cap: self.settings.usage_body_cap,
-            read_timeout: self.settings.read_timeout,
+            read_timeout: route.stream.timeouts.read,
             hub: &self.hub,
         };
         let res = match self.forward(&mut ctx, parts, body, &mut x).await {
@@ -335,7 +331,7 @@ impl Relay {
     /// it over.
     fn send(&self, route: &Route, out: Outbound) -> Pending {
         let origin = route.origin.clone();
-        let first_byte = self.settings.first_byte_timeout;
+        let first_byte = route.stream.timeouts.first_byte;
         match out.body {
             OutBody::Buffered(body) if out.streaming => {
                 let policy = retry::Policy::new(&route.stream, first_byte);

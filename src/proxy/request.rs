@@ -77,7 +77,7 @@ pub(super) fn head(
     // hyper answered any `Expect: 100-continue` already, by reading the body.
     h.remove(header::EXPECT);
     headers::set_forwarded(&mut h, &conn.peer_value, conn.https, trust_forwarded);
-    if let Some(credential) = route.auth.credential() {
+    if let Some(credential) = route.credential.as_ref() {
         credential.apply(&mut h);
     }
     Ok(Head {

@@ -5,7 +5,7 @@
 //! built once at start, each route's keys file read then ([`RouteError`]
 //! if it cannot be); matching allocates nothing.
 
-use crate::auth::{Gate, KeysFileError};
+use crate::auth::{Credential, Gate, KeysFileError};
 use crate::config::{DialectSetting, RouteConfig, StreamConfig};
 use crate::error::Error;
 use crate::shutdown::Shutdown;
@@ -26,6 +26,7 @@ pub(crate) struct Route {
     /// Path prefix on the upstream, without trailing slash.
     pub base_path: String,
     pub origin: Arc<Origin>,
+    pub credential: Option<Credential>,
     pub dialect: DialectSetting,
     pub stream: StreamConfig,
     /// Client keys, rate limit and upstream credential (see `crate::auth`).
@@ -81,12 +82,13 @@ impl RouteTable {
     pub(crate) fn new(configs: &[RouteConfig], pool: &Pool) -> Result<Self, RouteError> {
         let mut routes = Vec::with_capacity(configs.len());
         for (index, rc) in configs.iter().enumerate() {
+            let first = &rc.upstreams.chain[0].endpoints[0];
             let origin = pool
                 .origin(OriginKey {
-                    tls: rc.upstream.tls,
-                    host: rc.upstream.host.clone(),
-                    port: rc.upstream.port,
-                    protocol: rc.protocol,
+                    tls: first.url.tls,
+                    host: first.url.host.clone(),
+                    port: first.url.port,
+                    protocol: first.protocol,
                 })
                 .map_err(RouteError::Origin)?;
             let name: Arc<str> = Arc::from(rc.name.as_str());
@@ -106,8 +108,9 @@ impl RouteTable {
                 name,
                 prefix: rc.prefix.trim_end_matches('/').to_owned(),
                 strip_prefix: rc.strip_prefix,
-                base_path: rc.upstream.base_path.trim_end_matches('/').to_owned(),
+                base_path: first.url.base_path.trim_end_matches('/').to_owned(),
                 origin,
+                credential: first.key.as_ref().map(Credential::new),
                 dialect: rc.dialect,
                 stream: rc.stream.clone(),
             });
