@@ -87,6 +87,7 @@ impl Admin {
             "/metrics" => {
                 let mut out = self.metrics.render();
                 self.pool.render_metrics(&mut out);
+                self.relay.render_metrics(&mut out);
                 let mut res = text(StatusCode::OK, out);
                 res.headers_mut().insert(
                     header::CONTENT_TYPE,

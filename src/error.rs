@@ -40,6 +40,9 @@ pub enum Kind {
     UpstreamProtocol,
     /// Upstream response headers did not arrive in time.
     FirstByteTimeout,
+    /// An event stream's head arrived, but no event within
+    /// `first_event_timeout`.
+    FirstEventTimeout,
     /// The upstream went silent inside a body past `upstream.read_timeout`.
     UpstreamReadTimeout,
     /// No route matches the request path.
@@ -172,6 +175,7 @@ impl Error {
             | Kind::UpstreamReset
             | Kind::UpstreamProtocol
             | Kind::FirstByteTimeout
+            | Kind::FirstEventTimeout
             | Kind::UpstreamReadTimeout => Side::Upstream,
             Kind::NoRoute
             | Kind::BodyTooLarge
@@ -191,7 +195,10 @@ impl Error {
     pub fn is_timeout(&self) -> bool {
         matches!(
             self.kind,
-            Kind::ConnectTimeout | Kind::FirstByteTimeout | Kind::UpstreamReadTimeout
+            Kind::ConnectTimeout
+                | Kind::FirstByteTimeout
+                | Kind::FirstEventTimeout
+                | Kind::UpstreamReadTimeout
         )
     }
 
@@ -201,9 +208,10 @@ impl Error {
             Kind::Connect | Kind::Tls | Kind::UpstreamReset | Kind::UpstreamProtocol => {
                 StatusCode::BAD_GATEWAY
             }
-            Kind::ConnectTimeout | Kind::FirstByteTimeout | Kind::UpstreamReadTimeout => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
+            Kind::ConnectTimeout
+            | Kind::FirstByteTimeout
+            | Kind::FirstEventTimeout
+            | Kind::UpstreamReadTimeout => StatusCode::GATEWAY_TIMEOUT,
             Kind::NoRoute => StatusCode::NOT_FOUND,
             Kind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::BadRequest | Kind::DownstreamBody => StatusCode::BAD_REQUEST,
@@ -240,7 +248,9 @@ impl Kind {
         match self {
             Kind::Connect | Kind::Tls => "upstream_unreachable",
             Kind::ConnectTimeout => "upstream_connect_timeout",
-            Kind::FirstByteTimeout | Kind::UpstreamReadTimeout => "upstream_timeout",
+            Kind::FirstByteTimeout | Kind::FirstEventTimeout | Kind::UpstreamReadTimeout => {
+                "upstream_timeout"
+            }
             Kind::UpstreamReset | Kind::UpstreamProtocol => "upstream_error",
             Kind::NoRoute => "no_route",
             Kind::BodyTooLarge => "request_too_large",
@@ -260,9 +270,10 @@ impl Kind {
     pub fn class(self) -> Option<UpstreamClass> {
         match self {
             Kind::Connect => Some(UpstreamClass::Connect),
-            Kind::ConnectTimeout | Kind::FirstByteTimeout | Kind::UpstreamReadTimeout => {
-                Some(UpstreamClass::Timeout)
-            }
+            Kind::ConnectTimeout
+            | Kind::FirstByteTimeout
+            | Kind::FirstEventTimeout
+            | Kind::UpstreamReadTimeout => Some(UpstreamClass::Timeout),
             Kind::Tls => Some(UpstreamClass::Tls),
             Kind::UpstreamReset => Some(UpstreamClass::Reset),
             Kind::UpstreamProtocol => Some(UpstreamClass::Protocol),
@@ -278,6 +289,7 @@ impl Kind {
             Kind::UpstreamReset => "upstream connection failed",
             Kind::UpstreamProtocol => "upstream sent an invalid response",
             Kind::FirstByteTimeout => "upstream response headers timed out",
+            Kind::FirstEventTimeout => "upstream sent no event in time",
             Kind::UpstreamReadTimeout => "upstream went silent inside the response",
             Kind::NoRoute => "no route for this path",
             Kind::BodyTooLarge => "request body too large",

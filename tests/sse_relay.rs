@@ -147,8 +147,10 @@ fn concat_str(frames: &[&str]) -> String {
 #[tokio::test]
 async fn silence_inside_an_event_gets_a_bare_comment_line_only() {
     // Silent after a complete line inside an event (LF), and after a CR
-    // whose LF has not arrived yet.
-    let frames = ["event: x\n", "data: 1\r", "\ndata: 2\n\n"];
+    // whose LF has not arrived yet. (A first complete event comes with the
+    // head: until its first event, an answer is not yet the client's, see
+    // `proxy::failover`.)
+    let frames = ["data: 0\n\nevent: x\n", "data: 1\r", "\ndata: 2\n\n"];
     let up = Upstream::start(Mode::Http1, move |_| async move {
         sse_response(slow_sse(
             &frames,
@@ -167,15 +169,15 @@ async fn silence_inside_an_event_gets_a_bare_comment_line_only() {
     );
     assert!(count(body, b": keepalive\n") >= 2, "{:?}", res.text());
     let want = events(concat_str(&frames).as_bytes());
-    assert_eq!(want.len(), 1);
-    assert_eq!(want[0].data, "1\n2");
+    assert_eq!(want.len(), 2);
+    assert_eq!(want[1].data, "1\n2");
     assert_eq!(events(body), want);
     stop_relay(relay).await;
 }
 
 #[tokio::test]
 async fn silence_inside_a_line_gets_nothing() {
-    let frames = ["data: {\"par", "tial\":1}\n\ndata: [DONE]\n\n"];
+    let frames = ["data: 0\n\ndata: {\"par", "tial\":1}\n\ndata: [DONE]\n\n"];
     let up = Upstream::start(Mode::Http1, move |_| async move {
         sse_response(slow_sse(
             &frames,

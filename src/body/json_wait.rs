@@ -16,7 +16,7 @@ use hyper::body::{Body, Frame};
 
 use super::capture::UsageCapture;
 use super::heartbeat::Heartbeat;
-use super::sse::Pending;
+use super::sse::{Answer, Pending};
 use crate::dialect::Dialect;
 use crate::dialect::errors::{self, ErrorInfo};
 use crate::error::Error;
@@ -115,14 +115,10 @@ impl JsonWaitBody {
 
     /// Starts relaying the answer, or returns the error body that ends the
     /// response when the upstream could not be reached.
-    fn on_answer(
-        &mut self,
-        res: Result<crate::upstream::Sent, Error>,
-        x: &mut Exchange,
-    ) -> Option<Bytes> {
-        match res {
+    fn on_answer(&mut self, mut answer: Answer, x: &mut Exchange) -> Option<Bytes> {
+        answer.record(x);
+        match answer.result {
             Ok(sent) => {
-                x.set_attempts(sent.attempts);
                 x.set_upstream_status(sent.response.status().as_u16());
                 let body = sent.response.into_body();
                 self.phase = Phase::Relaying {
@@ -132,7 +128,6 @@ impl JsonWaitBody {
                 None
             }
             Err(e) => {
-                x.set_attempts(e.attempts());
                 if let Some(class) = e.upstream_class() {
                     x.upstream_error(class);
                 }

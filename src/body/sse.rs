@@ -40,12 +40,33 @@ use crate::dialect::errors::{self, ErrorInfo};
 use crate::dialect::stream::{Ending, keepalive};
 use crate::error::{Error, Kind, UpstreamClass};
 use crate::sse::{Keepalive, Position, Scanner, Stamp};
-use crate::telemetry::{Exchange, Outcome, UsageSource};
+use crate::telemetry::{Attempts, Exchange, Outcome, UsageSource};
 use crate::timer::Wheel;
 use crate::upstream::{Body as UpstreamBody, Lease, Sent};
 
 /// The upstream exchange still in flight after an early commit.
-pub(crate) type Pending = Pin<Box<dyn Future<Output = Result<Sent, Error>> + Send>>;
+pub(crate) type Pending = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// What an upstream exchange (all its attempts) came to.
+pub(crate) struct Answer {
+    /// The answer for the client, or why there is none.
+    pub result: Result<Sent, Error>,
+    pub attempts: Attempts,
+    /// The `model` the serving endpoint was sent, when it rewrites it.
+    pub model: Option<Arc<str>>,
+    /// The serving group's `read_timeout`.
+    pub read_timeout: Option<Duration>,
+}
+
+impl Answer {
+    /// Hands the attempts' record to the request's.
+    pub(crate) fn record(&mut self, x: &mut Exchange) {
+        if let Some(m) = &self.model {
+            x.set_model(m);
+        }
+        x.set_upstream_attempts(std::mem::take(&mut self.attempts));
+    }
+}
 
 /// Most bytes of an upstream error body read to build the error event.
 const ERROR_BODY_CAP: usize = 64 * 1024;
@@ -173,8 +194,8 @@ impl SseBody {
             let step = match &mut self.phase {
                 Phase::Done => return Poll::Ready(None),
                 Phase::Waiting(pending) => match pending.as_mut().poll(cx) {
-                    Poll::Ready(res) => {
-                        self.on_answer(res, x);
+                    Poll::Ready(answer) => {
+                        self.on_answer(answer, x);
                         continue;
                     }
                     Poll::Pending => None,
@@ -329,13 +350,23 @@ impl SseBody {
     }
 
     /// The upstream's answer to an early-committed request.
-    fn on_answer(&mut self, res: Result<Sent, Error>, x: &mut Exchange) {
-        let sent = match res {
+    fn on_answer(&mut self, mut answer: Answer, x: &mut Exchange) {
+        answer.record(x);
+        if answer.read_timeout != self.read_timeout {
+            // The serving group's own read timeout.
+            self.read_timeout = answer.read_timeout;
+            if let Downstream::Producer { deadline } = &mut self.downstream {
+                *deadline = answer.read_timeout.map(ReadDeadline::new);
+            }
+        }
+        let sent = match answer.result {
             Ok(sent) => sent,
             Err(e) => {
-                x.set_attempts(e.attempts());
                 let outcome = match e.kind() {
-                    Kind::ConnectTimeout | Kind::FirstByteTimeout => Outcome::UpstreamTimeout,
+                    Kind::ConnectTimeout
+                    | Kind::FirstByteTimeout
+                    | Kind::FirstEventTimeout
+                    | Kind::UpstreamReadTimeout => Outcome::UpstreamTimeout,
                     Kind::Connect | Kind::Tls => Outcome::UpstreamConnect,
                     _ => Outcome::UpstreamReset,
                 };
@@ -347,7 +378,6 @@ impl SseBody {
                 return;
             }
         };
-        x.set_attempts(sent.attempts);
         let (parts, body) = sent.response.into_parts();
         x.set_upstream_status(parts.status.as_u16());
         if parts.status.as_u16() == 429 || parts.status.is_server_error() {

@@ -15,13 +15,14 @@
 //! producer task and the client reads it from the stream's replay log;
 //! a reconnect (`resume.rs`) reads the same log from where it left off.
 
+mod failover;
 mod headers;
 mod reply;
 mod request;
 mod response;
 mod resume;
-mod retry;
 mod route;
+mod upstreams;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -37,7 +38,7 @@ pub(crate) use headers::peer_value;
 pub(crate) use response::ResponseBody;
 pub(crate) use route::{Route, RouteError, RouteTable};
 
-use crate::body::{Heartbeat, JsonWaitBody, Pending, SseBody, SseSetup, UsageCapture};
+use crate::body::{Answer, Heartbeat, JsonWaitBody, Pending, SseBody, SseSetup, UsageCapture};
 use crate::config::Config;
 use crate::dialect::Dialect;
 use crate::error::{Error, Kind, UpstreamClass};
@@ -45,7 +46,7 @@ use crate::resume::{Hub, Reader};
 use crate::sse::Stamp;
 use crate::telemetry::{Activity, Exchange, Sinks};
 use crate::timer::Wheel;
-use crate::upstream::Sent;
+use crate::upstream::RequestBody;
 use request::{BodyLimits, OutBody, Outbound};
 use response::first_frame;
 
@@ -123,6 +124,11 @@ impl Relay {
         }
     }
 
+    /// Appends the endpoint and failover metrics of every route.
+    pub(crate) fn render_metrics(&self, out: &mut String) {
+        self.routes.render_metrics(out);
+    }
+
     /// From now on HTTP/1 responses carry `connection: close`.
     pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
@@ -194,17 +200,10 @@ impl Relay {
             hub: &self.hub,
         };
         let res = match self.forward(&mut ctx, parts, body, &mut x).await {
-            Ok(Forwarded::Answered(sent)) => respond(sent, &ctx, x).await,
+            Ok(Forwarded::Answered(answer)) => respond(answer, &mut ctx, x).await,
             Ok(Forwarded::Committed(pending)) => committed(pending, &ctx, x),
             Ok(Forwarded::JsonCommitted(pending)) => json_committed(pending, &ctx, x),
-            Err(e) => {
-                x.set_attempts(e.attempts());
-                if let Some(class) = e.upstream_class() {
-                    x.upstream_error(class);
-                    tracing::warn!(route = &*route.name, "upstream: {e}");
-                }
-                reply::error(&e, dialect, Some(x))
-            }
+            Err(e) => reply::error(&e, dialect, Some(x)),
         };
         Ok(self.finish(res, version))
     }
@@ -311,10 +310,10 @@ impl Relay {
         };
         let mut send = self.send(route, out);
         let Some(commit) = commit else {
-            return send.await.map(Forwarded::Answered);
+            return Ok(Forwarded::Answered(send.await));
         };
         match tokio::time::timeout(route.stream.heartbeat, &mut send).await {
-            Ok(res) => res.map(Forwarded::Answered),
+            Ok(answer) => Ok(Forwarded::Answered(answer)),
             Err(_) => {
                 tracing::debug!(
                     route = &*route.name,
@@ -328,18 +327,19 @@ impl Relay {
     }
 
     /// The upstream exchange as a boxed future, so an early commit can take
-    /// it over.
+    /// it over. A buffered body can be sent again: it fails over
+    /// (`failover.rs`); one that streams from the client gets one attempt.
     fn send(&self, route: &Route, out: Outbound) -> Pending {
-        let origin = route.origin.clone();
-        let first_byte = route.stream.timeouts.first_byte;
+        let ups = route.upstreams.clone();
         match out.body {
-            OutBody::Buffered(body) if out.streaming => {
-                let policy = retry::Policy::new(&route.stream, first_byte);
-                Box::pin(retry::send(origin, out.head, body, policy))
+            OutBody::Buffered(body) => {
+                let policy = failover::Policy::new(&route.stream);
+                let name = route.name.clone();
+                Box::pin(failover::send(ups, name, out.head, body, policy))
             }
-            _ => {
-                let req = out.into_request();
-                Box::pin(async move { retry::send_once(&origin, req, first_byte).await })
+            OutBody::Streaming { body, limit, idle } => {
+                let body = RequestBody::streaming(body, limit, idle);
+                Box::pin(failover::send_once(ups, out.head, body))
             }
         }
     }
@@ -362,7 +362,7 @@ struct Ctx<'a> {
     strip_usage_chunk: bool,
     /// Largest JSON answer parsed for usage.
     usage_cap: u64,
-    /// `upstream.read_timeout`.
+    /// The serving group's `read_timeout` (the route's until one serves).
     read_timeout: Option<Duration>,
     hub: &'a Arc<Hub>,
 }
@@ -415,11 +415,22 @@ impl Ctx<'_> {
 /// hyper then frames it chunked (HTTP/1.1) or by the end of the stream
 /// (HTTP/2). Any other body is relayed as is, after its first frame has
 /// arrived: until then, a failing body is still a `502`.
-async fn respond(sent: Sent, ctx: &Ctx<'_>, mut x: Exchange) -> Response<ResponseBody> {
+async fn respond(mut answer: Answer, ctx: &mut Ctx<'_>, mut x: Exchange) -> Response<ResponseBody> {
+    answer.record(&mut x);
+    ctx.read_timeout = answer.read_timeout;
+    let sent = match answer.result {
+        Ok(sent) => sent,
+        Err(e) => {
+            if let Some(class) = e.upstream_class() {
+                x.upstream_error(class);
+                tracing::warn!(route = &*ctx.route.name, "upstream: {e}");
+            }
+            return reply::error(&e, ctx.dialect, Some(x));
+        }
+    };
     let (mut parts, mut body) = sent.response.into_parts();
     headers::clean_response(&mut parts.headers);
     parts.version = Version::HTTP_11;
-    x.set_attempts(sent.attempts);
     let event_stream = parts.status.is_success() && crate::dialect::is_event_stream(&parts.headers);
     let first = if event_stream {
         None
@@ -486,7 +497,7 @@ fn short(path: &str) -> &str {
 #[allow(clippy::large_enum_variant)]
 enum Forwarded {
     /// The upstream answered in time.
-    Answered(Sent),
+    Answered(Answer),
     /// Still waiting: commit `200 text/event-stream` now.
     Committed(Pending),
     /// Still waiting on a non-streaming request with `json_keepalive`.

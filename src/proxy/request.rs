@@ -15,16 +15,15 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
-use http::{HeaderMap, Method, Request, Uri, header};
+use http::{HeaderMap, Method, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::ConnInfo;
+use super::failover::Head;
 use super::headers;
-use super::retry::Head;
 use super::route::Route;
 use crate::error::{Error, Kind};
-use crate::upstream::RequestBody;
 use crate::usage::{inject_include_usage, request_info};
 
 /// A request ready to go upstream.
@@ -49,18 +48,8 @@ pub(super) enum OutBody {
     },
 }
 
-impl Outbound {
-    pub(super) fn into_request(self) -> Request<RequestBody> {
-        match self.body {
-            OutBody::Buffered(bytes) => self.head.request(RequestBody::buffered(bytes)),
-            OutBody::Streaming { body, limit, idle } => {
-                self.head.request(RequestBody::streaming(body, limit, idle))
-            }
-        }
-    }
-}
-
-/// Target and headers for the upstream.
+/// Target and headers for the upstream (each endpoint adds its base path
+/// and credential, see [`Head::request`]).
 pub(super) fn head(
     route: &Route,
     parts: Parts,
@@ -68,21 +57,19 @@ pub(super) fn head(
     trust_forwarded: bool,
 ) -> Result<Head, Error> {
     let target = route.upstream_target(parts.uri.path(), parts.uri.query());
-    let uri: Uri = target
-        .parse()
-        .map_err(|e| Error::with_cause(Kind::BadRequest, e))?;
+    // Checked once here; endpoints put only a checked base path in front.
+    if let Err(e) = target.parse::<Uri>() {
+        return Err(Error::with_cause(Kind::BadRequest, e));
+    }
     let mut h = parts.headers;
     headers::strip_hop_by_hop(&mut h);
     h.remove(header::HOST);
     // hyper answered any `Expect: 100-continue` already, by reading the body.
     h.remove(header::EXPECT);
     headers::set_forwarded(&mut h, &conn.peer_value, conn.https, trust_forwarded);
-    if let Some(credential) = route.credential.as_ref() {
-        credential.apply(&mut h);
-    }
     Ok(Head {
         method: parts.method,
-        uri,
+        target,
         headers: h,
     })
 }

@@ -1,15 +1,17 @@
-//! The route table: request path -> upstream origin and per-route settings.
+//! The route table: request path -> upstream endpoints and per-route
+//! settings.
 //!
 //! Prefixes match on path-segment boundaries (`/v1` matches `/v1` and
 //! `/v1/x`, never `/v1x`); the longest matching prefix wins. Routes are
 //! built once at start, each route's keys file read then ([`RouteError`]
 //! if it cannot be); matching allocates nothing.
 
-use crate::auth::{Credential, Gate, KeysFileError};
+use super::upstreams::{self, Upstreams};
+use crate::auth::{Gate, KeysFileError};
 use crate::config::{DialectSetting, RouteConfig, StreamConfig};
 use crate::error::Error;
 use crate::shutdown::Shutdown;
-use crate::upstream::{Origin, OriginKey, Pool};
+use crate::upstream::Pool;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
@@ -23,10 +25,8 @@ pub(crate) struct Route {
     pub name: Arc<str>,
     pub prefix: String,
     pub strip_prefix: bool,
-    /// Path prefix on the upstream, without trailing slash.
-    pub base_path: String,
-    pub origin: Arc<Origin>,
-    pub credential: Option<Credential>,
+    /// Where requests go: endpoint groups, balanced and failed over.
+    pub upstreams: Arc<Upstreams>,
     pub dialect: DialectSetting,
     pub stream: StreamConfig,
     /// Client keys, rate limit and upstream credential (see `crate::auth`).
@@ -82,15 +82,8 @@ impl RouteTable {
     pub(crate) fn new(configs: &[RouteConfig], pool: &Pool) -> Result<Self, RouteError> {
         let mut routes = Vec::with_capacity(configs.len());
         for (index, rc) in configs.iter().enumerate() {
-            let first = &rc.upstreams.chain[0].endpoints[0];
-            let origin = pool
-                .origin(OriginKey {
-                    tls: first.url.tls,
-                    host: first.url.host.clone(),
-                    port: first.url.port,
-                    protocol: first.protocol,
-                })
-                .map_err(RouteError::Origin)?;
+            let ups = &rc.upstreams;
+            let upstreams = Arc::new(Upstreams::new(&ups.chain, ups.context.as_ref(), pool)?);
             let name: Arc<str> = Arc::from(rc.name.as_str());
             let auth = Gate::new(&rc.auth, name.clone()).map_err(|source| RouteError::Keys {
                 index,
@@ -108,9 +101,7 @@ impl RouteTable {
                 name,
                 prefix: rc.prefix.trim_end_matches('/').to_owned(),
                 strip_prefix: rc.strip_prefix,
-                base_path: first.url.base_path.trim_end_matches('/').to_owned(),
-                origin,
-                credential: first.key.as_ref().map(Credential::new),
+                upstreams,
                 dialect: rc.dialect,
                 stream: rc.stream.clone(),
             });
@@ -150,6 +141,14 @@ impl RouteTable {
         self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
     }
 
+    /// Appends every route's endpoint and failover metrics.
+    pub(crate) fn render_metrics(&self, out: &mut String) {
+        let mut ordered: Vec<&Route> = self.routes.iter().collect();
+        ordered.sort_by_key(|r| r.index);
+        let routes = ordered.iter().map(|r| (&*r.name, &*r.upstreams));
+        upstreams::render_metrics(routes, out);
+    }
+
     /// The route at configuration position `index`.
     pub(crate) fn get(&self, index: usize) -> Option<&Route> {
         self.routes.iter().find(|r| r.index == index)
@@ -165,15 +164,15 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 impl Route {
-    /// The upstream request target for `path` and `query`.
+    /// The upstream request target for `path` and `query`, without the
+    /// endpoint's base path.
     pub(crate) fn upstream_target(&self, path: &str, query: Option<&str>) -> String {
         let rest = if self.strip_prefix {
             &path[self.prefix.len()..]
         } else {
             path
         };
-        let mut target = String::with_capacity(self.base_path.len() + rest.len() + 16);
-        target.push_str(&self.base_path);
+        let mut target = String::with_capacity(rest.len() + 16);
         if !rest.starts_with('/') {
             target.push('/');
         }

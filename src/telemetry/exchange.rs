@@ -78,6 +78,21 @@ pub(crate) enum UsageSource {
     Body,
 }
 
+/// How a request's upstream attempts went.
+#[derive(Debug, Default)]
+pub(crate) struct Attempts {
+    /// Times the request was handed to an upstream connection.
+    pub count: u32,
+    /// The endpoint whose answer the client got.
+    pub endpoint: Option<Arc<str>>,
+    /// Each attempt that did not serve: its endpoint and why (a failover
+    /// class, or `context_length`).
+    pub failed: Vec<(Arc<str>, &'static str)>,
+    /// The status of an answer whose body then failed before the relay
+    /// could pass it on (access-log `upstream_status`).
+    pub broken_status: Option<u16>,
+}
+
 /// Shared sinks for finished records.
 pub(crate) struct Sinks {
     pub metrics: Arc<Metrics>,
@@ -96,6 +111,9 @@ pub(crate) struct Exchange {
     ttfb_ms: Option<f64>,
     bytes_out: u64,
     attempts: u32,
+    /// The serving endpoint and the attempts that failed (access log).
+    endpoint: Option<Arc<str>>,
+    failed: Vec<(Arc<str>, &'static str)>,
     upstream_status: Option<u16>,
     heartbeats: u64,
     committed: bool,
@@ -131,6 +149,8 @@ impl Exchange {
             ttfb_ms: None,
             bytes_out: 0,
             attempts: 0,
+            endpoint: None,
+            failed: Vec::new(),
             upstream_status: None,
             heartbeats: 0,
             committed: false,
@@ -184,8 +204,14 @@ impl Exchange {
         self.sinks.metrics.count_rate_limited(self.route_index());
     }
 
-    pub(crate) fn set_attempts(&mut self, attempts: u32) {
-        self.attempts = attempts;
+    /// The failover loop's record: attempts, serving endpoint, failures.
+    pub(crate) fn set_upstream_attempts(&mut self, a: Attempts) {
+        self.attempts = a.count;
+        self.endpoint = a.endpoint;
+        self.failed = a.failed;
+        if let Some(status) = a.broken_status {
+            self.upstream_status = Some(status);
+        }
     }
 
     /// The response head is ready to go to the client.
@@ -296,6 +322,7 @@ impl Exchange {
         if let Some(s) = self.upstream_status {
             let _ = write!(l, ",\"upstream_status\":{s}");
         }
+        self.endpoint_fields(&mut l);
         let _ = write!(
             l,
             ",\"duration_ms\":{:.3},\"bytes_out\":{},\"heartbeats\":{},\"outcome\":\"{}\",\"upstream_attempts\":{}}}",
@@ -310,6 +337,30 @@ impl Exchange {
 }
 
 impl Exchange {
+    /// `endpoint` (the one that served) and `failed_attempts` (each failed
+    /// attempt as `endpoint:class`), when there are any.
+    fn endpoint_fields(&self, l: &mut String) {
+        if let Some(e) = &self.endpoint {
+            l.push_str(",\"endpoint\":\"");
+            escape_into(l, e);
+            l.push('"');
+        }
+        if !self.failed.is_empty() {
+            l.push_str(",\"failed_attempts\":[");
+            for (i, (endpoint, class)) in self.failed.iter().enumerate() {
+                if i > 0 {
+                    l.push(',');
+                }
+                l.push('"');
+                escape_into(l, endpoint);
+                l.push(':');
+                l.push_str(class);
+                l.push('"');
+            }
+            l.push(']');
+        }
+    }
+
     /// `model`, the five token counts (null when not reported) and
     /// `usage_source` (`stream`, `body` or `missing`).
     fn usage_fields(&self, l: &mut String) {

@@ -1,5 +1,6 @@
 //! A response body from either kind of upstream connection.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -10,10 +11,40 @@ use super::h1::H1Body;
 use crate::error::{Error, Kind};
 
 /// What the relay reads an upstream answer from: the HTTP/1.1 codec's own
-/// body (which owns its connection) or hyper's HTTP/2 stream.
+/// body (which owns its connection) or hyper's HTTP/2 stream, possibly
+/// after frames already read from it.
 pub enum Body {
     H1(H1Body),
     H2(Incoming),
+    /// Frames read ahead (the failover loop reads up to the first event
+    /// before it commits to an endpoint), then the rest.
+    Primed(Box<Primed>),
+    /// Nothing (a stand-in while a body is re-wrapped).
+    Empty,
+}
+
+pub struct Primed {
+    front: VecDeque<Frame<Bytes>>,
+    rest: Body,
+}
+
+impl Body {
+    /// Puts `front` back before what is left of this body.
+    pub(crate) fn prime(&mut self, mut front: VecDeque<Frame<Bytes>>) {
+        if front.is_empty() {
+            return;
+        }
+        match self {
+            Body::Primed(p) => {
+                front.append(&mut p.front);
+                p.front = front;
+            }
+            _ => {
+                let rest = std::mem::replace(self, Body::Empty);
+                *self = Body::Primed(Box::new(Primed { front, rest }));
+            }
+        }
+    }
 }
 
 impl hyper::body::Body for Body {
@@ -26,6 +57,11 @@ impl hyper::body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         match self.get_mut() {
             Body::H1(b) => Pin::new(b).poll_frame(cx),
+            Body::Primed(p) => match p.front.pop_front() {
+                Some(frame) => Poll::Ready(Some(Ok(frame))),
+                None => Pin::new(&mut p.rest).poll_frame(cx),
+            },
+            Body::Empty => Poll::Ready(None),
             Body::H2(b) => Pin::new(b).poll_frame(cx).map_err(|e| {
                 let kind = if e.is_timeout() {
                     Kind::UpstreamReadTimeout
@@ -41,6 +77,8 @@ impl hyper::body::Body for Body {
         match self {
             Body::H1(b) => b.is_end_stream(),
             Body::H2(b) => b.is_end_stream(),
+            Body::Primed(p) => p.front.is_empty() && p.rest.is_end_stream(),
+            Body::Empty => true,
         }
     }
 
@@ -48,6 +86,22 @@ impl hyper::body::Body for Body {
         match self {
             Body::H1(b) => b.size_hint(),
             Body::H2(b) => b.size_hint(),
+            Body::Primed(p) => {
+                let front: usize = p
+                    .front
+                    .iter()
+                    .filter_map(|f| f.data_ref())
+                    .map(|d| d.len())
+                    .sum();
+                let rest = p.rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + front as u64);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + front as u64);
+                }
+                hint
+            }
+            Body::Empty => SizeHint::with_exact(0),
         }
     }
 }

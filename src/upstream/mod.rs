@@ -13,11 +13,15 @@
 //! - [`send`] is what a failed send hands back (either protocol), for the
 //!   pool's retry decision; it sits below both so `h1` need not name the
 //!   pool.
+//! - [`health`] keeps each endpoint's circuit breaker and load, and
+//!   chooses between a group's endpoints (the failover loop above decides
+//!   what counts as a failure).
 //! - [`tls`] builds the rustls client configuration (roots, extra CA, ALPN).
 
 mod body;
 mod connect;
 pub mod h1;
+mod health;
 mod pool;
 mod request;
 mod send;
@@ -26,6 +30,7 @@ mod tls;
 
 pub(crate) use body::Body;
 
+pub(crate) use health::{Failure, Health, choose, least_recently_failed};
 pub(crate) use pool::{Lease, Sent};
 pub use pool::{Origin, OriginKey, Pool};
 pub use request::RequestBody;

@@ -91,6 +91,7 @@ use super::RequestBody;
 use super::connect::{Connector, Fresh};
 use super::h1::head::{STATUS_OUT_OF_RANGE, status_in_range};
 use super::h1::{self, H1Conn};
+use super::health::Outstanding;
 use super::send::SendError;
 use crate::config::{UpstreamConfig, UpstreamProtocol};
 use crate::error::{Error, Kind};
@@ -728,9 +729,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// What a request holds on its connection until the response body ends:
 /// for HTTP/2, the stream's place under the connection's stream limit.
-/// (An HTTP/1.1 response body owns its connection instead.)
+/// (An HTTP/1.1 response body owns its connection instead.) It also
+/// keeps the request counted on its endpoint's load ([`Outstanding`]).
 pub struct Lease {
     inner: LeaseInner,
+    load: Option<Outstanding>,
 }
 
 enum LeaseInner {
@@ -745,18 +748,26 @@ impl Lease {
     fn none() -> Self {
         Self {
             inner: LeaseInner::Released,
+            load: None,
         }
     }
 
     fn h2(streams: Arc<AtomicUsize>, stats: Arc<OriginStats>) -> Self {
         Self {
             inner: LeaseInner::H2 { streams, stats },
+            load: None,
         }
+    }
+
+    /// Keeps `load` counted until the body ends.
+    pub(crate) fn hold(&mut self, load: Outstanding) {
+        self.load = Some(load);
     }
 
     /// The response body was read to its end: the connection may serve the
     /// next request.
     pub fn release(&mut self) {
+        self.load = None;
         match std::mem::replace(&mut self.inner, LeaseInner::Released) {
             LeaseInner::H2 { streams, stats } => end_stream(&streams, &stats),
             LeaseInner::Released => {}

@@ -58,7 +58,7 @@ mod tests;
 pub(crate) use body::from_body;
 #[cfg(test)]
 pub(crate) use request::RequestInfo;
-pub(crate) use request::{inject_include_usage, request_info};
+pub(crate) use request::{inject_include_usage, request_info, rewrite_model};
 pub use stream::{Seen, StreamUsage};
 
 /// Token counts one request used; None = the upstream did not report that

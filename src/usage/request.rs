@@ -113,6 +113,44 @@ pub(crate) fn inject_include_usage(body: &[u8]) -> Option<Bytes> {
     }
 }
 
+/// `body` with its top-level `model` set to `model` (every `model` member
+/// replaced, or one added first when there is none), every other byte
+/// unchanged; `None` when `body` is not a JSON object or already names
+/// `model` alone.
+pub(crate) fn rewrite_model(body: &[u8], model: &str) -> Option<Bytes> {
+    let open = skip_ws(body, 0);
+    let top = members(body, open)?;
+    let mut quoted = String::with_capacity(model.len() + 2);
+    quoted.push('"');
+    crate::json::escape_into(&mut quoted, model);
+    quoted.push('"');
+    let quoted = quoted.as_bytes();
+    let named: Vec<&Member> = top
+        .iter()
+        .filter(|m| &body[m.key.clone()] == b"model")
+        .collect();
+    if named.is_empty() {
+        let at = open + 1;
+        return Some(splice(
+            body,
+            at..at,
+            &[b"\"model\":", quoted, separator(&top)],
+        ));
+    }
+    if named.iter().all(|m| body[m.value.clone()] == *quoted) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() + quoted.len() * named.len());
+    let mut at = 0;
+    for m in named {
+        out.extend_from_slice(&body[at..m.value.start]);
+        out.extend_from_slice(quoted);
+        at = m.value.end;
+    }
+    out.extend_from_slice(&body[at..]);
+    Some(Bytes::from(out))
+}
+
 const OPTIONS_MEMBER: &[u8] = br#""stream_options":{"include_usage":true}"#;
 const OPTIONS_VALUE: &[u8] = br#"{"include_usage":true}"#;
 const INCLUDE_MEMBER: &[u8] = br#""include_usage":true"#;

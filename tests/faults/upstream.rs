@@ -132,26 +132,49 @@ pub(crate) async fn upstream_resets_before_headers() -> CaseResult {
     })
     .await;
     let url = up.url();
-    let (relay, mut log) = start_logged(&["--upstream", &url, "--heartbeat", HB]).await;
-    let r = send(relay.listen, post("/v1/chat/completions", "{}")).await?;
-    expect_error(&r, 502, "upstream_error")?;
-    // Streaming: a reset after the request was written is not retried.
-    let r = send(relay.listen, stream_post("/v1/messages")).await?;
-    if r.status == 200 {
-        expect_error_event(&r, "api_error")?;
-    } else {
+    // With `retry_on_reset` off, a reset after the request was written is
+    // not retried: each request is sent once.
+    for (retry_on_reset, sends) in [("false", 1), ("true", 3)] {
+        let before = up.accepted.load(Ordering::SeqCst);
+        let args = [
+            "--upstream",
+            &url,
+            "--heartbeat",
+            HB,
+            "--retry-on-reset",
+            retry_on_reset,
+            "--retry-attempts",
+            "2",
+            "--retry-backoff",
+            "50ms",
+        ];
+        let (relay, mut log) = start_logged(&args).await;
+        let r = send(relay.listen, post("/v1/chat/completions", "{}")).await?;
         expect_error(&r, 502, "upstream_error")?;
+        let r = send(relay.listen, stream_post("/v1/messages")).await?;
+        if r.status == 200 {
+            expect_error_event(&r, "api_error")?;
+        } else {
+            expect_error(&r, 502, "upstream_error")?;
+        }
+        let line = log.outcome("/v1/chat/completions", "relay_error").await?;
+        ensure!(
+            line["upstream_attempts"] == sends,
+            "retry_on_reset {retry_on_reset}: access log {line}"
+        );
+        let got = up.accepted.load(Ordering::SeqCst) - before;
+        ensure!(
+            got == 2 * sends,
+            "retry_on_reset {retry_on_reset}: each request sent {sends} time(s), got {got} connections"
+        );
+        let m = settled(relay.admin, true).await?;
+        let resets = metric_or_zero(&m, "sse_edge_upstream_errors_total", &[("class", "reset")]);
+        ensure!(
+            resets == 2.0,
+            "reset errors counted once per request: {resets}"
+        );
+        stop_relay(relay).await;
     }
-    log.outcome("/v1/chat/completions", "relay_error").await?;
-    ensure!(
-        up.accepted.load(Ordering::SeqCst) == 2,
-        "each request sent once, got {} connections",
-        up.accepted.load(Ordering::SeqCst)
-    );
-    let m = settled(relay.admin, true).await?;
-    let resets = metric_or_zero(&m, "sse_edge_upstream_errors_total", &[("class", "reset")]);
-    ensure!(resets == 2.0, "reset errors counted: {resets}");
-    stop_relay(relay).await;
     Ok(())
 }
 

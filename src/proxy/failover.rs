@@ -1,0 +1,739 @@
+//! Sending a request to a route's endpoints, failing over while nothing of
+//! the answer has reached the client.
+//!
+//! ```text
+//! pick (P2C in the group) ─▶ attempt ─▶ served: its answer goes to the client
+//!   ▲                           │
+//!   │  next endpoint of the     ├─ failover class: next endpoint of the group,
+//!   │  group, then next group ◀─┘  then the next group; a round over, back off
+//!   │                              and start again from the primary
+//!   └── context group ◀──────── 400 "context length exceeded"
+//! ```
+//!
+//! An attempt is served once the endpoint's answer is certain to reach the
+//! client: a status that is not a failover class, or, for a `2xx` event
+//! stream, its first event (frames read up to it are put back in front of
+//! the body, see `upstream::Body::prime`); for any other `2xx` body, its first
+//! frame. Failover classes ([`Failure`]): connect and TLS failures;
+//! a reset, close or invalid answer before that point (even after the
+//! request was written, unless the route turns `retry_on_reset` off); `429`;
+//! `500`, `502`, `503`, `504`, `529`; the first-byte and first-event
+//! timeouts; silence past `read_timeout` before the first event. Other
+//! statuses pass through and are never retried.
+//!
+//! Rules:
+//! - an endpoint that failed is not tried again in the same round; a silent
+//!   one (a timeout), or one that answered something that is not HTTP,
+//!   never again in the same request;
+//! - when a round has tried every endpoint it could, the loop waits the
+//!   backoff (doubling per round, jittered, or a `429`'s `Retry-After` when
+//!   longer) and starts again from the primary group, unless the wait would
+//!   take the request past `retry_budget` of total waiting;
+//! - at most `retry_attempts` attempts follow the first;
+//! - a `400` saying the context window was exceeded goes to the context
+//!   group, when the route has one, and passes through otherwise; the same
+//!   unchanged request never goes to the same model twice;
+//! - with every endpoint ejected, the request goes to the one that failed
+//!   least recently.
+//!
+//! When the loop gives up, the last answer stands: the endpoint's own
+//! status and body, or the relay's error for a failure without one. The
+//! client never sees anything of an attempt that failed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
+use http_body_util::BodyExt;
+use hyper::body::Frame;
+use tokio::time::Instant;
+
+use super::upstreams::{Endpoint, Group, GroupId, Upstreams};
+use crate::body::Answer;
+use crate::config::{StreamConfig, Timeouts};
+use crate::error::{Error, Kind, UpstreamClass};
+use crate::sse::Scanner;
+use crate::telemetry::Attempts;
+use crate::upstream::{Failure, RequestBody, Sent, choose, least_recently_failed};
+use crate::usage::rewrite_model;
+
+/// Most bytes read ahead of the first event (upstream comments) before the
+/// answer counts as served anyway, and most bytes of an error body read to
+/// classify it.
+const READ_AHEAD_CAP: usize = 64 * 1024;
+
+/// The parts of a request needed to send it again, to any endpoint.
+#[derive(Clone)]
+pub(super) struct Head {
+    pub method: Method,
+    /// Path and query after the route's prefix handling; each endpoint puts
+    /// its base path in front.
+    pub target: String,
+    pub headers: HeaderMap,
+}
+
+impl Head {
+    /// The request for `endpoint`: its base path, its credential.
+    pub(super) fn request(
+        &self,
+        endpoint: &Endpoint,
+        body: RequestBody,
+    ) -> Result<Request<RequestBody>, Error> {
+        let uri: Uri = if endpoint.base_path.is_empty() {
+            self.target.parse()
+        } else {
+            format!("{}{}", endpoint.base_path, self.target).parse()
+        }
+        .map_err(|e| Error::with_cause(Kind::BadRequest, e))?;
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = uri;
+        *req.headers_mut() = self.headers.clone();
+        if let Some(credential) = &endpoint.credential {
+            credential.apply(req.headers_mut());
+        }
+        Ok(req)
+    }
+}
+
+/// Attempt and time limits for one request.
+#[derive(Clone, Copy)]
+pub(super) struct Policy {
+    pub retries: u32,
+    pub budget: Duration,
+    pub backoff: Duration,
+    pub retry_on_reset: bool,
+}
+
+impl Policy {
+    pub(super) fn new(stream: &StreamConfig) -> Self {
+        Self {
+            retries: stream.retry_attempts,
+            budget: stream.retry_budget,
+            backoff: stream.retry_backoff,
+            retry_on_reset: stream.retry_on_reset,
+        }
+    }
+}
+
+/// How one attempt went.
+struct Tried {
+    result: Result<Sent, Error>,
+    /// A failover class; `None` when served.
+    failure: Option<Failure>,
+    /// A `429`'s `Retry-After`.
+    hold: Option<Duration>,
+    /// The endpoint said the request exceeds its context window.
+    context: bool,
+    /// Connections the request was handed to (the pool may retry a reused
+    /// connection's failure on a new one).
+    sends: u32,
+    /// The status of an answer whose body failed before it could serve.
+    broken_status: Option<u16>,
+}
+
+/// An endpoint's place: its group and index there.
+type Slot = (GroupId, usize);
+
+/// Sends `head` + `body` (buffered, so it can go again) as the module
+/// describes.
+pub(super) async fn send(
+    ups: Arc<Upstreams>,
+    route: Arc<str>,
+    head: Head,
+    body: Bytes,
+    policy: Policy,
+) -> Answer {
+    let mut attempts = Attempts::default();
+    let mut waited = Duration::ZERO;
+    let mut round = 0u32;
+    // Failed in this round; silent (never again).
+    let mut tried: Vec<Slot> = Vec::new();
+    let mut silent: Vec<Slot> = Vec::new();
+    let mut start = GroupId::Chain(0);
+    let mut slot = pick(&ups, start, &tried, &silent, Instant::now());
+    loop {
+        let Some(((gid, index), force)) = slot else {
+            // Unreachable: a route has at least one endpoint, and `pick`
+            // only comes back empty once every endpoint is silent.
+            let e = Error::with_cause(Kind::Connect, "no upstream endpoint left to try");
+            return answer(Err(e), attempts, None, None);
+        };
+        let Some(group) = ups.group(gid) else {
+            let e = Error::with_cause(Kind::Connect, "no upstream endpoint left to try");
+            return answer(Err(e), attempts, None, None);
+        };
+        let endpoint = &group.endpoints[index];
+        let req = build(endpoint, &head, &body);
+        let tried_now = attempt(endpoint, group, req, force).await;
+        attempts.count += tried_now.sends;
+        let made = u32::try_from(attempts.failed.len()).unwrap_or(u32::MAX) + 1;
+        let from = &endpoint.name;
+
+        let failure = match tried_now.failure {
+            Some(f) => f,
+            None if tried_now.context && gid != GroupId::Context && ups.context.is_some() => {
+                if made > policy.retries {
+                    return served(tried_now.result, attempts, endpoint, group);
+                }
+                attempts.failed.push((from.clone(), "context_length"));
+                start = GroupId::Context;
+                tried.clear();
+                slot = pick(&ups, start, &tried, &silent, Instant::now());
+                note_failover(&ups, &route, from, slot, "context_length");
+                continue;
+            }
+            None => return served(tried_now.result, attempts, endpoint, group),
+        };
+        attempts.failed.push((from.clone(), failure.as_str()));
+        let reset_like = matches!(
+            failure,
+            Failure::Upstream(
+                UpstreamClass::Reset | UpstreamClass::Protocol | UpstreamClass::Truncated
+            )
+        );
+        if (reset_like && !policy.retry_on_reset) || made > policy.retries {
+            return last(tried_now, attempts, group);
+        }
+        tried.push((gid, index));
+        if failure.rules_out_endpoint() {
+            silent.push((gid, index));
+        }
+        let now = Instant::now();
+        slot = pick(&ups, gid, &tried, &silent, now).filter(|(_, force)| !force);
+        if slot.is_none() {
+            // The round is over: back off, then from the start again.
+            let mut wait = jittered(policy.backoff, round);
+            if let Some(hold) = tried_now.hold {
+                wait = wait.max(hold);
+            }
+            if waited + wait > policy.budget {
+                tracing::info!(
+                    route = &*route,
+                    "upstream {}: {}; no retry (a {wait:?} wait exceeds retry_budget)",
+                    from,
+                    failure.as_str()
+                );
+                return last(tried_now, attempts, group);
+            }
+            tried.clear();
+            round += 1;
+            slot = pick(&ups, start, &tried, &silent, now + wait);
+            if slot.is_none() {
+                return last(tried_now, attempts, group);
+            }
+            tracing::info!(
+                route = &*route,
+                "upstream {from}: {}; retry in {wait:?}",
+                failure.as_str()
+            );
+            drop(tried_now); // an unread answer: its connection is closed
+            tokio::time::sleep(wait).await;
+            waited += wait;
+            // Health may have changed while waiting.
+            slot = pick(&ups, start, &tried, &silent, Instant::now());
+        } else {
+            drop(tried_now);
+        }
+        note_failover(&ups, &route, from, slot, failure.as_str());
+    }
+}
+
+/// Counts and logs a move to another endpoint.
+fn note_failover(
+    ups: &Upstreams,
+    route: &str,
+    from: &Arc<str>,
+    slot: Option<(Slot, bool)>,
+    reason: &'static str,
+) {
+    let Some(((gid, index), _)) = slot else {
+        return;
+    };
+    let Some(to) = ups.group(gid).map(|g| &g.endpoints[index].name) else {
+        return;
+    };
+    if to == from {
+        return;
+    }
+    ups.count_failover(from, to, reason);
+    tracing::info!(route, "upstream {from}: {reason}; failing over to {to}");
+}
+
+/// The next endpoint from group `start` on (the context group alone when
+/// `start` is it): the first group with an endpoint that is neither tried
+/// nor silent and whose circuit admits a request. With none admitted, the
+/// least recently failed of those neither tried nor silent, forced (`true`).
+fn pick(
+    ups: &Upstreams,
+    start: GroupId,
+    tried: &[Slot],
+    silent: &[Slot],
+    now: Instant,
+) -> Option<(Slot, bool)> {
+    let ids: Vec<GroupId> = match start {
+        GroupId::Context => vec![GroupId::Context],
+        GroupId::Chain(first) => (first..ups.chain.len()).map(GroupId::Chain).collect(),
+    };
+    let out =
+        |gid: GroupId| move |i: usize| !tried.contains(&(gid, i)) && !silent.contains(&(gid, i));
+    for &gid in &ids {
+        let Some(g) = ups.group(gid) else { continue };
+        if let Some(i) = choose(&g.endpoints, |e| &e.health, out(gid), now) {
+            return Some(((gid, i), false));
+        }
+    }
+    // Every endpoint out: the one that failed least recently.
+    let mut best: Option<(Slot, Option<Instant>)> = None;
+    for &gid in &ids {
+        let Some(g) = ups.group(gid) else { continue };
+        if let Some(i) = least_recently_failed(&g.endpoints, |e| &e.health, out(gid)) {
+            let at = g.endpoints[i].health.last_failure();
+            if best.is_none_or(|(_, b)| at < b) {
+                best = Some(((gid, i), at));
+            }
+        }
+    }
+    best.map(|(slot, _)| (slot, true))
+}
+
+/// The endpoint served: the client gets its answer.
+fn served(
+    result: Result<Sent, Error>,
+    attempts: Attempts,
+    endpoint: &Endpoint,
+    group: &Group,
+) -> Answer {
+    let mut attempts = attempts;
+    attempts.endpoint = Some(endpoint.name.clone());
+    answer(
+        result,
+        attempts,
+        endpoint.model.clone(),
+        group.timeouts.read,
+    )
+}
+
+/// Nothing more is tried: the last answer stands.
+fn last(tried: Tried, attempts: Attempts, group: &Group) -> Answer {
+    let mut attempts = attempts;
+    attempts.broken_status = tried.broken_status;
+    answer(tried.result, attempts, None, group.timeouts.read)
+}
+
+fn answer(
+    result: Result<Sent, Error>,
+    attempts: Attempts,
+    model: Option<Arc<str>>,
+    read_timeout: Option<Duration>,
+) -> Answer {
+    let result = result.map(|mut sent| {
+        sent.attempts = attempts.count;
+        sent
+    });
+    let result = result.map_err(|e| e.with_attempts(attempts.count.max(1)));
+    Answer {
+        result,
+        attempts,
+        model,
+        read_timeout,
+    }
+}
+
+/// `head` + `body` for `endpoint`: its base path, credential and `model`.
+fn build(endpoint: &Endpoint, head: &Head, body: &Bytes) -> Result<Request<RequestBody>, Error> {
+    let Some(model) = &endpoint.model else {
+        return head.request(endpoint, RequestBody::buffered(body.clone()));
+    };
+    let rewritten = rewrite_model(body, model);
+    let changed = rewritten.is_some();
+    let body = rewritten.unwrap_or_else(|| body.clone());
+    let mut req = head.request(endpoint, RequestBody::buffered(body))?;
+    if changed {
+        // The body changed length; the codec sets it again.
+        req.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    Ok(req)
+}
+
+/// One attempt on `endpoint`, its health told how it went.
+async fn attempt(
+    endpoint: &Endpoint,
+    group: &Group,
+    req: Result<Request<RequestBody>, Error>,
+    force: bool,
+) -> Tried {
+    let now = Instant::now();
+    let ticket = endpoint
+        .health
+        .begin(now, force)
+        .or_else(|| endpoint.health.begin(now, true));
+    let tried = match req {
+        Ok(req) => exchange(endpoint, req, &group.timeouts).await,
+        Err(e) => Tried {
+            result: Err(e),
+            failure: None,
+            hold: None,
+            context: false,
+            sends: 0,
+            broken_status: None,
+        },
+    };
+    let Some(ticket) = ticket else { return tried };
+    let now = Instant::now();
+    let mut tried = tried;
+    match tried.failure {
+        Some(f) => ticket.failure(f, tried.hold, now),
+        None => {
+            let load = ticket.success(now);
+            if let Ok(sent) = &mut tried.result {
+                sent.lease.hold(load);
+            }
+        }
+    }
+    tried
+}
+
+/// A request whose body streams through from the client (it cannot be
+/// sent twice): one attempt, on the endpoint the primary group chooses.
+pub(super) async fn send_once(ups: Arc<Upstreams>, head: Head, body: RequestBody) -> Answer {
+    let mut attempts = Attempts::default();
+    let Some(((gid, index), force)) = pick(&ups, GroupId::Chain(0), &[], &[], Instant::now())
+    else {
+        let e = Error::with_cause(Kind::Connect, "no upstream endpoint to try");
+        return answer(Err(e), attempts, None, None);
+    };
+    let Some(group) = ups.group(gid) else {
+        let e = Error::with_cause(Kind::Connect, "no upstream endpoint to try");
+        return answer(Err(e), attempts, None, None);
+    };
+    let endpoint = &group.endpoints[index];
+    let tried = attempt(endpoint, group, head.request(endpoint, body), force).await;
+    attempts.count = tried.sends;
+    match tried.failure {
+        Some(f) => {
+            attempts.failed.push((endpoint.name.clone(), f.as_str()));
+            last(tried, attempts, group)
+        }
+        None => served(tried.result, attempts, endpoint, group),
+    }
+}
+
+/// Sends `req` and reads as far as the verdict needs.
+async fn exchange(endpoint: &Endpoint, req: Request<RequestBody>, t: &Timeouts) -> Tried {
+    let sent = match t.first_byte {
+        Some(limit) => tokio::time::timeout(limit, endpoint.origin.send(req))
+            .await
+            .unwrap_or_else(|_| Err(Error::new(Kind::FirstByteTimeout))),
+        None => endpoint.origin.send(req).await,
+    };
+    let sent = match sent {
+        Ok(sent) => sent,
+        Err(e) => {
+            let sends = e.attempts().max(1);
+            let failure = match e.kind() {
+                Kind::FirstByteTimeout => Some(Failure::FirstByte),
+                kind => kind.class().map(Failure::Upstream),
+            };
+            return Tried {
+                result: Err(e),
+                failure,
+                hold: None,
+                context: false,
+                sends,
+                broken_status: None,
+            };
+        }
+    };
+    let sends = sent.attempts;
+    let status = sent.response.status();
+    let mut tried = Tried {
+        result: Ok(sent),
+        failure: None,
+        hold: None,
+        context: false,
+        sends,
+        broken_status: None,
+    };
+    let Ok(sent) = &mut tried.result else {
+        return tried;
+    };
+    if should_retry_header(sent.response.headers()) == Some(false) {
+        return tried; // the upstream says no
+    }
+    match status.as_u16() {
+        429 => {
+            tried.failure = Some(Failure::RateLimited);
+            tried.hold = retry_after(sent.response.headers());
+        }
+        500 | 502 | 503 | 504 | 529 => tried.failure = Some(Failure::Status),
+        400 => {
+            let text = read_ahead_all(sent, t.read).await;
+            tried.context = context_exceeded(&text);
+        }
+        _ if status.is_success() => {
+            let read = if crate::dialect::is_event_stream(sent.response.headers()) {
+                first_event(sent, t).await
+            } else {
+                first_frame(sent, t.read).await
+            };
+            if let Err((failure, e)) = read {
+                tried.failure = Some(failure);
+                tried.result = Err(e);
+                tried.broken_status = Some(status.as_u16());
+            }
+        }
+        _ => {}
+    }
+    tried
+}
+
+/// `x-should-retry: true|false`, which the official SDKs obey.
+fn should_retry_header(h: &HeaderMap) -> Option<bool> {
+    match h.get("x-should-retry").map(HeaderValue::as_bytes) {
+        Some(b"true") => Some(true),
+        Some(b"false") => Some(false),
+        _ => None,
+    }
+}
+
+/// Reads a `2xx` event stream up to its first event (an event with data;
+/// comments and Anthropic's `ping` do not count) and puts what it read back
+/// in front of the body.
+async fn first_event(sent: &mut Sent, t: &Timeouts) -> Result<(), (Failure, Error)> {
+    let deadline = t.first_event.map(|d| Instant::now() + d);
+    let mut scanner = Scanner::new(READ_AHEAD_CAP);
+    let mut frames = VecDeque::new();
+    let mut read = 0usize;
+    let body = sent.response.body_mut();
+    let outcome = loop {
+        let stall = t.read.map(|d| (Instant::now() + d, Failure::Stall));
+        let first = deadline.map(|d| (d, Failure::FirstEvent));
+        let limit = match (stall, first) {
+            (Some(a), Some(b)) => Some(if b.0 <= a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        let next = match limit {
+            Some((at, why)) => match tokio::time::timeout_at(at, body.frame()).await {
+                Ok(next) => next,
+                Err(_) => break Err(timeout_failure(why, t)),
+            },
+            None => body.frame().await,
+        };
+        let frame = match next {
+            None => break Err(ended_early()),
+            Some(Err(e)) => {
+                let class = e.upstream_class().unwrap_or(UpstreamClass::Reset);
+                break Err((Failure::Upstream(class), e));
+            }
+            Some(Ok(frame)) => frame,
+        };
+        let mut found = false;
+        if let Some(data) = frame.data_ref() {
+            read += data.len();
+            let mut on_event = |ev: &crate::sse::Event| {
+                let p = ev.parse();
+                found |= p.data.is_some() && p.event.as_deref() != Some("ping");
+            };
+            // An overflow (an event past the cap) counts as an event.
+            found |= scanner.feed(data.clone(), &mut on_event).is_err();
+        }
+        frames.push_back(frame);
+        if found || read > READ_AHEAD_CAP {
+            break Ok(());
+        }
+    };
+    body.prime(frames);
+    outcome
+}
+
+fn timeout_failure(why: Failure, t: &Timeouts) -> (Failure, Error) {
+    let e = match why {
+        Failure::FirstEvent => Error::with_cause(
+            Kind::FirstEventTimeout,
+            format!(
+                "no event within {:?} (first_event_timeout)",
+                t.first_event.unwrap_or_default()
+            ),
+        ),
+        _ => Error::with_cause(
+            Kind::UpstreamReadTimeout,
+            format!(
+                "upstream sent nothing for {:?} (read_timeout)",
+                t.read.unwrap_or_default()
+            ),
+        ),
+    };
+    (why, e)
+}
+
+fn ended_early() -> (Failure, Error) {
+    let e = Error::with_cause(
+        Kind::UpstreamReset,
+        "upstream ended the event stream before its first event",
+    );
+    (Failure::Upstream(UpstreamClass::Truncated), e)
+}
+
+/// Reads the first frame of a `2xx` body that is not an event stream, so a
+/// body that fails at once is a failed attempt, not a cut answer.
+async fn first_frame(sent: &mut Sent, read: Option<Duration>) -> Result<(), (Failure, Error)> {
+    let body = sent.response.body_mut();
+    let next = match read {
+        Some(limit) => match tokio::time::timeout(limit, body.frame()).await {
+            Ok(next) => next,
+            Err(_) => {
+                let e = Error::with_cause(
+                    Kind::UpstreamReadTimeout,
+                    format!("upstream sent no body within {limit:?} (read_timeout)"),
+                );
+                return Err((Failure::Stall, e));
+            }
+        },
+        None => body.frame().await,
+    };
+    let front: VecDeque<Frame<Bytes>> = match next {
+        None => VecDeque::new(),
+        Some(Err(e)) => {
+            let class = e.upstream_class().unwrap_or(UpstreamClass::Reset);
+            return Err((Failure::Upstream(class), e));
+        }
+        Some(Ok(frame)) => VecDeque::from([frame]),
+    };
+    body.prime(front);
+    Ok(())
+}
+
+/// Reads an error body (up to [`READ_AHEAD_CAP`]) to look into it, and
+/// puts it back in front of whatever is left. A body that fails or stalls
+/// is cut where it failed; the answer still passes through.
+async fn read_ahead_all(sent: &mut Sent, read: Option<Duration>) -> Bytes {
+    let body = sent.response.body_mut();
+    let mut frames = VecDeque::new();
+    let mut text = BytesMut::new();
+    let mut failed = None;
+    while text.len() < READ_AHEAD_CAP {
+        let next = match read {
+            Some(limit) => match tokio::time::timeout(limit, body.frame()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => body.frame().await,
+        };
+        match next {
+            None => break,
+            Some(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+            Some(Ok(frame)) => {
+                if let Some(d) = frame.data_ref() {
+                    text.extend_from_slice(d);
+                }
+                frames.push_back(frame);
+            }
+        }
+    }
+    if let Some(e) = failed {
+        tracing::debug!("upstream error body failed: {e}");
+    }
+    body.prime(frames);
+    text.freeze()
+}
+
+/// Whether an error body says the prompt exceeded the model's context
+/// window: OpenAI's `context_length_exceeded` code (and its message), and
+/// Anthropic's "prompt is too long".
+fn context_exceeded(body: &[u8]) -> bool {
+    const SIGNS: [&[u8]; 4] = [
+        b"context_length_exceeded",
+        b"maximum context length",
+        b"prompt is too long",
+        b"context window",
+    ];
+    let lower = body.to_ascii_lowercase();
+    SIGNS
+        .iter()
+        .any(|s| memchr::memmem::find(&lower, s).is_some())
+}
+
+/// `retry-after-ms` (OpenAI) or `Retry-After` in seconds.
+pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(Duration::from_secs_f64(ms / 1000.0));
+        }
+    }
+    let secs = text("retry-after")?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+/// `backoff * 2^round`, capped at 8x, scaled by a jitter in [0.5, 1.0].
+fn jittered(backoff: Duration, round: u32) -> Duration {
+    let base = backoff.saturating_mul(1 << round.min(3));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    // A cheap mix of the clock's low bits; this spreads retries, it is not
+    // randomness anyone relies on.
+    let mixed = nanos.wrapping_mul(0x9E37_79B9) >> 16;
+    let factor = 0.5 + f64::from(mixed % 1024) / 2048.0;
+    base.mul_f64(factor)
+}
+
+/// Used where a non-failing status must be recognised by tests.
+#[cfg(test)]
+fn is_failover_status(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504 | 529)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", "3".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert("retry-after-ms", "1500".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters() {
+        let b = Duration::from_millis(100);
+        for round in 0..6 {
+            let w = jittered(b, round);
+            let full = b * (1 << round.min(3));
+            assert!(
+                w >= full / 2 && w <= full,
+                "round {round}: {w:?} vs {full:?}"
+            );
+        }
+        assert!(is_failover_status(StatusCode::TOO_MANY_REQUESTS));
+        assert!(is_failover_status(StatusCode::from_u16(529).unwrap()));
+        assert!(!is_failover_status(StatusCode::BAD_REQUEST));
+    }
+
+    #[test]
+    fn context_length_errors_are_recognised() {
+        let openai = br#"{"error":{"message":"This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+        let anthropic = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#;
+        let policy = br#"{"error":{"message":"Your request was rejected as a result of our safety system.","type":"invalid_request_error","code":"content_policy_violation"}}"#;
+        assert!(context_exceeded(openai));
+        assert!(context_exceeded(anthropic));
+        assert!(!context_exceeded(policy));
+    }
+}
