@@ -8,8 +8,9 @@
 //! `"stream"` or `"model"` in it, and only its top-level keys are read
 //! (`usage::request_info`). With a route's `include_usage`, a streaming
 //! OpenAI chat body gets `stream_options.include_usage = true` spliced in
-//! (`usage::inject_include_usage`, no re-serialisation). Every other body
-//! streams through untouched.
+//! (`usage::inject_include_usage`, no re-serialisation). A request without
+//! a body can be sent again as it is; every other body streams through
+//! untouched, and cannot be (see `failover::send_once`).
 
 use std::time::Duration;
 
@@ -83,6 +84,16 @@ pub(super) async fn prepare(
     add_usage: bool,
 ) -> Result<Outbound, Error> {
     let accepts_sse = accepts_event_stream(&head.headers);
+    if hyper::body::Body::is_end_stream(&body) {
+        // Nothing to read (a GET): it can go again as it is.
+        return Ok(Outbound {
+            head,
+            body: OutBody::Buffered(Bytes::new()),
+            streaming: accepts_sse,
+            model: None,
+            strip_usage_chunk: false,
+        });
+    }
     if head.method != Method::POST || !is_json(&head.headers) {
         let body = OutBody::Streaming {
             body,

@@ -488,3 +488,42 @@ fn tracker_moves_between_threads() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<StreamUsage>();
 }
+
+#[test]
+fn rewrite_model_replaces_every_top_level_model_and_nothing_else() {
+    let cases = [
+        (
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"model"}],"stream":true}"#,
+            r#"{"model":"other","messages":[{"role":"user","content":"model"}],"stream":true}"#,
+        ),
+        (
+            r#" { "stream" : true , "model" : "a\"b" } "#,
+            r#" { "stream" : true , "model" : "other" } "#,
+        ),
+        // Nested `model` keys are not the request's model.
+        (
+            r#"{"metadata":{"model":"x"},"messages":[]}"#,
+            r#"{"model":"other","metadata":{"model":"x"},"messages":[]}"#,
+        ),
+        (r#"{}"#, r#"{"model":"other"}"#),
+        // Duplicates: every one, whichever a parser believes.
+        (
+            r#"{"model":"a","x":1,"model":"b"}"#,
+            r#"{"model":"other","x":1,"model":"other"}"#,
+        ),
+    ];
+    for (body, want) in cases {
+        let got = rewrite_model(body.as_bytes(), "other").unwrap();
+        assert_eq!(std::str::from_utf8(&got).unwrap(), want);
+        let v: Value = serde_json::from_str(want).unwrap();
+        assert_eq!(v["model"], "other");
+    }
+    // Already right, or not an object: unchanged.
+    assert_eq!(rewrite_model(br#"{"model":"other"}"#, "other"), None);
+    assert_eq!(rewrite_model(b"[1,2]", "other"), None);
+    assert_eq!(rewrite_model(b"{\"model\":", "other"), None);
+    // The new name is escaped.
+    let got = rewrite_model(br#"{"model":"a"}"#, "q\"uote").unwrap();
+    let v: Value = serde_json::from_slice(&got).unwrap();
+    assert_eq!(v["model"], "q\"uote");
+}
