@@ -599,8 +599,6 @@ async fn an_http1_connection_goes_back_only_from_a_body_read_to_its_end() {
         let addr = slow_five_bytes(closed.clone()).await;
         let cfg = UpstreamConfig {
             connect_timeout: Duration::from_secs(5),
-            first_byte_timeout: None,
-            read_timeout: None,
             idle_timeout: Duration::from_secs(60),
             max_idle_per_origin: 8,
             h2_max_streams_per_connection: 100,
