@@ -34,9 +34,12 @@ use super::{
     EndpointConfig, GroupConfig, Timeouts, UpstreamKey, UpstreamProtocol, UpstreamUrl, Upstreams,
 };
 
+/// The [`Timeouts`] field a timeout key sets.
+pub(super) type TimeoutField = fn(&mut Timeouts) -> &mut Option<Duration>;
+
 /// The timeout keys a group may set (a route sets them too, inheriting
 /// the top level's `upstream.*`), and the field each one sets.
-pub(super) const TIMEOUT_KEYS: [(&str, fn(&mut Timeouts) -> &mut Option<Duration>); 3] = [
+pub(super) const TIMEOUT_KEYS: [(&str, TimeoutField); 3] = [
     ("first_byte_timeout", |t| &mut t.first_byte),
     ("first_event_timeout", |t| &mut t.first_event),
     ("read_timeout", |t| &mut t.read),
@@ -166,6 +169,17 @@ pub(super) fn load_groups(
             route.file
         )));
     }
+    assemble(route, chain, context)
+}
+
+/// Names the groups (by position unless they name themselves), checks
+/// that names are unique, and builds the route's upstreams.
+fn assemble(
+    route: &FileTable<'_>,
+    chain: Vec<Loaded>,
+    context: Option<Loaded>,
+) -> Result<(Upstreams, Vec<Vec<&'static str>>), ConfigError> {
+    let has_context = context.is_some();
     let named = |i: Option<usize>, g: Loaded| {
         let name = g.name.clone().unwrap_or_else(|| group_name(i));
         (name, g)
@@ -181,20 +195,19 @@ pub(super) fn load_groups(
     let mut groups = Vec::with_capacity(all.len());
     for (name, g) in all {
         overrides.push(g.overrides);
-        let group = GroupConfig {
+        groups.push(GroupConfig {
             name,
             endpoints: g.endpoints.into_iter().map(|(_, e)| e).collect(),
             timeouts: g.timeouts,
-        };
-        groups.push((g.context, group));
+        });
     }
     // The context group, when there is one, came last.
-    let context = match groups.last() {
-        Some((true, _)) => groups.pop().map(|(_, g)| g),
-        _ => None,
+    let context = if has_context { groups.pop() } else { None };
+    let upstreams = Upstreams {
+        chain: groups,
+        context,
     };
-    let chain = groups.into_iter().map(|(_, g)| g).collect();
-    Ok((Upstreams { chain, context }, overrides))
+    Ok((upstreams, overrides))
 }
 
 /// Group names, and endpoint names across the route, are unique.
