@@ -123,8 +123,6 @@ async fn upstream() -> std::net::SocketAddr {
 fn pool_origin(addr: std::net::SocketAddr) -> (Pool, Arc<Origin>) {
     let cfg = UpstreamConfig {
         connect_timeout: Duration::from_secs(5),
-        first_byte_timeout: None,
-        read_timeout: None,
         idle_timeout: Duration::from_secs(60),
         max_idle_per_origin: 8,
         h2_max_streams_per_connection: 100,

@@ -7,8 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::{CliError, Invocation, from_args};
-use crate::config::{Config, DialectSetting, RootStore, StreamConfig, UpstreamProtocol};
+use crate::config::{
+    Config, DialectSetting, EndpointConfig, RootStore, RouteConfig, StreamConfig, Timeouts,
+    UpstreamProtocol,
+};
 
+mod groups;
 mod shape;
 
 const UP: &str = "--upstream=http://127.0.0.1:8000";
@@ -46,6 +50,20 @@ fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Invocation, CliError> {
     from_args(argv, &move |k| env.get(k).cloned())
 }
 
+/// The only endpoint of a route of the `upstream = "URL"` form.
+fn endpoint(r: &RouteConfig) -> &EndpointConfig {
+    let [group] = &r.upstreams.chain[..] else {
+        panic!("{:?}", r.upstreams)
+    };
+    let [e] = &group.endpoints[..] else {
+        panic!("{group:?}")
+    };
+    assert!(r.upstreams.context.is_none());
+    assert_eq!(group.name, "primary");
+    assert_eq!(group.timeouts, r.stream.timeouts);
+    e
+}
+
 fn run(args: &[&str], env: &[(&str, &str)]) -> Config {
     match load(args, env) {
         Ok(Invocation::Run(config)) => config,
@@ -77,7 +95,6 @@ fn defaults() {
     assert!(c.server.server_names.is_empty());
     assert!(c.tls.is_none());
     assert_eq!(c.upstream.connect_timeout, Duration::from_secs(5));
-    assert_eq!(c.upstream.first_byte_timeout, None);
     assert_eq!(c.upstream.h2_max_streams_per_connection, 100);
     assert_eq!(c.upstream.roots, RootStore::Both);
     assert!(c.log.access_log);
@@ -85,12 +102,25 @@ fn defaults() {
     let r = &c.routes[..];
     assert_eq!(r.len(), 1);
     assert_eq!((r[0].name.as_str(), r[0].prefix.as_str()), ("default", "/"));
+    let e = endpoint(&r[0]);
+    assert_eq!((e.url.host.as_str(), e.url.port), ("127.0.0.1", 8000));
     assert_eq!(
-        (r[0].upstream.host.as_str(), r[0].upstream.port),
-        ("127.0.0.1", 8000)
+        (e.name.as_str(), e.weight, e.model.as_ref()),
+        ("127.0.0.1:8000", 1, None)
     );
+    assert!(e.key.is_none());
     assert_eq!(r[0].stream.heartbeat, Duration::from_secs(15));
     assert_eq!(r[0].stream, StreamConfig::default());
+    let five_minutes = Some(Duration::from_secs(300));
+    assert_eq!(
+        r[0].stream.timeouts,
+        Timeouts {
+            first_byte: five_minutes,
+            first_event: five_minutes,
+            read: five_minutes,
+        }
+    );
+    assert!(r[0].stream.retry_on_reset);
     assert_eq!(r[0].dialect, DialectSetting::Auto);
 }
 
@@ -291,12 +321,13 @@ fn routes_from_file_inherit_heartbeat_and_dialect() {
     assert!(a.strip_prefix);
     assert_eq!(a.dialect, DialectSetting::Anthropic);
     assert_eq!(a.stream.heartbeat, Duration::from_secs(5));
-    assert_eq!(a.protocol, UpstreamProtocol::Auto);
+    assert_eq!(endpoint(a).protocol, UpstreamProtocol::Auto);
+    assert_eq!(endpoint(a).name, "api.anthropic.com");
     assert_eq!((o.name.as_str(), o.prefix.as_str()), ("oai", "/"));
-    assert_eq!(o.upstream.base_path, "/v1");
+    assert_eq!(endpoint(o).url.base_path, "/v1");
     assert_eq!(o.dialect, DialectSetting::OpenAi);
     assert_eq!(o.stream.heartbeat, Duration::from_secs(60));
-    assert_eq!(o.protocol, UpstreamProtocol::Http2);
+    assert_eq!(endpoint(o).protocol, UpstreamProtocol::Http2);
     // a flag for the top-level default reaches inheriting routes only
     let c = run(&["--config", file.path(), "--heartbeat", "2s"], &[]);
     assert_eq!(c.routes[0].stream.heartbeat, Duration::from_secs(2));
@@ -317,6 +348,12 @@ retry_backoff = "1s"
 include_usage = true
 resume_window = "30s"
 resume_max_bytes = "64KiB"
+retry_on_reset = false
+
+[upstream]
+first_byte_timeout = "1m"
+first_event_timeout = 0
+read_timeout = "10s"
 
 [[route]]
 prefix = "/inherit"
@@ -335,6 +372,10 @@ retry_budget = "1m30s"
 retry_backoff = "100ms"
 include_usage = false
 resume = { window = "2m", max_bytes = "8MiB" }
+retry_on_reset = true
+first_byte_timeout = "2s"
+first_event_timeout = "3s"
+read_timeout = 0
 "#;
 
 fn top_streams() -> StreamConfig {
@@ -350,6 +391,12 @@ fn top_streams() -> StreamConfig {
         include_usage: true,
         resume_window: Some(Duration::from_secs(30)),
         resume_max_bytes: 64 << 10,
+        timeouts: Timeouts {
+            first_byte: Some(Duration::from_secs(60)),
+            first_event: None,
+            read: Some(Duration::from_secs(10)),
+        },
+        retry_on_reset: false,
     }
 }
 
@@ -373,6 +420,12 @@ fn routes_inherit_and_override_stream_keys() {
         include_usage: false,
         resume_window: Some(Duration::from_secs(120)),
         resume_max_bytes: 8 << 20,
+        timeouts: Timeouts {
+            first_byte: Some(Duration::from_secs(2)),
+            first_event: Some(Duration::from_secs(3)),
+            read: None,
+        },
+        retry_on_reset: true,
     };
     assert_eq!(b.stream, own);
     // the --upstream route inherits every top-level value
@@ -535,6 +588,10 @@ fn check_config_renders_route_stream_keys_and_round_trips() {
         "retry_attempts",
         "retry_budget",
         "retry_backoff",
+        "retry_on_reset",
+        "upstream.first_byte_timeout",
+        "upstream.first_event_timeout",
+        "upstream.read_timeout",
     ] {
         let note = format!("  # inherited from top-level {key}\n");
         assert_eq!(rendered.matches(&note).count(), 1, "{key}:\n{rendered}");
@@ -549,6 +606,12 @@ fn check_config_renders_route_stream_keys_and_round_trips() {
     has("\nmax_event_size = \"2KiB\"\n");
     has("\nretry_budget = \"1m30s\"\n");
     has("\ndialect = \"auto\"  # inherited from top-level dialect\n");
+    has("retry_on_reset = false  # inherited from top-level retry_on_reset\n");
+    has("first_byte_timeout = \"1m\"  # inherited from top-level upstream.first_byte_timeout\n");
+    has("first_event_timeout = \"0\"  # inherited from top-level upstream.first_event_timeout\n");
+    has("read_timeout = \"10s\"  # inherited from top-level upstream.read_timeout\n");
+    has("\nretry_on_reset = true\n");
+    has("\nfirst_byte_timeout = \"2s\"\nfirst_event_timeout = \"3s\"\nread_timeout = \"0\"\n");
     // an unset frame renders as a comment, and still round-trips
     let plain = TempFile::new("check-plain.toml", ROUTES);
     let rendered = check(&["check-config", plain.path(), UP], &[], |_| {});
@@ -580,14 +643,22 @@ fn has_line(text: &str, line: &str) {
 }
 
 /// Runs check-config, checks the config with `inspect`, checks that the
-/// rendering loads to the same config, and returns the rendering.
+/// rendering loads to the same config, and returns the rendering. The
+/// reload sees none of the `SSE_EDGE_*` settings of `env`, only the rest
+/// (the upstream keys' variables).
 fn check(args: &[&str], env: &[(&str, &str)], inspect: impl Fn(&Config)) -> String {
     let Ok(Invocation::CheckConfig { config, rendered }) = load(args, env) else {
         panic!("expected CheckConfig");
     };
     inspect(&config);
     let again = TempFile::new("again-streams.toml", &rendered);
-    let Ok(Invocation::CheckConfig { config: c2, .. }) = load(&["check-config", again.path()], &[])
+    let keys: Vec<_> = env
+        .iter()
+        .copied()
+        .filter(|(k, _)| !k.starts_with("SSE_EDGE_"))
+        .collect();
+    let Ok(Invocation::CheckConfig { config: c2, .. }) =
+        load(&["check-config", again.path()], &keys)
     else {
         panic!("rendering did not load:\n{rendered}");
     };
@@ -611,7 +682,9 @@ fn upstream_flag_replaces_file_routes() {
         panic!("{:?}", c.routes)
     };
     assert_eq!((r.name.as_str(), r.prefix.as_str()), ("default", "/"));
-    assert_eq!((r.upstream.host.as_str(), r.upstream.port), ("::1", 8443));
+    let e = endpoint(r);
+    assert_eq!((e.url.host.as_str(), e.url.port), ("::1", 8443));
+    assert_eq!(e.name, "[::1]:8443");
     assert_eq!(r.dialect, DialectSetting::OpenAi);
     assert_eq!(r.stream.heartbeat, Duration::from_secs(5));
 }
@@ -721,6 +794,9 @@ fn cli_outcomes() {
         "--keepalive-frame <FRAME>",
         "SSE_EDGE_RETRY_BUDGET",
         "--max-event-size <SIZE>",
+        "--upstream-first-event-timeout <DURATION>",
+        "SSE_EDGE_RETRY_ON_RESET",
+        "routes and groups may override it",
     ] {
         assert!(help.contains(needle), "{needle} missing from help");
     }

@@ -15,9 +15,10 @@
 //!
 //! Routes are the exception: `--upstream URL` (or `SSE_EDGE_UPSTREAM`)
 //! defines one catch-all route that replaces every `[[route]]` of the file.
-//! Routes inherit the top-level `dialect` and stream settings (`heartbeat`,
-//! `keepalive_frame`, `retry_*`, ...) unless they set their own; see
-//! [`super::routes`]. [`super::render`] prints the check-config rendering.
+//! Routes inherit the top-level `dialect`, stream settings (`heartbeat`,
+//! `keepalive_frame`, `retry_*`, ...) and `upstream.*` timeouts unless they
+//! set their own, and a route's endpoint groups inherit its timeouts; see
+//! [`super::routes`] and [`super::groups`]. [`super::render`] prints the check-config rendering.
 //!
 //! Every error is one line naming the key, where the value came from, the
 //! value and what is allowed.

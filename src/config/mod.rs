@@ -9,18 +9,21 @@
 //!
 //! Files: `settings` declares every key; `load` layers them; `file` reads
 //! the TOML; `value` parses single values; `build` makes the typed
-//! [`Config`]; `routes` and `route_auth` the routes; `render` the
-//! check-config output; `nofile` the open-file limit. The command line
+//! [`Config`]; `routes`, `groups` and `route_auth` the routes (`table`
+//! reads their tables, naming keys by path); `render` the check-config
+//! output; `nofile` the open-file limit. The command line
 //! that drives all this sits above config, in `crate::cli`.
 
 mod build;
 mod file;
+mod groups;
 mod load;
 pub(crate) mod nofile;
 mod render;
 mod route_auth;
 mod routes;
 mod settings;
+mod table;
 #[cfg(test)]
 mod tests;
 mod value;
@@ -187,7 +190,8 @@ pub struct RouteConfig {
 #[derive(Debug, Clone)]
 pub struct Upstreams {
     /// The primary group, then the fallback groups in the order tried.
-    /// Never empty, and no group is empty.
+    /// Never empty, and no group is empty. Group names are unique within
+    /// the route (context group included), and so are endpoint names.
     pub chain: Vec<GroupConfig>,
     /// Where a request the upstream refused for exceeding its context
     /// window goes (`context_fallback = true` on a group).
@@ -217,11 +221,12 @@ pub struct GroupConfig {
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
     /// Name in logs and metrics, unique within the route (defaults to the
-    /// URL's host, with `:port` when the URL gives one, and `/model` when
-    /// `model` is set).
+    /// URL's host, IPv6 in brackets, with `:port` when the port is not the
+    /// scheme's default, and `/model` when `model` is set).
     pub name: String,
     pub url: UpstreamUrl,
-    /// HTTP version spoken to the endpoint.
+    /// HTTP version spoken to the endpoint (`protocol`; defaults to the
+    /// route's `protocol`).
     pub protocol: UpstreamProtocol,
     /// Share of the group's requests relative to the other endpoints
     /// (1..=1000, default 1).

@@ -3,10 +3,17 @@
 //! it came from, and each route's inheritable keys with whether they are the
 //! top-level values.
 //!
+//! A route whose upstreams `upstream = "URL"` can say (one group of one
+//! endpoint, all at their defaults) is shown that way; any other shows its
+//! `[[route.group]]` tables, each with its name, `context_fallback` when
+//! set, its three timeouts (noted when they are the route's) and every key
+//! of every endpoint; an upstream key shows only its variable.
+//!
 //! Durations and sizes are shown one way wherever they appear (top level or
 //! route, whatever form they were given in): as [`format_duration`] and
 //! [`format_size`] write them (`1m30s`, `8MiB`).
 
+use super::groups::{TIMEOUT_KEYS, endpoint_name, group_name};
 use super::load::{ConfigError, Entry, Values, setting};
 use super::routes::LoadedRoute;
 use super::settings::SETTINGS;
@@ -14,7 +21,7 @@ use super::value::{
     Kind, Raw, format_duration, format_size, format_upstream_url, parse_duration, parse_size,
     protocol_name, toml_string,
 };
-use super::{RouteAuth, UpstreamKey};
+use super::{EndpointConfig, GroupConfig, RouteAuth, RouteConfig, UpstreamKey};
 
 /// The effective configuration as TOML, each setting commented with its
 /// source; `key_counts` (parallel to `routes`) notes the keys in each keys
@@ -69,38 +76,122 @@ fn canonical(kind: Kind, raw: &Raw) -> Raw {
 
 fn render_route(r: &LoadedRoute, key_count: Option<usize>) -> Result<String, ConfigError> {
     let c = &r.route;
+    let single = single_endpoint(c);
     let mut out = format!(
-        "\n[[route]]  # from {}\nname = {}\nprefix = {}\nupstream = {}\nstrip_prefix = {}\n\
-         protocol = {}\n",
+        "\n[[route]]  # from {}\nname = {}\nprefix = {}\n",
         r.source.comment(),
         toml_string(&c.name),
         toml_string(&c.prefix),
-        toml_string(&format_upstream_url(&c.upstreams.chain[0].endpoints[0].url)),
-        c.strip_prefix,
-        toml_string(protocol_name(c.upstreams.chain[0].endpoints[0].protocol)),
     );
+    if let Some(e) = single {
+        let url = toml_string(&format_upstream_url(&e.url));
+        out.push_str(&format!("upstream = {url}\n"));
+    }
+    out.push_str(&format!("strip_prefix = {}\n", c.strip_prefix));
+    if let Some(e) = single {
+        out.push_str(&format!(
+            "protocol = {}\n",
+            toml_string(protocol_name(e.protocol))
+        ));
+    }
     for v in r.inherited() {
         let key = v.key;
-        let kind = setting(key)?.1.kind;
+        let kind = setting(v.top)?.1.kind;
         let line = match v.text {
             Some(text) => format!("{key} = {}", Raw::One(text).to_toml(kind)),
             None => format!("# {key} is not set"),
         };
         let note = if v.inherited {
-            format!("  # inherited from top-level {key}")
+            format!("  # inherited from top-level {}", v.top)
         } else {
             String::new()
         };
         out.push_str(&format!("{line}{note}\n"));
     }
-    let key = c.upstreams.chain[0].endpoints[0].key.as_ref();
+    let key = single.map(|e| e.key.as_ref());
     out.push_str(&render_auth(&c.auth, key, key_count));
+    if single.is_none() {
+        for (i, g) in c.upstreams.groups().enumerate() {
+            let overrides = r.group_overrides.get(i).map_or(&[][..], Vec::as_slice);
+            let context = i >= c.upstreams.chain.len();
+            out.push_str(&render_group(g, context, overrides));
+        }
+    }
     Ok(out)
 }
 
+/// The endpoint of a route that `upstream = "URL"` says all about: one
+/// group of one endpoint, every group and endpoint key at its default.
+fn single_endpoint(c: &RouteConfig) -> Option<&EndpointConfig> {
+    let [group] = &c.upstreams.chain[..] else {
+        return None;
+    };
+    let [e] = &group.endpoints[..] else {
+        return None;
+    };
+    let plain = c.upstreams.context.is_none()
+        && group.name == group_name(Some(0))
+        && group.timeouts == c.stream.timeouts
+        && e.weight == 1
+        && e.model.is_none()
+        && e.name == endpoint_name(&e.url, None);
+    plain.then_some(e)
+}
+
+/// A `[[route.group]]` table: its timeouts, each noted when it is the
+/// route's, and its endpoints (an upstream key only by its variable).
+fn render_group(g: &GroupConfig, context: bool, overrides: &[&str]) -> String {
+    let mut out = format!("\n[[route.group]]\nname = {}\n", toml_string(&g.name));
+    if context {
+        out.push_str("context_fallback = true\n");
+    }
+    for (key, field) in TIMEOUT_KEYS {
+        let mut timeouts = g.timeouts;
+        let value = format_duration(field(&mut timeouts).unwrap_or_default());
+        let note = if overrides.contains(&key) {
+            ""
+        } else {
+            "  # inherited from the route"
+        };
+        out.push_str(&format!("{key} = {}{note}\n", toml_string(&value)));
+    }
+    out.push_str("endpoints = [\n");
+    for e in &g.endpoints {
+        out.push_str(&format!("  {},\n", render_endpoint(e)));
+    }
+    out.push_str("]\n");
+    out
+}
+
+/// An endpoint as an inline table, every key shown.
+fn render_endpoint(e: &EndpointConfig) -> String {
+    let mut fields = vec![
+        format!("name = {}", toml_string(&e.name)),
+        format!("url = {}", toml_string(&format_upstream_url(&e.url))),
+        format!("weight = {}", e.weight),
+    ];
+    if let Some(model) = &e.model {
+        fields.push(format!("model = {}", toml_string(model)));
+    }
+    fields.push(format!(
+        "protocol = {}",
+        toml_string(protocol_name(e.protocol))
+    ));
+    if let Some(key) = &e.key {
+        fields.push(format!("key_env = {}", toml_string(&key.env)));
+        fields.push(format!("key_header = {}", toml_string(key.header.name())));
+    }
+    format!("{{ {} }}", fields.join(", "))
+}
+
 /// The route-only edge-auth keys; the upstream key shows only its
-/// environment variable.
-fn render_auth(a: &RouteAuth, key: Option<&UpstreamKey>, key_count: Option<usize>) -> String {
+/// environment variable, and not at all on a route with groups (`key`
+/// `None`: its endpoints show their own).
+fn render_auth(
+    a: &RouteAuth,
+    key: Option<Option<&UpstreamKey>>,
+    key_count: Option<usize>,
+) -> String {
     let keys_file = a.keys.as_ref().map(|k| {
         let path = toml_string(&k.path.to_string_lossy());
         match key_count {
@@ -108,8 +199,8 @@ fn render_auth(a: &RouteAuth, key: Option<&UpstreamKey>, key_count: Option<usize
             None => path,
         }
     });
-    let env = key.map(|k| toml_string(&k.env));
-    let header = key.map(|k| toml_string(k.header.name()));
+    let env = key.flatten().map(|k| toml_string(&k.env));
+    let header = key.flatten().map(|k| toml_string(k.header.name()));
     let rate = a.rate_limit.map(|r| {
         let text = format!("{}/{}", r.count, r.period.suffix());
         (toml_string(&text), r.burst.to_string())
@@ -123,10 +214,13 @@ fn render_auth(a: &RouteAuth, key: Option<&UpstreamKey>, key_count: Option<usize
         ("rate_limit_burst", burst),
     ];
     let mut out = String::new();
-    for (key, value) in rows {
+    for (name, value) in rows {
+        if key.is_none() && name.starts_with("upstream_key") {
+            continue;
+        }
         match value {
-            Some(v) => out.push_str(&format!("{key} = {v}\n")),
-            None => out.push_str(&format!("# {key} is not set\n")),
+            Some(v) => out.push_str(&format!("{name} = {v}\n")),
+            None => out.push_str(&format!("# {name} is not set\n")),
         }
     }
     out

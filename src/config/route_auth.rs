@@ -1,6 +1,8 @@
 //! A route's edge-auth keys (route-only, see `crate::auth`):
 //! `auth_keys_file`, `upstream_key_env`, `upstream_key_header`,
-//! `rate_limit`, `rate_limit_burst`.
+//! `rate_limit`, `rate_limit_burst`; and the upstream key of one endpoint
+//! (`upstream_key_*` on the `upstream = "URL"` form, an endpoint's
+//! `key_env` / `key_header` in a group).
 //!
 //! Checked when the configuration loads: the keys file's path (a
 //! readable file; its contents are auth's format, read by auth when the
@@ -14,7 +16,7 @@ use std::time::Duration;
 use http::HeaderValue;
 
 use super::load::{ConfigError, Lookup};
-use super::routes::RouteTable;
+use super::table::FileTable;
 use super::value::{parse_number, parse_readable_file};
 use super::{
     KeysFile, RateLimit, RatePeriod, RouteAuth, SecretHeader, UpstreamKey, UpstreamKeyHeader,
@@ -23,7 +25,7 @@ use super::{
 /// The route's auth, and its `upstream_key_env` key (which belongs to the
 /// endpoint of the `upstream = "URL"` form).
 pub(super) fn route_auth(
-    t: &RouteTable<'_>,
+    t: &FileTable<'_>,
     env: Lookup<'_>,
     reload: Duration,
 ) -> Result<(RouteAuth, Option<UpstreamKey>), ConfigError> {
@@ -33,12 +35,7 @@ pub(super) fn route_auth(
             path,
             reload_interval: reload,
         });
-    let header = t.string("upstream_key_header", parse_key_header)?;
-    let upstream_key = match t.string("upstream_key_env", parse_env_name)? {
-        Some(name) => Some(upstream_key(t, env, name, header)?),
-        None if header.is_some() => return Err(t.needs("upstream_key_header", "upstream_key_env")),
-        None => None,
-    };
+    let upstream_key = upstream_key(t, env, "upstream_key_env", "upstream_key_header")?;
     let burst = t.integer("rate_limit_burst", 1, MAX_RATE)?;
     let rate_limit = match t.string("rate_limit", parse_rate_limit)? {
         Some((count, period)) => Some(RateLimit {
@@ -53,21 +50,30 @@ pub(super) fn route_auth(
     Ok((auth, upstream_key))
 }
 
-/// The relay's key, read from the environment now; the error names the
+/// The relay's key from the variable `env_key` names and the header
+/// `header_key` names (`authorization` by default), read from the
+/// environment now; `None` when `env_key` is not set. Errors name the
 /// variable, never its value.
-fn upstream_key(
-    t: &RouteTable<'_>,
+pub(super) fn upstream_key(
+    t: &FileTable<'_>,
     env: Lookup<'_>,
-    name: String,
-    header: Option<UpstreamKeyHeader>,
-) -> Result<UpstreamKey, ConfigError> {
-    let key = t.key("upstream_key_env");
+    env_key: &str,
+    header_key: &str,
+) -> Result<Option<UpstreamKey>, ConfigError> {
+    let header = t.string(header_key, parse_key_header)?;
+    let Some(name) = t.string(env_key, parse_env_name)? else {
+        return match header {
+            Some(_) => Err(t.needs(header_key, env_key)),
+            None => Ok(None),
+        };
+    };
+    let key = t.key(env_key);
     let refuse = |why: &str| ConfigError(format!("{key}: environment variable {name} {why}"));
     let secret = env(&name).unwrap_or_default();
     let secret = secret.trim();
     if secret.is_empty() {
         return Err(refuse(
-            "is not set or empty: the route's upstream key is read from it at start",
+            "is not set or empty: the upstream key is read from it at start",
         ));
     }
     let header = header.unwrap_or(UpstreamKeyHeader::Authorization);
@@ -78,11 +84,11 @@ fn upstream_key(
     let mut value = HeaderValue::from_str(&text)
         .map_err(|_| refuse("holds characters an HTTP header cannot carry"))?;
     value.set_sensitive(true);
-    Ok(UpstreamKey {
+    Ok(Some(UpstreamKey {
         env: name,
         header,
         value: SecretHeader(value),
-    })
+    }))
 }
 
 /// Largest `rate_limit` count and `rate_limit_burst`.

@@ -1,33 +1,39 @@
 //! Routes: the `--upstream` catch-all or the file's `[[route]]` tables.
 //!
-//! Every key in [`INHERITED`] is also a top-level setting, resolved like any
-//! other (flag, env, file, default). A route starts from the top-level
-//! values of those keys and applies the ones its `[[route]]` table sets; the
-//! `--upstream` route sets none. Each entry parses a value into
-//! [`Inherited`] and shows it back as text, so loading and rendering need no
-//! per-key code anywhere else.
+//! Every key in [`INHERITED`] falls back to a top-level setting, resolved
+//! like any other (flag, env, file, default): the one of the same name, or
+//! `upstream.<key>` for the three timeouts. A route starts from the
+//! top-level values of those keys and applies the ones its `[[route]]`
+//! table sets; the `--upstream` route sets none. Each entry parses a value
+//! into [`Inherited`] and shows it back as text, so loading and rendering
+//! need no per-key code anywhere else.
+//!
+//! A route's upstreams are either `upstream = "URL"` (with the route's
+//! `protocol`, `upstream_key_env` and `upstream_key_header`: a primary
+//! group of one endpoint) or `[[route.group]]` tables ([`super::groups`]),
+//! never both.
 
 use std::time::Duration;
 
 use super::file::FileDoc;
+use super::groups::{load_groups, one_endpoint};
 use super::load::{
-    ConfigError, Layers, Lookup, Parser, Source, Values, invalid, setting, single, type_error,
+    ConfigError, Layers, Lookup, Source, Values, invalid, setting, single, type_error,
 };
 use super::route_auth::route_auth;
+use super::table::FileTable;
 use super::value::{
-    Raw, dialect_name, format_duration, format_size, parse_bool, parse_dialect, parse_duration,
+    dialect_name, format_duration, format_size, parse_bool, parse_dialect, parse_duration,
     parse_heartbeat, parse_keepalive_frame, parse_number, parse_optional_duration,
     parse_positive_duration, parse_protocol, parse_route_name, parse_route_prefix, parse_size_in,
     parse_upstream_url,
 };
-use super::{
-    DialectSetting, EndpointConfig, GroupConfig, RouteAuth, RouteConfig, StreamConfig, UpstreamKey,
-    UpstreamProtocol, UpstreamUrl, Upstreams,
-};
+use super::{DialectSetting, RouteAuth, RouteConfig, StreamConfig, UpstreamProtocol};
 
 /// Keys only a route has.
 const OWN_KEYS: &[&str] = &[
     "upstream",
+    "group",
     "prefix",
     "name",
     "strip_prefix",
@@ -47,21 +53,49 @@ struct Inherited {
     stream: StreamConfig,
 }
 
-/// A route key that falls back to the top-level setting of the same name.
+/// A route key that falls back to a top-level setting.
 struct InheritedKey {
     key: &'static str,
+    /// The top-level setting: `key` itself, or `upstream.<key>`.
+    top: &'static str,
     /// Parses a value given as text and stores it.
     apply: fn(&mut Inherited, &str) -> Result<(), String>,
     /// The value as text that `apply` reads back; `None` when unset.
     show: fn(&Inherited) -> Option<String>,
 }
 
+/// A key that falls back to the top-level setting of the same name.
 const fn inherit(
     key: &'static str,
     apply: fn(&mut Inherited, &str) -> Result<(), String>,
     show: fn(&Inherited) -> Option<String>,
 ) -> InheritedKey {
-    InheritedKey { key, apply, show }
+    InheritedKey {
+        key,
+        top: key,
+        apply,
+        show,
+    }
+}
+
+/// A key that falls back to the top-level setting `top` of another name.
+const fn inherit_from(
+    key: &'static str,
+    top: &'static str,
+    apply: fn(&mut Inherited, &str) -> Result<(), String>,
+    show: fn(&Inherited) -> Option<String>,
+) -> InheritedKey {
+    InheritedKey {
+        key,
+        top,
+        apply,
+        show,
+    }
+}
+
+/// A timeout as text: `0` for none.
+fn show_timeout(t: Option<Duration>) -> Option<String> {
+    Some(format_duration(t.unwrap_or_default()))
 }
 
 /// Every inheritable key, in rendering order.
@@ -94,6 +128,9 @@ const INHERITED: &[InheritedKey] = &[
     inherit("retry_backoff",
         |d, s| parse_positive_duration(s).map(|v| d.stream.retry_backoff = v),
         |d| Some(format_duration(d.stream.retry_backoff))),
+    inherit("retry_on_reset",
+        |d, s| parse_bool(s).map(|v| d.stream.retry_on_reset = v),
+        |d| Some(d.stream.retry_on_reset.to_string())),
     inherit("include_usage",
         |d, s| parse_bool(s).map(|v| d.stream.include_usage = v),
         |d| Some(d.stream.include_usage.to_string())),
@@ -103,6 +140,15 @@ const INHERITED: &[InheritedKey] = &[
     inherit("resume_max_bytes",
         |d, s| parse_size_in(s, 4 << 10, 1 << 30).map(|v| d.stream.resume_max_bytes = v),
         |d| Some(format_size(d.stream.resume_max_bytes))),
+    inherit_from("first_byte_timeout", "upstream.first_byte_timeout",
+        |d, s| parse_optional_duration(s).map(|v| d.stream.timeouts.first_byte = v),
+        |d| show_timeout(d.stream.timeouts.first_byte)),
+    inherit_from("first_event_timeout", "upstream.first_event_timeout",
+        |d, s| parse_optional_duration(s).map(|v| d.stream.timeouts.first_event = v),
+        |d| show_timeout(d.stream.timeouts.first_event)),
+    inherit_from("read_timeout", "upstream.read_timeout",
+        |d, s| parse_optional_duration(s).map(|v| d.stream.timeouts.read = v),
+        |d| show_timeout(d.stream.timeouts.read)),
 ];
 
 /// `resume = { window = "60s", max_bytes = "4MiB" }` in a `[[route]]`: the
@@ -119,11 +165,16 @@ pub(super) struct LoadedRoute {
     pub(super) source: Source,
     /// Inheritable keys the route sets itself.
     overrides: Vec<&'static str>,
+    /// The timeout keys each group sets itself, in
+    /// [`Upstreams::groups`](super::Upstreams::groups) order.
+    pub(super) group_overrides: Vec<Vec<&'static str>>,
 }
 
 /// One inheritable key of a loaded route, for the rendering.
 pub(super) struct InheritedValue {
     pub(super) key: &'static str,
+    /// The top-level setting it falls back to.
+    pub(super) top: &'static str,
     /// The effective value as text a parser reads; `None` when unset.
     pub(super) text: Option<String>,
     /// Whether the value is the top-level one.
@@ -139,6 +190,7 @@ impl LoadedRoute {
         };
         let value = |k: &InheritedKey| InheritedValue {
             key: k.key,
+            top: k.top,
             text: (k.show)(&d),
             inherited: !self.overrides.contains(&k.key),
         };
@@ -162,11 +214,7 @@ pub(super) fn load_routes(
                 .iter()
                 .enumerate()
                 .map(|(i, table)| {
-                    let t = RouteTable {
-                        index: i,
-                        table,
-                        file: &f.name,
-                    };
+                    let t = FileTable::new(format!("route[{i}]"), table, &f.name);
                     file_route(&t, &top, env, reload)
                 })
                 .collect::<Result<_, _>>()?,
@@ -184,11 +232,11 @@ fn top_level(v: &Values) -> Result<Inherited, ConfigError> {
         stream: StreamConfig::default(),
     };
     for k in INHERITED {
-        let Some(entry) = v.find(k.key)? else {
+        let Some(entry) = v.find(k.top)? else {
             continue;
         };
-        let s = single(k.key, &entry.raw)?;
-        (k.apply)(&mut top, s).map_err(|why| invalid(k.key, &entry.source, s, &why))?;
+        let s = single(k.top, &entry.raw)?;
+        (k.apply)(&mut top, s).map_err(|why| invalid(k.top, &entry.source, s, &why))?;
     }
     Ok(top)
 }
@@ -200,7 +248,7 @@ fn cli_route(url: &str, source: Source, top: &Inherited) -> Result<LoadedRoute, 
         name: "default".to_owned(),
         prefix: "/".to_owned(),
         strip_prefix: false,
-        upstreams: one_endpoint(upstream, UpstreamProtocol::Auto, None, &top.stream),
+        upstreams: one_endpoint(upstream, UpstreamProtocol::Auto, None, top.stream.timeouts),
         dialect: top.dialect,
         stream: top.stream.clone(),
         auth: RouteAuth::default(),
@@ -209,188 +257,50 @@ fn cli_route(url: &str, source: Source, top: &Inherited) -> Result<LoadedRoute, 
         route,
         source,
         overrides: Vec::new(),
+        group_overrides: vec![Vec::new()],
     })
 }
 
-/// One `[[route]]` table of the file, keys named `route[i].key` in errors.
-pub(super) struct RouteTable<'a> {
-    index: usize,
-    table: &'a toml::Table,
-    pub(super) file: &'a str,
-}
-
-impl RouteTable<'_> {
-    pub(super) fn key(&self, key: &str) -> String {
-        format!("route[{}].{key}", self.index)
-    }
-
-    fn source(&self) -> Source {
-        Source::File(self.file.to_owned())
-    }
-
-    fn check_keys(&self) -> Result<(), ConfigError> {
-        let known = |k: &str| OWN_KEYS.contains(&k) || INHERITED.iter().any(|i| i.key == k);
-        match self.table.keys().find(|k| !known(k)) {
-            Some(unknown) => Err(ConfigError(format!(
-                "unknown key {} in config file {}",
-                self.key(unknown),
-                self.file
-            ))),
-            None => Ok(()),
-        }
-    }
-
-    pub(super) fn string<T>(&self, key: &str, parse: Parser<T>) -> Result<Option<T>, ConfigError> {
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => parse(s)
-                .map(Some)
-                .map_err(|why| invalid(&self.key(key), &self.source(), s, &why)),
-            Some(other) => Err(type_error(&self.key(key), self.file, other, "a string")),
-        }
-    }
-
-    pub(super) fn integer(
-        &self,
-        key: &str,
-        min: u32,
-        max: u32,
-    ) -> Result<Option<u32>, ConfigError> {
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Integer(n)) => u32::try_from(*n)
-                .ok()
-                .filter(|n| (min..=max).contains(n))
-                .map(Some)
-                .ok_or_else(|| {
-                    let why = format!("expected a whole number from {min} to {max}");
-                    invalid(&self.key(key), &self.source(), &n.to_string(), &why)
-                }),
-            Some(other) => Err(type_error(&self.key(key), self.file, other, "an integer")),
-        }
-    }
-
-    /// `key` is set without `needed`, which gives it its meaning.
-    pub(super) fn needs(&self, key: &str, needed: &str) -> ConfigError {
-        let (key, needed) = (self.key(key), self.key(needed));
-        ConfigError(format!(
-            "{key} is set but {needed} is not in config file {}: set both or neither",
-            self.file
-        ))
-    }
-
-    fn boolean(&self, key: &str) -> Result<Option<bool>, ConfigError> {
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
-            Some(other) => Err(type_error(
-                &self.key(key),
-                self.file,
-                other,
-                "a boolean (true or false)",
-            )),
-        }
-    }
-
-    /// `top` with the inheritable keys this table sets applied, and those keys.
-    fn inherit(&self, top: &Inherited) -> Result<(Inherited, Vec<&'static str>), ConfigError> {
-        let mut d = top.clone();
-        let mut overrides = Vec::new();
-        for k in INHERITED {
-            let Some(value) = self.table.get(k.key) else {
-                continue;
-            };
-            let key = self.key(k.key);
-            let kind = setting(k.key)?.1.kind;
-            let raw = Raw::from_toml(kind, value)
-                .ok_or_else(|| type_error(&key, self.file, value, kind.toml_type()))?;
-            let s = single(&key, &raw)?;
-            (k.apply)(&mut d, s).map_err(|why| invalid(&key, &self.source(), s, &why))?;
-            overrides.push(k.key);
-        }
-        self.resume_table(&mut d, &mut overrides)?;
-        Ok((d, overrides))
-    }
-
-    /// Applies `resume = { window, max_bytes }` (or `resume = false`).
-    fn resume_table(
-        &self,
-        d: &mut Inherited,
-        overrides: &mut Vec<&'static str>,
-    ) -> Result<(), ConfigError> {
-        let Some(value) = self.table.get("resume") else {
-            return Ok(());
-        };
-        if let Some(flat) = RESUME_TABLE.iter().find(|(_, k)| overrides.contains(k)) {
-            return Err(ConfigError(format!(
-                "{} and {} are both set in config file {}: use one form",
-                self.key("resume"),
-                self.key(flat.1),
-                self.file
-            )));
-        }
-        let table = match value {
-            toml::Value::Boolean(false) => {
-                d.stream.resume_window = None;
-                overrides.push("resume_window");
-                return Ok(());
-            }
-            toml::Value::Table(t) => t,
-            other => {
-                let expected = "a table { window = \"60s\", max_bytes = \"4MiB\" } or false";
-                return Err(type_error(&self.key("resume"), self.file, other, expected));
-            }
-        };
-        for (sub, value) in table {
-            let key = self.key(&format!("resume.{sub}"));
-            let Some((_, flat)) = RESUME_TABLE.iter().find(|(s, _)| s == sub) else {
-                return Err(ConfigError(format!(
-                    "unknown key {key} in config file {}: expected window or max_bytes",
-                    self.file
-                )));
-            };
-            let toml::Value::String(s) = value else {
-                return Err(type_error(&key, self.file, value, "a string"));
-            };
-            let entry = INHERITED.iter().find(|k| k.key == *flat);
-            if let Some(k) = entry {
-                (k.apply)(d, s).map_err(|why| invalid(&key, &self.source(), s, &why))?;
-                overrides.push(k.key);
-            }
-        }
-        Ok(())
-    }
-}
-
 fn file_route(
-    t: &RouteTable<'_>,
+    t: &FileTable<'_>,
     top: &Inherited,
     env: Lookup<'_>,
     reload: Duration,
 ) -> Result<LoadedRoute, ConfigError> {
-    t.check_keys()?;
-    let upstream = t.string("upstream", parse_upstream_url)?.ok_or_else(|| {
-        let key = t.key("upstream");
-        let file = t.file;
-        ConfigError(format!(
-            "missing key {key} in config file {file}: expected an upstream URL"
-        ))
-    })?;
+    let known = |k: &str| OWN_KEYS.contains(&k) || INHERITED.iter().any(|i| i.key == k);
+    t.check_keys(known, None)?;
+    let groups = t.tables("group", "[[route.group]] tables")?;
+    let url =
+        match &groups {
+            None => Some(t.string("upstream", parse_upstream_url)?.ok_or_else(|| {
+                t.missing("upstream", "an upstream URL or [[route.group]] tables")
+            })?),
+            Some(_) if t.has("upstream") => return Err(t.one_form("upstream", "group")),
+            Some(_) => None,
+        };
+    if groups.is_some() {
+        refuse_route_key(t)?;
+    }
     let prefix = t
         .string("prefix", parse_route_prefix)?
         .unwrap_or_else(|| "/".to_owned());
-    let (inherited, overrides) = t.inherit(top)?;
+    let (inherited, overrides) = route_values(t, top)?;
     let protocol = t
         .string("protocol", parse_protocol)?
         .unwrap_or(UpstreamProtocol::Auto);
     let (auth, key) = route_auth(t, env, reload)?;
+    let timeouts = inherited.stream.timeouts;
+    let (upstreams, group_overrides) = match (url, groups) {
+        (Some(url), _) => (one_endpoint(url, protocol, key, timeouts), vec![Vec::new()]),
+        (None, groups) => load_groups(t, groups.unwrap_or_default(), protocol, timeouts, env)?,
+    };
     let route = RouteConfig {
         name: t
             .string("name", parse_route_name)?
             .unwrap_or_else(|| prefix.clone()),
         prefix,
         strip_prefix: t.boolean("strip_prefix")?.unwrap_or(false),
-        upstreams: one_endpoint(upstream, protocol, key, &inherited.stream),
+        upstreams,
         dialect: inherited.dialect,
         stream: inherited.stream,
         auth,
@@ -399,33 +309,90 @@ fn file_route(
         route,
         source: t.source(),
         overrides,
+        group_overrides,
     })
 }
 
-/// The `upstream = "URL"` form: a primary group of one endpoint.
-fn one_endpoint(
-    url: UpstreamUrl,
-    protocol: UpstreamProtocol,
-    key: Option<UpstreamKey>,
-    stream: &StreamConfig,
-) -> Upstreams {
-    let name = url.host.clone();
-    let endpoint = EndpointConfig {
-        name,
-        url,
-        protocol,
-        weight: 1,
-        model: None,
-        key,
-    };
-    Upstreams {
-        chain: vec![GroupConfig {
-            name: "primary".to_owned(),
-            endpoints: vec![endpoint],
-            timeouts: stream.timeouts,
-        }],
-        context: None,
+/// With groups, a route-level upstream key is refused: it would go to
+/// every endpoint, whichever provider runs it.
+fn refuse_route_key(t: &FileTable<'_>) -> Result<(), ConfigError> {
+    match ["upstream_key_env", "upstream_key_header"]
+        .into_iter()
+        .find(|k| t.has(k))
+    {
+        Some(key) => Err(ConfigError(format!(
+            "{} is set together with {} in config file {}: with groups, give each endpoint \
+             its own key_env (and key_header), so that a key meant for one provider never \
+             goes to another",
+            t.key(key),
+            t.key("group"),
+            t.file
+        ))),
+        None => Ok(()),
     }
+}
+
+/// `top` with the inheritable keys `t` sets applied, and those keys.
+fn route_values(
+    t: &FileTable<'_>,
+    top: &Inherited,
+) -> Result<(Inherited, Vec<&'static str>), ConfigError> {
+    let mut d = top.clone();
+    let mut overrides = Vec::new();
+    for k in INHERITED {
+        let kind = setting(k.top)?.1.kind;
+        let Some(s) = t.text(k.key, kind)? else {
+            continue;
+        };
+        (k.apply)(&mut d, &s).map_err(|why| invalid(&t.key(k.key), &t.source(), &s, &why))?;
+        overrides.push(k.key);
+    }
+    resume_table(t, &mut d, &mut overrides)?;
+    Ok((d, overrides))
+}
+
+/// Applies `resume = { window, max_bytes }` (or `resume = false`).
+fn resume_table(
+    t: &FileTable<'_>,
+    d: &mut Inherited,
+    overrides: &mut Vec<&'static str>,
+) -> Result<(), ConfigError> {
+    let Some(value) = t.table.get("resume") else {
+        return Ok(());
+    };
+    if let Some(flat) = RESUME_TABLE.iter().find(|(_, k)| overrides.contains(k)) {
+        return Err(t.one_form("resume", flat.1));
+    }
+    let table = match value {
+        toml::Value::Boolean(false) => {
+            d.stream.resume_window = None;
+            overrides.push("resume_window");
+            return Ok(());
+        }
+        toml::Value::Table(table) => table,
+        other => {
+            let expected = "a table { window = \"60s\", max_bytes = \"4MiB\" } or false";
+            return Err(type_error(&t.key("resume"), t.file, other, expected));
+        }
+    };
+    for (sub, value) in table {
+        let key = t.key(&format!("resume.{sub}"));
+        let Some((_, flat)) = RESUME_TABLE.iter().find(|(s, _)| s == sub) else {
+            return Err(ConfigError(format!(
+                "unknown key {key} in config file {}: expected window or max_bytes",
+                t.file
+            )));
+        };
+        let toml::Value::String(s) = value else {
+            return Err(type_error(&key, t.file, value, "a string"));
+        };
+        let entry = INHERITED.iter().find(|k| k.key == *flat);
+        if let Some(k) = entry {
+            (k.apply)(d, s).map_err(|why| invalid(&key, &t.source(), s, &why))?;
+            overrides.push(k.key);
+        }
+    }
+    Ok(())
 }
 
 fn check_routes(routes: &[LoadedRoute]) -> Result<(), ConfigError> {

@@ -51,7 +51,7 @@ fn flags_from_a_lookup_beat_the_environment() {
     let c = load(&flags, &env, None).into_config();
     assert_eq!(c.routes[0].stream.heartbeat, Duration::from_secs(2));
     assert_eq!(c.workers, 2);
-    assert_eq!(c.routes[0].upstream.port, 9);
+    assert_eq!(c.routes[0].upstreams.chain[0].endpoints[0].url.port, 9);
 }
 
 #[test]

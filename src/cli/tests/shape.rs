@@ -132,6 +132,9 @@ resume_memory = "512MB"
 [server]
 idle_timeout = "300s"
 
+[upstream]
+read_timeout = "600s"
+
 [[route]]
 upstream = "http://a"
 "#;
@@ -168,6 +171,11 @@ fn durations_and_sizes_render_one_way_at_the_top_level_and_in_routes() {
     assert_eq!(top("drain_timeout"), "drain_timeout = \"1m30s\"");
     assert_eq!(top("idle_timeout"), "idle_timeout = \"5m\"");
     assert_eq!(top("resume_memory"), "resume_memory = \"512MB\"");
-    // The defaults too: upstream.first_byte_timeout's "0" stays "0".
-    assert_eq!(top("first_byte_timeout"), "first_byte_timeout = \"0\"");
+    // The defaults too, and the timeouts routes inherit from upstream.*.
+    assert_eq!(top("first_byte_timeout"), "first_byte_timeout = \"5m\"");
+    assert_eq!(top("read_timeout"), "read_timeout = \"10m\"");
+    has_line(
+        &rendered,
+        "read_timeout = \"10m\"  # inherited from top-level upstream.read_timeout",
+    );
 }
