@@ -290,3 +290,47 @@ async fn openai_chat_sdk_reads_stamped_events_and_resumes_with_last_event_id() {
     assert_tokens(&relay, "gpt-test", 11, 3).await;
     stop_relay(relay).await;
 }
+
+/// The relay fails over before the first event: the SDK (no retries of
+/// its own) gets the fallback's whole answer, in the fallback's model.
+#[tokio::test]
+async fn openai_chat_sdk_gets_the_fallbacks_answer_when_the_primary_fails() {
+    let primary = FaultyUpstream::failing("primary", "503").await;
+    let fallback = FaultyUpstream::start("fallback").await;
+    let file = route_file(vec![
+        group("primary", [Endpoint::from(&primary)]),
+        group(
+            "backup",
+            [Endpoint::from(&fallback).model("fallback-model")],
+        ),
+    ]);
+    let (relay, _log) = start_route_file(&file, &[]).await;
+    let v = sdk("openai_chat", &relay).await;
+    assert_eq!(v["ok"]["text"], "Hello from fallback", "{v}");
+    assert_eq!(
+        v["ok"]["models"],
+        serde_json::json!(["fallback-model"]),
+        "{v}"
+    );
+    assert_eq!(v["ok"]["finish"], "stop", "{v}");
+    assert_eq!(v["ok"]["chunks"], 5, "{v}");
+    assert_eq!(primary.request_count(), 1, "the SDK did not retry");
+    let asked = fallback.requests();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].model().as_deref(), Some("fallback-model"));
+    assert_eq!(primary.requests()[0].model().as_deref(), Some("gpt-test"));
+    stop_relay(relay).await;
+}
+
+/// The faulty upstream's healthy stream is what the SDK expects (through a
+/// plain route, so this holds before failover exists).
+#[tokio::test]
+async fn openai_chat_sdk_reads_the_faulty_upstreams_stream() {
+    let up = FaultyUpstream::start("plain").await;
+    let relay = start_relay_to_url(&up.url(), &["--retry-attempts", "0"]).await;
+    let v = sdk("openai_chat", &relay).await;
+    assert_eq!(v["ok"]["text"], "Hello from plain", "{v}");
+    assert_eq!(v["ok"]["models"], serde_json::json!(["gpt-test"]), "{v}");
+    assert_eq!(v["ok"]["finish"], "stop", "{v}");
+    stop_relay(relay).await;
+}

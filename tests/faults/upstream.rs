@@ -3,7 +3,6 @@
 //! silent mid-body. Clients must get the dialect's error answer (or error
 //! event once the stream is committed) on time.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -15,17 +14,6 @@ use tokio::io::AsyncWriteExt;
 use crate::common::{HB, ms, settled, sleep};
 use crate::support::*;
 use crate::{CaseResult, note};
-
-/// A port that refuses connections and stays reserved while this lives (a
-/// socket bound but not listening), so no concurrent case can take it over.
-fn refusing_port() -> (socket2::Socket, SocketAddr) {
-    let sock =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    sock.bind(&any.into()).expect("bind");
-    let addr = sock.local_addr().unwrap().as_socket().unwrap();
-    (sock, addr)
-}
 
 pub(crate) async fn upstream_refuses_connections() -> CaseResult {
     let (_reserved, dead) = refusing_port();

@@ -26,15 +26,16 @@ def openai_chat(base):
     stream = openai_client(base).chat.completions.create(
         model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
     )
-    text, chunks, finish, usage = "", 0, None, None
+    text, chunks, finish, usage, models = "", 0, None, None, set()
     for chunk in stream:
         chunks += 1
+        models.add(chunk.model)
         for choice in chunk.choices:
             text += choice.delta.content or ""
             finish = choice.finish_reason or finish
         if chunk.usage is not None:
             usage = [chunk.usage.prompt_tokens, chunk.usage.completion_tokens]
-    return {"text": text, "chunks": chunks, "finish": finish, "usage": usage}
+    return {"text": text, "chunks": chunks, "finish": finish, "usage": usage, "models": sorted(models)}
 
 
 def openai_responses(base):

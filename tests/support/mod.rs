@@ -14,6 +14,9 @@
 //! - [`upstream`]: the mock upstream, a silent listener, free ports;
 //! - [`streams`]: finite and endless SSE upstreams, [`Stops`];
 //! - [`raw`]: raw TCP upstreams ([`RawUpstream`], [`RawOrigin`]);
+//! - [`faulty`]: a model API upstream that fails on request
+//!   ([`FaultyUpstream`]), for failover;
+//! - [`groups`]: route files with endpoint groups, and a relay from one;
 //! - [`relay`]: the relay in-process (plain, h2c route, logged) and as the
 //!   real binary;
 //! - [`access_log`]: the captured access log;
@@ -36,6 +39,8 @@ macro_rules! ensure {
 mod access_log;
 mod bodies;
 mod client;
+mod faulty;
+mod groups;
 mod metrics;
 mod outcome;
 mod raw;
@@ -47,6 +52,10 @@ mod upstream;
 pub use access_log::*;
 pub use bodies::*;
 pub use client::*;
+#[allow(unused_imports)]
+pub use faulty::*;
+#[allow(unused_imports)]
+pub use groups::*;
 pub use metrics::*;
 #[allow(unused_imports)] // in files that use none of it
 pub use outcome::*;

@@ -18,6 +18,13 @@ use super::{CapturedLog, TempDir, Upstream, ca_pem_path, free_port, get, try_fet
 
 /// Builds a config from `args` after `--listen 127.0.0.1:0 --admin 127.0.0.1:0`.
 pub fn relay_config(args: &[&str]) -> Config {
+    relay_config_env(args, &[]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`relay_config`], with the process environment the relay reads
+/// (`SSE_EDGE_*`, an endpoint's `key_env`) given as `env`; a refused
+/// config is an error.
+pub fn relay_config_env(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
     let mut all = vec![
         "sse-edge",
         "--listen",
@@ -26,10 +33,15 @@ pub fn relay_config(args: &[&str]) -> Config {
         "127.0.0.1:0",
     ];
     all.extend_from_slice(args);
-    match from_args(all, &|_| None) {
-        Ok(Invocation::Run(c)) => c,
-        Ok(_) => panic!("relay args name a subcommand: {args:?}"),
-        Err(e) => panic!("bad relay args {args:?}: {e}"),
+    let lookup = |k: &str| {
+        env.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| (*v).to_owned())
+    };
+    match from_args(all, &lookup) {
+        Ok(Invocation::Run(c)) => Ok(c),
+        Ok(_) => Err(format!("relay args name a subcommand: {args:?}")),
+        Err(e) => Err(format!("bad relay args {args:?}: {e}")),
     }
 }
 

@@ -407,6 +407,17 @@ impl Drop for SilentListener {
     }
 }
 
+/// A port that refuses connections and stays reserved while the socket
+/// lives (bound but not listening), so no concurrent test can take it over.
+pub fn refusing_port() -> (socket2::Socket, SocketAddr) {
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    sock.bind(&any.into()).expect("bind");
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    (sock, addr)
+}
+
 /// An address nothing listens on (bound, then closed).
 pub fn closed_port_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
