@@ -34,6 +34,10 @@ impl Heartbeat {
         }
     }
 
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
     /// Bytes went downstream at `now`.
     pub fn wrote(&mut self, now: Instant) {
         self.last_write = now;

@@ -123,6 +123,9 @@ pub(crate) struct SseBody {
     read_timeout: Option<Duration>,
     /// When the upstream last sent bytes (keepalives do not count).
     last_upstream: Instant,
+    /// A client's read timer when `read_timeout` is shorter than the
+    /// heartbeat (the heartbeat checks the timeout otherwise).
+    short_read: Option<ReadDeadline>,
     ended: bool,
     /// Frames to write before anything else, in order, with the seq of
     /// the event they belong to (0 unless stamped).
@@ -152,16 +155,33 @@ impl SseBody {
                 heartbeat: Heartbeat::new(s.wheel, s.stream.heartbeat),
             },
         };
-        Self {
+        let client = matches!(downstream, Downstream::Client { .. });
+        let mut body = Self {
             phase,
             scanner: Scanner::new(max_event),
             downstream,
             dialect: s.dialect,
             observer: EventObserver::new(s.dialect, s.strip_usage_chunk, s.stamp),
             read_timeout: s.read_timeout,
+            short_read: None,
             last_upstream: Instant::now(),
             ended: false,
             queued: VecDeque::new(),
+        };
+        body.set_read_timeout(s.read_timeout, client.then_some(s.stream.heartbeat));
+        body
+    }
+
+    /// The read timeout; `heartbeat` for a client's body, whose heartbeat
+    /// checks the timeout unless the timeout is the shorter.
+    fn set_read_timeout(&mut self, limit: Option<Duration>, heartbeat: Option<Duration>) {
+        self.read_timeout = limit;
+        self.short_read = match (limit, heartbeat) {
+            (Some(limit), Some(beat)) if limit < beat => Some(ReadDeadline::new(limit)),
+            _ => None,
+        };
+        if let Downstream::Producer { deadline } = &mut self.downstream {
+            *deadline = limit.map(ReadDeadline::new);
         }
     }
 
@@ -232,6 +252,9 @@ impl SseBody {
             Some(Ok(frame)) => {
                 self.last_upstream = Instant::now();
                 if let Downstream::Producer { deadline: Some(d) } = &mut self.downstream {
+                    d.arrived();
+                }
+                if let Some(d) = &mut self.short_read {
                     d.arrived();
                 }
                 let Ok(data) = frame.into_data() else {
@@ -352,13 +375,13 @@ impl SseBody {
     /// The upstream's answer to an early-committed request.
     fn on_answer(&mut self, mut answer: Answer, x: &mut Exchange) {
         answer.record(x);
-        if answer.read_timeout != self.read_timeout {
-            // The serving group's own read timeout.
-            self.read_timeout = answer.read_timeout;
-            if let Downstream::Producer { deadline } = &mut self.downstream {
-                *deadline = answer.read_timeout.map(ReadDeadline::new);
-            }
-        }
+        // The serving group's own read timeout, counted from its head.
+        let heartbeat = match &self.downstream {
+            Downstream::Client { heartbeat, .. } => Some(heartbeat.interval()),
+            Downstream::Producer { .. } => None,
+        };
+        self.set_read_timeout(answer.read_timeout, heartbeat);
+        self.last_upstream = Instant::now();
         let sent = match answer.result {
             Ok(sent) => sent,
             Err(e) => {
@@ -483,6 +506,12 @@ impl SseBody {
     /// A keepalive if the stream has been silent for a whole interval and
     /// one is safe here; `Pending` otherwise.
     fn poll_keepalive(&mut self, cx: &mut Context<'_>, x: &mut Exchange) -> Poll<()> {
+        if let Some(d) = &mut self.short_read {
+            let expired = d.poll_expired(cx).is_ready();
+            if expired && self.upstream_silent_too_long(x) {
+                return Poll::Ready(());
+            }
+        }
         loop {
             let Downstream::Client {
                 keepalive,

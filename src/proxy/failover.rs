@@ -132,6 +132,8 @@ struct Tried {
     sends: u32,
     /// The status of an answer whose body failed before it could serve.
     broken_status: Option<u16>,
+    /// The answer's status, when one came.
+    status: Option<u16>,
 }
 
 /// An endpoint's place: its group and index there.
@@ -187,7 +189,8 @@ pub(super) async fn send(
             }
             None => return served(tried_now.result, attempts, endpoint, group),
         };
-        attempts.failed.push((from.clone(), failure.as_str()));
+        let reason = reason(failure, tried_now.status);
+        attempts.failed.push((from.clone(), reason));
         let reset_like = matches!(
             failure,
             Failure::Upstream(
@@ -212,9 +215,7 @@ pub(super) async fn send(
             if waited + wait > policy.budget {
                 tracing::info!(
                     route = &*route,
-                    "upstream {}: {}; no retry (a {wait:?} wait exceeds retry_budget)",
-                    from,
-                    failure.as_str()
+                    "upstream {from}: {reason}; no retry (a {wait:?} wait exceeds retry_budget)"
                 );
                 return last(tried_now, attempts, group);
             }
@@ -226,8 +227,7 @@ pub(super) async fn send(
             }
             tracing::info!(
                 route = &*route,
-                "upstream {from}: {}; retry in {wait:?}",
-                failure.as_str()
+                "upstream {from}: {reason}; retry in {wait:?}"
             );
             drop(tried_now); // an unread answer: its connection is closed
             tokio::time::sleep(wait).await;
@@ -237,7 +237,21 @@ pub(super) async fn send(
         } else {
             drop(tried_now);
         }
-        note_failover(&ups, &route, from, slot, failure.as_str());
+        note_failover(&ups, &route, from, slot, reason);
+    }
+}
+
+/// Why an attempt failed, as the access log and `failovers_total` say it:
+/// the status for a failing status, the class otherwise.
+fn reason(failure: Failure, status: Option<u16>) -> &'static str {
+    match (failure, status) {
+        (Failure::RateLimited | Failure::Status, Some(429)) => "429",
+        (Failure::Status, Some(500)) => "500",
+        (Failure::Status, Some(502)) => "502",
+        (Failure::Status, Some(503)) => "503",
+        (Failure::Status, Some(504)) => "504",
+        (Failure::Status, Some(529)) => "529",
+        _ => failure.as_str(),
     }
 }
 
@@ -379,6 +393,7 @@ async fn attempt(
             context: false,
             sends: 0,
             broken_status: None,
+            status: None,
         },
     };
     let Some(ticket) = ticket else { return tried };
@@ -414,7 +429,9 @@ pub(super) async fn send_once(ups: Arc<Upstreams>, head: Head, body: RequestBody
     attempts.count = tried.sends;
     match tried.failure {
         Some(f) => {
-            attempts.failed.push((endpoint.name.clone(), f.as_str()));
+            attempts
+                .failed
+                .push((endpoint.name.clone(), reason(f, tried.status)));
             last(tried, attempts, group)
         }
         None => served(tried.result, attempts, endpoint, group),
@@ -444,6 +461,7 @@ async fn exchange(endpoint: &Endpoint, req: Request<RequestBody>, t: &Timeouts) 
                 context: false,
                 sends,
                 broken_status: None,
+                status: None,
             };
         }
     };
@@ -456,6 +474,7 @@ async fn exchange(endpoint: &Endpoint, req: Request<RequestBody>, t: &Timeouts) 
         context: false,
         sends,
         broken_status: None,
+        status: Some(status.as_u16()),
     };
     let Ok(sent) = &mut tried.result else {
         return tried;

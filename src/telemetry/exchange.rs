@@ -338,7 +338,7 @@ impl Exchange {
 
 impl Exchange {
     /// `endpoint` (the one that served) and `failed_attempts` (each failed
-    /// attempt as `endpoint:class`), when there are any.
+    /// attempt's endpoint and class), when there are any.
     fn endpoint_fields(&self, l: &mut String) {
         if let Some(e) = &self.endpoint {
             l.push_str(",\"endpoint\":\"");
@@ -351,11 +351,11 @@ impl Exchange {
                 if i > 0 {
                     l.push(',');
                 }
-                l.push('"');
+                l.push_str("{\"endpoint\":\"");
                 escape_into(l, endpoint);
-                l.push(':');
+                l.push_str("\",\"class\":\"");
                 l.push_str(class);
-                l.push('"');
+                l.push_str("\"}");
             }
             l.push(']');
         }

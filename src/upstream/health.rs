@@ -82,7 +82,7 @@ impl Failure {
             Failure::Status => "status_5xx",
             Failure::FirstByte => "first_byte_timeout",
             Failure::FirstEvent => "first_event_timeout",
-            Failure::Stall => "stall",
+            Failure::Stall => "read_timeout",
         }
     }
 
