@@ -8,7 +8,9 @@
 //! `"stream"` or `"model"` in it, and only its top-level keys are read
 //! (`usage::request_info`). With a route's `include_usage`, a streaming
 //! OpenAI chat body gets `stream_options.include_usage = true` spliced in
-//! (`usage::inject_include_usage`, no re-serialisation). Every other body
+//! (`usage::inject_include_usage`, no re-serialisation). The same read
+//! gives what an OpenAI chat stream's end depends on (`n`, and whether
+//! usage was asked for: see `dialect::stream::Finish`). Every other body
 //! streams through untouched.
 
 use std::time::Duration;
@@ -23,6 +25,7 @@ use super::ConnInfo;
 use super::headers;
 use super::retry::Head;
 use super::route::Route;
+use crate::dialect::stream::ChatAsk;
 use crate::error::{Error, Kind};
 use crate::upstream::RequestBody;
 use crate::usage::{inject_include_usage, request_info};
@@ -38,6 +41,9 @@ pub(super) struct Outbound {
     /// The relay added `stream_options.include_usage`: strip the usage-only
     /// chunk from the client's stream.
     pub strip_usage_chunk: bool,
+    /// What the body says about an OpenAI chat stream's end (`n`, usage
+    /// asked for); None when the body was not read.
+    pub chat_ask: Option<ChatAsk>,
 }
 
 pub(super) enum OutBody {
@@ -108,6 +114,7 @@ pub(super) async fn prepare(
             streaming: accepts_sse,
             model: None,
             strip_usage_chunk: false,
+            chat_ask: None,
         });
     }
     let mut bytes = read_limited(body, limits).await?;
@@ -120,6 +127,10 @@ pub(super) async fn prepare(
             strip_usage_chunk = true;
         }
     }
+    let chat_ask = ChatAsk {
+        choices: info.n.unwrap_or(1),
+        usage: strip_usage_chunk || info.include_usage == Some(true),
+    };
     let mut head = head;
     if strip_usage_chunk {
         // The body changed length; hyper sets the new Content-Length.
@@ -131,6 +142,7 @@ pub(super) async fn prepare(
         streaming,
         model: info.model,
         strip_usage_chunk,
+        chat_ask: Some(chat_ask),
     })
 }
 
