@@ -257,6 +257,30 @@ async fn sdks_raise_on_streams_the_upstream_cut() {
 }
 
 #[tokio::test]
+async fn sdks_finish_streams_that_end_on_their_own_signal() {
+    // OpenAI chat: finish_reason and usage, then the close without
+    // [DONE]; the relay adds it.
+    let up = scripted(CHAT[..5].to_vec(), SLOW_HEAD, 2, PAUSE).await;
+    let relay = relay_for(&up).await;
+    let v = sdk("openai_chat", &relay).await;
+    assert_eq!(v["ok"]["text"], "Hello world", "{v}");
+    assert_eq!(v["ok"]["chunks"], 5, "{v}");
+    assert_eq!(v["ok"]["finish"], "stop");
+    assert_eq!(v["ok"]["usage"], serde_json::json!([11, 3]));
+    stop_relay(relay).await;
+
+    // Anthropic: message_delta with its stop_reason, then the close
+    // without message_stop; nothing is added.
+    let up = scripted(ANTHROPIC[..6].to_vec(), SLOW_HEAD, 3, PAUSE).await;
+    let relay = relay_for(&up).await;
+    let v = sdk("anthropic_messages", &relay).await;
+    assert_eq!(v["ok"]["text"], "Hello world", "{v}");
+    assert_eq!(v["ok"]["stop_reason"], "end_turn");
+    assert_eq!(v["ok"]["output_tokens"], 5);
+    stop_relay(relay).await;
+}
+
+#[tokio::test]
 async fn openai_chat_sdk_reads_stamped_events_and_resumes_with_last_event_id() {
     // The pause after the second chunk outlasts several heartbeats: bare
     // keepalive lines between id-stamped events must not yield empty events.

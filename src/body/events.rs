@@ -1,12 +1,13 @@
 //! What the relay does with each complete upstream event: watch for the
-//! dialect's ending, read usage from the events that carry it, and, when
-//! the relay itself asked for usage, drop the usage-only chunk from the
-//! client's stream; on a resumable stream, stamp each event with its id.
+//! dialect's ending and for its signal that the answer is complete, read
+//! usage from the events that carry it, and, when the relay itself asked
+//! for usage, drop the usage-only chunk from the client's stream; on a
+//! resumable stream, stamp each event with its id.
 
 use bytes::Bytes;
 
 use crate::dialect::Dialect;
-use crate::dialect::stream::{Ending, ending};
+use crate::dialect::stream::{ChatAsk, Ending, Finish, ending};
 use crate::sse::Event;
 use crate::sse::Stamp;
 use crate::usage::{Seen, StreamUsage, Usage};
@@ -14,6 +15,9 @@ use crate::usage::{Seen, StreamUsage, Usage};
 pub(super) struct EventObserver {
     dialect: Dialect,
     ending: Ending,
+    /// The answer's own signal that it is complete (for a stream that
+    /// ends without its terminal event).
+    finish: Finish,
     usage: StreamUsage,
     usage_changed: bool,
     /// Event-aligned forwarding: only whole events go out, minus the
@@ -28,10 +32,16 @@ pub(super) struct EventObserver {
 }
 
 impl EventObserver {
-    pub(super) fn new(dialect: Dialect, strip_usage_chunk: bool, stamp: Option<Stamp>) -> Self {
+    pub(super) fn new(
+        dialect: Dialect,
+        strip_usage_chunk: bool,
+        stamp: Option<Stamp>,
+        chat_ask: Option<ChatAsk>,
+    ) -> Self {
         Self {
             dialect,
             ending: Ending::None,
+            finish: Finish::new(dialect, chat_ask),
             usage: StreamUsage::new(dialect),
             usage_changed: false,
             strip_usage_chunk,
@@ -44,8 +54,12 @@ impl EventObserver {
         if self.ending == Ending::None {
             self.ending = ending(self.dialect, event);
         }
+        self.finish.on_event(event);
         let seen = self.usage.on_event(event);
-        self.usage_changed |= seen != Seen::Other;
+        if seen != Seen::Other {
+            self.usage_changed = true;
+            self.finish.usage_arrived();
+        }
         if !self.event_aligned() || (self.strip_usage_chunk && seen == Seen::UsageOnlyChunk) {
             return;
         }
@@ -70,8 +84,13 @@ impl EventObserver {
         self.kept.drain(..)
     }
 
-    /// Queues a relay-made event (an error event) like an upstream one:
-    /// stamped on a resumable stream.
+    /// The answer's own signal says it is complete.
+    pub(super) fn finished(&self) -> bool {
+        self.finish.is_complete()
+    }
+
+    /// Queues a relay-made event (an error event, an added `[DONE]`) like
+    /// an upstream one: stamped on a resumable stream.
     pub(super) fn relay_event(&mut self, event: Bytes, out: &mut impl Extend<(u64, Bytes)>) {
         match &mut self.stamp {
             Some(stamp) => {

@@ -5,7 +5,8 @@
 //! Waiting ──2xx SSE──▶ Streaming ──terminal event + end──▶ Done
 //!    │  └─non-2xx──▶ ReadingError ──▶ error event ──▶ Done
 //!    └─failed────────────────────────▶ error event ──▶ Done
-//!            Streaming ──reset / end without terminal──▶ error event ──▶ Done
+//!            Streaming ──end after the signal──▶ (data: [DONE]) ──▶ Done
+//!            Streaming ──reset / end without either──▶ error event ──▶ Done
 //! ```
 //! `Waiting` exists only after an early commit: the client already has
 //! `200 text/event-stream` and heartbeats while the upstream (and its
@@ -13,6 +14,17 @@
 //! [`Keepalive::frame`] says it is safe; an error event only after the
 //! bytes needed to reach an event boundary. Upstream bytes are forwarded
 //! as the slices the scanner returns, never copied.
+//!
+//! A stream the upstream closes without its terminal event is complete
+//! when the answer's own signal said so (see `dialect::stream::Finish`:
+//! every OpenAI chat choice's `finish_reason` and the usage it asked for,
+//! an Anthropic `message_delta` with a `stop_reason`). OpenAI chat clients
+//! wait for `data: [DONE]`, so the relay adds it, as it adds its own error
+//! events (stamped on a resumable stream); it needs the client at an event
+//! boundary for that, and a chat stream closed inside an event is truncated
+//! as before. Anthropic gets nothing added: its SDKs finish without
+//! `message_stop`, and a client drops an unterminated rest by itself. The
+//! access log's `ending` tells these cases apart ([`StreamEnd`]).
 //!
 //! On a resumable stream the body is read by the stream's producer task
 //! ([`SseBody::poll_part`]), not by a client: it sends whole events, each
@@ -37,10 +49,10 @@ use super::idle::ReadDeadline;
 use crate::config::StreamConfig;
 use crate::dialect::Dialect;
 use crate::dialect::errors::{self, ErrorInfo};
-use crate::dialect::stream::{Ending, keepalive};
+use crate::dialect::stream::{ChatAsk, Ending, keepalive, sentinel};
 use crate::error::{Error, Kind, UpstreamClass};
 use crate::sse::{Keepalive, Position, Scanner, Stamp};
-use crate::telemetry::{Attempts, Exchange, Outcome, UsageSource};
+use crate::telemetry::{Attempts, Exchange, Outcome, StreamEnd, UsageSource};
 use crate::timer::Wheel;
 use crate::upstream::{Body as UpstreamBody, Lease, Sent};
 
@@ -96,6 +108,9 @@ pub(crate) struct SseSetup<'a> {
     /// The relay added `include_usage` upstream: remove the usage-only
     /// chunk from the client's stream.
     pub strip_usage_chunk: bool,
+    /// What an OpenAI chat request says about its stream's end (None: the
+    /// relay did not read it).
+    pub chat_ask: Option<ChatAsk>,
     /// `upstream.read_timeout`: longest upstream silence inside the stream.
     pub read_timeout: Option<Duration>,
     /// A resumable stream's id stamper: the body feeds a producer task.
@@ -161,7 +176,7 @@ impl SseBody {
             scanner: Scanner::new(max_event),
             downstream,
             dialect: s.dialect,
-            observer: EventObserver::new(s.dialect, s.strip_usage_chunk, s.stamp),
+            observer: EventObserver::new(s.dialect, s.strip_usage_chunk, s.stamp, s.chat_ask),
             read_timeout: s.read_timeout,
             short_read: None,
             last_upstream: Instant::now(),
@@ -296,20 +311,7 @@ impl SseBody {
                 } else if !held.is_empty() {
                     self.queued.push_back((0, held));
                 }
-                if self.ended || self.dialect == Dialect::Generic {
-                    x.finish(Outcome::Complete);
-                    self.phase = Phase::Done;
-                } else {
-                    x.upstream_error(UpstreamClass::Truncated);
-                    let msg = "upstream ended the stream without its final event";
-                    self.fail(
-                        x,
-                        Outcome::UpstreamTruncated,
-                        StatusCode::BAD_GATEWAY,
-                        "upstream_truncated",
-                        msg,
-                    );
-                }
+                self.upstream_ended(x);
                 Poll::Ready(None)
             }
             Some(Err(e)) => {
@@ -365,11 +367,67 @@ impl SseBody {
 
     fn record_ending(&mut self, end: Ending, x: &mut Exchange) {
         match end {
-            Ending::Complete => x.finish(Outcome::Complete),
-            Ending::Error => x.finish(Outcome::UpstreamErrorEvent),
+            Ending::Complete => {
+                x.finish(Outcome::Complete);
+                x.set_ending(StreamEnd::Terminal);
+            }
+            Ending::Error => {
+                x.finish(Outcome::UpstreamErrorEvent);
+                x.set_ending(StreamEnd::ErrorEvent);
+            }
             Ending::None => return,
         }
         self.ended = true;
+    }
+
+    /// The upstream closed its stream. Complete after its terminal event,
+    /// for a generic stream (which has none), or by the dialect's signal,
+    /// with the terminal event its clients wait for added where the client
+    /// is at an event boundary; truncated otherwise.
+    fn upstream_ended(&mut self, x: &mut Exchange) {
+        if self.ended {
+            // Outcome and ending were recorded with the terminal event.
+            self.phase = Phase::Done;
+            return;
+        }
+        if self.dialect == Dialect::Generic {
+            x.finish(Outcome::Complete);
+            x.set_ending(StreamEnd::Closed);
+            self.phase = Phase::Done;
+            return;
+        }
+        let added = sentinel(self.dialect);
+        // An added event must start at an event boundary. Nothing added
+        // needs none: a client drops an unterminated rest by itself.
+        let at_boundary = self.observer.event_aligned()
+            || matches!(self.scanner.position(), Position::EventBoundary);
+        if self.observer.finished() && (added.is_none() || at_boundary) {
+            x.finish(Outcome::Complete);
+            match added {
+                Some(done) => {
+                    self.observer
+                        .relay_event(Bytes::from_static(done), &mut self.queued);
+                    x.set_ending(StreamEnd::SignalDoneAdded);
+                }
+                None => x.set_ending(StreamEnd::Signal),
+            }
+            tracing::debug!(
+                dialect = self.dialect.as_str(),
+                "upstream ended the stream without its final event; the answer's own signal completed it"
+            );
+            self.phase = Phase::Done;
+            return;
+        }
+        x.upstream_error(UpstreamClass::Truncated);
+        x.set_ending(StreamEnd::Truncated);
+        let msg = "upstream ended the stream without its final event";
+        self.fail(
+            x,
+            Outcome::UpstreamTruncated,
+            StatusCode::BAD_GATEWAY,
+            "upstream_truncated",
+            msg,
+        );
     }
 
     /// The upstream's answer to an early-committed request.

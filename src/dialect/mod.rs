@@ -1,11 +1,12 @@
 //! API dialects: what each client family expects on the wire.
 //!
 //! The dialect picks the shape of relay-made errors ([`errors`]), the
-//! keepalive frame and the terminal event of a stream ([`stream`]). `auto`
-//! decides from the request path: OpenAI chat/completions for
-//! `/v1/chat/completions` and `/v1/completions`, OpenAI Responses for
-//! `/v1/responses`, Anthropic for `/v1/messages`, generic otherwise. A route
-//! set to `openai` still tells Responses from chat by path.
+//! keepalive frame, the terminal event of a stream and the answer's own
+//! signal that it is complete ([`stream`]). `auto` decides from the request
+//! path: OpenAI chat/completions for `/v1/chat/completions` and
+//! `/v1/completions`, OpenAI Responses for `/v1/responses`, Anthropic for
+//! `/v1/messages`, generic otherwise. A route set to `openai` still tells
+//! Responses from chat by path.
 
 pub(crate) mod errors;
 pub(crate) mod stream;

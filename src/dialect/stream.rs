@@ -6,6 +6,11 @@
 //! `response.completed`, `response.incomplete` or `response.failed`;
 //! Anthropic with `message_stop`. An upstream `error` event also ends a
 //! stream (the client has been told). Generic streams have no known end.
+//! A stream that closes without its terminal event is still complete when
+//! the answer's own signal says so ([`Finish`]: every OpenAI chat choice
+//! has its `finish_reason`, an Anthropic `message_delta` its
+//! `stop_reason`); the relay then adds the terminal event clients wait for
+//! ([`sentinel`]).
 //!
 //! Every upstream event is classified, so the common case has to be cheap:
 //! one pass over the event finds its line ends, and each line is judged by
@@ -20,6 +25,9 @@ use memchr::memmem::Finder;
 use super::Dialect;
 use crate::sse::{Event, Keepalive};
 
+pub(crate) use finish::{ChatAsk, Finish, sentinel};
+
+mod finish;
 #[cfg(test)]
 mod reference;
 #[cfg(test)]

@@ -41,6 +41,7 @@ pub(crate) use route::{Route, RouteError, RouteTable};
 use crate::body::{Answer, Heartbeat, JsonWaitBody, Pending, SseBody, SseSetup, UsageCapture};
 use crate::config::Config;
 use crate::dialect::Dialect;
+use crate::dialect::stream::ChatAsk;
 use crate::error::{Error, Kind, UpstreamClass};
 use crate::resume::{Hub, Reader};
 use crate::sse::Stamp;
@@ -195,6 +196,7 @@ impl Relay {
             dialect,
             conn: &conn,
             strip_usage_chunk: false,
+            chat_ask: None,
             usage_cap: self.settings.usage_body_cap,
             read_timeout: route.stream.timeouts.read,
             hub: &self.hub,
@@ -299,6 +301,7 @@ impl Relay {
             x.set_model(m);
         }
         ctx.strip_usage_chunk = out.strip_usage_chunk;
+        ctx.chat_ask = out.chat_ask;
         // How to answer if the upstream is slower than the heartbeat.
         let commit: Option<fn(Pending) -> Forwarded> = if out.streaming {
             route.stream.early_commit.then_some(Forwarded::Committed)
@@ -360,6 +363,8 @@ struct Ctx<'a> {
     conn: &'a ConnInfo,
     /// The relay injected `include_usage` (see `request::prepare`).
     strip_usage_chunk: bool,
+    /// What an OpenAI chat request says about its stream's end.
+    chat_ask: Option<ChatAsk>,
     /// Largest JSON answer parsed for usage.
     usage_cap: u64,
     /// The serving group's `read_timeout` (the route's until one serves).
@@ -374,6 +379,7 @@ impl Ctx<'_> {
             wheel: self.conn.wheel.clone(),
             stream: &self.route.stream,
             strip_usage_chunk: self.strip_usage_chunk,
+            chat_ask: self.chat_ask,
             read_timeout: self.read_timeout,
             stamp,
         }

@@ -8,7 +8,9 @@
 //! `"stream"` or `"model"` in it, and only its top-level keys are read
 //! (`usage::request_info`). With a route's `include_usage`, a streaming
 //! OpenAI chat body gets `stream_options.include_usage = true` spliced in
-//! (`usage::inject_include_usage`, no re-serialisation). A request without
+//! (`usage::inject_include_usage`, no re-serialisation). The same read
+//! gives what an OpenAI chat stream's end depends on (`n`, and whether
+//! usage was asked for: see `dialect::stream::Finish`). A request without
 //! a body can be sent again as it is; every other body streams through
 //! untouched, and cannot be (see `failover::send_once`).
 
@@ -24,6 +26,7 @@ use super::ConnInfo;
 use super::failover::Head;
 use super::headers;
 use super::route::Route;
+use crate::dialect::stream::ChatAsk;
 use crate::error::{Error, Kind};
 use crate::usage::{inject_include_usage, request_info};
 
@@ -38,6 +41,9 @@ pub(super) struct Outbound {
     /// The relay added `stream_options.include_usage`: strip the usage-only
     /// chunk from the client's stream.
     pub strip_usage_chunk: bool,
+    /// What the body says about an OpenAI chat stream's end (`n`, usage
+    /// asked for); None when the body was not read.
+    pub chat_ask: Option<ChatAsk>,
 }
 
 pub(super) enum OutBody {
@@ -92,6 +98,7 @@ pub(super) async fn prepare(
             streaming: accepts_sse,
             model: None,
             strip_usage_chunk: false,
+            chat_ask: None,
         });
     }
     if head.method != Method::POST || !is_json(&head.headers) {
@@ -106,6 +113,7 @@ pub(super) async fn prepare(
             streaming: accepts_sse,
             model: None,
             strip_usage_chunk: false,
+            chat_ask: None,
         });
     }
     let mut bytes = read_limited(body, limits).await?;
@@ -118,6 +126,10 @@ pub(super) async fn prepare(
             strip_usage_chunk = true;
         }
     }
+    let chat_ask = ChatAsk {
+        choices: info.n.unwrap_or(1),
+        usage: strip_usage_chunk || info.include_usage == Some(true),
+    };
     let mut head = head;
     if strip_usage_chunk {
         // The body changed length; hyper sets the new Content-Length.
@@ -129,6 +141,7 @@ pub(super) async fn prepare(
         streaming,
         model: info.model,
         strip_usage_chunk,
+        chat_ask: Some(chat_ask),
     })
 }
 

@@ -69,6 +69,42 @@ impl Outcome {
     }
 }
 
+/// How an upstream event stream ended (access-log `ending`), for streams
+/// whose upstream ended them itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamEnd {
+    /// The dialect's terminal event (`data: [DONE]`, `message_stop`,
+    /// `response.completed` / `.incomplete` / `.failed`).
+    Terminal,
+    /// No terminal event, but the answer's own signal said it was complete
+    /// (Anthropic `message_delta` with a `stop_reason`); nothing added.
+    Signal,
+    /// No terminal event, but the answer's own signal said it was complete
+    /// (OpenAI chat: every choice's `finish_reason`, and the usage when
+    /// asked for); the relay added `data: [DONE]`.
+    SignalDoneAdded,
+    /// The upstream closed the stream without its terminal event or signal:
+    /// the relay added an `upstream_truncated` error event.
+    Truncated,
+    /// The upstream reported an error in-band.
+    ErrorEvent,
+    /// A generic stream (no known last event) closed by the upstream.
+    Closed,
+}
+
+impl StreamEnd {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            StreamEnd::Terminal => "terminal",
+            StreamEnd::Signal => "signal",
+            StreamEnd::SignalDoneAdded => "signal_done_added",
+            StreamEnd::Truncated => "truncated",
+            StreamEnd::ErrorEvent => "error_event",
+            StreamEnd::Closed => "closed",
+        }
+    }
+}
+
 /// Where a request's token usage came from (access-log `usage_source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UsageSource {
@@ -122,6 +158,7 @@ pub(crate) struct Exchange {
     model: Option<String>,
     usage: Option<(Usage, UsageSource)>,
     outcome: Option<Outcome>,
+    ending: Option<StreamEnd>,
     streaming: bool,
     /// Label of the client key the route accepted (never the key itself).
     key: Option<Arc<str>>,
@@ -158,6 +195,7 @@ impl Exchange {
             model: None,
             usage: None,
             outcome: None,
+            ending: None,
             streaming: false,
             key: None,
         }
@@ -272,6 +310,11 @@ impl Exchange {
         self.outcome.get_or_insert(outcome);
     }
 
+    /// How the upstream ended its event stream, unless already known.
+    pub(crate) fn set_ending(&mut self, ending: StreamEnd) {
+        self.ending.get_or_insert(ending);
+    }
+
     pub(crate) fn upstream_error(&mut self, class: UpstreamClass) {
         self.sinks
             .metrics
@@ -325,13 +368,16 @@ impl Exchange {
         self.endpoint_fields(&mut l);
         let _ = write!(
             l,
-            ",\"duration_ms\":{:.3},\"bytes_out\":{},\"heartbeats\":{},\"outcome\":\"{}\",\"upstream_attempts\":{}}}",
+            ",\"duration_ms\":{:.3},\"bytes_out\":{},\"heartbeats\":{},\"outcome\":\"{}\"",
             ms(self.start.elapsed()),
             self.bytes_out,
             self.heartbeats,
             outcome.as_str(),
-            self.attempts
         );
+        if let Some(ending) = self.ending {
+            let _ = write!(l, ",\"ending\":\"{}\"", ending.as_str());
+        }
+        let _ = write!(l, ",\"upstream_attempts\":{}}}", self.attempts);
         l
     }
 }

@@ -29,6 +29,9 @@ pub(crate) struct RequestInfo {
     pub model: Option<String>,
     /// `stream_options.include_usage` as sent (None = absent)
     pub include_usage: Option<bool>,
+    /// The top-level `n` (how many choices an OpenAI answer holds) as
+    /// sent, when an unsigned integer (None = absent, or anything else).
+    pub n: Option<u64>,
 }
 
 /// Searchers built once: building one costs more than searching a small
@@ -36,8 +39,9 @@ pub(crate) struct RequestInfo {
 static STREAM_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"stream\""));
 static MODEL_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"model\""));
 
-/// Reads the top-level `stream`, `model` and `stream_options.include_usage`
-/// keys; invalid JSON or a non-object gives the default.
+/// Reads the top-level `stream`, `model`, `n` and
+/// `stream_options.include_usage` keys; invalid JSON or a non-object gives
+/// the default.
 pub(crate) fn request_info(body: &[u8]) -> RequestInfo {
     if STREAM_KEY.find(body).is_none() && MODEL_KEY.find(body).is_none() {
         return RequestInfo::default();
@@ -52,6 +56,7 @@ pub(crate) fn request_info(body: &[u8]) -> RequestInfo {
             include_usage: options(value)
                 .and_then(|o| o.get("include_usage"))
                 .and_then(|i| i.as_bool()),
+            n: value.get("n").and_then(|n| n.as_u64()),
         }
     })
     .unwrap_or_default()

@@ -329,8 +329,15 @@ fn request_info_cases() {
             stream: true,
             model: Some("gpt-4o".into()),
             include_usage: Some(true),
+            n: None,
         }
     );
+    let info = request_info(br#"{"model":"m","stream":true,"n":3}"#);
+    assert_eq!((info.stream, info.n), (true, Some(3)));
+    for n in ["null", "-1", "1.5", "\"2\""] {
+        let body = format!(r#"{{"model":"m","stream":true,"n":{n}}}"#);
+        assert_eq!(request_info(body.as_bytes()).n, None, "{body}");
+    }
     let info = request_info(b"{\n  \"model\": \"claude-sonnet-4-5\",\n  \"max_tokens\": 1024,\n  \"stream\": false,\n  \"stream_options\": {\"include_usage\": false}\n}");
     assert_eq!((info.stream, info.include_usage), (false, Some(false)));
     assert_eq!(info.model.as_deref(), Some("claude-sonnet-4-5"));

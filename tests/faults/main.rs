@@ -67,6 +67,7 @@ macro_rules! case {
 // `case!`: macros are in scope textually.
 mod client;
 mod common;
+mod ending;
 mod h2;
 mod hostile;
 mod limits;
@@ -112,6 +113,63 @@ fn areas() -> Vec<(&'static str, Vec<Case>)> {
                 case!(
                     "silent_mid_json_body",
                     upstream::upstream_silent_mid_json,
+                    20
+                ),
+            ],
+        ),
+        (
+            "ending",
+            vec![
+                case!(
+                    "chat_finished_without_done",
+                    ending::chat_finished_without_done,
+                    20
+                ),
+                case!(
+                    "chat_finished_with_usage_without_done",
+                    ending::chat_finished_with_usage_without_done,
+                    20
+                ),
+                case!("chat_done_is_terminal", ending::chat_done_is_terminal, 20),
+                case!(
+                    "chat_cut_before_finish_reason",
+                    ending::chat_cut_before_finish_reason,
+                    20
+                ),
+                case!(
+                    "chat_cut_before_asked_usage",
+                    ending::chat_cut_before_asked_usage,
+                    20
+                ),
+                case!(
+                    "chat_one_of_two_choices_finished",
+                    ending::chat_one_of_two_choices_finished,
+                    20
+                ),
+                case!("chat_relay_asked_usage", ending::chat_relay_asked_usage, 20),
+                case!(
+                    "chat_resumable_done_is_stamped",
+                    ending::chat_resumable_done_is_stamped,
+                    20
+                ),
+                case!(
+                    "chat_cut_inside_an_event_after_finish",
+                    ending::chat_cut_inside_an_event_after_finish,
+                    20
+                ),
+                case!(
+                    "anthropic_stopped_without_message_stop",
+                    ending::anthropic_stopped_without_message_stop,
+                    20
+                ),
+                case!(
+                    "anthropic_cut_before_message_delta",
+                    ending::anthropic_cut_before_message_delta,
+                    20
+                ),
+                case!(
+                    "responses_terminal_events",
+                    ending::responses_terminal_events,
                     20
                 ),
             ],

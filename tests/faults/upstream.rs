@@ -223,8 +223,14 @@ pub(crate) async fn upstream_ends_early() -> CaseResult {
         "3 upstream events + 1 error event: {:?}",
         r.text()
     );
-    log.outcome("/v1/chat/completions", "upstream_truncated")
+    let line = log
+        .outcome("/v1/chat/completions", "upstream_truncated")
         .await?;
+    ensure!(
+        line["ending"] == "truncated",
+        "access log says ending {}: {line}",
+        line["ending"]
+    );
     let m = settled(relay.admin, true).await?;
     let n = metric_or_zero(
         &m,
