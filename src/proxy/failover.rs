@@ -287,13 +287,17 @@ fn pick(
     silent: &[Slot],
     now: Instant,
 ) -> Option<(Slot, bool)> {
-    let ids: Vec<GroupId> = match start {
-        GroupId::Context => vec![GroupId::Context],
-        GroupId::Chain(first) => (first..ups.chain.len()).map(GroupId::Chain).collect(),
+    // The groups in order, without allocating.
+    let ids = || {
+        let (chain, context) = match start {
+            GroupId::Context => (0..0, Some(GroupId::Context)),
+            GroupId::Chain(first) => (first..ups.chain.len(), None),
+        };
+        chain.map(GroupId::Chain).chain(context)
     };
     let out =
         |gid: GroupId| move |i: usize| !tried.contains(&(gid, i)) && !silent.contains(&(gid, i));
-    for &gid in &ids {
+    for gid in ids() {
         let Some(g) = ups.group(gid) else { continue };
         if let Some(i) = choose(&g.endpoints, |e| &e.health, out(gid), now) {
             return Some(((gid, i), false));
@@ -301,7 +305,7 @@ fn pick(
     }
     // Every endpoint out: the one that failed least recently.
     let mut best: Option<(Slot, Option<Instant>)> = None;
-    for &gid in &ids {
+    for gid in ids() {
         let Some(g) = ups.group(gid) else { continue };
         if let Some(i) = least_recently_failed(&g.endpoints, |e| &e.health, out(gid)) {
             let at = g.endpoints[i].health.last_failure();

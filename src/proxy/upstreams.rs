@@ -43,8 +43,11 @@ pub(crate) struct Upstreams {
     pub context: Option<Group>,
     /// `failovers_total` by (from, to, reason); failovers are rare, so a
     /// lock is fine.
-    failovers: Mutex<BTreeMap<(Arc<str>, Arc<str>, &'static str), u64>>,
+    failovers: Mutex<BTreeMap<FailoverKey, u64>>,
 }
+
+/// A `failovers_total` series: from, to, reason.
+type FailoverKey = (Arc<str>, Arc<str>, &'static str);
 
 /// Which group: an index into the chain, or the context group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
