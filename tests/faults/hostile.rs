@@ -100,9 +100,7 @@ pub(crate) async fn body_fails_before_first_byte() -> CaseResult {
         ensure!(
             line["status"] == 502
                 && line["upstream_status"] == 200
-                && line["failed_attempts"][0]
-                    .as_str()
-                    .is_some_and(|a| a.ends_with(":protocol")),
+                && line["failed_attempts"][0]["class"] == "protocol",
             "{proto}: access log: {line}"
         );
     }
