@@ -8,7 +8,8 @@
 # Options: --quick, --no-install (skip apt-get), --no-micro (skip the
 # criterion micro-benches), --no-profile (skip profile.sh), --only LIST
 # (comma-separated scenarios: stream_paced,stream_burst,json_c1,json_c32,
-# idle,upload,heartbeat,tls_handshake,tls_stream), --rounds N. Quick and partial
+# idle,upload,heartbeat,tls_handshake,tls_stream,failover_c1,failover_c32),
+# --rounds N. Quick and partial
 # runs (--quick, --only, --rounds) skip the micro-benches and profiles,
 # leave BENCHMARKS.md alone and report in
 # benches/e2e/out/e2e.md, unless --write is given.
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
     --no-profile) PROFILE=0 ;;
     --only) RUN_ARGS+=(--only "$2"); WRITE=0; MICRO=0; PROFILE=0; shift ;;
     --rounds) RUN_ARGS+=(--rounds "$2"); WRITE=0; MICRO=0; PROFILE=0; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift

@@ -8,6 +8,7 @@
 //! `/v1/messages`, generic otherwise. A route set to `openai` still tells
 //! Responses from chat by path.
 
+pub(crate) mod continuation;
 pub(crate) mod errors;
 pub(crate) mod stream;
 

@@ -316,7 +316,8 @@ pub async fn streams(
     all
 }
 
-async fn ready_sender(ep: &Endpoint, sender: &mut Option<Sender>) -> io::Result<()> {
+/// Makes `sender` ready: the kept connection, or a new one.
+pub async fn ready_sender(ep: &Endpoint, sender: &mut Option<Sender>) -> io::Result<()> {
     if let Some(s) = sender.as_mut()
         && s.ready().await.is_ok()
     {

@@ -13,6 +13,7 @@
 //!   block into BENCHMARKS.md between its markers.
 
 mod client;
+mod failover;
 mod memory;
 mod orchestrate;
 mod procs;

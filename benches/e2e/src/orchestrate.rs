@@ -33,9 +33,11 @@ pub enum Scn {
     Heartbeat,
     TlsHandshake,
     TlsStream,
+    FailoverC1,
+    FailoverC32,
 }
 
-pub const ALL: [Scn; 9] = [
+pub const ALL: [Scn; 11] = [
     Scn::Paced,
     Scn::Burst,
     Scn::JsonC1,
@@ -45,6 +47,8 @@ pub const ALL: [Scn; 9] = [
     Scn::Heartbeat,
     Scn::TlsHandshake,
     Scn::TlsStream,
+    Scn::FailoverC1,
+    Scn::FailoverC32,
 ];
 
 impl Scn {
@@ -59,6 +63,8 @@ impl Scn {
             Scn::Heartbeat => "heartbeat",
             Scn::TlsHandshake => "tls_handshake",
             Scn::TlsStream => "tls_stream",
+            Scn::FailoverC1 => "failover_c1",
+            Scn::FailoverC32 => "failover_c32",
         }
     }
 
@@ -80,11 +86,18 @@ impl Scn {
             }
             Scn::Heartbeat => vec![Some(Target::proxy(Kind::SseEdge))],
             Scn::Idle | Scn::Upload | Scn::TlsHandshake | Scn::TlsStream => peers,
+            // HAProxy left out: its `backup` servers serve only once the
+            // others are down by health checks, not per request.
+            Scn::FailoverC1 | Scn::FailoverC32 => peers[..2].to_vec(),
         }
     }
 
     fn tls(self) -> bool {
         matches!(self, Scn::TlsHandshake | Scn::TlsStream)
+    }
+
+    fn failover(self) -> bool {
+        matches!(self, Scn::FailoverC1 | Scn::FailoverC32)
     }
 }
 
@@ -152,6 +165,10 @@ pub struct Sizes {
     pub tls_streams: u64,
     /// The JSON body of the upload run, in MiB.
     pub upload_mib: usize,
+    /// Requests of each way (healthy, 503, refused) in `failover_c1`.
+    pub fo_requests: u64,
+    /// How long `failover_c32` runs.
+    pub fo_secs: f64,
     /// When the proxy's RSS is read again after the idle streams or the
     /// upload's client have closed.
     pub close_waits: Vec<CloseWait>,
@@ -175,6 +192,8 @@ impl Sizes {
             hs_secs: 4.0,
             tls_streams: 320,
             upload_mib: 30,
+            fo_requests: 1000,
+            fo_secs: 2.0,
             close_waits: CloseWait::list("5").unwrap_or_default(),
         }
     }
@@ -190,6 +209,8 @@ impl Sizes {
             hb_window_secs: 5.0,
             hs_secs: 1.5,
             tls_streams: 96,
+            fo_requests: 100,
+            fo_secs: 1.0,
             ..Sizes::full()
         }
     }
@@ -411,6 +432,10 @@ pub fn spawn_upstream(env: &Env, cpu: usize) -> Result<Child, String> {
         .arg("upstream")
         .arg("--listen")
         .arg(env.upstream.to_string())
+        .arg("--flaky")
+        .arg(env.flaky().to_string())
+        .arg("--switchable")
+        .arg(env.switchable().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err)
@@ -433,6 +458,11 @@ fn print_cell(c: &Cell) {
         "cpu_us_per_keepalive",
         "hs_per_s",
         "cpu_us_per_hs",
+        "healthy_p50_us",
+        "f503_added_p50_us",
+        "since503_p50_us",
+        "refused_added_p50_us",
+        "not_failed_over",
         "proxy_core_util",
         "load_core_util",
         "failed",
@@ -506,6 +536,7 @@ async fn attempt_cell(ctx: &Ctx, scn: Scn, target: Option<&Target>, round: usize
                 heartbeat,
                 wrapper: Vec::new(),
                 bin: t.bin.clone(),
+                failover: scn.failover(),
             },
         )
         .await
@@ -531,6 +562,12 @@ async fn attempt_cell(ctx: &Ctx, scn: Scn, target: Option<&Target>, round: usize
         Scn::Idle | Scn::Heartbeat => idle_cell(ctx, scn, &ep, proxy.as_ref(), &mut cell).await,
         Scn::Upload => memory::upload_cell(&ctx.sizes, &ep, proxy.as_ref(), &mut cell).await,
         Scn::TlsHandshake => hs_cell(ctx, &ep, proxy.as_ref(), &mut cell).await,
+        Scn::FailoverC1 => {
+            crate::failover::c1(&ctx.env, &ctx.sizes, &ep, proxy.as_ref(), &mut cell).await
+        }
+        Scn::FailoverC32 => {
+            crate::failover::c32(&ctx.env, &ctx.sizes, &ep, proxy.as_ref(), &mut cell).await
+        }
     };
     if let Err(e) = r {
         cell.note = e;

@@ -38,6 +38,20 @@ pub struct Env {
     pub port_base: u16,
 }
 
+impl Env {
+    /// The mock upstream's flaky listener: a primary that answers `503` on
+    /// request (see `upstream.rs`).
+    pub fn flaky(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port_base + 10).into()
+    }
+
+    /// The mock upstream's switchable listener: a primary whose connects
+    /// can be refused.
+    pub fn switchable(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port_base + 11).into()
+    }
+}
+
 pub struct Options {
     pub tls: bool,
     pub heartbeat: &'static str,
@@ -47,6 +61,10 @@ pub struct Options {
     /// build of the same source (an allocator variant, or the
     /// system-allocator build massif needs).
     pub bin: Option<PathBuf>,
+    /// The failover routes instead of the one route to the upstream:
+    /// `/` through the flaky primary, `/refused/` through the switchable
+    /// one, both with the upstream as their fallback ([`failover_toml`]).
+    pub failover: bool,
 }
 
 /// A running proxy. `pid` is the process that does the relaying (nginx's
@@ -87,9 +105,15 @@ pub async fn start(env: &Env, kind: Kind, opts: &Options) -> io::Result<Proxy> {
             admin = Some(a);
             cmd.arg(opts.bin.as_ref().unwrap_or(&env.sse_edge))
                 .args(["--listen", &addr.to_string()])
-                .args(["--admin", &a.to_string()])
-                .args(["--upstream", &format!("http://{}", env.upstream)])
-                .args(["--heartbeat", opts.heartbeat])
+                .args(["--admin", &a.to_string()]);
+            if opts.failover {
+                let file = env.work.join("sse-edge-failover.toml");
+                fs::write(&file, failover_toml(env))?;
+                cmd.arg("--config").arg(file);
+            } else {
+                cmd.args(["--upstream", &format!("http://{}", env.upstream)]);
+            }
+            cmd.args(["--heartbeat", opts.heartbeat])
                 .args(["--log-access-log", "false"])
                 .args(["--workers", "1"])
                 .args(["--drain-timeout", "1s"]);
@@ -101,10 +125,7 @@ pub async fn start(env: &Env, kind: Kind, opts: &Options) -> io::Result<Proxy> {
         Kind::Nginx => {
             let dir = env.work.join("nginx");
             fs::create_dir_all(dir.join("tmp"))?;
-            fs::write(
-                dir.join("nginx.conf"),
-                nginx_conf(env, addr, opts.tls, &dir),
-            )?;
+            fs::write(dir.join("nginx.conf"), nginx_conf(env, addr, opts, &dir))?;
             cmd.arg("nginx")
                 .arg("-p")
                 .arg(&dir)
@@ -226,7 +247,8 @@ impl Proxy {
 /// with keep-alive to the upstream, no access log, room for ~9,500 streams;
 /// request bodies up to 64 MiB (the upload run sends 30 MiB; nginx's
 /// default limit is 1 MiB).
-fn nginx_conf(env: &Env, addr: SocketAddr, tls: bool, dir: &Path) -> String {
+fn nginx_conf(env: &Env, addr: SocketAddr, opts: &Options, dir: &Path) -> String {
+    let tls = opts.tls;
     let tmp = dir.join("tmp");
     let tmp = tmp.display();
     let (listen, ssl) = if tls {
@@ -266,24 +288,87 @@ http {{
         keepalive_requests 1000000;
         keepalive_timeout 3600s;
     }}
-    server {{
+{failover_upstreams}    server {{
     listen {listen};
     {ssl}
     location / {{
-        proxy_pass http://mock;
+        proxy_pass http://{pass};
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_buffering off;
         proxy_read_timeout 3600s;
-        proxy_send_timeout 3600s;
+        proxy_send_timeout 3600s;{failover_next}
     }}
-    }}
+{failover_location}    }}
 }}
 "#,
         dir = dir.display(),
         up = env.upstream,
+        failover_upstreams = if opts.failover {
+            nginx_failover_upstreams(env)
+        } else {
+            String::new()
+        },
+        failover_next = if opts.failover { NGINX_NEXT } else { "" },
+        failover_location = if opts.failover {
+            NGINX_REFUSED_LOCATION
+        } else {
+            ""
+        },
+        pass = if opts.failover { "flaky" } else { "mock" },
     )
 }
+
+/// sse-edge's failover routes: `/` sends to the flaky primary with the
+/// upstream as its fallback group, `/refused/` (prefix stripped) to the
+/// switchable primary with the same fallback. The fallback rewrites the
+/// request's `model`, as a fallback to another provider or model would.
+pub fn failover_toml(env: &Env) -> String {
+    let group = |name: &str, url: SocketAddr| {
+        format!(
+            "[[route.group]]\nname = \"primary\"\nendpoints = [ {{ url = \"http://{url}\", name = \"{name}\" }} ]\n\
+             [[route.group]]\nname = \"fallback\"\nendpoints = [ {{ url = \"http://{up}\", name = \"fallback\", model = \"gpt-4o-mini-fallback\" }} ]\n",
+            up = env.upstream
+        )
+    };
+    format!(
+        "# Written by benches/e2e (e2e-bench): the failover runs.\n\
+         [[route]]\nprefix = \"/refused\"\nstrip_prefix = true\n{}\n\
+         [[route]]\nprefix = \"/\"\n{}",
+        group("refusing", env.switchable()),
+        group("flaky", env.flaky()),
+    )
+}
+
+/// nginx's peers of the failover routes: the primary and the upstream as its
+/// `backup`, `max_fails=0` so a failure never takes the primary out (each
+/// request tries it, as in sse-edge's runs, whose failures never come three
+/// in a row).
+fn nginx_failover_upstreams(env: &Env) -> String {
+    let block = |name: &str, primary: SocketAddr| {
+        format!(
+            "    upstream {name} {{\n        server {primary} max_fails=0;\n        server {up} backup max_fails=0;\n        keepalive 64;\n        keepalive_requests 1000000;\n        keepalive_timeout 3600s;\n    }}\n",
+            up = env.upstream
+        )
+    };
+    block("flaky", env.flaky()) + &block("switchable", env.switchable())
+}
+
+/// Retry a `503` or a failed connect on the next server (the backup), POSTs
+/// included: sse-edge fails a streaming request over in both cases.
+const NGINX_NEXT: &str = "\n        proxy_next_upstream error timeout http_503 non_idempotent;\n        proxy_next_upstream_tries 2;";
+
+const NGINX_REFUSED_LOCATION: &str = "    location /refused/ {
+        proxy_pass http://switchable/;
+        proxy_http_version 1.1;
+        proxy_set_header Connection \"\";
+        proxy_buffering off;
+        proxy_read_timeout 3600s;
+        proxy_send_timeout 3600s;
+        proxy_next_upstream error timeout http_503 non_idempotent;
+        proxy_next_upstream_tries 2;
+    }
+";
 
 /// HAProxy as the issue asks: HTTP mode, one thread, keep-alive both ways
 /// (`http-reuse always` shares idle server connections), room for ~9,000

@@ -119,6 +119,7 @@ fn opts(wrapper: Vec<String>) -> Options {
         heartbeat: "15s",
         wrapper,
         bin: None,
+        failover: false,
     }
 }
 

@@ -303,6 +303,72 @@ fn rows(s: &Sizes) -> Vec<Row> {
             Goal::Ratio(0.9),
         ),
     ]);
+    let c1 = format!(
+        "Failover, one connection, {} streams each way",
+        s.fo_requests
+    );
+    let c32 = format!(
+        "Failover under load ({} streaming connections, one failing over)",
+        s.clients
+    );
+    let fo: [(String, &'static str, &'static str); 9] = [
+        (
+            format!("{c1}: time to first event, healthy primary, p50"),
+            "failover_c1",
+            "healthy_p50_us",
+        ),
+        (
+            format!("{c1}: primary answers 503 at once: added time to first event, p50"),
+            "failover_c1",
+            "f503_added_p50_us",
+        ),
+        (
+            format!("{c1}: primary answers 503 at once: added time to first event, p99"),
+            "failover_c1",
+            "f503_added_p99_us",
+        ),
+        (
+            format!(
+                "{c1}: the primary's 503 sent to the fallback's first event at the client, p50"
+            ),
+            "failover_c1",
+            "since503_p50_us",
+        ),
+        (
+            format!(
+                "{c1}: the primary's 503 sent to the fallback's first event at the client, p99"
+            ),
+            "failover_c1",
+            "since503_p99_us",
+        ),
+        (
+            format!("{c1}: primary refuses the connect: added time to first event, p50"),
+            "failover_c1",
+            "refused_added_p50_us",
+        ),
+        (
+            format!("{c32}: primary answers 503 at once: added time to first event, p50"),
+            "failover_c32",
+            "f503_added_p50_us",
+        ),
+        (
+            format!(
+                "{c32}: the primary's 503 sent to the fallback's first event at the client, p50"
+            ),
+            "failover_c32",
+            "since503_p50_us",
+        ),
+        (
+            format!(
+                "{c32}: the primary's 503 sent to the fallback's first event at the client, p99"
+            ),
+            "failover_c32",
+            "since503_p99_us",
+        ),
+    ];
+    for (label, scenario, metric) in fo {
+        v.push(r(label, scenario, metric, "us", false, Goal::Difference));
+    }
     v
 }
 
@@ -663,6 +729,37 @@ pub fn detail_columns(scenario: &str, sizes: &Sizes) -> Vec<(&'static str, Strin
             ("proxy_core_util", "proxy core busy"),
             ("load_core_util", "load core busy"),
         ],
+        "failover_c1" => &[
+            ("healthy_p50_us", "healthy p50 us"),
+            ("healthy_p99_us", "healthy p99 us"),
+            ("f503_p50_us", "503 p50 us"),
+            ("f503_p99_us", "503 p99 us"),
+            ("f503_added_p50_us", "503 added p50 us"),
+            ("since503_p50_us", "since the 503 p50 us"),
+            ("since503_p99_us", "since the 503 p99 us"),
+            ("refused_p50_us", "refused p50 us"),
+            ("refused_p99_us", "refused p99 us"),
+            ("refused_added_p50_us", "refused added p50 us"),
+            ("primary_conns_per_503", "primary connects per 503"),
+            ("failovers_metric", "failovers (/metrics)"),
+            ("not_failed_over", "503 requests not failed over"),
+            ("failed", "failed"),
+        ],
+        "failover_c32" => &[
+            ("healthy_requests", "healthy streams"),
+            ("f503_requests", "503 streams"),
+            ("healthy_p50_us", "healthy p50 us"),
+            ("healthy_p99_us", "healthy p99 us"),
+            ("f503_p50_us", "503 p50 us"),
+            ("f503_p99_us", "503 p99 us"),
+            ("f503_added_p50_us", "503 added p50 us"),
+            ("since503_p50_us", "since the 503 p50 us"),
+            ("since503_p99_us", "since the 503 p99 us"),
+            ("primary_conns_per_503", "primary connects per 503"),
+            ("ejections_metric", "ejections (/metrics)"),
+            ("not_failed_over", "503 requests not failed over"),
+            ("failed", "failed"),
+        ],
         _ => &[],
     };
     let mut cols: Vec<(&'static str, String)> =
@@ -792,7 +889,7 @@ pub fn markdown(meta: &Meta, sizes: &Sizes, cells: &[Cell], elapsed: Duration) -
     );
     let _ = writeln!(
         out,
-        "- Sizes: {} paced streams and {} back-to-back streams of {} events over {} keep-alive clients; JSON runs {} s each; {} idle streams; one JSON upload of {} MiB; RSS read again {} after the idle streams and the upload have closed; {} silent streams for {} s of `--heartbeat 1s`; TLS handshakes for {} s over {} loops; {} TLS streams",
+        "- Sizes: {} paced streams and {} back-to-back streams of {} events over {} keep-alive clients; JSON runs {} s each; {} idle streams; one JSON upload of {} MiB; RSS read again {} after the idle streams and the upload have closed; {} silent streams for {} s of `--heartbeat 1s`; TLS handshakes for {} s over {} loops; {} TLS streams; failover: {} streams each way on one connection, then {} s over {} connections",
         sizes.paced_streams,
         sizes.burst_streams,
         sizes.events,
@@ -805,7 +902,10 @@ pub fn markdown(meta: &Meta, sizes: &Sizes, cells: &[Cell], elapsed: Duration) -
         sizes.hb_window_secs,
         sizes.hs_secs,
         sizes.hs_conns,
-        sizes.tls_streams
+        sizes.tls_streams,
+        sizes.fo_requests,
+        sizes.fo_secs,
+        sizes.clients
     );
     let stat = |k: &str| -> (f64, f64) {
         let v: Vec<f64> = cells.iter().filter_map(|c| c.m.get(k).copied()).collect();

@@ -84,6 +84,9 @@ enum Role {
     Switchable,
 }
 
+/// The switchable listener's accept task, while it listens.
+type AcceptTask = Arc<Mutex<Option<JoinHandle<()>>>>;
+
 /// What the listeners of one upstream process share.
 #[derive(Clone)]
 struct Shared {
@@ -93,7 +96,7 @@ struct Shared {
     flaky_conns: Arc<AtomicU64>,
     flaky_503s: Arc<AtomicU64>,
     /// The switchable listener's address and, while it listens, its accept task.
-    switch: Option<(SocketAddr, Arc<Mutex<Option<JoinHandle<()>>>>)>,
+    switch: Option<(SocketAddr, AcceptTask)>,
 }
 
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {

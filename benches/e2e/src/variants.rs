@@ -163,6 +163,29 @@ fn measures(s: &Sizes) -> Vec<Measure> {
     for (scenario, metric, label) in cpu {
         v.push(m(label, scenario, metric, "us", 1.0, true));
     }
+    let fo = [
+        (
+            "failover_c1",
+            "f503_added_p50_us",
+            "Failover, one connection: added time to first event when the primary answers 503, p50",
+            false,
+        ),
+        (
+            "failover_c1",
+            "since503_p50_us",
+            "Failover, one connection: the primary's 503 to the fallback's first event, p50",
+            true,
+        ),
+        (
+            "failover_c32",
+            "since503_p50_us",
+            "Failover under load: the primary's 503 to the fallback's first event, p50",
+            true,
+        ),
+    ];
+    for (scenario, metric, label, ratio) in fo {
+        v.push(m(label.to_string(), scenario, metric, "us", 1.0, ratio));
+    }
     v
 }
 
