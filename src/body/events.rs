@@ -7,6 +7,7 @@
 use bytes::Bytes;
 
 use crate::dialect::Dialect;
+use crate::dialect::continuation::{Splice, Spliced};
 use crate::dialect::stream::{ChatAsk, Ending, Finish, ending};
 use crate::sse::Event;
 use crate::sse::Stamp;
@@ -29,6 +30,42 @@ pub(super) struct EventObserver {
     stamp: Option<Stamp>,
     /// Whole events to forward, as `(seq, part)`; seq is 0 unless stamped.
     kept: Vec<(u64, Bytes)>,
+    /// A route that continues cut answers: whole events only, recorded.
+    continuation: Option<Box<Record>>,
+}
+
+/// Most bytes of a stream recorded for a continuation; a longer answer is
+/// not continued.
+const RECORD_CAP: usize = 16 << 20;
+
+/// What a continuation needs from the events the client got.
+#[derive(Default)]
+struct Record {
+    /// The client's events, whole, in order, as it got them.
+    events: Vec<Bytes>,
+    bytes: usize,
+    /// More than [`RECORD_CAP`] went out.
+    overflow: bool,
+    /// An upstream error event, held back while a continuation may still
+    /// save the answer.
+    held_error: Option<Vec<Bytes>>,
+    /// The continuation under way, if any.
+    splice: Option<Splice>,
+}
+
+impl Record {
+    fn push(&mut self, part: &Bytes) {
+        if self.overflow {
+            return;
+        }
+        self.bytes += part.len();
+        if self.bytes > RECORD_CAP {
+            self.overflow = true;
+            self.events = Vec::new();
+        } else {
+            self.events.push(part.clone());
+        }
+    }
 }
 
 impl EventObserver {
@@ -37,6 +74,7 @@ impl EventObserver {
         strip_usage_chunk: bool,
         stamp: Option<Stamp>,
         chat_ask: Option<ChatAsk>,
+        continuable: bool,
     ) -> Self {
         Self {
             dialect,
@@ -47,12 +85,14 @@ impl EventObserver {
             strip_usage_chunk,
             stamp,
             kept: Vec::new(),
+            continuation: continuable.then(Box::default),
         }
     }
 
     pub(super) fn on_event(&mut self, event: &Event) {
+        let this = ending(self.dialect, event);
         if self.ending == Ending::None {
-            self.ending = ending(self.dialect, event);
+            self.ending = this;
         }
         self.finish.on_event(event);
         let seen = self.usage.on_event(event);
@@ -62,6 +102,27 @@ impl EventObserver {
         }
         if !self.event_aligned() || (self.strip_usage_chunk && seen == Seen::UsageOnlyChunk) {
             return;
+        }
+        if let Some(record) = &mut self.continuation {
+            if this == Ending::Error {
+                record.held_error = Some(event.segments().to_vec());
+                return;
+            }
+            match record.splice.as_mut().map(|s| s.event(event)) {
+                Some(Spliced::Drop) => return,
+                Some(Spliced::Replace(b)) => {
+                    record.push(&b);
+                    let mut kept = std::mem::take(&mut self.kept);
+                    self.relay_event(b, &mut kept);
+                    self.kept = kept;
+                    return;
+                }
+                Some(Spliced::Keep) | None => {
+                    for seg in event.segments() {
+                        record.push(seg);
+                    }
+                }
+            }
         }
         match &mut self.stamp {
             Some(stamp) if event.has_field() => {
@@ -74,9 +135,45 @@ impl EventObserver {
         }
     }
 
-    /// Forwarding is event-aligned (see `strip_usage_chunk` and `stamp`).
+    /// Forwarding is event-aligned (see `strip_usage_chunk`, `stamp` and
+    /// `continuation`).
     pub(super) fn event_aligned(&self) -> bool {
-        self.strip_usage_chunk || self.stamp.is_some()
+        self.strip_usage_chunk || self.stamp.is_some() || self.continuation.is_some()
+    }
+
+    /// The client's events so far, for a continuation; `None` when they
+    /// were too many to keep.
+    pub(super) fn recorded(&self) -> Option<&[Bytes]> {
+        let r = self.continuation.as_deref()?;
+        (!r.overflow).then_some(r.events.as_slice())
+    }
+
+    /// From now on the events are a continuation's: spliced into the
+    /// answer the client has.
+    pub(super) fn begin_splice(&mut self, splice: Splice) {
+        if let Some(r) = &mut self.continuation {
+            r.splice = Some(splice);
+            r.held_error = None;
+        }
+        self.ending = Ending::None;
+    }
+
+    /// An upstream error event is held back for a continuation.
+    pub(super) fn holds_error(&self) -> bool {
+        self.continuation
+            .as_ref()
+            .is_some_and(|r| r.held_error.is_some())
+    }
+
+    /// An upstream error event held back for a continuation, to forward
+    /// now that there will be none.
+    pub(super) fn release_held_error(&mut self, out: &mut impl Extend<(u64, Bytes)>) -> bool {
+        let Some(segments) = self.continuation.as_mut().and_then(|r| r.held_error.take()) else {
+            return false;
+        };
+        let event = Bytes::from(segments.concat());
+        self.relay_event(event, out);
+        true
     }
 
     /// The whole events to forward, in event-aligned mode.

@@ -19,4 +19,4 @@ pub(crate) use capture::UsageCapture;
 pub use heartbeat::Heartbeat;
 pub(crate) use idle::ReadDeadline;
 pub(crate) use json_wait::JsonWaitBody;
-pub(crate) use sse::{Answer, Pending, SseBody, SseSetup};
+pub(crate) use sse::{Answer, Continuer, Pending, SseBody, SseSetup};

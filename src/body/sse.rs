@@ -48,6 +48,7 @@ use super::heartbeat::Heartbeat;
 use super::idle::ReadDeadline;
 use crate::config::StreamConfig;
 use crate::dialect::Dialect;
+use crate::dialect::continuation::{self, Delivered, Splice};
 use crate::dialect::errors::{self, ErrorInfo};
 use crate::dialect::stream::{ChatAsk, Ending, keepalive, sentinel};
 use crate::error::{Error, Kind, UpstreamClass};
@@ -85,6 +86,9 @@ const ERROR_BODY_CAP: usize = 64 * 1024;
 
 enum Phase {
     Waiting(Pending),
+    /// The answer was cut after events went out; another endpoint is
+    /// asked to continue it (see [`Continuer`]).
+    Continuing(Pending),
     ReadingError {
         body: UpstreamBody,
         /// Held while the error body is read (an HTTP/2 stream counts
@@ -115,6 +119,34 @@ pub(crate) struct SseSetup<'a> {
     pub read_timeout: Option<Duration>,
     /// A resumable stream's id stamper: the body feeds a producer task.
     pub stamp: Option<Stamp>,
+    /// Continues an answer cut after its first event, on a route that
+    /// does so.
+    pub continuer: Option<Box<dyn Continuer>>,
+}
+
+/// Starts the continuation of a cut answer: the request path's failover
+/// loop, as the body sees it.
+pub(crate) trait Continuer: Send {
+    /// The continuation of `delivered` (the endpoint `from` cut it for
+    /// `reason`), or `None` when there is nothing to send it to: no
+    /// attempt left, or no other endpoint declared how it continues.
+    fn start(
+        &mut self,
+        delivered: &Delivered,
+        reason: &'static str,
+        from: Option<Arc<str>>,
+    ) -> Option<Pending>;
+}
+
+/// How a stream ends when its cut is not continued.
+struct Cut {
+    outcome: Outcome,
+    status: StatusCode,
+    code: String,
+    message: String,
+    ending: Option<StreamEnd>,
+    /// The continuation's reason (access log, metrics).
+    reason: &'static str,
 }
 
 /// Keepalives towards a client, or, for a producer, none.
@@ -141,6 +173,11 @@ pub(crate) struct SseBody {
     /// A client's read timer when `read_timeout` is shorter than the
     /// heartbeat (the heartbeat checks the timeout otherwise).
     short_read: Option<ReadDeadline>,
+    continuer: Option<Box<dyn Continuer>>,
+    /// The ending a continuation under way replaces, for when it fails.
+    cut: Option<Cut>,
+    /// `max_event_size` (a continuation gets a scanner of its own).
+    max_event: usize,
     ended: bool,
     /// Frames to write before anything else, in order, with the seq of
     /// the event they belong to (0 unless stamped).
@@ -176,7 +213,16 @@ impl SseBody {
             scanner: Scanner::new(max_event),
             downstream,
             dialect: s.dialect,
-            observer: EventObserver::new(s.dialect, s.strip_usage_chunk, s.stamp, s.chat_ask),
+            observer: EventObserver::new(
+                s.dialect,
+                s.strip_usage_chunk,
+                s.stamp,
+                s.chat_ask,
+                s.continuer.is_some(),
+            ),
+            continuer: s.continuer,
+            cut: None,
+            max_event,
             read_timeout: s.read_timeout,
             short_read: None,
             last_upstream: Instant::now(),
@@ -231,6 +277,13 @@ impl SseBody {
                 Phase::Waiting(pending) => match pending.as_mut().poll(cx) {
                     Poll::Ready(answer) => {
                         self.on_answer(answer, x);
+                        continue;
+                    }
+                    Poll::Pending => None,
+                },
+                Phase::Continuing(pending) => match pending.as_mut().poll(cx) {
+                    Poll::Ready(answer) => {
+                        self.on_continuation(answer, x);
                         continue;
                     }
                     Poll::Pending => None,
@@ -317,21 +370,30 @@ impl SseBody {
             Some(Err(e)) => {
                 tracing::warn!("upstream stream failed: {e}");
                 x.upstream_error(e.upstream_class().unwrap_or(UpstreamClass::Reset));
-                let (outcome, status, code) = if e.is_timeout() {
+                let (outcome, status, code, reason) = if e.is_timeout() {
                     (
                         Outcome::UpstreamTimeout,
                         StatusCode::GATEWAY_TIMEOUT,
                         "upstream_timeout",
+                        "read_timeout",
                     )
                 } else {
                     (
                         Outcome::UpstreamReset,
                         StatusCode::BAD_GATEWAY,
                         "upstream_reset",
+                        "reset",
                     )
                 };
-                let msg = format!("upstream stream failed: {e}");
-                self.fail(x, outcome, status, code, &msg);
+                let cut = Cut {
+                    outcome,
+                    status,
+                    code: code.to_owned(),
+                    message: format!("upstream stream failed: {e}"),
+                    ending: None,
+                    reason,
+                };
+                self.end_or_continue(x, cut);
                 Poll::Ready(None)
             }
         }
@@ -372,6 +434,13 @@ impl SseBody {
                 x.set_ending(StreamEnd::Terminal);
             }
             Ending::Error => {
+                if self.observer.holds_error() {
+                    x.upstream_error(UpstreamClass::Status);
+                    if self.try_continue(x, "error_event") {
+                        return;
+                    }
+                    self.observer.release_held_error(&mut self.queued);
+                }
                 x.finish(Outcome::UpstreamErrorEvent);
                 x.set_ending(StreamEnd::ErrorEvent);
             }
@@ -419,15 +488,118 @@ impl SseBody {
             return;
         }
         x.upstream_error(UpstreamClass::Truncated);
-        x.set_ending(StreamEnd::Truncated);
-        let msg = "upstream ended the stream without its final event";
-        self.fail(
-            x,
-            Outcome::UpstreamTruncated,
-            StatusCode::BAD_GATEWAY,
-            "upstream_truncated",
-            msg,
+        let cut = Cut {
+            outcome: Outcome::UpstreamTruncated,
+            status: StatusCode::BAD_GATEWAY,
+            code: "upstream_truncated".to_owned(),
+            message: "upstream ended the stream without its final event".to_owned(),
+            ending: Some(StreamEnd::Truncated),
+            reason: "truncated",
+        };
+        self.end_or_continue(x, cut);
+    }
+
+    /// Continues a cut answer when the route does and it can be; ends the
+    /// stream with `cut`'s error event otherwise.
+    fn end_or_continue(&mut self, x: &mut Exchange, cut: Cut) {
+        let reason = cut.reason;
+        self.cut = Some(cut);
+        if self.try_continue(x, reason) {
+            return;
+        }
+        self.end_cut(x);
+    }
+
+    /// Ends the stream the way its cut (or a failed continuation's) says.
+    fn end_cut(&mut self, x: &mut Exchange) {
+        let Some(cut) = self.cut.take() else {
+            self.phase = Phase::Done;
+            return;
+        };
+        if let Some(ending) = cut.ending {
+            x.set_ending(ending);
+        }
+        self.fail(x, cut.outcome, cut.status, &cut.code, &cut.message);
+    }
+
+    /// Asks the route's continuer for a continuation of the answer so far.
+    /// `false` (nothing changed) when the route has none, or the answer
+    /// cannot be continued, or no endpoint can take it.
+    fn try_continue(&mut self, x: &mut Exchange, reason: &'static str) -> bool {
+        let Some(continuer) = self.continuer.as_mut() else {
+            return false;
+        };
+        let Some(raw) = self.observer.recorded() else {
+            tracing::info!("answer cut ({reason}), not continued: too long to keep");
+            return false;
+        };
+        let delivered = match continuation::delivered(self.dialect, raw) {
+            Ok(d) => d,
+            Err(why) => {
+                tracing::info!("answer cut ({reason}), not continued: {why}");
+                return false;
+            }
+        };
+        let from = x.endpoint().cloned();
+        let Some(pending) = continuer.start(&delivered, reason, from.clone()) else {
+            tracing::info!("answer cut ({reason}), not continued: no endpoint or attempt left");
+            return false;
+        };
+        tracing::info!(
+            reason,
+            tokens = delivered.tokens,
+            "answer cut after its first event; continuing it on another endpoint"
         );
+        x.begin_continuation(from, reason, delivered.tokens);
+        self.observer.begin_splice(Splice::new(&delivered));
+        self.scanner = Scanner::new(self.max_event);
+        self.ended = false;
+        // Drops the cut upstream's body and lease.
+        self.phase = Phase::Continuing(pending);
+        self.last_upstream = Instant::now();
+        true
+    }
+
+    /// The answer of the endpoint asked to continue.
+    fn on_continuation(&mut self, answer: Answer, x: &mut Exchange) {
+        let Answer {
+            result,
+            attempts,
+            model,
+            read_timeout,
+        } = answer;
+        x.end_continuation(attempts);
+        if let Some(m) = &model {
+            x.set_model(m);
+        }
+        match result {
+            Ok(sent)
+                if sent.response.status().is_success()
+                    && crate::dialect::is_event_stream(sent.response.headers()) =>
+            {
+                self.cut = None;
+                let heartbeat = match &self.downstream {
+                    Downstream::Client { heartbeat, .. } => Some(heartbeat.interval()),
+                    Downstream::Producer { .. } => None,
+                };
+                self.set_read_timeout(read_timeout, heartbeat);
+                self.last_upstream = Instant::now();
+                let (_, body) = sent.response.into_parts();
+                self.phase = Phase::Streaming {
+                    body,
+                    lease: sent.lease,
+                };
+            }
+            Ok(sent) => {
+                let status = sent.response.status();
+                tracing::warn!("continuation answered {status}; the cut stands");
+                self.end_cut(x);
+            }
+            Err(e) => {
+                tracing::warn!("continuation failed: {e}; the cut stands");
+                self.end_cut(x);
+            }
+        }
     }
 
     /// The upstream's answer to an early-committed request.
@@ -636,14 +808,15 @@ impl SseBody {
             return false;
         }
         x.upstream_error(UpstreamClass::Timeout);
-        let msg = format!("upstream sent nothing for {limit:?} (upstream.read_timeout)");
-        self.fail(
-            x,
-            Outcome::UpstreamTimeout,
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
-            &msg,
-        );
+        let cut = Cut {
+            outcome: Outcome::UpstreamTimeout,
+            status: StatusCode::GATEWAY_TIMEOUT,
+            code: "upstream_timeout".to_owned(),
+            message: format!("upstream sent nothing for {limit:?} (read_timeout)"),
+            ending: None,
+            reason: "read_timeout",
+        };
+        self.end_or_continue(x, cut);
         true
     }
 }

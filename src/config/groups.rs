@@ -31,7 +31,8 @@ use super::value::{
     Kind, parse_optional_duration, parse_protocol, parse_route_name, parse_upstream_url,
 };
 use super::{
-    EndpointConfig, GroupConfig, Timeouts, UpstreamKey, UpstreamProtocol, UpstreamUrl, Upstreams,
+    Continuation, EndpointConfig, GroupConfig, Timeouts, UpstreamKey, UpstreamProtocol,
+    UpstreamUrl, Upstreams,
 };
 
 /// The [`Timeouts`] field a timeout key sets.
@@ -58,6 +59,7 @@ const ENDPOINT_KEYS: &[&str] = &[
     "name",
     "weight",
     "model",
+    "continuation",
     "key_env",
     "key_header",
     "protocol",
@@ -77,6 +79,7 @@ pub(super) fn one_endpoint(
         protocol,
         weight: 1,
         model: None,
+        continuation: None,
         key,
     };
     Upstreams {
@@ -295,10 +298,21 @@ fn endpoint(
         name,
         protocol: e.string("protocol", parse_protocol)?.unwrap_or(protocol),
         weight: e.integer("weight", 1, MAX_WEIGHT)?.unwrap_or(1),
+        continuation: e.string("continuation", parse_continuation)?,
         key: upstream_key(e, env, "key_env", "key_header")?,
         url,
         model,
     })
+}
+
+/// `continuation = "anthropic" | "vllm" | "assistant"`.
+fn parse_continuation(s: &str) -> Result<Continuation, String> {
+    match s {
+        "anthropic" => Ok(Continuation::Anthropic),
+        "vllm" => Ok(Continuation::Vllm),
+        "assistant" => Ok(Continuation::Assistant),
+        _ => Err("expected anthropic, vllm or assistant".to_owned()),
+    }
 }
 
 /// Largest endpoint `weight`.

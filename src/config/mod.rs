@@ -234,10 +234,36 @@ pub struct EndpointConfig {
     /// Rewrites the JSON request body's top-level `model` for requests
     /// sent here.
     pub model: Option<String>,
+    /// How the endpoint continues a trailing assistant message, when it
+    /// declares that it can (`continuation`); `None`: it is never sent a
+    /// continuation.
+    pub continuation: Option<Continuation>,
     /// The relay's own key for this endpoint, replacing whatever the
     /// client sent (`key_env` / `key_header`; on the `upstream = "URL"`
     /// form, the route's `upstream_key_env` / `upstream_key_header`).
     pub key: Option<UpstreamKey>,
+}
+
+/// An endpoint's declared way of continuing a cut answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Continuation {
+    /// Anthropic messages prefill: a last `assistant` message.
+    Anthropic,
+    /// vLLM / SGLang: `continue_final_message` with
+    /// `add_generation_prompt: false`.
+    Vllm,
+    /// A trailing assistant message alone.
+    Assistant,
+}
+
+impl Continuation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Anthropic => "anthropic",
+            Self::Vllm => "vllm",
+            Self::Assistant => "assistant",
+        }
+    }
 }
 
 /// Deadlines the relay owns on an upstream answer. `None` waits forever.
@@ -408,6 +434,9 @@ pub struct StreamConfig {
     /// any response byte, even after the request was written
     /// (`retry_on_reset`; the official SDKs retry exactly this).
     pub retry_on_reset: bool,
+    /// Continuations of one stream cut after its first event
+    /// (`continuation_attempts`; 0 turns continuation off).
+    pub continuation_attempts: u32,
 }
 
 impl Default for StreamConfig {
@@ -426,6 +455,7 @@ impl Default for StreamConfig {
             resume_max_bytes: 4 << 20,
             timeouts: Timeouts::default(),
             retry_on_reset: true,
+            continuation_attempts: 0,
         }
     }
 }

@@ -134,6 +134,7 @@ fn single_endpoint(c: &RouteConfig) -> Option<&EndpointConfig> {
         && group.timeouts == c.stream.timeouts
         && e.weight == 1
         && e.model.is_none()
+        && e.continuation.is_none()
         && e.name == endpoint_name(&e.url, None);
     plain.then_some(e)
 }
@@ -172,6 +173,9 @@ fn render_endpoint(e: &EndpointConfig) -> String {
     ];
     if let Some(model) = &e.model {
         fields.push(format!("model = {}", toml_string(model)));
+    }
+    if let Some(c) = e.continuation {
+        fields.push(format!("continuation = {}", toml_string(c.name())));
     }
     fields.push(format!(
         "protocol = {}",

@@ -77,6 +77,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     stream("retry_attempts", Kind::Int, V("3"), "Further attempts of a streaming request after the first, on any endpoint, before the first upstream event, 0..=20; routes inherit it"),
     stream("retry_budget", Kind::Duration, V("60s"), "Total time spent waiting between attempts, Retry-After included; routes inherit it"),
     stream("retry_backoff", Kind::Duration, V("500ms"), "First backoff (> 0) before retrying one endpoint, doubled per retry up to 8x; routes inherit it"),
+    stream("continuation_attempts", Kind::Int, V("0"), "Continuations of a stream cut after its first event, on endpoints that declare `continuation`, 0..=5; 0 turns continuation off; routes inherit it"),
     stream("retry_on_reset", Kind::Bool, V("true"), "Fail over when the upstream closes or resets the connection before any response byte, even after the request was written; routes inherit it"),
     stream("include_usage", Kind::Bool, V("false"), "OpenAI chat: ask the upstream for usage when the client did not, and strip it from the client's stream; routes inherit it"),
     stream("resume_window", Kind::Duration, V("0"), "Stream resumption: how long a stream outlives its client's disconnect, buffered for a reconnect with Last-Event-ID; 0 turns it off; routes inherit it"),

@@ -37,7 +37,7 @@ use crate::sse::{Event, Scanner};
 /// How an endpoint continues a trailing assistant message, as it declares
 /// it (`continuation` on an endpoint).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mechanism {
+pub(crate) enum Mechanism {
     /// Anthropic messages: a last `assistant` message is continued (its
     /// text must not end in whitespace).
     AnthropicPrefill,
@@ -50,14 +50,6 @@ pub enum Mechanism {
 }
 
 impl Mechanism {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mechanism::AnthropicPrefill => "anthropic",
-            Mechanism::ContinueFinalMessage => "vllm",
-            Mechanism::AssistantMessage => "assistant",
-        }
-    }
-
     /// The mechanisms a dialect's requests can carry.
     pub(crate) fn fits(self, dialect: Dialect) -> bool {
         match self {
@@ -82,6 +74,12 @@ pub(crate) struct Delivered {
     open_block: Option<u64>,
     /// Anthropic: blocks the client has seen started.
     blocks: u64,
+}
+
+impl Delivered {
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.dialect
+    }
 }
 
 /// Reads the events the client has (their raw bytes, in order) and says
@@ -143,9 +141,12 @@ fn chat_event(ev: &Event, d: &mut Delivered) -> Result<(), &'static str> {
     {
         return Err("the answer holds a tool call");
     }
-    let reasoning = ["reasoning_content", "reasoning"]
-        .iter()
-        .any(|k| delta.get(*k).and_then(|r| r.as_str()).is_some_and(|r| !r.is_empty()));
+    let reasoning = ["reasoning_content", "reasoning"].iter().any(|k| {
+        delta
+            .get(*k)
+            .and_then(|r| r.as_str())
+            .is_some_and(|r| !r.is_empty())
+    });
     if let Some(text) = delta.get("content").and_then(|c| c.as_str()) {
         if !text.is_empty() {
             d.text.push_str(text);
@@ -231,8 +232,14 @@ pub(crate) fn request(original: &[u8], d: &Delivered, mechanism: Mechanism) -> O
         message.insert("content".into(), OwnedValue::from(text));
         messages.push(OwnedValue::from(message));
         if mechanism == Mechanism::ContinueFinalMessage {
-            obj.insert("continue_final_message".into(), OwnedValue::Static(StaticNode::Bool(true)));
-            obj.insert("add_generation_prompt".into(), OwnedValue::Static(StaticNode::Bool(false)));
+            obj.insert(
+                "continue_final_message".into(),
+                OwnedValue::Static(StaticNode::Bool(true)),
+            );
+            obj.insert(
+                "add_generation_prompt".into(),
+                OwnedValue::Static(StaticNode::Bool(false)),
+            );
         }
     }
     simd_json::to_vec(&v).ok().map(Bytes::from)
@@ -264,9 +271,10 @@ pub(crate) struct Splice {
 }
 
 impl Splice {
-    pub(crate) fn new(d: &Delivered, mechanism: Mechanism) -> Self {
-        let trimmed = match mechanism {
-            Mechanism::AnthropicPrefill => d.text[d.text.trim_end().len()..].to_owned(),
+    pub(crate) fn new(d: &Delivered) -> Self {
+        // Only Anthropic's prefill is trimmed (see `request`).
+        let trimmed = match d.dialect {
+            Dialect::Anthropic => d.text[d.text.trim_end().len()..].to_owned(),
             _ => String::new(),
         };
         Self {
@@ -294,7 +302,9 @@ impl Splice {
         let mut changed = false;
         if let Some(usage) = v.get_mut("usage").and_then(|u| u.as_object_mut()) {
             let get = |u: &simd_json::owned::Object, k: &str| u.get(k).and_then(|x| x.as_u64());
-            if let (Some(p), Some(c)) = (get(usage, "prompt_tokens"), get(usage, "completion_tokens")) {
+            if let (Some(p), Some(c)) =
+                (get(usage, "prompt_tokens"), get(usage, "completion_tokens"))
+            {
                 let moved = self.tokens.min(p);
                 usage.insert("prompt_tokens".into(), OwnedValue::from(p - moved));
                 usage.insert("completion_tokens".into(), OwnedValue::from(c + moved));
@@ -325,7 +335,11 @@ impl Splice {
                 changed = true;
             }
         }
-        if changed { Spliced::Replace(data_event(&v)) } else { Spliced::Keep }
+        if changed {
+            Spliced::Replace(data_event(&v))
+        } else {
+            Spliced::Keep
+        }
     }
 
     fn anthropic(&mut self, ev: &Event) -> Spliced {

@@ -53,6 +53,7 @@ use tokio::time::Instant;
 use super::upstreams::{Endpoint, Group, GroupId, Upstreams};
 use crate::body::Answer;
 use crate::config::{StreamConfig, Timeouts};
+use crate::dialect::continuation::{self, Delivered};
 use crate::error::{Error, Kind, UpstreamClass};
 use crate::sse::Scanner;
 use crate::telemetry::Attempts;
@@ -118,6 +119,49 @@ impl Policy {
     }
 }
 
+/// What goes to each endpoint.
+pub(super) enum Payload {
+    /// The request body, the same for all (but for `model`).
+    Body(Bytes),
+    /// The continuation of a cut answer: only endpoints that declared how
+    /// they continue one, other than the one that cut it, each in its own
+    /// form.
+    Continue {
+        original: Bytes,
+        delivered: Delivered,
+        exclude: Option<Arc<str>>,
+    },
+}
+
+impl Payload {
+    /// Whether `endpoint` may be sent this.
+    fn admits(&self, endpoint: &Endpoint) -> bool {
+        match self {
+            Payload::Body(_) => true,
+            Payload::Continue {
+                exclude, delivered, ..
+            } => {
+                endpoint
+                    .continuation
+                    .is_some_and(|m| m.fits(delivered.dialect()))
+                    && exclude.as_ref().is_none_or(|name| *name != endpoint.name)
+            }
+        }
+    }
+
+    /// The body for `endpoint`, before its `model` is set.
+    fn body_for(&self, endpoint: &Endpoint) -> Option<Bytes> {
+        match self {
+            Payload::Body(body) => Some(body.clone()),
+            Payload::Continue {
+                original,
+                delivered,
+                ..
+            } => continuation::request(original, delivered, endpoint.continuation?),
+        }
+    }
+}
+
 /// How one attempt went.
 struct Tried {
     result: Result<Sent, Error>,
@@ -145,7 +189,7 @@ pub(super) async fn send(
     ups: Arc<Upstreams>,
     route: Arc<str>,
     head: Head,
-    body: Bytes,
+    payload: Payload,
     policy: Policy,
 ) -> Answer {
     let mut attempts = Attempts::default();
@@ -155,7 +199,8 @@ pub(super) async fn send(
     let mut tried: Vec<Slot> = Vec::new();
     let mut silent: Vec<Slot> = Vec::new();
     let mut start = GroupId::Chain(0);
-    let mut slot = pick(&ups, start, &tried, &silent, Instant::now());
+    let admits = |e: &Endpoint| payload.admits(e);
+    let mut slot = pick(&ups, start, &tried, &silent, Instant::now(), admits);
     loop {
         let Some(((gid, index), force)) = slot else {
             // Unreachable: a route has at least one endpoint, and `pick`
@@ -168,7 +213,13 @@ pub(super) async fn send(
             return answer(Err(e), attempts, None, None);
         };
         let endpoint = &group.endpoints[index];
-        let req = build(endpoint, &head, &body);
+        let req = match payload.body_for(endpoint) {
+            Some(body) => build(endpoint, &head, &body),
+            None => Err(Error::with_cause(
+                Kind::BadRequest,
+                "the request cannot carry a continuation (no messages array)",
+            )),
+        };
         let tried_now = attempt(endpoint, group, req, force).await;
         attempts.count += tried_now.sends;
         let made = u32::try_from(attempts.failed.len()).unwrap_or(u32::MAX) + 1;
@@ -183,7 +234,7 @@ pub(super) async fn send(
                 attempts.failed.push((from.clone(), "context_length"));
                 start = GroupId::Context;
                 tried.clear();
-                slot = pick(&ups, start, &tried, &silent, Instant::now());
+                slot = pick(&ups, start, &tried, &silent, Instant::now(), admits);
                 note_failover(&ups, &route, from, slot, "context_length");
                 continue;
             }
@@ -205,7 +256,7 @@ pub(super) async fn send(
             silent.push((gid, index));
         }
         let now = Instant::now();
-        slot = pick(&ups, gid, &tried, &silent, now).filter(|(_, force)| !force);
+        slot = pick(&ups, gid, &tried, &silent, now, admits).filter(|(_, force)| !force);
         if slot.is_none() {
             // The round is over: back off, then from the start again.
             let mut wait = jittered(policy.backoff, round);
@@ -221,7 +272,7 @@ pub(super) async fn send(
             }
             tried.clear();
             round += 1;
-            slot = pick(&ups, start, &tried, &silent, now + wait);
+            slot = pick(&ups, start, &tried, &silent, now + wait, admits);
             if slot.is_none() {
                 return last(tried_now, attempts, group);
             }
@@ -233,7 +284,7 @@ pub(super) async fn send(
             tokio::time::sleep(wait).await;
             waited += wait;
             // Health may have changed while waiting.
-            slot = pick(&ups, start, &tried, &silent, Instant::now());
+            slot = pick(&ups, start, &tried, &silent, Instant::now(), admits);
         } else {
             drop(tried_now);
         }
@@ -286,6 +337,7 @@ fn pick(
     tried: &[Slot],
     silent: &[Slot],
     now: Instant,
+    admits: impl Fn(&Endpoint) -> bool + Copy,
 ) -> Option<(Slot, bool)> {
     // The groups in order, without allocating.
     let ids = || {
@@ -295,8 +347,14 @@ fn pick(
         };
         chain.map(GroupId::Chain).chain(context)
     };
-    let out =
-        |gid: GroupId| move |i: usize| !tried.contains(&(gid, i)) && !silent.contains(&(gid, i));
+    let out = |gid: GroupId| {
+        let endpoints = ups.group(gid).map_or(&[][..], |g| &g.endpoints[..]);
+        move |i: usize| {
+            !tried.contains(&(gid, i))
+                && !silent.contains(&(gid, i))
+                && endpoints.get(i).is_some_and(admits)
+        }
+    };
     for gid in ids() {
         let Some(g) = ups.group(gid) else { continue };
         if let Some(i) = choose(&g.endpoints, |e| &e.health, out(gid), now) {
@@ -419,7 +477,8 @@ async fn attempt(
 /// sent twice): one attempt, on the endpoint the primary group chooses.
 pub(super) async fn send_once(ups: Arc<Upstreams>, head: Head, body: RequestBody) -> Answer {
     let mut attempts = Attempts::default();
-    let Some(((gid, index), force)) = pick(&ups, GroupId::Chain(0), &[], &[], Instant::now())
+    let Some(((gid, index), force)) =
+        pick(&ups, GroupId::Chain(0), &[], &[], Instant::now(), |_| true)
     else {
         let e = Error::with_cause(Kind::Connect, "no upstream endpoint to try");
         return answer(Err(e), attempts, None, None);

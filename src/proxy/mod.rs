@@ -15,6 +15,7 @@
 //! producer task and the client reads it from the stream's replay log;
 //! a reconnect (`resume.rs`) reads the same log from where it left off.
 
+mod continuation;
 mod failover;
 mod headers;
 mod reply;
@@ -38,7 +39,9 @@ pub(crate) use headers::peer_value;
 pub(crate) use response::ResponseBody;
 pub(crate) use route::{Route, RouteError, RouteTable};
 
-use crate::body::{Answer, Heartbeat, JsonWaitBody, Pending, SseBody, SseSetup, UsageCapture};
+use crate::body::{
+    Answer, Continuer, Heartbeat, JsonWaitBody, Pending, SseBody, SseSetup, UsageCapture,
+};
 use crate::config::Config;
 use crate::dialect::Dialect;
 use crate::dialect::stream::ChatAsk;
@@ -200,10 +203,11 @@ impl Relay {
             usage_cap: self.settings.usage_body_cap,
             read_timeout: route.stream.timeouts.read,
             hub: &self.hub,
+            continuer: None,
         };
         let res = match self.forward(&mut ctx, parts, body, &mut x).await {
             Ok(Forwarded::Answered(answer)) => respond(answer, &mut ctx, x).await,
-            Ok(Forwarded::Committed(pending)) => committed(pending, &ctx, x),
+            Ok(Forwarded::Committed(pending)) => committed(pending, &mut ctx, x),
             Ok(Forwarded::JsonCommitted(pending)) => json_committed(pending, &ctx, x),
             Err(e) => reply::error(&e, dialect, Some(x)),
         };
@@ -302,6 +306,7 @@ impl Relay {
         }
         ctx.strip_usage_chunk = out.strip_usage_chunk;
         ctx.chat_ask = out.chat_ask;
+        ctx.continuer = continuation::continuer(route, ctx.dialect, &out);
         // How to answer if the upstream is slower than the heartbeat.
         let commit: Option<fn(Pending) -> Forwarded> = if out.streaming {
             route.stream.early_commit.then_some(Forwarded::Committed)
@@ -338,7 +343,8 @@ impl Relay {
             OutBody::Buffered(body) => {
                 let policy = failover::Policy::new(&route.stream);
                 let name = route.name.clone();
-                Box::pin(failover::send(ups, name, out.head, body, policy))
+                let payload = failover::Payload::Body(body);
+                Box::pin(failover::send(ups, name, out.head, payload, policy))
             }
             OutBody::Streaming { body, limit, idle } => {
                 let body = RequestBody::streaming(body, limit, idle);
@@ -370,11 +376,14 @@ struct Ctx<'a> {
     /// The serving group's `read_timeout` (the route's until one serves).
     read_timeout: Option<Duration>,
     hub: &'a Arc<Hub>,
+    /// Continues a cut answer, on a route that does (taken by the SSE body).
+    continuer: Option<Box<dyn Continuer>>,
 }
 
 impl Ctx<'_> {
-    fn sse_setup(&self, stamp: Option<Stamp>) -> SseSetup<'_> {
+    fn sse_setup(&mut self, stamp: Option<Stamp>) -> SseSetup<'_> {
         SseSetup {
+            continuer: self.continuer.take(),
             dialect: self.dialect,
             wheel: self.conn.wheel.clone(),
             stream: &self.route.stream,
@@ -389,7 +398,7 @@ impl Ctx<'_> {
     /// a resumable route a reader of the stream's producer (the response
     /// then names the stream in `sse-edge-stream-id`).
     fn event_stream(
-        &self,
+        &mut self,
         make: impl FnOnce(SseSetup<'_>) -> SseBody,
         mut x: Exchange,
     ) -> (ResponseBody, Option<crate::resume::Token>) {
@@ -520,7 +529,7 @@ fn json_committed(pending: Pending, ctx: &Ctx<'_>, mut x: Exchange) -> Response<
 }
 
 /// `200 text/event-stream` before the upstream answered.
-fn committed(pending: Pending, ctx: &Ctx<'_>, mut x: Exchange) -> Response<ResponseBody> {
+fn committed(pending: Pending, ctx: &mut Ctx<'_>, mut x: Exchange) -> Response<ResponseBody> {
     x.set_status(StatusCode::OK.as_u16());
     let (body, token) = ctx.event_stream(|s| SseBody::waiting(pending, s), x);
     let mut res = early_commit(body, "text/event-stream");

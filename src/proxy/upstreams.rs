@@ -13,7 +13,8 @@ use tokio::time::Instant;
 
 use super::route::RouteError;
 use crate::auth::Credential;
-use crate::config::{EndpointConfig, GroupConfig, Timeouts};
+use crate::config::{Continuation, EndpointConfig, GroupConfig, Timeouts};
+use crate::dialect::continuation::Mechanism;
 use crate::telemetry::{metric_header, metric_label as label_value};
 use crate::upstream::{Failure, Health, Origin, OriginKey, Pool};
 
@@ -28,6 +29,8 @@ pub(crate) struct Endpoint {
     pub model: Option<Arc<str>>,
     pub credential: Option<Credential>,
     pub health: Arc<Health>,
+    /// How it continues a cut answer, when it declared it can.
+    pub continuation: Option<Mechanism>,
 }
 
 /// Endpoints balanced among themselves.
@@ -44,6 +47,8 @@ pub(crate) struct Upstreams {
     /// `failovers_total` by (from, to, reason); failovers are rare, so a
     /// lock is fine.
     failovers: Mutex<BTreeMap<FailoverKey, u64>>,
+    /// `continuations_total` by (from, to, reason).
+    continuations: Mutex<BTreeMap<FailoverKey, u64>>,
 }
 
 /// A `failovers_total` series: from, to, reason.
@@ -71,6 +76,7 @@ impl Upstreams {
             chain,
             context,
             failovers: Mutex::default(),
+            continuations: Mutex::default(),
         })
     }
 
@@ -84,6 +90,18 @@ impl Upstreams {
     /// Every group, the chain in order then the context group.
     fn groups(&self) -> impl Iterator<Item = &Group> {
         self.chain.iter().chain(self.context.as_ref())
+    }
+
+    pub(crate) fn count_continuation(&self, from: &Arc<str>, to: &Arc<str>, reason: &'static str) {
+        let mut map = self.continuations.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((from.clone(), to.clone(), reason)).or_default() += 1;
+    }
+
+    /// Whether any endpoint declared how it continues `dialect`'s answers.
+    pub(crate) fn continues(&self, dialect: crate::dialect::Dialect) -> bool {
+        self.groups()
+            .flat_map(|g| &g.endpoints)
+            .any(|e| e.continuation.is_some_and(|m| m.fits(dialect)))
     }
 
     pub(crate) fn count_failover(&self, from: &Arc<str>, to: &Arc<str>, reason: &'static str) {
@@ -145,6 +163,16 @@ impl Upstreams {
                 label_value(to)
             );
         }
+        drop(map);
+        let map = self.continuations.lock().unwrap_or_else(|e| e.into_inner());
+        for ((from, to, reason), n) in map.iter() {
+            let _ = writeln!(
+                out.continuations,
+                "sse_edge_continuations_total{{route=\"{route}\",from=\"{}\",to=\"{}\",reason=\"{reason}\"}} {n}",
+                label_value(from),
+                label_value(to)
+            );
+        }
     }
 }
 
@@ -157,6 +185,7 @@ struct Series {
     ejections: String,
     failures: String,
     failovers: String,
+    continuations: String,
 }
 
 /// Appends the endpoint and failover metric families of `routes` (name,
@@ -206,6 +235,12 @@ pub(crate) fn render_metrics<'a>(
             "Requests moved from one endpoint to another before their first event, by reason",
             &s.failovers,
         ),
+        (
+            "sse_edge_continuations_total",
+            "counter",
+            "Answers cut after their first event and continued on another endpoint, by reason",
+            &s.continuations,
+        ),
     ];
     for (name, kind, help, body) in families {
         metric_header(out, name, kind, help);
@@ -245,6 +280,11 @@ impl Endpoint {
             model: cfg.model.as_deref().map(Arc::from),
             credential: cfg.key.as_ref().map(Credential::new),
             health: Arc::new(Health::new(cfg.weight)),
+            continuation: cfg.continuation.map(|c| match c {
+                Continuation::Anthropic => Mechanism::AnthropicPrefill,
+                Continuation::Vllm => Mechanism::ContinueFinalMessage,
+                Continuation::Assistant => Mechanism::AssistantMessage,
+            }),
         })
     }
 }

@@ -129,6 +129,17 @@ pub(crate) struct Attempts {
     pub broken_status: Option<u16>,
 }
 
+/// One continuation of a cut answer.
+#[derive(Debug)]
+struct Continued {
+    from: Option<Arc<str>>,
+    /// The endpoint that continued; `None` while asked, or if none did.
+    to: Option<Arc<str>>,
+    reason: &'static str,
+    /// Deltas the client had before the cut (about one token each).
+    tokens: u64,
+}
+
 /// Shared sinks for finished records.
 pub(crate) struct Sinks {
     pub metrics: Arc<Metrics>,
@@ -150,6 +161,8 @@ pub(crate) struct Exchange {
     /// The serving endpoint and the attempts that failed (access log).
     endpoint: Option<Arc<str>>,
     failed: Vec<(Arc<str>, &'static str)>,
+    /// Continuations of the answer after cuts (access log).
+    continuations: Vec<Continued>,
     upstream_status: Option<u16>,
     heartbeats: u64,
     committed: bool,
@@ -188,6 +201,7 @@ impl Exchange {
             attempts: 0,
             endpoint: None,
             failed: Vec::new(),
+            continuations: Vec::new(),
             upstream_status: None,
             heartbeats: 0,
             committed: false,
@@ -240,6 +254,40 @@ impl Exchange {
     /// The route's rate limit refused the request (429).
     pub(crate) fn rate_limited(&mut self) {
         self.sinks.metrics.count_rate_limited(self.route_index());
+    }
+
+    /// The endpoint serving the answer now.
+    pub(crate) fn endpoint(&self) -> Option<&Arc<str>> {
+        self.endpoint.as_ref()
+    }
+
+    /// The answer was cut after `tokens` deltas went out, and another
+    /// endpoint is asked to continue it.
+    pub(crate) fn begin_continuation(
+        &mut self,
+        from: Option<Arc<str>>,
+        reason: &'static str,
+        tokens: u64,
+    ) {
+        self.continuations.push(Continued {
+            from,
+            to: None,
+            reason,
+            tokens,
+        });
+    }
+
+    /// The continuation's attempts: the serving endpoint (if one served)
+    /// takes over the record.
+    pub(crate) fn end_continuation(&mut self, a: Attempts) {
+        self.attempts += a.count;
+        self.failed.extend(a.failed);
+        if let Some(last) = self.continuations.last_mut() {
+            last.to.clone_from(&a.endpoint);
+        }
+        if let Some(e) = a.endpoint {
+            self.endpoint = Some(e);
+        }
     }
 
     /// The failover loop's record: attempts, serving endpoint, failures.
@@ -402,6 +450,32 @@ impl Exchange {
                 l.push_str("\",\"class\":\"");
                 l.push_str(class);
                 l.push_str("\"}");
+            }
+            l.push(']');
+        }
+        if !self.continuations.is_empty() {
+            l.push_str(",\"continuations\":[");
+            let name = |l: &mut String, v: &Option<Arc<str>>| match v {
+                Some(n) => {
+                    l.push('"');
+                    escape_into(l, n);
+                    l.push('"');
+                }
+                None => l.push_str("null"),
+            };
+            for (i, c) in self.continuations.iter().enumerate() {
+                if i > 0 {
+                    l.push(',');
+                }
+                l.push_str("{\"from\":");
+                name(l, &c.from);
+                l.push_str(",\"to\":");
+                name(l, &c.to);
+                let _ = write!(
+                    l,
+                    ",\"reason\":\"{}\",\"tokens_before_cut\":{}}}",
+                    c.reason, c.tokens
+                );
             }
             l.push(']');
         }

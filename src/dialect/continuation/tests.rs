@@ -59,8 +59,14 @@ fn requests_carry_the_prefill_in_each_mechanism() {
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[1].get("role").unwrap().as_str(), Some("assistant"));
     assert_eq!(msgs[1].get("content").unwrap().as_str(), Some("Hello wor"));
-    assert_eq!(v.get("continue_final_message").unwrap().as_bool(), Some(true));
-    assert_eq!(v.get("add_generation_prompt").unwrap().as_bool(), Some(false));
+    assert_eq!(
+        v.get("continue_final_message").unwrap().as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        v.get("add_generation_prompt").unwrap().as_bool(),
+        Some(false)
+    );
     assert_eq!(v.get("stream").unwrap().as_bool(), Some(true));
     assert!(request(original, &d, Mechanism::AnthropicPrefill).is_none());
 
@@ -103,7 +109,7 @@ fn chat_splice_drops_the_role_delta_and_moves_usage() {
         open_block: None,
         blocks: 0,
     };
-    let mut s = Splice::new(&d, Mechanism::ContinueFinalMessage);
+    let mut s = Splice::new(&d);
     assert_eq!(s.event(&one_event(ROLE)), Spliced::Drop);
     assert_eq!(s.event(&one_event(&chat_chunk(" world"))), Spliced::Keep);
     let usage = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":20,\"completion_tokens\":5,\"total_tokens\":25}}\n\n";
@@ -127,7 +133,7 @@ fn anthropic_splice_continues_the_open_block() {
         open_block: Some(1),
         blocks: 2,
     };
-    let mut s = Splice::new(&d, Mechanism::AnthropicPrefill);
+    let mut s = Splice::new(&d);
     let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n";
     assert_eq!(s.event(&one_event(start)), Spliced::Drop);
     let block = "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
@@ -137,12 +143,19 @@ fn anthropic_splice_continues_the_open_block() {
         panic!("delta re-indexed")
     };
     let text = std::str::from_utf8(&b).unwrap();
-    assert!(text.starts_with("event: content_block_delta\ndata: "), "{text}");
+    assert!(
+        text.starts_with("event: content_block_delta\ndata: "),
+        "{text}"
+    );
     assert!(text.contains("\"index\":1"), "{text}");
     assert!(text.contains("\"text\":\"world\""), "{text}");
     let md = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":4}}\n\n";
     let Spliced::Replace(b) = s.event(&one_event(md)) else {
         panic!("usage rewritten")
     };
-    assert!(std::str::from_utf8(&b).unwrap().contains("\"output_tokens\":6"));
+    assert!(
+        std::str::from_utf8(&b)
+            .unwrap()
+            .contains("\"output_tokens\":6")
+    );
 }
