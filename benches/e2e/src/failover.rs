@@ -18,9 +18,11 @@
 //!   sse-edge ejects an endpoint after three failures in a row; this order
 //!   never makes more than two, so every 503 and refused request meets its
 //!   primary (the `/metrics` failover count checks it).
-//! - `failover_c32`: 32 connections streaming at once for a fixed time, one
-//!   of them sending only requests the primary answers with `503`, the 31
-//!   others healthy ones: the failover under load.
+//! - `failover_c32`: 32 connections that each start a stream at the same
+//!   instant every 5 ms (as `json_c32` does with its requests; a connection
+//!   still busy skips the wave), for a fixed time; one of them sends only
+//!   requests the primary answers with `503`, the 31 others healthy ones:
+//!   the failover under load, the same load for every proxy.
 //!
 //! For a `503`, the upstream also records when it sent it, and the
 //! fallback's answer carries that time (`x-bench-failed-at`): "since 503"
@@ -403,6 +405,8 @@ pub async fn c32(
     let a = counters(&up, &mut ctl, proxy).await?;
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(sizes.fo_secs);
+    let first = tokio::time::Instant::now() + Duration::from_millis(20);
+    let period = Duration::from_millis(sizes.wave_ms);
     let mut tasks = Vec::new();
     for c in 0..sizes.clients {
         let ep = ep.clone();
@@ -411,7 +415,15 @@ pub async fn c32(
         tasks.push(tokio::spawn(async move {
             let mut lat = Lat::default();
             let mut sender = None;
-            while Instant::now() < deadline {
+            // Connected before the first wave, so waves time streams.
+            let _ = client::ready_sender(&ep, &mut sender).await;
+            let mut tick = tokio::time::interval_at(first, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                if Instant::now() >= deadline {
+                    break;
+                }
                 let id = ids.fetch_add(1, Ordering::Relaxed);
                 let r = timed(&ep, &mut sender, via, id).await;
                 if r.is_err() {
