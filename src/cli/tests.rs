@@ -349,6 +349,7 @@ include_usage = true
 resume_window = "30s"
 resume_max_bytes = "64KiB"
 retry_on_reset = false
+continuation_attempts = 1
 
 [upstream]
 first_byte_timeout = "1m"
@@ -373,6 +374,7 @@ retry_backoff = "100ms"
 include_usage = false
 resume = { window = "2m", max_bytes = "8MiB" }
 retry_on_reset = true
+continuation_attempts = 5
 first_byte_timeout = "2s"
 first_event_timeout = "3s"
 read_timeout = 0
@@ -397,6 +399,7 @@ fn top_streams() -> StreamConfig {
             read: Some(Duration::from_secs(10)),
         },
         retry_on_reset: false,
+        continuation_attempts: 1,
     }
 }
 
@@ -426,6 +429,7 @@ fn routes_inherit_and_override_stream_keys() {
             read: None,
         },
         retry_on_reset: true,
+        continuation_attempts: 5,
     };
     assert_eq!(b.stream, own);
     // the --upstream route inherits every top-level value

@@ -40,7 +40,7 @@ endpoints = [ { url = "https://long.example/v1", model = "long-context-model" } 
 endpoints = [ { url = "https://api.other.example/v1", model = "other-model", key_env = "OTHER_KEY", key_header = "authorization" } ]
 
 [[route.group]]
-endpoints = [ { name = "local", url = "http://127.0.0.1:8000", weight = 1000 } ]
+endpoints = [ { name = "local", url = "http://127.0.0.1:8000", weight = 1000, continuation = "vllm" } ]
 "#;
 
 const KEYS: &[(&str, &str)] = &[
@@ -203,7 +203,7 @@ fn refusals() -> Vec<(String, &'static str)> {
         (format!("{G}[[route.group]]\ntimeout = \"1s\"\nendpoints = [{{ url = \"http://b\" }}]"),
             "unknown key route[0].group[1].timeout in config file {F}: expected name, context_fallback, endpoints, first_byte_timeout, first_event_timeout, read_timeout"),
         (format!("{G}[[route.group]]\nendpoints = [{{ url = \"http://b\" }}, {{ url = \"http://c\", api_key = \"k\" }}]"),
-            "unknown key route[0].group[1].endpoints[1].api_key in config file {F}: expected url, name, weight, model, key_env, key_header, protocol"),
+            "unknown key route[0].group[1].endpoints[1].api_key in config file {F}: expected url, name, weight, model, continuation, key_env, key_header, protocol"),
         (format!("{G}[[route.group]]\ncontext_fallback = true\nendpoints = [{{ url = \"http://b\" }}]\n[[route.group]]\ncontext_fallback = true\nendpoints = [{{ url = \"http://c\" }}]"),
             "route[0].group[1].context_fallback and route[0].group[2].context_fallback are both true in config file {F}: a route has at most one context group"),
         ("[[route.group]]\ncontext_fallback = true\nendpoints = [{ url = \"http://a\" }]".to_owned(),
@@ -226,6 +226,10 @@ fn refusals() -> Vec<(String, &'static str)> {
             "invalid value for route[0].group[0].endpoints[0].url (from config file {F}): \"ftp://a\""),
         ("[[route.group]]\nendpoints = [{ url = \"http://a\", weight = 0 }]".to_owned(),
             "invalid value for route[0].group[0].endpoints[0].weight (from config file {F}): \"0\": expected a whole number from 1 to 1000"),
+        ("[[route.group]]\nendpoints = [{ url = \"http://a\", continuation = \"openai\" }]".to_owned(),
+            "invalid value for route[0].group[0].endpoints[0].continuation (from config file {F}): \"openai\": expected anthropic, vllm or assistant"),
+        ("continuation_attempts = 6\n[[route.group]]\nendpoints = [{ url = \"http://a\" }]".to_owned(),
+            "invalid value for route[0].continuation_attempts (from config file {F}): \"6\""),
         ("[[route.group]]\nendpoints = [{ url = \"http://a\", weight = 1001 }]".to_owned(),
             "invalid value for route[0].group[0].endpoints[0].weight (from config file {F}): \"1001\""),
         ("[[route.group]]\nendpoints = [{ url = \"http://a\", weight = \"3\" }]".to_owned(),
@@ -320,7 +324,8 @@ fn check_config_renders_groups_and_round_trips() {
         "  { name = \"api.other.example/other-model\", url = \"https://api.other.example/v1\", \
          weight = 1, model = \"other-model\", protocol = \"http1\", key_env = \"OTHER_KEY\", \
          key_header = \"authorization\" },",
-        "  { name = \"local\", url = \"http://127.0.0.1:8000\", weight = 1000, protocol = \"http1\" },",
+        "  { name = \"local\", url = \"http://127.0.0.1:8000\", weight = 1000, continuation = \"vllm\", \
+         protocol = \"http1\" },",
     ] {
         has_line(&rendered, line);
     }
