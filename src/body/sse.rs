@@ -7,7 +7,14 @@
 //!    └─failed────────────────────────▶ error event ──▶ Done
 //!            Streaming ──end after the signal──▶ (data: [DONE]) ──▶ Done
 //!            Streaming ──reset / end without either──▶ error event ──▶ Done
+//!            Streaming ──cut (reset, end, stall, error event)──▶ Continuing
+//!   Continuing ──2xx SSE──▶ Streaming (spliced)   Continuing ──failed──▶ error event
 //! ```
+//! `Continuing` exists only on a route that continues cut answers (see
+//! [`Continuer`] and `dialect::continuation`): the cut endpoint's body is
+//! dropped, keepalives hold the client, and another endpoint's answer is
+//! spliced into the stream, or, when none can be had, the cut's own error
+//! event ends it.
 //! `Waiting` exists only after an early commit: the client already has
 //! `200 text/event-stream` and heartbeats while the upstream (and its
 //! retries) are still out. A keepalive is written only where
@@ -435,7 +442,6 @@ impl SseBody {
             }
             Ending::Error => {
                 if self.observer.holds_error() {
-                    x.upstream_error(UpstreamClass::Status);
                     if self.try_continue(x, "error_event") {
                         return;
                     }
