@@ -358,3 +358,109 @@ async fn openai_chat_sdk_reads_the_faulty_upstreams_stream() {
     assert_eq!(v["ok"]["finish"], "stop", "{v}");
     stop_relay(relay).await;
 }
+
+/// A relay whose primary (a fixed faulty upstream failing with `spec`)
+/// cuts its answer after events went out, and whose backup declares
+/// `mechanism`: the backup continues the answer in the same stream.
+async fn continuing(
+    spec: &str,
+    mechanism: &str,
+) -> (FaultyUpstream, FaultyUpstream, sse_edge::Running) {
+    let primary = FaultyUpstream::fixed_failing("primary", spec).await;
+    let backup = FaultyUpstream::start_fixed("backup").await;
+    let file = route_file(vec![
+        group("primary", [Endpoint::from(&primary)]),
+        group("backup", [Endpoint::from(&backup).continuation(mechanism)]),
+    ])
+    .set("continuation_attempts", "1")
+    .set("read_timeout", "400ms");
+    let (relay, _log) = start_route_file(&file, &[]).await;
+    (primary, backup, relay)
+}
+
+/// openai-python (no retries) streams an answer its upstream cut (`spec`)
+/// and a vLLM-declared backup continued: the whole answer, no error.
+async fn openai_sdk_reads_a_continued_answer(spec: &str) {
+    let (primary, backup, relay) = continuing(spec, "vllm").await;
+    let v = sdk("openai_chat", &relay).await;
+    assert_eq!(v["ok"]["text"], fixed_answer(), "{spec}: {v}");
+    assert_eq!(v["ok"]["finish"], "stop", "{spec}: {v}");
+    assert_eq!(v["ok"]["models"], serde_json::json!(["gpt-test"]), "{v}");
+    // Four pieces and the role chunk from the primary; the rest and the
+    // finish from the backup, its role chunk dropped.
+    assert_eq!(v["ok"]["chunks"], FIXED_PIECES.len() + 2, "{spec}: {v}");
+    assert_eq!(primary.request_count(), 1, "{spec}: the SDK did not retry");
+    let asked = backup.requests();
+    assert_eq!(asked.len(), 1, "{spec}");
+    assert_eq!(asked[0].prefill().as_deref(), Some("The quick brown fox"));
+    let flags = asked[0].json().unwrap();
+    assert_eq!(flags["continue_final_message"], true, "{flags}");
+    assert_eq!(flags["add_generation_prompt"], false, "{flags}");
+    stop_relay(relay).await;
+}
+
+#[tokio::test]
+async fn openai_chat_sdk_reads_an_answer_continued_after_a_reset() {
+    openai_sdk_reads_a_continued_answer("cut-after=5").await;
+}
+
+#[tokio::test]
+async fn openai_chat_sdk_reads_an_answer_continued_after_a_stall() {
+    openai_sdk_reads_a_continued_answer("stall-after=5").await;
+}
+
+#[tokio::test]
+async fn openai_chat_sdk_reads_an_answer_continued_after_an_error_event() {
+    openai_sdk_reads_a_continued_answer("error-after=5").await;
+}
+
+/// With `include_usage` the SDK's usage is the whole answer's: the
+/// backup's report with the four delivered deltas moved from the prompt
+/// to the completion (9 prompt and 13 completion tokens here).
+#[tokio::test]
+async fn openai_chat_sdk_usage_covers_a_continued_answer() {
+    let (_primary, _backup, relay) = continuing("cut-after=5", "vllm").await;
+    let v = sdk("openai_chat_usage", &relay).await;
+    assert_eq!(v["ok"]["text"], fixed_answer(), "{v}");
+    let whole = FIXED_PIECES.len() as u64;
+    assert_eq!(v["ok"]["usage"], serde_json::json!([PROMPT_TOKENS, whole]));
+    stop_relay(relay).await;
+}
+
+/// anthropic-python's `messages.stream` reads an answer its upstream cut
+/// (`spec`) and an Anthropic-declared backup continued: the text and
+/// `get_final_message()` are the whole answer, in one text block.
+async fn anthropic_sdk_reads_a_continued_answer(spec: &str, delivered: usize) {
+    let (primary, backup, relay) = continuing(spec, "anthropic").await;
+    let v = sdk("anthropic_messages", &relay).await;
+    assert_eq!(v["ok"]["text"], fixed_answer(), "{spec}: {v}");
+    assert_eq!(v["ok"]["final_text"], fixed_answer(), "{spec}: {v}");
+    assert_eq!(v["ok"]["blocks"], serde_json::json!(["text"]), "{v}");
+    assert_eq!(v["ok"]["stop_reason"], "end_turn", "{v}");
+    assert_eq!(v["ok"]["input_tokens"], PROMPT_TOKENS, "the primary's: {v}");
+    let asked = backup.requests();
+    assert_eq!(asked.len(), 1, "{spec}");
+    let prefill = asked[0].prefill().unwrap();
+    let (_, rest) = fixed_usage(Some(&prefill));
+    assert_eq!(v["ok"]["output_tokens"], rest + delivered as u64, "{v}");
+    assert_eq!(prefill, FIXED_PIECES[..delivered].concat().trim_end());
+    assert_eq!(primary.request_count(), 1, "{spec}: the SDK did not retry");
+    stop_relay(relay).await;
+}
+
+/// The cut leaves `"...dog.\n\n"`: the prefill is trimmed and the backup
+/// starts with the whitespace again, which the client gets only once.
+#[tokio::test]
+async fn anthropic_sdk_reads_an_answer_continued_after_a_reset() {
+    anthropic_sdk_reads_a_continued_answer("cut-after=12", 10).await;
+}
+
+#[tokio::test]
+async fn anthropic_sdk_reads_an_answer_continued_after_a_stall() {
+    anthropic_sdk_reads_a_continued_answer("stall-after=6", 4).await;
+}
+
+#[tokio::test]
+async fn anthropic_sdk_reads_an_answer_continued_after_an_error_event() {
+    anthropic_sdk_reads_a_continued_answer("error-after=6", 4).await;
+}

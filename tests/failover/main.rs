@@ -17,8 +17,10 @@
 //! Modules: `triggers` (each reason to fail over, each answer that passes
 //! through, order, limits, timeouts, leaks), `endpoints` (model rewrite,
 //! credentials, access log and metrics), `circuit` (ejection, probes, all
-//! endpoints open), `balance`, and `mock` (the faulty upstream itself,
-//! without failover: these pass on any relay).
+//! endpoints open), `balance`, `continuation` (issue 16: an answer cut
+//! after its first event continued on another endpoint, in the same client
+//! stream), and `mock` (the faulty upstream itself, without failover:
+//! these pass on any relay).
 //!
 //! Names the runtime may still settle differently (access-log fields, the
 //! failover metric, failure classes) live in one place each, in the
@@ -33,6 +35,7 @@ mod support;
 
 mod balance;
 mod circuit;
+mod continuation;
 mod endpoints;
 mod mock;
 mod triggers;

@@ -178,3 +178,107 @@ async fn the_relay_relays_the_mock_through_a_plain_route() {
     })
     .await;
 }
+
+/// The text an answer's events carry (OpenAI `delta.content`, Anthropic
+/// `text_delta`).
+fn answer_text(body: &[u8]) -> String {
+    sse_edge::internals::whatwg::parse(body)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(&e.data).ok())
+        .filter_map(|v| {
+            let chat = v["choices"][0]["delta"]["content"].as_str();
+            chat.or_else(|| v["delta"]["text"].as_str())
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+fn with_prefill(path: &str, prefill: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&body(path, "m", true)).unwrap();
+    let prefill = serde_json::json!({"role": "assistant", "content": prefill});
+    v["messages"].as_array_mut().unwrap().push(prefill);
+    v.to_string()
+}
+
+#[tokio::test]
+async fn fixed_instances_share_an_answer_and_continue_a_prefill() {
+    limit(10, async {
+        let (a, b) = (
+            FaultyUpstream::start_fixed("a").await,
+            FaultyUpstream::start_fixed("b").await,
+        );
+        for path in [CHAT, MESSAGES] {
+            for up in [&a, &b] {
+                let r = ask(up.addr, stream_req(path, "m")).await;
+                assert_eq!(answer_text(&r.body), fixed_answer(), "{path}");
+                let want = fixed_events(&up.name, "m", path, false, None).unwrap();
+                assert_same(&r.body, want.concat().as_bytes(), path);
+            }
+            // A prefill: the rest, the piece it ends in finished first.
+            let r = ask(a.addr, post(path, with_prefill(path, "The qu"))).await;
+            let rest = answer_text(&r.body);
+            assert_eq!(rest, &fixed_answer()["The qu".len()..], "{path}");
+            assert!(rest.starts_with("ick brown"), "{rest:?}");
+            assert_eq!(
+                a.requests().last().unwrap().prefill().as_deref(),
+                Some("The qu")
+            );
+            // Anthropic's trimmed prefill: the whitespace comes back first.
+            let trimmed = first_pieces_text(10);
+            let trimmed = trimmed.trim_end();
+            let r = ask(a.addr, post(path, with_prefill(path, trimmed))).await;
+            assert_eq!(answer_text(&r.body), "\n\nThen it rests.", "{path}");
+            // A prefill the fixed answer does not start with: 400.
+            let r = ask(a.addr, post(path, with_prefill(path, "Hello"))).await;
+            assert_eq!(r.status, 400, "{}", r.text());
+        }
+        // Anthropic refuses a prefill ending in whitespace, as the API does.
+        let r = ask(a.addr, post(MESSAGES, with_prefill(MESSAGES, "The "))).await;
+        assert_eq!(r.status, 400);
+        assert!(r.text().contains("trailing whitespace"), "{}", r.text());
+        let r = ask(a.addr, post(CHAT, with_prefill(CHAT, "The "))).await;
+        assert_eq!(answer_text(&r.body), &fixed_answer()[4..]);
+        // The usage counts the prefill as prompt (each piece it starts in).
+        assert_eq!(fixed_usage(None), (9, 13));
+        assert_eq!(fixed_usage(Some("The quick")), (11, 11));
+        assert_eq!(fixed_usage(Some("The qu")), (11, 12));
+        // Faults count the continuation's own events.
+        a.set_fault("truncate-after=2");
+        let r = ask(a.addr, post(CHAT, with_prefill(CHAT, "The quick"))).await;
+        assert_eq!(answer_text(&r.body), " brown");
+    })
+    .await;
+}
+
+fn first_pieces_text(n: usize) -> String {
+    FIXED_PIECES[..n].concat()
+}
+
+#[tokio::test]
+async fn error_events_and_tool_calls_cut_short() {
+    limit(10, async {
+        let a = FaultyUpstream::start_fixed("a").await;
+        for path in [CHAT, MESSAGES] {
+            let r = ask(a.addr, with_fault(stream_req(path, "m"), "error-after=3")).await;
+            assert!(r.err.is_none(), "a clean end after the error event");
+            let events = fixed_events("a", "m", path, false, None).unwrap();
+            let want = format!("{}{}", events[..3].concat(), error_event(path));
+            assert_same(&r.body, want.as_bytes(), path);
+
+            let r = ask(a.addr, with_fault(stream_req(path, "m"), "tool-then-reset")).await;
+            assert!(r.err.is_some(), "reset: {}", r.text());
+            let want = tool_events("a", "m", path, FIXED_PIECES[0]).concat();
+            assert_same(&r.body, want.as_bytes(), path);
+            assert!(r.text().contains("get_weather"));
+        }
+        let r = ask(a.addr, with_fault(stream_req(CHAT, "m"), "error-after=1")).await;
+        expect_error_event(&r, "overloaded").unwrap();
+        let r = ask(
+            a.addr,
+            with_fault(stream_req(MESSAGES, "m"), "error-after=1"),
+        )
+        .await;
+        expect_error_event(&r, "overloaded_error").unwrap();
+    })
+    .await;
+}

@@ -7,24 +7,26 @@ or which exception it raised. tests/sdk_interop.rs runs it and checks the
 line; nothing here asserts on its own, so the Rust test owns the verdict.
 """
 
+import importlib
 import json
 import sys
 
-import anthropic
-import openai
-
 
 def openai_client(base):
+    import openai
+
     return openai.OpenAI(base_url=base + "/v1", api_key="test", timeout=30, max_retries=0)
 
 
 def anthropic_client(base):
+    import anthropic
+
     return anthropic.Anthropic(base_url=base, api_key="test", timeout=30, max_retries=0)
 
 
-def openai_chat(base):
+def openai_chat(base, **extra):
     stream = openai_client(base).chat.completions.create(
-        model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
+        model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True, **extra
     )
     text, chunks, finish, usage, models = "", 0, None, None, set()
     for chunk in stream:
@@ -36,6 +38,11 @@ def openai_chat(base):
         if chunk.usage is not None:
             usage = [chunk.usage.prompt_tokens, chunk.usage.completion_tokens]
     return {"text": text, "chunks": chunks, "finish": finish, "usage": usage, "models": sorted(models)}
+
+
+def openai_chat_usage(base):
+    """openai_chat asking for usage (stream_options.include_usage)."""
+    return openai_chat(base, stream_options={"include_usage": True})
 
 
 def openai_responses(base):
@@ -59,6 +66,8 @@ def anthropic_messages(base):
         final = stream.get_final_message()
     return {
         "text": text,
+        "final_text": "".join(b.text for b in final.content if b.type == "text"),
+        "blocks": [b.type for b in final.content],
         "stop_reason": final.stop_reason,
         "input_tokens": final.usage.input_tokens,
         "output_tokens": final.usage.output_tokens,
@@ -94,6 +103,7 @@ def openai_chat_resume(base):
 SCENARIOS = {
     "openai_chat_resume": openai_chat_resume,
     "openai_chat": openai_chat,
+    "openai_chat_usage": openai_chat_usage,
     "openai_responses": openai_responses,
     "anthropic_messages": anthropic_messages,
 }
@@ -101,9 +111,12 @@ SCENARIOS = {
 
 def main():
     scenario, base = sys.argv[1], sys.argv[2]
+    # Only the SDK the scenario drives is imported (each takes a second or
+    # two to import).
+    sdk = importlib.import_module(scenario.split("_")[0])
     try:
         result = {"ok": SCENARIOS[scenario](base)}
-    except (openai.APIError, anthropic.APIError) as e:
+    except sdk.APIError as e:
         result = {"raised": type(e).__name__, "message": str(e)}
     print(json.dumps(result), flush=True)
 

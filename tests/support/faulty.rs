@@ -29,13 +29,17 @@
 //! | `cut-after=N` | the first `N` events of the healthy stream, then a reset |
 //! | `truncate-after=N` | the first `N` events, then a clean end of the body (no finish, no `[DONE]`) |
 //! | `stall-after=N` | the first `N` events, then nothing |
+//! | `error-after=N` | the first `N` events, then the dialect's error event (OpenAI `data: {"error":{...}}`; Anthropic `event: error`, `overloaded_error`), then a clean end |
+//! | `tool-then-reset` | a text piece, then a tool call cut in its arguments (OpenAI: a `tool_calls` delta; Anthropic: a `tool_use` block and an `input_json_delta`), then a reset |
 //!
 //! Options follow with `:`: `retry=N` adds `retry-after: N` to a status
 //! answer (`fault:429:retry=2`); `times=N` applies the fault to the first
 //! `N` requests carrying that spec on this instance, later ones are healthy
 //! (`429:retry=1:times=1`). An unknown spec is answered `400` naming it.
 //!
-//! **Healthy answers** say `Hello from <name>`. `POST /v1/messages` gets
+//! **Healthy answers** say `Hello from <name>`, or, from a *fixed*
+//! instance ([`FaultyUpstream::start_fixed`]), the [`FIXED_PIECES`] every
+//! fixed instance shares. `POST /v1/messages` gets
 //! the Anthropic shape, anything else OpenAI chat completions; a body with
 //! `"stream": true` gets an event stream ([`healthy_stream`] gives its exact
 //! bytes, with the usage chunk when `stream_options.include_usage` is set),
@@ -44,6 +48,17 @@
 //! request's `model` as this instance received it (so a relay's rewrite
 //! shows). [`FaultyUpstream::hold`] pauses healthy streams after their
 //! first event until [`FaultyUpstream::release`], to keep many open at once.
+//!
+//! **Prefill.** A fixed instance asked with a trailing `assistant` message
+//! (OpenAI chat or Anthropic, its content a string or text blocks) answers
+//! with the rest of the fixed answer after that text, as a model continues
+//! a prefill: the piece the prefill ends in is finished, then the pieces
+//! go on ([`fixed_rest`]); an Anthropic prefill that was right-trimmed gets
+//! the trimmed whitespace back first. The usage it reports counts the
+//! prefill as prompt ([`fixed_usage`]). A prefill the fixed answer does not
+//! start with is answered `400`, and so is, on `/v1/messages`, one that
+//! ends in whitespace (as Anthropic's API refuses it). The `N` of the
+//! `*-after=N` faults counts the continuation's own events.
 //!
 //! Every request is recorded ([`FaultyRequest`]) before it is answered.
 
@@ -91,6 +106,26 @@ impl FaultyRequest {
     /// The body's top-level `model`.
     pub fn model(&self) -> Option<String> {
         self.json()?.get("model")?.as_str().map(str::to_owned)
+    }
+
+    /// The trailing `assistant` message's text (a string, or its text
+    /// blocks joined), when the request ends with one: a prefill.
+    pub fn prefill(&self) -> Option<String> {
+        let v = self.json()?;
+        let last = v["messages"].as_array()?.last()?.clone();
+        if last["role"] != "assistant" {
+            return None;
+        }
+        match &last["content"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(blocks) => Some(
+                blocks
+                    .iter()
+                    .filter_map(|b| b["text"].as_str())
+                    .collect::<String>(),
+            ),
+            _ => None,
+        }
     }
 
     fn parse(raw: &str) -> Self {
@@ -170,6 +205,8 @@ enum Fault {
     SlowFirst(Duration),
     /// Send this many events of the healthy stream, then end as said.
     After(usize, Ending),
+    /// A text piece, a tool call cut inside its arguments, a reset.
+    ToolThenReset,
     Unknown(String),
 }
 
@@ -185,6 +222,8 @@ enum Ending {
     Reset,
     Clean,
     Stall,
+    /// The dialect's error event, then a clean end.
+    ErrorEvent,
 }
 
 /// `spec` parsed, with its `times` option.
@@ -239,6 +278,8 @@ fn try_parse(spec: &str) -> Result<(Fault, Option<usize>), String> {
         "cut-after" => Fault::After(count(arg)?, Ending::Reset),
         "truncate-after" => Fault::After(count(arg)?, Ending::Clean),
         "stall-after" => Fault::After(count(arg)?, Ending::Stall),
+        "error-after" => Fault::After(count(arg)?, Ending::ErrorEvent),
+        "tool-then-reset" => Fault::ToolThenReset,
         code => match code.parse::<u16>() {
             Ok(c) if (100..=599).contains(&c) => status(c, ErrKind::Plain),
             _ => return Err("unknown fault".to_owned()),
@@ -333,71 +374,230 @@ fn pieces(name: &str) -> [String; PIECES] {
     ["Hello".to_owned(), " from ".to_owned(), name.to_owned()]
 }
 
+/// The answer of every fixed instance, in the pieces it streams (one per
+/// delta, about a token each). A cut after the `"\n\n"` piece leaves a
+/// text that ends in whitespace, which an Anthropic prefill must trim.
+pub const FIXED_PIECES: [&str; 13] = [
+    "The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog.", "\n\n", "Then",
+    " it", " rests.",
+];
+
+/// Prompt tokens every answer reports, the prefill aside.
+pub const PROMPT_TOKENS: u64 = 9;
+
+/// The fixed answer's whole text.
+pub fn fixed_answer() -> String {
+    FIXED_PIECES.concat()
+}
+
+/// The pieces a fixed instance continues `prefill` with: the rest of the
+/// piece the prefill ends in, then the pieces after it. `None` when the
+/// fixed answer does not start with `prefill`.
+pub fn fixed_rest(prefill: &str) -> Option<Vec<String>> {
+    let full = fixed_answer();
+    if !full.starts_with(prefill) {
+        return None;
+    }
+    let cut = prefill.len();
+    let mut rest = Vec::new();
+    let mut at = 0;
+    for piece in FIXED_PIECES {
+        let end = at + piece.len();
+        if end > cut {
+            rest.push(full[cut.max(at)..end].to_owned());
+        }
+        at = end;
+    }
+    Some(rest)
+}
+
+/// The usage a fixed instance reports for a request with `prefill` (or
+/// none): `(prompt, completion)`. The prompt counts the prefill's pieces
+/// (each piece it starts in); the completion, the pieces it streams.
+pub fn fixed_usage(prefill: Option<&str>) -> (u64, u64) {
+    let Some(prefill) = prefill else {
+        return (PROMPT_TOKENS, FIXED_PIECES.len() as u64);
+    };
+    let mut at = 0;
+    let mut started = 0;
+    for piece in FIXED_PIECES {
+        if at < prefill.len() {
+            started += 1;
+        }
+        at += piece.len();
+    }
+    let rest = fixed_rest(prefill).map_or(0, |r| r.len());
+    (PROMPT_TOKENS + started, rest as u64)
+}
+
+/// What an answer says: its pieces, and the prompt tokens it reports.
+struct Script {
+    pieces: Vec<String>,
+    prompt: u64,
+}
+
+impl Script {
+    fn hello(name: &str) -> Self {
+        Self {
+            pieces: pieces(name).to_vec(),
+            prompt: PROMPT_TOKENS,
+        }
+    }
+
+    /// The fixed answer, or its rest after `prefill`.
+    fn fixed(prefill: Option<&str>) -> Option<Self> {
+        let pieces = match prefill {
+            Some(p) => fixed_rest(p)?,
+            None => FIXED_PIECES.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        let (prompt, _) = fixed_usage(prefill);
+        Some(Self { pieces, prompt })
+    }
+
+    fn completion(&self) -> u64 {
+        self.pieces.len() as u64
+    }
+}
+
 /// The events (each a whole `data: ...\n\n` or `event: ...\ndata: ...\n\n`
 /// frame) of the healthy stream instance `name` answers a request for
 /// `path` carrying `model` with.
 pub fn healthy_events(name: &str, model: &str, path: &str, include_usage: bool) -> Vec<String> {
-    let data = |v: Value| format!("data: {v}\n\n");
+    events(name, model, path, include_usage, &Script::hello(name))
+}
+
+/// The events a fixed instance named `name` streams for a request of
+/// `path` with `model`, continuing `prefill` when there is one. `None`
+/// when the fixed answer does not start with `prefill`.
+pub fn fixed_events(
+    name: &str,
+    model: &str,
+    path: &str,
+    include_usage: bool,
+    prefill: Option<&str>,
+) -> Option<Vec<String>> {
+    let script = Script::fixed(prefill)?;
+    Some(events(name, model, path, include_usage, &script))
+}
+
+fn sse(event: Option<&str>, v: &Value) -> String {
+    match event {
+        Some(t) => format!("event: {t}\ndata: {v}\n\n"),
+        None => format!("data: {v}\n\n"),
+    }
+}
+
+fn message_start(name: &str, model: &str, prompt: u64) -> String {
+    let v = json!({"type": "message_start", "message": {"id": format!("msg_{name}"),
+        "type": "message", "role": "assistant", "content": [], "model": model,
+        "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": prompt, "output_tokens": 1}}});
+    sse(Some("message_start"), &v)
+}
+
+fn block_start(index: usize, block: Value) -> String {
+    let v = json!({"type": "content_block_start", "index": index, "content_block": block});
+    sse(Some("content_block_start"), &v)
+}
+
+fn block_delta(index: usize, delta: Value) -> String {
+    let v = json!({"type": "content_block_delta", "index": index, "delta": delta});
+    sse(Some("content_block_delta"), &v)
+}
+
+fn block_stop(index: usize) -> String {
+    let v = json!({"type": "content_block_stop", "index": index});
+    sse(Some("content_block_stop"), &v)
+}
+
+/// One OpenAI chat chunk of instance `name`'s answer.
+fn chunk(name: &str, model: &str, include_usage: bool, delta: Value, finish: Value) -> String {
+    let mut v = json!({"id": format!("chatcmpl-{name}"), "object": "chat.completion.chunk",
+        "created": 1_700_000_000, "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+    if include_usage {
+        v["usage"] = Value::Null;
+    }
+    sse(None, &v)
+}
+
+fn events(name: &str, model: &str, path: &str, include_usage: bool, s: &Script) -> Vec<String> {
     if anthropic(path) {
-        let ev = |t: &str, v: Value| format!("event: {t}\ndata: {v}\n\n");
         let mut out = vec![
-            ev(
-                "message_start",
-                json!({"type": "message_start", "message": {"id": format!("msg_{name}"),
-                "type": "message", "role": "assistant", "content": [], "model": model,
-                "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": 9, "output_tokens": 1}}}),
-            ),
-            ev(
-                "content_block_start",
-                json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "text", "text": ""}}),
-            ),
+            message_start(name, model, s.prompt),
+            block_start(0, json!({"type": "text", "text": ""})),
         ];
-        for p in pieces(name) {
-            out.push(ev(
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "text_delta", "text": p}}),
-            ));
+        for p in &s.pieces {
+            out.push(block_delta(0, json!({"type": "text_delta", "text": p})));
         }
-        out.push(ev(
-            "content_block_stop",
-            json!({"type": "content_block_stop", "index": 0}),
-        ));
-        out.push(ev(
-            "message_delta",
-            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn",
-            "stop_sequence": null}, "usage": {"output_tokens": PIECES}}),
-        ));
-        out.push(ev("message_stop", json!({"type": "message_stop"})));
+        out.push(block_stop(0));
+        let delta = json!({"type": "message_delta", "delta": {"stop_reason": "end_turn",
+            "stop_sequence": null}, "usage": {"output_tokens": s.completion()}});
+        out.push(sse(Some("message_delta"), &delta));
+        out.push(sse(Some("message_stop"), &json!({"type": "message_stop"})));
         return out;
     }
-    let chunk = |delta: Value, finish: Value| {
-        let mut v = json!({"id": format!("chatcmpl-{name}"), "object": "chat.completion.chunk",
-            "created": 1_700_000_000, "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
-        if include_usage {
-            v["usage"] = Value::Null;
-        }
-        data(v)
-    };
+    let chunk = |delta: Value, finish: Value| chunk(name, model, include_usage, delta, finish);
     let mut out = vec![chunk(
         json!({"role": "assistant", "content": ""}),
         Value::Null,
     )];
-    for p in pieces(name) {
+    for p in &s.pieces {
         out.push(chunk(json!({"content": p}), Value::Null));
     }
     out.push(chunk(json!({}), json!("stop")));
     if include_usage {
-        out.push(data(json!({"id": format!("chatcmpl-{name}"),
+        let (p, c) = (s.prompt, s.completion());
+        out.push(sse(
+            None,
+            &json!({"id": format!("chatcmpl-{name}"),
             "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model,
-            "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": PIECES,
-            "total_tokens": 9 + PIECES}})));
+            "choices": [], "usage": {"prompt_tokens": p, "completion_tokens": c,
+            "total_tokens": p + c}}),
+        ));
     }
     out.push("data: [DONE]\n\n".to_owned());
     out
+}
+
+/// The events of `tool-then-reset` before its reset: the first piece of
+/// the answer as text, then a tool call whose arguments are cut short.
+pub fn tool_events(name: &str, model: &str, path: &str, first_piece: &str) -> Vec<String> {
+    let args = r#"{"city": "Pa"#;
+    if anthropic(path) {
+        let tool = json!({"type": "tool_use", "id": format!("toolu_{name}"),
+            "name": "get_weather", "input": {}});
+        return vec![
+            message_start(name, model, PROMPT_TOKENS),
+            block_start(0, json!({"type": "text", "text": ""})),
+            block_delta(0, json!({"type": "text_delta", "text": first_piece})),
+            block_stop(0),
+            block_start(1, tool),
+            block_delta(1, json!({"type": "input_json_delta", "partial_json": args})),
+        ];
+    }
+    let chunk = |delta: Value| chunk(name, model, false, delta, Value::Null);
+    vec![
+        chunk(json!({"role": "assistant", "content": ""})),
+        chunk(json!({"content": first_piece})),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "id": format!("call_{name}"),
+            "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}),
+        ),
+        chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": args}}]})),
+    ]
+}
+
+/// The error event `error-after=N` sends for a request of `path`.
+pub fn error_event(path: &str) -> String {
+    if anthropic(path) {
+        let v = json!({"type": "error", "error": {"type": "overloaded_error",
+            "message": "Overloaded"}});
+        return sse(Some("error"), &v);
+    }
+    let v = json!({"error": {"message": "The server is overloaded; try again later.",
+        "type": "server_error", "param": null, "code": "overloaded"}});
+    sse(None, &v)
 }
 
 /// The whole healthy stream body (see [`healthy_events`]).
@@ -407,20 +607,25 @@ pub fn healthy_stream(name: &str, model: &str, path: &str, include_usage: bool) 
 
 /// The healthy non-streaming answer body.
 pub fn healthy_json(name: &str, model: &str, path: &str) -> String {
-    let text = pieces(name).concat();
+    json_answer(name, model, path, &Script::hello(name))
+}
+
+fn json_answer(name: &str, model: &str, path: &str, s: &Script) -> String {
+    let text = s.pieces.concat();
+    let (p, c) = (s.prompt, s.completion());
     if anthropic(path) {
         json!({"id": format!("msg_{name}"), "type": "message", "role": "assistant",
             "model": model, "content": [{"type": "text", "text": text}],
             "stop_reason": "end_turn", "stop_sequence": null,
-            "usage": {"input_tokens": 9, "output_tokens": PIECES}})
+            "usage": {"input_tokens": p, "output_tokens": c}})
         .to_string()
     } else {
         json!({"id": format!("chatcmpl-{name}"), "object": "chat.completion",
             "created": 1_700_000_000, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
             "logprobs": null, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 9, "completion_tokens": PIECES,
-            "total_tokens": 9 + PIECES}})
+            "usage": {"prompt_tokens": p, "completion_tokens": c,
+            "total_tokens": p + c}})
         .to_string()
     }
 }
@@ -429,6 +634,8 @@ pub fn healthy_json(name: &str, model: &str, path: &str) -> String {
 
 struct State {
     name: String,
+    /// Answers with the fixed answer (and honours a prefill).
+    fixed: bool,
     default_fault: Mutex<Option<String>>,
     /// Requests each spec was applied to (for `times=N`).
     applied: Mutex<HashMap<String, usize>>,
@@ -467,8 +674,26 @@ pub struct FaultyUpstream {
 impl FaultyUpstream {
     /// A healthy instance named `name` on 127.0.0.1:0.
     pub async fn start(name: &str) -> FaultyUpstream {
+        Self::launch(name, false).await
+    }
+
+    /// A healthy instance that answers with the fixed answer
+    /// ([`FIXED_PIECES`]) and continues a prefill (see the module docs).
+    pub async fn start_fixed(name: &str) -> FaultyUpstream {
+        Self::launch(name, true).await
+    }
+
+    /// A fixed instance that starts with the default fault `spec`.
+    pub async fn fixed_failing(name: &str, spec: &str) -> FaultyUpstream {
+        let up = Self::start_fixed(name).await;
+        up.set_fault(spec);
+        up
+    }
+
+    async fn launch(name: &str, fixed: bool) -> FaultyUpstream {
         let state = Arc::new(State {
             name: name.to_owned(),
+            fixed,
             default_fault: Mutex::new(None),
             applied: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
@@ -630,6 +855,50 @@ async fn faulty(s: &mut TcpStream, st: &State, req: &FaultyRequest, fault: Fault
             healthy(s, st, req, None).await
         }
         Fault::After(n, ending) => healthy(s, st, req, Some((n, ending))).await,
+        Fault::ToolThenReset => {
+            let model = req.model().unwrap_or_else(|| "unknown".to_owned());
+            let first = match script(st, req) {
+                Ok(script) => script.pieces.first().cloned().unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            write_stream_head(s, st).await?;
+            for ev in tool_events(&st.name, &model, &req.target, &first) {
+                write_chunk(s, &ev).await?;
+            }
+            end_early(s, Ending::Reset, &req.target).await
+        }
+    }
+}
+
+/// What `req` is answered with: `Hello from <name>`, or for a fixed
+/// instance the fixed answer or its rest after the request's prefill; an
+/// `Err` (a `400`'s message) for a prefill it cannot continue.
+fn script(st: &State, req: &FaultyRequest) -> Result<Script, String> {
+    if !st.fixed {
+        return Ok(Script::hello(&st.name));
+    }
+    let prefill = req.prefill();
+    if let Some(p) = &prefill {
+        if anthropic(&req.target) && p.trim_end() != p {
+            return Err(
+                "messages: final assistant content cannot end with trailing whitespace".to_owned(),
+            );
+        }
+    }
+    Script::fixed(prefill.as_deref()).ok_or_else(|| {
+        format!("faulty upstream: the fixed answer does not start with the prefill {prefill:?}")
+    })
+}
+
+/// A `400` in the dialect's shape, saying `msg`.
+fn invalid_body(path: &str, msg: &str) -> String {
+    if anthropic(path) {
+        json!({"type": "error", "error": {"type": "invalid_request_error", "message": msg}})
+            .to_string()
+    } else {
+        json!({"error": {"message": msg, "type": "invalid_request_error", "param": null,
+            "code": "invalid_prefill"}})
+        .to_string()
     }
 }
 
@@ -643,16 +912,27 @@ async fn healthy(
 ) -> Written {
     let model = req.model().unwrap_or_else(|| "unknown".to_owned());
     let path = req.target.as_str();
+    let script = match script(st, req) {
+        Ok(script) => script,
+        Err(msg) => return write_json(s, st, 400, "", &invalid_body(path, &msg)).await,
+    };
     if !req.streaming() {
-        return write_json(s, st, 200, "", &healthy_json(&st.name, &model, path)).await;
+        return write_json(
+            s,
+            st,
+            200,
+            "",
+            &json_answer(&st.name, &model, path, &script),
+        )
+        .await;
     }
-    let events = healthy_events(&st.name, &model, path, req.include_usage());
+    let events = events(&st.name, &model, path, req.include_usage(), &script);
     let mut holding = st.holding.subscribe();
     let held = *holding.borrow_and_update();
     write_stream_head(s, st).await?;
     for (i, ev) in events.iter().enumerate() {
         if let Some((_, ending)) = cut.filter(|(n, _)| *n == i) {
-            return end_early(s, ending).await;
+            return end_early(s, ending, path).await;
         }
         write_chunk(s, ev).await?;
         if i == 0 && held {
@@ -667,7 +947,7 @@ async fn healthy(
     Ok(Next::KeepAlive)
 }
 
-async fn end_early(s: &mut TcpStream, ending: Ending) -> Written {
+async fn end_early(s: &mut TcpStream, ending: Ending, path: &str) -> Written {
     match ending {
         Ending::Reset => {
             // Let the events be read first: a reset can discard what the
@@ -681,6 +961,11 @@ async fn end_early(s: &mut TcpStream, ending: Ending) -> Written {
             Ok(Next::KeepAlive)
         }
         Ending::Stall => wait_closed(s).await,
+        Ending::ErrorEvent => {
+            write_chunk(s, &error_event(path)).await?;
+            s.write_all(b"0\r\n\r\n").await?;
+            Ok(Next::KeepAlive)
+        }
     }
 }
 

@@ -6,9 +6,10 @@
 //! route_file(vec![
 //!     group("primary", [Endpoint::from(&a), Endpoint::from(&b).weight(2)])
 //!         .set("first_byte_timeout", "1s"),
-//!     group("backup", [Endpoint::from(&c).model("fallback-model")]),
+//!     group("backup", [Endpoint::from(&c).model("fallback-model").continuation("vllm")]),
 //! ])
 //! .set("retry_backoff", "50ms")
+//! .set("continuation_attempts", "1")
 //! ```
 //!
 //! Values are written as TOML strings unless they are `true`, `false` or
@@ -27,6 +28,7 @@ pub struct Endpoint {
     model: Option<String>,
     key_env: Option<String>,
     key_header: Option<String>,
+    continuation: Option<String>,
 }
 
 impl Endpoint {
@@ -39,6 +41,7 @@ impl Endpoint {
             model: None,
             key_env: None,
             key_header: None,
+            continuation: None,
         }
     }
 
@@ -66,6 +69,12 @@ impl Endpoint {
         self
     }
 
+    /// How it continues a cut answer (`anthropic`, `vllm`, `assistant`).
+    pub fn continuation(mut self, mechanism: &str) -> Self {
+        self.continuation = Some(mechanism.to_owned());
+        self
+    }
+
     fn toml(&self) -> String {
         let mut fields = vec![format!("url = {}", quoted(&self.url))];
         let strings = [
@@ -73,6 +82,7 @@ impl Endpoint {
             ("model", &self.model),
             ("key_env", &self.key_env),
             ("key_header", &self.key_header),
+            ("continuation", &self.continuation),
         ];
         for (k, v) in strings {
             if let Some(v) = v {
