@@ -158,22 +158,10 @@ impl EventObserver {
         self.ending = Ending::None;
     }
 
-    /// An upstream error event is held back for a continuation.
-    pub(super) fn holds_error(&self) -> bool {
-        self.continuation
-            .as_ref()
-            .is_some_and(|r| r.held_error.is_some())
-    }
-
-    /// An upstream error event held back for a continuation, to forward
-    /// now that there will be none.
-    pub(super) fn release_held_error(&mut self, out: &mut impl Extend<(u64, Bytes)>) -> bool {
-        let Some(segments) = self.continuation.as_mut().and_then(|r| r.held_error.take()) else {
-            return false;
-        };
-        let event = Bytes::from(segments.concat());
-        self.relay_event(event, out);
-        true
+    /// The upstream error event held back for a continuation, whole.
+    pub(super) fn take_held_error(&mut self) -> Option<Bytes> {
+        let segments = self.continuation.as_mut()?.held_error.take()?;
+        Some(Bytes::from(segments.concat()))
     }
 
     /// The whole events to forward, in event-aligned mode.

@@ -154,6 +154,8 @@ struct Cut {
     ending: Option<StreamEnd>,
     /// The continuation's reason (access log, metrics).
     reason: &'static str,
+    /// The upstream's own error event, to forward instead of the relay's.
+    event: Option<Bytes>,
 }
 
 /// Keepalives towards a client, or, for a producer, none.
@@ -399,6 +401,7 @@ impl SseBody {
                     message: format!("upstream stream failed: {e}"),
                     ending: None,
                     reason,
+                    event: None,
                 };
                 self.end_or_continue(x, cut);
                 Poll::Ready(None)
@@ -441,11 +444,24 @@ impl SseBody {
                 x.set_ending(StreamEnd::Terminal);
             }
             Ending::Error => {
-                if self.observer.holds_error() {
+                if let Some(event) = self.observer.take_held_error() {
+                    self.cut = Some(Cut {
+                        outcome: Outcome::UpstreamErrorEvent,
+                        status: StatusCode::BAD_GATEWAY,
+                        code: String::new(),
+                        message: String::new(),
+                        ending: Some(StreamEnd::ErrorEvent),
+                        reason: "error_event",
+                        event: Some(event),
+                    });
                     if self.try_continue(x, "error_event") {
                         return;
                     }
-                    self.observer.release_held_error(&mut self.queued);
+                    // Not continued: the upstream's event goes out, and the
+                    // stream runs to the upstream's end as any other.
+                    if let Some(event) = self.cut.take().and_then(|c| c.event) {
+                        self.observer.relay_event(event, &mut self.queued);
+                    }
                 }
                 x.finish(Outcome::UpstreamErrorEvent);
                 x.set_ending(StreamEnd::ErrorEvent);
@@ -501,6 +517,7 @@ impl SseBody {
             message: "upstream ended the stream without its final event".to_owned(),
             ending: Some(StreamEnd::Truncated),
             reason: "truncated",
+            event: None,
         };
         self.end_or_continue(x, cut);
     }
@@ -524,6 +541,13 @@ impl SseBody {
         };
         if let Some(ending) = cut.ending {
             x.set_ending(ending);
+        }
+        if let Some(event) = cut.event {
+            tracing::warn!("stream ended with the upstream's error event");
+            x.finish(cut.outcome);
+            self.observer.relay_event(event, &mut self.queued);
+            self.phase = Phase::Done;
+            return;
         }
         self.fail(x, cut.outcome, cut.status, &cut.code, &cut.message);
     }
@@ -574,9 +598,15 @@ impl SseBody {
             model,
             read_timeout,
         } = answer;
-        x.end_continuation(attempts);
-        if let Some(m) = &model {
-            x.set_model(m);
+        let continues = result.as_ref().is_ok_and(|sent| {
+            sent.response.status().is_success()
+                && crate::dialect::is_event_stream(sent.response.headers())
+        });
+        x.end_continuation(attempts, continues);
+        if continues {
+            if let Some(m) = &model {
+                x.set_model(m);
+            }
         }
         match result {
             Ok(sent)
@@ -821,6 +851,7 @@ impl SseBody {
             message: format!("upstream sent nothing for {limit:?} (read_timeout)"),
             ending: None,
             reason: "read_timeout",
+            event: None,
         };
         self.end_or_continue(x, cut);
         true

@@ -133,6 +133,9 @@ fn chat_event(ev: &Event, d: &mut Delivered) -> Result<(), &'static str> {
     if choice.get("index").and_then(|i| i.as_u64()).unwrap_or(0) != 0 {
         return Err("the answer has several choices");
     }
+    if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+        return Err("the answer had already finished");
+    }
     let Some(delta) = choice.get("delta") else {
         return Ok(());
     };
@@ -196,13 +199,12 @@ fn anthropic_event(ev: &Event, d: &mut Delivered) -> Result<(), &'static str> {
             }
         }
         Some("content_block_stop") => d.open_block = None,
-        Some("message_delta") => {
+        Some("message_delta")
             if v.get("delta")
                 .and_then(|x| x.get("stop_reason"))
-                .is_some_and(|s| !s.is_null())
-            {
-                return Err("the answer had already stopped");
-            }
+                .is_some_and(|s| !s.is_null()) =>
+        {
+            return Err("the answer had already stopped");
         }
         _ => {}
     }

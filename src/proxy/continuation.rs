@@ -21,7 +21,7 @@ use super::failover::{self, Head, Payload, Policy};
 use super::request::{OutBody, Outbound};
 use super::route::Route;
 use super::upstreams::Upstreams;
-use crate::body::{Continuer, Pending};
+use crate::body::{Answer, Continuer, Pending};
 use crate::dialect::Dialect;
 use crate::dialect::continuation::Delivered;
 
@@ -56,6 +56,7 @@ pub(super) fn continuer(
         policy: Policy::new(&route.stream),
         dialect,
         left: attempts,
+        cut_by: Vec::new(),
     }))
 }
 
@@ -69,6 +70,8 @@ struct Continue {
     dialect: Dialect,
     /// Continuations left for this stream.
     left: u32,
+    /// Every endpoint that cut this answer: none is asked to continue it.
+    cut_by: Vec<Arc<str>>,
 }
 
 impl Continuer for Continue {
@@ -78,20 +81,23 @@ impl Continuer for Continue {
         reason: &'static str,
         from: Option<Arc<str>>,
     ) -> Option<Pending> {
+        if let Some(from) = &from {
+            if !self.cut_by.contains(from) {
+                self.cut_by.push(from.clone());
+            }
+        }
         if self.left == 0 {
             return None;
         }
         let dialect = self.dialect;
+        let cut_by = &self.cut_by;
         let others = self
             .ups
             .chain
             .iter()
             .chain(self.ups.context.as_ref())
             .flat_map(|g| &g.endpoints)
-            .any(|e| {
-                e.continuation.is_some_and(|m| m.fits(dialect))
-                    && from.as_ref().is_none_or(|f| *f != e.name)
-            });
+            .any(|e| e.continuation.is_some_and(|m| m.fits(dialect)) && !cut_by.contains(&e.name));
         if !others {
             return None;
         }
@@ -99,7 +105,7 @@ impl Continuer for Continue {
         let payload = Payload::Continue {
             original: self.original.clone(),
             delivered: delivered.clone(),
-            exclude: from.clone(),
+            exclude: self.cut_by.clone(),
         };
         let ups = self.ups.clone();
         let send = failover::send(
@@ -111,12 +117,21 @@ impl Continuer for Continue {
         );
         Some(Box::pin(async move {
             let answer = send.await;
-            if let (Some(from), Some(to), Ok(_)) =
-                (&from, &answer.attempts.endpoint, &answer.result)
+            if let (Some(from), Some(to), true) =
+                (&from, &answer.attempts.endpoint, continues(&answer))
             {
                 ups.count_continuation(from, to, reason);
             }
             answer
         }))
     }
+}
+
+/// The answer is a continuation: a `2xx` event stream. (A `400` for the
+/// prefill passes the failover loop as served, but continues nothing.)
+fn continues(answer: &Answer) -> bool {
+    answer.result.as_ref().is_ok_and(|sent| {
+        sent.response.status().is_success()
+            && crate::dialect::is_event_stream(sent.response.headers())
+    })
 }

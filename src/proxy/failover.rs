@@ -129,7 +129,8 @@ pub(super) enum Payload {
     Continue {
         original: Bytes,
         delivered: Delivered,
-        exclude: Option<Arc<str>>,
+        /// Every endpoint that cut this answer.
+        exclude: Vec<Arc<str>>,
     },
 }
 
@@ -144,7 +145,7 @@ impl Payload {
                 endpoint
                     .continuation
                     .is_some_and(|m| m.fits(delivered.dialect()))
-                    && exclude.as_ref().is_none_or(|name| *name != endpoint.name)
+                    && !exclude.contains(&endpoint.name)
             }
         }
     }

@@ -277,17 +277,21 @@ impl Exchange {
         });
     }
 
-    /// The continuation's attempts: the serving endpoint (if one served)
-    /// takes over the record.
-    pub(crate) fn end_continuation(&mut self, a: Attempts) {
+    /// The continuation's attempts. When one `continued` the answer, its
+    /// endpoint takes over the record; an endpoint that answered something
+    /// else (a `400` for the prefill) counts as a failed attempt.
+    pub(crate) fn end_continuation(&mut self, a: Attempts, continued: bool) {
         self.attempts += a.count;
         self.failed.extend(a.failed);
+        let Some(e) = a.endpoint else { return };
+        if !continued {
+            self.failed.push((e, "continuation_refused"));
+            return;
+        }
         if let Some(last) = self.continuations.last_mut() {
-            last.to.clone_from(&a.endpoint);
+            last.to = Some(e.clone());
         }
-        if let Some(e) = a.endpoint {
-            self.endpoint = Some(e);
-        }
+        self.endpoint = Some(e);
     }
 
     /// The failover loop's record: attempts, serving endpoint, failures.

@@ -125,13 +125,11 @@ async fn messages_continue_twice_within_two_attempts() {
 }
 
 #[tokio::test]
-#[ignore = "runtime bug (lead): a second continuation excludes only the latest cutter, so it goes back to the endpoint that cut first (src/proxy/continuation.rs Continue::start, exclude = from)"]
 async fn chat_second_continuation_does_not_go_back_to_the_first_cut() {
     continued_twice(Api::Chat, true).await;
 }
 
 #[tokio::test]
-#[ignore = "runtime bug (lead): a second continuation excludes only the latest cutter, so it goes back to the endpoint that cut first (src/proxy/continuation.rs Continue::start, exclude = from)"]
 async fn messages_second_continuation_does_not_go_back_to_the_first_cut() {
     continued_twice(Api::Messages, true).await;
 }
@@ -178,13 +176,11 @@ async fn chat_reset_stands_when_the_continuation_fails() {
 }
 
 #[tokio::test]
-#[ignore = "runtime bug (lead): a held upstream error event is dropped when the continuation fails; the stream ends with no error event and outcome client_disconnected (src/body/sse.rs record_ending/end_cut, src/body/events.rs begin_splice)"]
 async fn chat_error_event_reaches_the_client_when_the_continuation_fails() {
     continuation_fails(Api::Chat, "error-after", "error_event").await;
 }
 
 #[tokio::test]
-#[ignore = "runtime bug (lead): a held upstream error event is dropped when the continuation fails; the stream ends with no error event and outcome client_disconnected (src/body/sse.rs record_ending/end_cut, src/body/events.rs begin_splice)"]
 async fn messages_error_event_reaches_the_client_when_the_continuation_fails() {
     continuation_fails(Api::Messages, "error-after", "error_event").await;
 }
