@@ -151,6 +151,10 @@ impl EventObserver {
     /// From now on the events are a continuation's: spliced into the
     /// answer the client has.
     pub(super) fn begin_splice(&mut self, splice: Splice) {
+        // The continuation reports usage of its own (the cut upstream's
+        // was handed to the record already).
+        self.usage = StreamUsage::new(self.dialect);
+        self.usage_changed = false;
         if let Some(r) = &mut self.continuation {
             r.splice = Some(splice);
             r.held_error = None;

@@ -163,6 +163,9 @@ pub(crate) struct Exchange {
     failed: Vec<(Arc<str>, &'static str)>,
     /// Continuations of the answer after cuts (access log).
     continuations: Vec<Continued>,
+    /// Usage of upstreams that cut the answer, already counted in the
+    /// metrics (the access log shows the sum with the last one's).
+    banked: Option<Usage>,
     upstream_status: Option<u16>,
     heartbeats: u64,
     committed: bool,
@@ -202,6 +205,7 @@ impl Exchange {
             endpoint: None,
             failed: Vec::new(),
             continuations: Vec::new(),
+            banked: None,
             upstream_status: None,
             heartbeats: 0,
             committed: false,
@@ -269,6 +273,13 @@ impl Exchange {
         reason: &'static str,
         tokens: u64,
     ) {
+        // The cut upstream's usage counts as it reported it; the
+        // continuation reports its own.
+        if let Some((usage, _)) = self.usage.take() {
+            let metrics = &self.sinks.metrics;
+            metrics.count_tokens(self.route_index(), self.model.as_deref(), &usage);
+            self.banked = Some(self.banked.map_or(usage, |b| b.plus(usage)));
+        }
         self.continuations.push(Continued {
             from,
             to: None,
@@ -502,6 +513,8 @@ impl Exchange {
             Some((u, UsageSource::Body)) => (*u, "body"),
             None => (Usage::default(), "missing"),
         };
+        // Upstreams that cut a continued answer reported usage too.
+        let usage = self.banked.map_or(usage, |b| b.plus(usage));
         let fields = [
             ("input_tokens", usage.input),
             ("output_tokens", usage.output),

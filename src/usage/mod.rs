@@ -79,6 +79,22 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// The counts of two reports added (a count missing from both stays
+    /// missing).
+    pub(crate) fn plus(self, other: Usage) -> Usage {
+        let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        Usage {
+            input: add(self.input, other.input),
+            output: add(self.output, other.output),
+            cache_read: add(self.cache_read, other.cache_read),
+            cache_write: add(self.cache_write, other.cache_write),
+            reasoning: add(self.reasoning, other.reasoning),
+        }
+    }
+
     /// Each count from `self`, or from `other` where `self` has none.
     fn or(self, other: Usage) -> Usage {
         Usage {
