@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use super::cors::route_cors;
 use super::file::FileDoc;
 use super::groups::{load_groups, one_endpoint};
 use super::load::{
@@ -44,6 +45,7 @@ const OWN_KEYS: &[&str] = &[
     "rate_limit",
     "rate_limit_burst",
     "resume",
+    "cors",
 ];
 
 /// The part of a route that falls back to the top level.
@@ -255,6 +257,7 @@ fn cli_route(url: &str, source: Source, top: &Inherited) -> Result<LoadedRoute, 
         dialect: top.dialect,
         stream: top.stream.clone(),
         auth: RouteAuth::default(),
+        cors: None,
     };
     Ok(LoadedRoute {
         route,
@@ -292,6 +295,7 @@ fn file_route(
         .string("protocol", parse_protocol)?
         .unwrap_or(UpstreamProtocol::Auto);
     let (auth, key) = route_auth(t, env, reload)?;
+    let cors = route_cors(t)?;
     let timeouts = inherited.stream.timeouts;
     let (upstreams, group_overrides) = match (url, groups) {
         (Some(url), _) => (one_endpoint(url, protocol, key, timeouts), vec![Vec::new()]),
@@ -307,6 +311,7 @@ fn file_route(
         dialect: inherited.dialect,
         stream: inherited.stream,
         auth,
+        cors,
     };
     Ok(LoadedRoute {
         route,
