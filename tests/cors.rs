@@ -40,8 +40,7 @@ async fn upstream() -> Upstream {
             ("vary", "accept-encoding"),
         ];
         if r.body.windows(13).any(|w| w == b"\"stream\":true") {
-            let mut events = concat(&sse_events(3));
-            events.extend_from_slice(b"data: [DONE]\n\n");
+            let events = concat(&sse_events(4));
             let mut headers = vec![("content-type", "text/event-stream")];
             headers.extend(own);
             response(200, &headers, full(events))
