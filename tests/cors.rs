@@ -468,3 +468,44 @@ async fn without_a_policy_cross_origin_requests_wait_for_the_upstreams_head() {
     assert!(e.up.requests().iter().any(|r| r.method == Method::OPTIONS));
     stop_relay(e.relay).await;
 }
+
+/// The README's policy examples (the ```toml blocks under "## Browser
+/// clients") load, and mean what the section says.
+#[test]
+fn the_readme_policy_examples_load() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md is readable");
+    let section = readme
+        .split_once("\n## Browser clients\n")
+        .and_then(|(_, rest)| rest.split_once("\n## "))
+        .map(|(section, _)| section)
+        .expect("README has a Browser clients section");
+    let blocks: Vec<&str> = section
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("\n```").map(|(toml, _)| toml))
+        .collect();
+    let [route, table] = blocks[..] else {
+        panic!("two ```toml examples: {blocks:?}")
+    };
+    let dir = TempDir::new("readme-cors");
+    let toml = format!(
+        "{route}\n\n[[route]]\nprefix = \"/b\"\nupstream = \"https://api.anthropic.com\"\n{table}\n"
+    );
+    let file = dir.write("sse-edge.toml", toml.as_bytes());
+    let args = ["sse-edge", "check-config", file.to_str().unwrap()];
+    let Ok(Invocation::CheckConfig { config, rendered }) = from_args(args, &|_| None) else {
+        panic!("the README's examples do not load:\n{toml}");
+    };
+    let [a, b] = &config.routes[..] else {
+        panic!("{:?}", config.routes)
+    };
+    let a = a.cors.as_ref().unwrap();
+    assert!(a.origins.allows(b"https://app.example"));
+    assert!(a.origins.allows(b"https://pr-12.preview.example"));
+    assert!(!a.origins.allows(b"https://preview.example"));
+    let b = b.cors.as_ref().unwrap();
+    assert!(b.origins.allows(b"http://localhost:5173"));
+    assert_eq!(b.max_age, Duration::from_secs(600));
+    assert!(rendered.contains("sse-edge-stream-id"), "{rendered}");
+}

@@ -178,7 +178,8 @@ impl Relay {
             return Ok(self.finish(reply::error(&e, guess, Some(x)), version, cors));
         }
         if let Some(grant) = cors.filter(|_| cors::is_preflight(&parts)) {
-            if let Some(route) = self.routes.find(path) {
+            let on_route = !path.starts_with(crate::resume::PATH_PREFIX);
+            if let Some(route) = self.routes.find(path).filter(|_| on_route) {
                 x.set_route(route.index, route.name.clone(), guess.as_str());
             }
             return Ok(self.finish(grant.preflight(&parts, x), version, None));
