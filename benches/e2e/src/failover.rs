@@ -42,8 +42,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
 
 use crate::client::{self, Endpoint, Scan, Sender};
-use crate::orchestrate::Sizes;
-use crate::procs::{Env, Proxy};
+use crate::orchestrate::{Ctx, common, snap};
+use crate::procs::Proxy;
 use crate::report::Cell;
 use crate::util::{now_ns, percentile};
 
@@ -375,13 +375,12 @@ fn counter_metrics(a: &Counters, b: &Counters, m: &mut BTreeMap<&'static str, f6
 
 /// `failover_c1`: see the module docs.
 pub async fn c1(
-    env: &Env,
-    sizes: &Sizes,
+    ctx: &Ctx,
     ep: &Endpoint,
     proxy: Option<&Proxy>,
     cell: &mut Cell,
 ) -> Result<(), String> {
-    let up = Endpoint::plain(env.upstream);
+    let up = Endpoint::plain(ctx.env.upstream);
     let (mut sender, mut ctl) = (None, None);
     let ids = AtomicU64::new(1);
     for i in 0..10 {
@@ -394,8 +393,8 @@ pub async fn c1(
     tokio::time::sleep(Duration::from_millis(200)).await;
     let a = counters(&up, &mut ctl, proxy).await?;
     let mut lat = Lat::default();
-    let t0 = Instant::now();
-    for i in 0..sizes.fo_requests as usize {
+    let s0 = snap(ctx, proxy.map(|p| p.pid));
+    for i in 0..ctx.sizes.fo_requests as usize {
         for k in 0..VIAS.len() {
             let via = VIAS[(i + k) % VIAS.len()];
             let r = one(ep, &up, &mut sender, &mut ctl, via, &ids).await;
@@ -405,23 +404,23 @@ pub async fn c1(
             lat.record(via, r);
         }
     }
-    let wall = t0.elapsed().as_secs_f64();
+    let s1 = snap(ctx, proxy.map(|p| p.pid));
     let b = counters(&up, &mut ctl, proxy).await?;
     let m = &mut cell.m;
-    m.insert("wall_s", wall);
+    common(ctx, &s0, &s1, m);
     counter_metrics(&a, &b, m);
     finish(lat, m)
 }
 
 /// `failover_c32`: see the module docs.
 pub async fn c32(
-    env: &Env,
-    sizes: &Sizes,
+    ctx: &Ctx,
     ep: &Endpoint,
     proxy: Option<&Proxy>,
     cell: &mut Cell,
 ) -> Result<(), String> {
-    let up = Endpoint::plain(env.upstream);
+    let sizes = &ctx.sizes;
+    let up = Endpoint::plain(ctx.env.upstream);
     let mut ctl = None;
     let ids = Arc::new(AtomicU64::new(1));
     // Warm-up: every connection once, the failing way on one.
@@ -434,6 +433,7 @@ pub async fn c32(
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let a = counters(&up, &mut ctl, proxy).await?;
+    let s0 = snap(ctx, proxy.map(|p| p.pid));
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(sizes.fo_secs);
     let first = tokio::time::Instant::now() + Duration::from_millis(20);
@@ -472,10 +472,10 @@ pub async fn c32(
             lat.merge(l);
         }
     }
-    let wall = start.elapsed().as_secs_f64();
+    let s1 = snap(ctx, proxy.map(|p| p.pid));
     let b = counters(&up, &mut ctl, proxy).await?;
     let m = &mut cell.m;
-    m.insert("wall_s", wall);
+    common(ctx, &s0, &s1, m);
     counter_metrics(&a, &b, m);
     finish(lat, m)
 }
