@@ -20,6 +20,7 @@ use crate::procs::{self, Env, Kind, Options, Proxy};
 use crate::report::{self, Cell, Meta};
 use crate::util::{
     Args, clk_tck, cpu_split, cpu_ticks, cpu_times, fd_count, percentile, pin_to_cpu, rss_kib,
+    sched_ns,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -255,6 +256,8 @@ pub struct Snap {
     proxy: u64,
     /// The kernel's part of `proxy`.
     proxy_sys: u64,
+    /// The proxy's CPU time as the scheduler accounts it, in ns.
+    proxy_ns: u64,
     me: u64,
     up: u64,
     cpus: Vec<(u64, u64)>,
@@ -266,6 +269,7 @@ pub fn snap(ctx: &Ctx, proxy: Option<u32>) -> Snap {
         t: Instant::now(),
         proxy: user + sys,
         proxy_sys: sys,
+        proxy_ns: proxy.map_or(0, sched_ns),
         me: cpu_ticks(std::process::id()).unwrap_or(0),
         up: cpu_ticks(ctx.upstream_pid).unwrap_or(0),
         cpus: cpu_times(),
@@ -288,6 +292,10 @@ pub fn common(ctx: &Ctx, a: &Snap, b: &Snap, m: &mut BTreeMap<&'static str, f64>
     m.insert("wall_s", wall);
     m.insert("proxy_cpu_s", cpu);
     m.insert("proxy_sys_s", (b.proxy_sys - a.proxy_sys) as f64 / ctx.tck);
+    m.insert(
+        "proxy_sched_s",
+        b.proxy_ns.saturating_sub(a.proxy_ns) as f64 / 1e9,
+    );
     m.insert("proxy_core_util", cpu / wall);
     m.insert("load_core_util", load / wall);
     // Whatever else ran on each core meanwhile (other users of the machine),
@@ -612,6 +620,10 @@ async fn stream_cell(
             "sys_us_per_event",
             m["proxy_sys_s"] * 1e6 / st.events as f64,
         );
+        m.insert(
+            "sched_us_per_event",
+            m["proxy_sched_s"] * 1e6 / st.events as f64,
+        );
     }
     lat_metrics(&mut st.lat_ns, m);
     failures(st.failed, "streams", st.first_error)
@@ -650,6 +662,7 @@ async fn json_cell(
     if proxy.is_some() && st.ok > 0 {
         m.insert("cpu_us_per_req", cpu * 1e6 / st.ok as f64);
         m.insert("sys_us_per_req", m["proxy_sys_s"] * 1e6 / st.ok as f64);
+        m.insert("sched_us_per_req", m["proxy_sched_s"] * 1e6 / st.ok as f64);
     }
     st.lat_ns.sort_unstable();
     m.insert("p50_us", percentile(&st.lat_ns, 50.0) / 1000.0);

@@ -111,6 +111,23 @@ pub fn cpu_split(pid: u32) -> io::Result<(u64, u64)> {
     Ok((utime, stime))
 }
 
+/// CPU time of a process in nanoseconds, as the scheduler accounts it
+/// (`/proc/PID/task/*/schedstat`, first field, summed over its live
+/// threads). Unlike `utime + stime`, which the kernel samples at each tick,
+/// it is exact: a process that runs in short bursts between ticks while
+/// another one holds the core (a build on the shared machine) is not
+/// undercounted.
+pub fn sched_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// VmRSS of a process, in KiB.
 pub fn rss_kib(pid: u32) -> io::Result<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

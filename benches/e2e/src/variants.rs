@@ -160,7 +160,17 @@ fn measures(s: &Sizes) -> Vec<Measure> {
             "TLS token streams: proxy CPU per relayed event".to_string(),
         ),
     ];
+    let sched = [
+        ("stream_paced", "sched_us_per_event", &cpu[0].2),
+        ("stream_burst", "sched_us_per_event", &cpu[1].2),
+        ("json_c1", "sched_us_per_req", &cpu[2].2),
+        ("json_c32", "sched_us_per_req", &cpu[3].2),
+    ]
+    .map(|(scenario, metric, label)| (scenario, metric, format!("{label} (schedstat)")));
     for (scenario, metric, label) in cpu {
+        v.push(m(label, scenario, metric, "us", 1.0, true));
+    }
+    for (scenario, metric, label) in sched {
         v.push(m(label, scenario, metric, "us", 1.0, true));
     }
     let fo = [
