@@ -22,7 +22,8 @@
 //! - [`access_log`]: the captured access log;
 //! - [`client`]: HTTP/1.1, h2c and TLS clients, raw exchanges;
 //! - [`outcome`]: one request with its whole outcome, error-shape checks;
-//! - [`metrics`]: `/metrics` fetch and Prometheus text lookup.
+//! - [`metrics`]: `/metrics` fetch and Prometheus text lookup;
+//! - [`redis`]: a real `redis-server` on a loopback port (cluster mode).
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 /// `return Err(...)` unless `cond` holds: for helpers that report a
@@ -44,6 +45,7 @@ mod groups;
 mod metrics;
 mod outcome;
 mod raw;
+mod redis;
 mod relay;
 mod streams;
 mod tls;
@@ -61,6 +63,8 @@ pub use metrics::*;
 pub use outcome::*;
 #[allow(unused_imports)]
 pub use raw::*;
+#[allow(unused_imports)]
+pub use redis::*;
 pub use relay::*;
 #[allow(unused_imports)]
 pub use streams::*;
