@@ -1,7 +1,8 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`.
 //!
 //! In cluster mode `/readyz` stays 200 while Redis is down and says so on
-//! a second line (`cluster: up` or `cluster: down`): every replica shares
+//! a second line (`cluster: up`, `down`, or `unknown` before the first
+//! round trip): every replica shares
 //! the one Redis, so turning unready would take the whole Service out
 //! while traffic without rate limits (and fail-open routes) can still be
 //! served; fail-closed routes answer 503 themselves. The state is also
@@ -93,8 +94,10 @@ impl Admin {
                 } else {
                     match &self.cluster {
                         None => text(StatusCode::OK, "ready\n"),
-                        Some(c) if c.is_up() => text(StatusCode::OK, "ready\ncluster: up\n"),
-                        Some(_) => text(StatusCode::OK, "ready\ncluster: down\n"),
+                        Some(c) => {
+                            let state = c.health().as_str();
+                            text(StatusCode::OK, format!("ready\ncluster: {state}\n"))
+                        }
                     }
                 }
             }

@@ -78,6 +78,7 @@ async fn a_limit_of_n_holds_across_three_replicas() {
                 keys.display()
             ),
         ),
+        route("/burst", &up, "rate_limit = \"2/s\"\nrate_limit_burst = 6"),
     ]
     .concat();
     let relays = [
@@ -111,19 +112,51 @@ async fn a_limit_of_n_holds_across_three_replicas() {
     }
     assert_eq!(admitted, 4, "per-key limit across replicas");
     assert_eq!(up.request_count(), 9);
-    let m = metrics(relays[0].admin).await;
-    assert_eq!(metric(&m, "sse_edge_cluster_up", &[]), Some(1.0));
+    // At once: 30 concurrent requests over the three replicas, 6 admitted.
+    let mut all = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let addr = relays[i % 3].listen;
+        all.spawn(fetch_once(addr, post(&format!("/burst{CHAT}"), BODY)));
+    }
+    let mut admitted = 0;
+    while let Some(r) = within(all.join_next()).await {
+        match r.unwrap().status.as_u16() {
+            200 => admitted += 1,
+            429 => {}
+            s => panic!("status {s}"),
+        }
+    }
+    assert_eq!(admitted, 6, "concurrent requests across replicas");
+    // The shared bucket refills at its rate: 2/s is one more per 500 ms
+    // (the next one 500 ms later: no slack for a slow burst to eat).
+    tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
-        metric(&m, "sse_edge_cluster_round_trips_total", &[]),
-        Some(9.0)
+        send(&relays[2], &format!("/burst{CHAT}"), &[]).await.status,
+        200
     );
     assert_eq!(
-        metric(&m, "sse_edge_cluster_errors_total", &[("kind", "error")]),
-        Some(0.0)
+        send(&relays[0], &format!("/burst{CHAT}"), &[]).await.status,
+        429
     );
+    let mut rounds = 0.0;
+    for r in &relays {
+        let m = metrics(r.admin).await;
+        assert_eq!(metric(&m, "sse_edge_cluster_up", &[]), Some(1.0));
+        assert_eq!(
+            metric(&m, "sse_edge_cluster_errors_total", &[("kind", "error")]),
+            Some(0.0)
+        );
+        let n = metric(&m, "sse_edge_cluster_round_trips_total", &[]).unwrap();
+        assert_eq!(
+            metric(&m, "sse_edge_cluster_latency_seconds_count", &[]),
+            Some(n)
+        );
+        rounds += n;
+    }
     assert_eq!(
-        metric(&m, "sse_edge_cluster_latency_seconds_count", &[]),
-        Some(9.0)
+        rounds,
+        15.0 + 12.0 + 30.0 + 2.0,
+        "one round trip per rate-limited request"
     );
     for r in relays {
         stop_relay(r).await;
@@ -158,6 +191,12 @@ async fn redis_down_degrades_per_route_and_recovers() {
         format!("[cluster]\ncommand_timeout = \"200ms\"\nconnect_timeout = \"200ms\"\n{toml}");
     let a = replica(&dir, &toml, &redis.url()).await;
     let b = replica(&dir, &toml, &redis.url()).await;
+    // No round trip yet: ready, the cluster's state unknown.
+    let ready = within(fetch_once(a.admin, get("/readyz"))).await;
+    assert_eq!(
+        (ready.status.as_u16(), ready.text()),
+        (200, "ready\ncluster: unknown\n".to_owned())
+    );
     let quick = Duration::from_secs(2);
     let open = format!("/open{CHAT}");
     let closed = format!("/closed{CHAT}");
@@ -269,6 +308,29 @@ fn the_url_is_checked_and_never_shown_with_its_password() {
         panic!("http URL accepted");
     };
     assert!(e.to_string().contains("redis://"), "{e}");
+    // The route key: a choice, and only with a rate limit.
+    for (route, want) in [
+        (
+            "rate_limit = \"5/m\"\nrate_limit_on_cluster_error = \"maybe\"",
+            "expected open",
+        ),
+        (
+            "rate_limit_on_cluster_error = \"open\"",
+            "route[0].rate_limit",
+        ),
+    ] {
+        let toml = format!("[[route]]\nupstream = \"http://127.0.0.1:9\"\n{route}\n");
+        let f = dir.write("r.toml", toml.as_bytes());
+        let args = ["sse-edge", "check-config", f.to_str().unwrap()];
+        let Err(e) = from_args(args, &|_| None) else {
+            panic!("accepted: {route}");
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("route[0].rate_limit_on_cluster_error") && msg.contains(want),
+            "{msg}"
+        );
+    }
     let Ok(Invocation::Run(c)) = run("rediss://edge:hunter2@cache.internal:6380/2", &[]) else {
         panic!("good URL refused");
     };

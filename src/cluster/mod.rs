@@ -22,13 +22,13 @@
 //!
 //! Metrics (`/metrics`): round trips, errors by kind, the round-trip
 //! latency histogram, decisions taken without Redis, and whether Redis
-//! answered last time (`sse_edge_cluster_up`).
+//! answered last time (`sse_edge_cluster_up`; [`Health`] on `/readyz`).
 
 pub(crate) mod limit;
 mod stats;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -62,8 +62,28 @@ pub(crate) struct Cluster {
     epoch: Instant,
     /// Nanoseconds after `epoch` before which Redis is not asked (0: ask).
     retry_at: AtomicU64,
-    up: AtomicBool,
+    /// [`Health`] as a `u8`.
+    health: AtomicU8,
     stats: Stats,
+}
+
+/// What the last round trip said about Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    /// No round trip yet.
+    Unknown = 0,
+    Up = 1,
+    Down = 2,
+}
+
+impl Health {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
 }
 
 impl Cluster {
@@ -87,14 +107,27 @@ impl Cluster {
             key_prefix: cfg.key_prefix.clone(),
             epoch: Instant::now(),
             retry_at: AtomicU64::new(0),
-            up: AtomicBool::new(false),
+            health: AtomicU8::new(Health::Unknown as u8),
             stats: Stats::new(),
         })
     }
 
-    /// Whether Redis answered the last round trip.
-    pub(crate) fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+    /// What the last round trip said about Redis.
+    pub(crate) fn health(&self) -> Health {
+        match self.health.load(Ordering::Relaxed) {
+            1 => Health::Up,
+            2 => Health::Down,
+            _ => Health::Unknown,
+        }
+    }
+
+    /// Records `now`; the state it replaces.
+    fn set_health(&self, now: Health) -> Health {
+        match self.health.swap(now as u8, Ordering::Relaxed) {
+            1 => Health::Up,
+            2 => Health::Down,
+            _ => Health::Unknown,
+        }
     }
 
     /// The prefix of every key.
@@ -109,7 +142,7 @@ impl Cluster {
 
     /// Appends the cluster's metric families.
     pub(crate) fn render_metrics(&self, out: &mut String) {
-        self.stats.render(out, self.is_up());
+        self.stats.render(out, self.health() == Health::Up);
     }
 
     /// One round trip: `op` on a connection, within `command_timeout`.
@@ -129,7 +162,7 @@ impl Cluster {
         self.stats.round_trip(elapsed);
         let why = match result {
             Ok(Ok(v)) => {
-                if !self.up.swap(true, Ordering::Relaxed) {
+                if self.set_health(Health::Up) != Health::Up {
                     tracing::info!("cluster: Redis answers");
                 }
                 self.retry_at.store(0, Ordering::Relaxed);
@@ -142,7 +175,7 @@ impl Cluster {
         self.stats.error(why.0);
         let retry = self.nanos(Instant::now()).saturating_add(nanos(BACKOFF));
         self.retry_at.store(retry, Ordering::Relaxed);
-        if self.up.swap(false, Ordering::Relaxed) || at == 0 {
+        if self.set_health(Health::Down) != Health::Down {
             tracing::warn!(
                 error = %why.1,
                 "cluster: Redis unavailable; rate limits follow each route's rate_limit_on_cluster_error"
