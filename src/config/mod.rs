@@ -10,7 +10,8 @@
 //! Files: `settings` declares every key; `load` layers them; `file` reads
 //! the TOML; `value` parses single values; `build` makes the typed
 //! [`Config`]; `routes`, `groups` and `route_auth` the routes (`table`
-//! reads their tables, naming keys by path); `render` the check-config
+//! reads their tables, naming keys by path); `cluster` the `[cluster]`
+//! section (its URL redacted wherever it is shown); `render` the check-config
 //! output; `nofile` the open-file limit. The command line
 //! that drives all this sits above config, in `crate::cli`.
 
