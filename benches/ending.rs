@@ -16,12 +16,23 @@
 //! every event 16 times, so one call costs
 //! `(variant - scanner_only) / (300 * 16)`.
 //!
+//! The OpenAI chat groups also time the per-event check for the answer's
+//! own completion signal (issue 15, `dialect::stream::finish`): one memmem
+//! search for `"finish_reason":` and a look at the value after each hit
+//! (`finish_reason` and `finish_reason_x16`, read against `scanner_only` the
+//! same way). The crate does not export `Finish`, and its file cannot be
+//! compiled in here as `reference` is (cargo builds harness-less benches
+//! with `cfg(test)`, which pulls in its unit tests and their private
+//! items), so [`finish_reason_non_null`] is a copy of that check; keep the
+//! two alike.
+//!
 //! Run: `cargo bench --bench ending -- --warm-up-time 1 --measurement-time 3`.
 // Test code: an unwrap is an assertion, and helpers are `pub` for the
 // files that share them.
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
 use std::hint::black_box;
+use std::sync::LazyLock;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -134,6 +145,44 @@ fn classify(
     n
 }
 
+/// Copy of `dialect::stream::finish`'s searcher: built once.
+static FINISH_REASON: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"\"finish_reason\":"));
+
+/// Copy of `has_finish_reason` in `src/dialect/stream/finish.rs`: whether
+/// `"finish_reason":` occurs with a value other than `null` (the relay then
+/// parses that one chunk; here it is only counted).
+fn finish_reason_non_null(event: &Event) -> bool {
+    let non_null_in = |hay: &[u8]| {
+        let n = FINISH_REASON.needle().len();
+        FINISH_REASON.find_iter(hay).any(|at| {
+            let value = &hay[at + n..];
+            let start = value
+                .iter()
+                .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(value.len());
+            !value[start..].starts_with(b"null")
+        })
+    };
+    match event.segments() {
+        [one] => non_null_in(one),
+        many => non_null_in(&many.concat()),
+    }
+}
+
+/// Events whose `finish_reason` is not null, each event checked `calls`
+/// times.
+fn finish_reasons(chunks: &[Bytes], calls: usize) -> usize {
+    let mut n = 0;
+    scan(chunks, &mut |e| {
+        for _ in 1..calls {
+            black_box(finish_reason_non_null(black_box(e)));
+        }
+        n += usize::from(finish_reason_non_null(black_box(e)));
+    });
+    n
+}
+
 type Variant = (&'static str, fn(Dialect, &Event) -> Ending, usize);
 
 const VARIANTS: [Variant; 4] = [
@@ -168,6 +217,13 @@ fn bench(c: &mut Criterion) {
             g.bench_function("scanner_only", |b| b.iter(|| scanner_only(&chunks)));
             for (variant, f, calls) in VARIANTS {
                 g.bench_function(variant, |b| b.iter(|| classify(&chunks, dialect, f, calls)));
+            }
+            if dialect == Dialect::OpenAiChat {
+                // One chunk says "stop"; the usage chunk has no choices.
+                assert_eq!(finish_reasons(&chunks, 1), 1);
+                for (variant, calls) in [("finish_reason", 1), ("finish_reason_x16", 16)] {
+                    g.bench_function(variant, |b| b.iter(|| finish_reasons(&chunks, calls)));
+                }
             }
             g.finish();
         }

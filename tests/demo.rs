@@ -47,6 +47,10 @@ async fn demo_streams_both_dialects_with_keepalives_and_usage() {
         );
     };
 
+    // The browser page's address, on loopback.
+    has("browser page         http://127.0.0.1:");
+    has("(add --keep-running to keep it up)");
+
     // Keepalives: OpenAI comments, Anthropic ping events, and the early
     // commit that lets them start before the API's headers.
     has("♥ keepalive  (: keepalive)");

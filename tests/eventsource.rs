@@ -14,21 +14,16 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use sse_edge::internals::whatwg;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-const INTEROP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
 const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/interop/eventsource_check.mjs"
@@ -43,133 +38,6 @@ const BEFORE_RECONNECT: usize = 20;
 /// first connection: the response head and a few events, then a cut that
 /// can land anywhere in an event.
 const CUT_AFTER: usize = 700;
-
-/// Installs the pinned `eventsource` package once per test run when it is
-/// missing, so `cargo test` alone works on a fresh machine that reaches npm.
-fn ensure_eventsource() {
-    static DONE: std::sync::Once = std::sync::Once::new();
-    DONE.call_once(|| {
-        let node = std::process::Command::new("node").arg("--version").output();
-        assert!(
-            node.is_ok_and(|o| o.status.success()),
-            "tests/eventsource.rs needs Node.js (`node`) on PATH"
-        );
-        if Path::new(INTEROP).join("node_modules/eventsource").is_dir() {
-            return;
-        }
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--prefix", INTEROP, "--no-audit", "--no-fund"])
-            .stdin(Stdio::null())
-            .status()
-            .unwrap_or_else(|e| panic!("tests/eventsource.rs needs npm on PATH: {e}"));
-        assert!(
-            status.success(),
-            "installing the eventsource package failed: npm ci --prefix {INTEROP} ({status})"
-        );
-    });
-}
-
-/// What crossed one forwarded connection.
-#[derive(Debug, Clone, Default)]
-struct Crossed {
-    /// Client to relay: the request.
-    request: Vec<u8>,
-    /// Relay to client, as far as it was let through.
-    response: Vec<u8>,
-}
-
-/// A TCP forwarder in front of the relay that cuts its first connection
-/// after `cut` bytes from the relay, as a flaky network would, and passes
-/// later ones through untouched. `reconnected` is notified when the second
-/// connection arrives.
-struct Forwarder {
-    addr: SocketAddr,
-    /// The listener; dropping it ends every connection.
-    _raw: RawUpstream,
-    seen: Arc<Mutex<Vec<Crossed>>>,
-}
-
-impl Forwarder {
-    async fn start(target: SocketAddr, cut: usize, reconnected: Arc<Notify>) -> Forwarder {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let raw = RawUpstream::start({
-            let seen = seen.clone();
-            move |client, _| {
-                let index = {
-                    let mut s = seen.lock().unwrap();
-                    s.push(Crossed::default());
-                    s.len() - 1
-                };
-                if index == 1 {
-                    reconnected.notify_one();
-                }
-                let limit = (index == 0).then_some(cut);
-                forward(client, target, limit, seen.clone(), index)
-            }
-        })
-        .await;
-        Forwarder {
-            addr: raw.addr,
-            _raw: raw,
-            seen,
-        }
-    }
-
-    fn seen(&self) -> Vec<Crossed> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-/// Copies both ways until either side ends; with `limit`, drops both
-/// sockets once that many bytes from the relay went through.
-async fn forward(
-    client: TcpStream,
-    target: SocketAddr,
-    limit: Option<usize>,
-    seen: Arc<Mutex<Vec<Crossed>>>,
-    index: usize,
-) {
-    let Ok(relay) = TcpStream::connect(target).await else {
-        return;
-    };
-    let _ = client.set_nodelay(true);
-    let _ = relay.set_nodelay(true);
-    let (mut client_rd, mut client_wr) = client.into_split();
-    let (mut relay_rd, mut relay_wr) = relay.into_split();
-    let up = tokio::spawn({
-        let seen = seen.clone();
-        async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = client_rd.read(&mut buf).await {
-                seen.lock().unwrap()[index]
-                    .request
-                    .extend_from_slice(&buf[..n]);
-                if relay_wr.write_all(&buf[..n]).await.is_err() {
-                    return;
-                }
-            }
-            let _ = relay_wr.shutdown().await;
-        }
-    });
-    let mut left = limit.unwrap_or(usize::MAX);
-    let mut buf = [0u8; 4096];
-    while let Ok(n @ 1..) = relay_rd.read(&mut buf).await {
-        let n = n.min(left);
-        seen.lock().unwrap()[index]
-            .response
-            .extend_from_slice(&buf[..n]);
-        if client_wr.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-        left -= n;
-        if left == 0 {
-            break;
-        }
-    }
-    // Closing both halves here is the cut: the client sees its chunked body
-    // end early, the relay its reader go.
-    up.abort();
-}
 
 /// The upstream: `BEFORE_RECONNECT` events, then (once the EventSource came
 /// back, or after a bound so a missing reconnect fails on the assertions,
@@ -255,7 +123,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test]
 async fn an_eventsource_resumes_through_a_cut_connection_with_last_event_id() {
-    ensure_eventsource(); // blocking, before any request is in flight
+    ensure_interop_packages(); // blocking, before any request is in flight
     within(async {
         let frames = sse_events(EVENTS);
         let want: Vec<String> = whatwg::parse(&concat(&frames))

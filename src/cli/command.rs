@@ -87,6 +87,12 @@ fn demo_command() -> Command {
         .arg(duration("head-delay", "4s", DEMO_HEAD_DELAY))
         .arg(duration("pause", "3s", DEMO_PAUSE))
         .arg(keep_running)
+        .arg(
+            Arg::new("page")
+                .long("page")
+                .value_name("ADDR")
+                .help(DEMO_PAGE),
+        )
         .args(
             DEMO_RELAY_SETTINGS
                 .iter()
@@ -98,6 +104,8 @@ const DEMO_ABOUT: &str =
     "Stream from a simulated slow model API through the relay and show what arrives when";
 const DEMO_HEAD_DELAY: &str = "Silence of the simulated API before its response headers";
 const DEMO_PAUSE: &str = "Silence of the simulated API in the middle of each stream";
+const DEMO_PAGE: &str = "Address of the demo's web page (a chat through the relay from another \
+origin) [default: 127.0.0.1:8081 with --keep-running, else an ephemeral port]";
 const DEMO_KEEP_RUNNING: &str = "Keep the relay and the simulated API up after the demo \
 (until Ctrl-C or SIGTERM) and print commands to try";
 /// The relay settings the demo takes (read in [`super::demo`]): key, help

@@ -164,5 +164,6 @@ fn demo(sub: &ArgMatches, env: Lookup<'_>) -> Result<DemoOptions, CliError> {
         listen: layers.given("listen", config::parse_socket_addr)?,
         admin: layers.given("admin", config::parse_socket_addr)?,
         heartbeat: layers.given("heartbeat", config::parse_heartbeat)?,
+        page: layers.flag("page", config::parse_socket_addr)?,
     })
 }

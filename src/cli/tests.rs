@@ -12,6 +12,7 @@ use crate::config::{
     UpstreamProtocol,
 };
 
+mod cors;
 mod groups;
 mod shape;
 

@@ -34,9 +34,15 @@ pub(super) fn load_file(path: &Path) -> Result<FileDoc, ConfigError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read config file {name}: {e}")))?;
+    parse_file(name, &text)
+}
+
+/// A config file's text, read as [`load_file`] reads a file; `name` stands
+/// for the file in errors.
+pub(super) fn parse_file(name: String, text: &str) -> Result<FileDoc, ConfigError> {
     let table = text
         .parse::<toml::Table>()
-        .map_err(|e| syntax_error(&name, &text, &e))?;
+        .map_err(|e| syntax_error(&name, text, &e))?;
     split_file(name, table)
 }
 fn syntax_error(name: &str, text: &str, e: &toml::de::Error) -> ConfigError {

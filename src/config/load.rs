@@ -28,7 +28,7 @@ use std::path::Path;
 
 use super::Config;
 use super::build::build_config;
-use super::file::{FileDoc, load_file};
+use super::file::{FileDoc, load_file, parse_file};
 use super::render::render;
 use super::routes::{LoadedRoute, load_routes};
 use super::settings::{Names, SETTINGS, Setting, default_value, names};
@@ -61,6 +61,17 @@ impl Layers<'_> {
     /// The first bad value, file or combination, as one line.
     pub fn load(&self, file: Option<&Path>) -> Result<Loaded, ConfigError> {
         let file = file.map(load_file).transpose()?;
+        self.load_doc(file)
+    }
+
+    /// [`load`](Self::load) with the config file given as text (the demo's
+    /// relay); `name` stands for the file in errors and sources.
+    pub(crate) fn load_text(&self, name: &str, text: &str) -> Result<Loaded, ConfigError> {
+        let file = parse_file(name.to_owned(), text)?;
+        self.load_doc(Some(file))
+    }
+
+    fn load_doc(&self, file: Option<FileDoc>) -> Result<Loaded, ConfigError> {
         let values = self.resolve(file.as_ref());
         let routes = load_routes(&values, self, file.as_ref())?;
         let config = build_config(&values, routes.iter().map(|r| r.route.clone()).collect())?;

@@ -9,7 +9,7 @@
 //!
 //! Files: `settings` declares every key; `load` layers them; `file` reads
 //! the TOML; `value` parses single values; `build` makes the typed
-//! [`Config`]; `routes`, `groups` and `route_auth` the routes (`table`
+//! [`Config`]; `routes`, `groups`, `route_auth` and `cors` the routes (`table`
 //! reads their tables, naming keys by path); `cluster` the `[cluster]`
 //! section (its URL redacted wherever it is shown); `render` the check-config
 //! output; `nofile` the open-file limit. The command line
@@ -17,6 +17,7 @@
 
 mod build;
 mod cluster;
+mod cors;
 mod file;
 mod groups;
 mod load;
@@ -37,6 +38,10 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
+pub use cors::{
+    Allowed, AllowedOrigins, CorsConfig, DEFAULT_ALLOW_HEADERS, DEFAULT_ALLOW_METHODS,
+    DEFAULT_MAX_AGE, OriginPattern, relay_exposed,
+};
 pub use load::{ConfigError, Layers, Loaded, Lookup};
 pub use nofile::{OpenFileLimit, raise_open_file_limit};
 pub(crate) use settings::flags;
@@ -227,6 +232,9 @@ pub struct RouteConfig {
     pub stream: StreamConfig,
     /// Client keys and rate limit (all off by default).
     pub auth: RouteAuth,
+    /// Browser access (`cors`); `None`: the upstream's own CORS headers
+    /// pass through, and cross-origin requests are not committed early.
+    pub cors: Option<CorsConfig>,
 }
 
 /// A route's upstream endpoints, in groups (`upstream = "URL"` is a

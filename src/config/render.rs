@@ -13,6 +13,7 @@
 //! route, whatever form they were given in): as [`format_duration`] and
 //! [`format_size`] write them (`1m30s`, `8MiB`).
 
+use super::cors;
 use super::groups::{TIMEOUT_KEYS, endpoint_name, group_name};
 use super::load::{ConfigError, Entry, Values, setting};
 use super::routes::LoadedRoute;
@@ -121,6 +122,7 @@ fn render_route(r: &LoadedRoute, key_count: Option<usize>) -> Result<String, Con
     }
     let key = single.map(|e| e.key.as_ref());
     out.push_str(&render_auth(&c.auth, key, key_count));
+    out.push_str(&render_cors(c));
     if single.is_none() {
         for (i, g) in c.upstreams.groups().enumerate() {
             let overrides = r.group_overrides.get(i).map_or(&[][..], Vec::as_slice);
@@ -197,6 +199,28 @@ fn render_endpoint(e: &EndpointConfig) -> String {
         fields.push(format!("key_header = {}", toml_string(key.header.name())));
     }
     format!("{{ {} }}", fields.join(", "))
+}
+
+/// The route's CORS policy, or what happens to browsers without one.
+fn render_cors(c: &RouteConfig) -> String {
+    let Some(policy) = &c.cors else {
+        let commit = if c.stream.early_commit || c.stream.json_keepalive {
+            "; cross-origin requests (Origin without Sec-Fetch-Site: same-origin) are not \
+             committed early: their head waits for the upstream's"
+        } else {
+            ""
+        };
+        return format!(
+            "# cors is not set: the upstream's own CORS headers pass through, \
+             relay-made answers carry none{commit}\n"
+        );
+    };
+    let exposed = cors::relay_exposed(&c.stream);
+    format!(
+        "{}\n# cors also exposes the relay's {}; the upstream's own CORS headers are replaced\n",
+        cors::render(policy),
+        exposed.join(", ")
+    )
 }
 
 /// The route-only edge-auth keys; the upstream key shows only its

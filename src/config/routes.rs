@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use super::cors::route_cors;
 use super::file::FileDoc;
 use super::groups::{load_groups, one_endpoint};
 use super::load::{
@@ -45,6 +46,7 @@ const OWN_KEYS: &[&str] = &[
     "rate_limit_burst",
     "rate_limit_on_cluster_error",
     "resume",
+    "cors",
 ];
 
 /// The part of a route that falls back to the top level.
@@ -256,6 +258,7 @@ fn cli_route(url: &str, source: Source, top: &Inherited) -> Result<LoadedRoute, 
         dialect: top.dialect,
         stream: top.stream.clone(),
         auth: RouteAuth::default(),
+        cors: None,
     };
     Ok(LoadedRoute {
         route,
@@ -293,6 +296,7 @@ fn file_route(
         .string("protocol", parse_protocol)?
         .unwrap_or(UpstreamProtocol::Auto);
     let (auth, key) = route_auth(t, env, reload)?;
+    let cors = route_cors(t)?;
     let timeouts = inherited.stream.timeouts;
     let (upstreams, group_overrides) = match (url, groups) {
         (Some(url), _) => (one_endpoint(url, protocol, key, timeouts), vec![Vec::new()]),
@@ -308,6 +312,7 @@ fn file_route(
         dialect: inherited.dialect,
         stream: inherited.stream,
         auth,
+        cors,
     };
     Ok(LoadedRoute {
         route,

@@ -9,12 +9,19 @@
 //! each keepalive, token, usage report and ending with its time offset, then
 //! the access-log line and the token metrics the relay recorded.
 //!
-//! With `--keep-running` both stay up until SIGTERM/SIGINT (the relay then
+//! A web page ([`page`]) on another loopback port streams a chat through
+//! the relay's `/browser` route (CORS policy for the page's origin,
+//! resumption on): keepalives and tokens as they arrive, and a "cut the
+//! connection" button that shows the stream resuming with nothing lost.
+//! The terminal prints its URL.
+//!
+//! With `--keep-running` all stay up until SIGTERM/SIGINT (the relay then
 //! drains as in production) and the demo prints curl commands and Python SDK
 //! snippets to try by hand.
 
 mod client;
 mod output;
+mod page;
 mod report;
 mod script;
 mod transcript;
@@ -32,6 +39,7 @@ use crate::app::{self, Running, StartError};
 use crate::config::{Config, ConfigError, Layers};
 use crate::telemetry::AccessLog;
 use output::Output;
+use page::PageListener;
 use script::SCENARIOS;
 use upstream::{SimulatedApi, Timing};
 
@@ -62,6 +70,9 @@ pub struct DemoOptions {
     pub admin: Option<SocketAddr>,
     /// Relay heartbeat; `None`: [`DEFAULT_HEARTBEAT`].
     pub heartbeat: Option<Duration>,
+    /// The web page's listener; `None`: 127.0.0.1:8081 with
+    /// `keep_running`, else an ephemeral port.
+    pub page: Option<SocketAddr>,
 }
 
 /// Why the demo failed.
@@ -160,38 +171,59 @@ async fn with_api(
     api: SocketAddr,
     signal: impl Future<Output = &'static str>,
 ) -> Result<(), DemoError> {
-    let config = relay_config(options, api)?;
+    let page_addr = options.page.unwrap_or(if options.keep_running {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 8081))
+    } else {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+    });
+    let page = PageListener::bind(page_addr)
+        .await
+        .map_err(|source| DemoError::Setup {
+            what: "the demo page (choose another address with --page)",
+            source,
+        })?;
+    let config = relay_config(options, api, &page.origins())?;
     let (access, captured) = AccessLog::capture();
     let mut lines = forward_lines(captured)?;
     let relay = app::start(config, access).await.map_err(DemoError::Start)?;
+    let page_url = format!("http://{}/", report::shown(page.addr));
+    let page = page.serve(relay.listen);
     let mut out = Output::stdout();
-    introduce(&mut out, options, api, &relay);
+    introduce(&mut out, options, api, &relay, &page_url);
     let result = demo_requests(&mut out, options, &relay, &mut lines).await;
     if result.is_ok() && options.keep_running {
-        report::guide(&mut out, relay.listen, relay.admin);
+        report::guide(&mut out, relay.listen, relay.admin, &page_url);
         let printer = tokio::spawn(print_lines(out.clone(), lines));
         let name = signal.await;
         out.line(&format!("\n{name}: draining the relay, then stopping"));
         relay.drain();
         relay.wait().await;
+        page.stop().await;
         // The relay's access-log senders are gone: the printer ends.
         let _ = tokio::time::timeout(LOG_WAIT, printer).await;
         return Ok(());
     }
     relay.drain();
     relay.wait().await;
+    page.stop().await;
     if result.is_ok() {
         out.line(
-            "\nDone. `sse-edge demo --keep-running` keeps both up and prints curl and SDK commands to try.",
+            "\nDone. `sse-edge demo --keep-running` keeps everything up (the browser page too) and prints curl and SDK commands to try.",
         );
     }
     result
 }
 
 /// The relay's configuration: what `sse-edge --listen .. --admin ..
-/// --upstream .. --heartbeat .. --drain-timeout 10s` would load, with no
-/// environment and no config file.
-fn relay_config(options: &DemoOptions, api: SocketAddr) -> Result<Config, DemoError> {
+/// --heartbeat .. --drain-timeout 10s --config FILE` would load, with no
+/// environment, where FILE has two routes to the simulated API: `/` (as
+/// `--upstream` makes it) for the terminal's requests, and `/browser` for
+/// the page, with resumption and a CORS policy for the page's `origins`.
+fn relay_config(
+    options: &DemoOptions,
+    api: SocketAddr,
+    origins: &[String],
+) -> Result<Config, DemoError> {
     // Fixed ports to paste into commands when it keeps running.
     let (listen, admin) = if options.keep_running {
         ((Ipv4Addr::LOCALHOST, 8080), (Ipv4Addr::LOCALHOST, 9090))
@@ -204,7 +236,6 @@ fn relay_config(options: &DemoOptions, api: SocketAddr) -> Result<Config, DemoEr
     let flags = [
         ("listen", listen.to_string()),
         ("admin", admin.to_string()),
-        ("upstream", format!("http://{api}")),
         ("heartbeat", format!("{}ms", heartbeat.as_millis())),
         ("drain-timeout", "10s".to_owned()),
     ];
@@ -215,10 +246,23 @@ fn relay_config(options: &DemoOptions, api: SocketAddr) -> Result<Config, DemoEr
         },
         env: &|_| None,
     };
-    match layers.load(None) {
+    match layers.load_text("(the demo's relay)", &routes_toml(api, origins)) {
         Ok(loaded) => Ok(loaded.into_config()),
         Err(e) => Err(DemoError::Config(e)),
     }
+}
+
+/// The demo relay's routes (see [`relay_config`]).
+fn routes_toml(api: SocketAddr, origins: &[String]) -> String {
+    let origins: Vec<String> = origins.iter().map(|o| format!("{o:?}")).collect();
+    format!(
+        "[[route]]\nname = \"default\"\nprefix = \"/\"\nupstream = \"http://{api}\"\n\n\
+         [[route]]\nname = \"browser\"\nprefix = \"{route}\"\nstrip_prefix = true\n\
+         upstream = \"http://{api}\"\nresume = {{ window = \"60s\" }}\n\
+         cors = {{ allow_origins = [{origins}] }}\n",
+        route = page::ROUTE,
+        origins = origins.join(", ")
+    )
 }
 
 /// Moves captured access-log lines from the relay's channel (a blocking
@@ -243,7 +287,13 @@ fn forward_lines(
     Ok(rx)
 }
 
-fn introduce(out: &mut Output, options: &DemoOptions, api: SocketAddr, relay: &Running) {
+fn introduce(
+    out: &mut Output,
+    options: &DemoOptions,
+    api: SocketAddr,
+    relay: &Running,
+    page_url: &str,
+) {
     let heartbeat = secs(options.heartbeat.unwrap_or(DEFAULT_HEARTBEAT));
     let (head, pause) = (secs(options.head_delay), secs(options.pause));
     out.heading("sse-edge demo: a slow model API behind the relay, on this machine");
@@ -262,7 +312,16 @@ fn introduce(out: &mut Output, options: &DemoOptions, api: SocketAddr, relay: &R
         "  relay                http://{listen}   heartbeat {heartbeat}"
     ));
     out.line(&format!(
-        "  relay admin          http://{admin}   /healthz /readyz /metrics\n"
+        "  relay admin          http://{admin}   /healthz /readyz /metrics"
+    ));
+    let stays = if options.keep_running {
+        ""
+    } else {
+        " (add --keep-running to keep it up)"
+    };
+    out.line(&format!(
+        "  browser page         {page_url}   a chat through the relay's {} route, with a \"cut the connection\" button{stays}\n",
+        page::ROUTE
     ));
     out.line(&out.dim("  → request  ← response head  ♥ keepalive from the relay  ● event  ▸ tokens  Σ usage  ■ end"));
 }

@@ -88,9 +88,14 @@ pub(super) fn shown(addr: SocketAddr) -> SocketAddr {
 }
 
 /// Commands to try the running relay by hand.
-pub(super) fn guide(out: &mut Output, listen: SocketAddr, admin: SocketAddr) {
+pub(super) fn guide(out: &mut Output, listen: SocketAddr, admin: SocketAddr, page: &str) {
     let (relay, admin) = (shown(listen), shown(admin));
     out.heading("Try it yourself (Ctrl-C stops the relay and the simulated API)");
+    out.line(&format!(
+        "In a browser: {page}\n  a chat page on another origin, streaming through the relay's /browser route\n  \
+         (CORS policy for the page, resumption on): keepalives and tokens as they arrive,\n  \
+         and a \"cut the connection\" button that resumes the stream with nothing lost.\n"
+    ));
     out.line("Stream through the relay with curl (-N: print as it arrives):\n");
     for s in &SCENARIOS {
         let headers: String = s

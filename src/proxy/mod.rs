@@ -11,11 +11,15 @@
 //! Every answer, relayed or relay-made, carries the request's
 //! [`Exchange`], which counts and logs it exactly once.
 //!
+//! On a route with a CORS policy (`cors.rs`), the relay answers
+//! preflights itself and every answer carries the policy.
+//!
 //! On a route with `resume_window`, an event stream is consumed by a
 //! producer task and the client reads it from the stream's replay log;
 //! a reconnect (`resume.rs`) reads the same log from where it left off.
 
 mod continuation;
+mod cors;
 mod failover;
 mod headers;
 mod reply;
@@ -167,21 +171,30 @@ impl Relay {
         );
         x.hold(conn.activity.begin());
         let version = parts.version;
+        let cors = self.cors_grant(&parts);
+        let cors = cors.as_ref();
         if let Err(e) = self.admit(&parts, &conn, x.in_flight()) {
             tracing::info!(path = short(&logged), "refused: {e}");
-            return Ok(self.finish(reply::error(&e, guess, Some(x)), version));
+            return Ok(self.finish(reply::error(&e, guess, Some(x)), version, cors));
+        }
+        if let Some(grant) = cors.filter(|_| cors::is_preflight(&parts)) {
+            let on_route = !path.starts_with(crate::resume::PATH_PREFIX);
+            if let Some(route) = self.routes.find(path).filter(|_| on_route) {
+                x.set_route(route.index, route.name.clone(), guess.as_str());
+            }
+            return Ok(self.finish(grant.preflight(&parts, x), version, None));
         }
         match resume::by_path(&parts) {
             Ok(Some(ask)) => {
                 let res = self.resume(ask, &parts, &conn, guess, None, x).await;
-                return Ok(self.finish(res, version));
+                return Ok(self.finish(res, version, cors));
             }
             Ok(None) => {}
-            Err(e) => return Ok(self.finish(reply::error(&e, guess, Some(x)), version)),
+            Err(e) => return Ok(self.finish(reply::error(&e, guess, Some(x)), version, cors)),
         }
         let Some(route) = self.routes.find(path) else {
             let e = Error::new(Kind::NoRoute);
-            return Ok(self.finish(reply::error(&e, guess, Some(x)), version));
+            return Ok(self.finish(reply::error(&e, guess, Some(x)), version, cors));
         };
         let dialect = Dialect::resolve(route.dialect, path);
         x.set_route(route.index, route.name.clone(), dialect.as_str());
@@ -190,14 +203,14 @@ impl Relay {
             .check(&parts.headers, conn.peer.ip(), &mut x)
             .await
         {
-            return Ok(self.finish(reply::error(&e, dialect, Some(x)), version));
+            return Ok(self.finish(reply::error(&e, dialect, Some(x)), version, cors));
         }
         if route.stream.resume_window.is_some() {
             if let Some(ask) = resume::by_header(&parts) {
                 let res = self
                     .resume(ask, &parts, &conn, dialect, Some(route.index), x)
                     .await;
-                return Ok(self.finish(res, version));
+                return Ok(self.finish(res, version, cors));
             }
         }
         let mut ctx = Ctx {
@@ -210,6 +223,9 @@ impl Relay {
             read_timeout: route.stream.timeouts.read,
             hub: &self.hub,
             continuer: None,
+            // Without a policy only the upstream's head can carry CORS
+            // fields: a cross-origin request waits for it.
+            hold_commit: route.cors.is_none() && cors::cross_origin(&parts.headers),
         };
         let res = match self.forward(&mut ctx, parts, body, &mut x).await {
             Ok(Forwarded::Answered(answer)) => respond(answer, &mut ctx, x).await,
@@ -217,7 +233,7 @@ impl Relay {
             Ok(Forwarded::JsonCommitted(pending)) => json_committed(pending, &ctx, x),
             Err(e) => reply::error(&e, dialect, Some(x)),
         };
-        Ok(self.finish(res, version))
+        Ok(self.finish(res, version, cors))
     }
 
     /// Refusals that need no route: CONNECT, absolute-form targets naming
@@ -314,7 +330,9 @@ impl Relay {
         ctx.chat_ask = out.chat_ask;
         ctx.continuer = continuation::continuer(route, ctx.dialect, &out);
         // How to answer if the upstream is slower than the heartbeat.
-        let commit: Option<fn(Pending) -> Forwarded> = if out.streaming {
+        let commit: Option<fn(Pending) -> Forwarded> = if ctx.hold_commit {
+            None
+        } else if out.streaming {
             route.stream.early_commit.then_some(Forwarded::Committed)
         } else {
             route
@@ -359,7 +377,17 @@ impl Relay {
         }
     }
 
-    fn finish(&self, mut res: Response<ResponseBody>, version: Version) -> Response<ResponseBody> {
+    /// Last touches on every answer: the route's CORS policy, and
+    /// `connection: close` while draining.
+    fn finish(
+        &self,
+        mut res: Response<ResponseBody>,
+        version: Version,
+        cors: Option<&cors::Grant<'_>>,
+    ) -> Response<ResponseBody> {
+        if let Some(grant) = cors {
+            grant.apply(res.headers_mut());
+        }
         if version <= Version::HTTP_11 && self.is_draining() {
             res.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -384,6 +412,9 @@ struct Ctx<'a> {
     hub: &'a Arc<Hub>,
     /// Continues a cut answer, on a route that does (taken by the SSE body).
     continuer: Option<Box<dyn Continuer>>,
+    /// Answer with the upstream's own head, never an early commit (a
+    /// cross-origin request on a route without a CORS policy).
+    hold_commit: bool,
 }
 
 impl Ctx<'_> {

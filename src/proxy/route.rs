@@ -6,6 +6,7 @@
 //! built once at start, each route's keys file read then ([`RouteError`]
 //! if it cannot be); matching allocates nothing.
 
+use super::cors::Cors;
 use super::upstreams::{self, Upstreams};
 use crate::auth::{Gate, KeysFileError};
 use crate::cluster::Cluster;
@@ -32,6 +33,8 @@ pub(crate) struct Route {
     pub stream: StreamConfig,
     /// Client keys, rate limit and upstream credential (see `crate::auth`).
     pub auth: Gate,
+    /// Browser access (see `super::cors`); `None`: no policy.
+    pub cors: Option<Cors>,
 }
 
 /// Why the routes could not be built at start.
@@ -77,6 +80,8 @@ impl std::error::Error for RouteError {
 /// Routes ordered by prefix length, longest first.
 pub(crate) struct RouteTable {
     routes: Vec<Route>,
+    /// Some route has a CORS policy (otherwise no request looks for one).
+    any_cors: bool,
 }
 
 impl RouteTable {
@@ -111,10 +116,12 @@ impl RouteTable {
                 upstreams,
                 dialect: rc.dialect,
                 stream: rc.stream.clone(),
+                cors: rc.cors.as_ref().map(|c| Cors::new(c, &rc.stream)),
             });
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        Ok(Self { routes })
+        let any_cors = routes.iter().any(|r| r.cors.is_some());
+        Ok(Self { routes, any_cors })
     }
 
     /// Route names in configuration order (metrics labels).
@@ -150,10 +157,20 @@ impl RouteTable {
 
     /// Appends every route's endpoint and failover metrics.
     pub(crate) fn render_metrics(&self, out: &mut String) {
+        let routes = self.in_order().map(|r| (&*r.name, &*r.upstreams));
+        upstreams::render_metrics(routes, out);
+    }
+
+    /// The routes in configuration order.
+    pub(crate) fn in_order(&self) -> impl Iterator<Item = &Route> {
         let mut ordered: Vec<&Route> = self.routes.iter().collect();
         ordered.sort_by_key(|r| r.index);
-        let routes = ordered.iter().map(|r| (&*r.name, &*r.upstreams));
-        upstreams::render_metrics(routes, out);
+        ordered.into_iter()
+    }
+
+    /// Whether any route has a CORS policy.
+    pub(crate) fn any_cors(&self) -> bool {
+        self.any_cors
     }
 
     /// The route at configuration position `index`.

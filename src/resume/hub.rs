@@ -156,7 +156,7 @@ impl Hub {
         let found = lock(&self.streams).get(&token).cloned();
         let Some(stream) = found.filter(|s| s.key.as_deref() == key) else {
             return Err(match lock(&self.gone).get(&token) {
-                Some(why) => ResumeError::Gone(why),
+                Some((why, _)) => ResumeError::Gone(why),
                 None => ResumeError::Unknown,
             });
         };
@@ -180,6 +180,15 @@ impl Hub {
             (offset, st.log.pushed())
         };
         Ok((stream.clone(), stream.attach(offset, replay_end)))
+    }
+
+    /// The route a stream came from, while it is held or remembered as
+    /// gone (its reconnects get that route's CORS headers).
+    pub(crate) fn route_of(&self, token: Token) -> Option<usize> {
+        if let Some(s) = lock(&self.streams).get(&token) {
+            return Some(s.route);
+        }
+        lock(&self.gone).get(&token).map(|(_, route)| route)
     }
 
     /// The stream with this token, if it is held.
@@ -225,7 +234,7 @@ impl Hub {
     /// token as a tombstone, give its memory back.
     pub(super) fn close(&self, stream: &Stream, why: Gone) {
         lock(&self.streams).remove(&stream.token);
-        lock(&self.gone).insert(stream.token, why);
+        lock(&self.gone).insert(stream.token, why, stream.route);
         let held = {
             let mut st = stream.lock();
             st.closed = Some(why);
@@ -409,13 +418,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[derive(Default)]
 struct Tombstones {
-    map: HashMap<Token, Gone>,
+    /// Why each stream went, and its route.
+    map: HashMap<Token, (Gone, usize)>,
     order: VecDeque<Token>,
 }
 
 impl Tombstones {
-    fn insert(&mut self, token: Token, why: Gone) {
-        if self.map.insert(token, why).is_none() {
+    fn insert(&mut self, token: Token, why: Gone, route: usize) {
+        if self.map.insert(token, (why, route)).is_none() {
             self.order.push_back(token);
         }
         while self.order.len() > TOMBSTONES {
@@ -425,7 +435,7 @@ impl Tombstones {
         }
     }
 
-    fn get(&self, token: &Token) -> Option<Gone> {
+    fn get(&self, token: &Token) -> Option<(Gone, usize)> {
         self.map.get(token).copied()
     }
 }

@@ -16,6 +16,8 @@
 //! - [`raw`]: raw TCP upstreams ([`RawUpstream`], [`RawOrigin`]);
 //! - [`faulty`]: a model API upstream that fails on request
 //!   ([`FaultyUpstream`]), for failover;
+//! - [`forwarder`]: a TCP forwarder that cuts its first connection;
+//! - [`node`]: the npm packages of `tests/interop`, installed on first use;
 //! - [`groups`]: route files with endpoint groups, and a relay from one;
 //! - [`relay`]: the relay in-process (plain, h2c route, logged) and as the
 //!   real binary;
@@ -41,8 +43,10 @@ mod access_log;
 mod bodies;
 mod client;
 mod faulty;
+mod forwarder;
 mod groups;
 mod metrics;
+mod node;
 mod outcome;
 mod raw;
 mod redis;
@@ -57,8 +61,12 @@ pub use client::*;
 #[allow(unused_imports)]
 pub use faulty::*;
 #[allow(unused_imports)]
+pub use forwarder::*;
+#[allow(unused_imports)]
 pub use groups::*;
 pub use metrics::*;
+#[allow(unused_imports)]
+pub use node::*;
 #[allow(unused_imports)] // in files that use none of it
 pub use outcome::*;
 #[allow(unused_imports)]

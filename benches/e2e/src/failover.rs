@@ -28,6 +28,9 @@
 //! fallback's answer carries that time (`x-bench-failed-at`): "since 503"
 //! is the first event's arrival at the client minus it, the time from the
 //! primary's failure to the fallback's first event reaching the client.
+//! "To primary" is the time from the client's send to the primary having
+//! read the request (healthy and 503 requests alike), which takes in the
+//! proxy's connect when it has no idle connection to the primary.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,8 +42,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
 
 use crate::client::{self, Endpoint, Scan, Sender};
-use crate::orchestrate::Sizes;
-use crate::procs::{Env, Proxy};
+use crate::orchestrate::{Ctx, common, snap};
+use crate::procs::Proxy;
 use crate::report::Cell;
 use crate::util::{now_ns, percentile};
 
@@ -66,6 +69,9 @@ struct Timed {
     ttfe_ns: u32,
     /// First event received minus the primary's `503` (when there was one).
     since_fail_ns: Option<u32>,
+    /// Request sent to read by the first server it reached (the primary,
+    /// for a `503`; for a refused one, the fallback).
+    to_server_ns: Option<u32>,
 }
 
 /// Latencies of one run, by way.
@@ -75,6 +81,9 @@ struct Lat {
     f503: Vec<u32>,
     since503: Vec<u32>,
     refused: Vec<u32>,
+    /// Sent to read by the server: healthy (the primary), 503 (the primary).
+    healthy_to: Vec<u32>,
+    f503_to: Vec<u32>,
     /// `503` requests the fallback served without a `503` first (the
     /// primary ejected): left out of the latencies.
     not_failed_over: u64,
@@ -90,12 +99,16 @@ impl Lat {
                 self.first_error.get_or_insert(e);
             }
             Ok(t) => match via {
-                Via::Healthy => self.healthy.push(t.ttfe_ns),
+                Via::Healthy => {
+                    self.healthy.push(t.ttfe_ns);
+                    self.healthy_to.extend(t.to_server_ns);
+                }
                 Via::Refused => self.refused.push(t.ttfe_ns),
                 Via::Fail503 => match t.since_fail_ns {
                     Some(since) => {
                         self.f503.push(t.ttfe_ns);
                         self.since503.push(since);
+                        self.f503_to.extend(t.to_server_ns);
                     }
                     None => self.not_failed_over += 1,
                 },
@@ -108,6 +121,8 @@ impl Lat {
         self.f503.extend(o.f503);
         self.since503.extend(o.since503);
         self.refused.extend(o.refused);
+        self.healthy_to.extend(o.healthy_to);
+        self.f503_to.extend(o.f503_to);
         self.not_failed_over += o.not_failed_over;
         self.failed += o.failed;
         if self.first_error.is_none() {
@@ -132,6 +147,16 @@ impl Lat {
         let f = pct(&mut self.f503, "f503_p50_us", "f503_p99_us");
         pct(&mut self.since503, "since503_p50_us", "since503_p99_us");
         let r = pct(&mut self.refused, "refused_p50_us", "refused_p99_us");
+        pct(
+            &mut self.healthy_to,
+            "healthy_to_primary_p50_us",
+            "healthy_to_primary_p99_us",
+        );
+        pct(
+            &mut self.f503_to,
+            "f503_to_primary_p50_us",
+            "f503_to_primary_p99_us",
+        );
         let counts = [
             ("healthy_requests", self.healthy.len()),
             ("f503_requests", self.f503.len()),
@@ -185,6 +210,7 @@ async fn timed(
         .map_err(|e| format!("connect: {e}"))?;
     let s = sender.as_mut().expect("sender");
     let req = request(ep, via, id);
+    let sent_ns = now_ns();
     let t0 = Instant::now();
     let resp = s
         .send_request(req)
@@ -193,10 +219,14 @@ async fn timed(
     if resp.status() != StatusCode::OK {
         return Err(format!("{via:?}: status {}", resp.status()));
     }
-    let failed_at: Option<u64> = resp
-        .headers()
-        .get("x-bench-failed-at")
-        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let stamp = |name: &str| -> Option<u64> {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+    };
+    let failed_at = stamp("x-bench-failed-at");
+    let got_at = stamp("x-bench-primary-got-at").or(stamp("x-bench-got-at"));
+    let ns = |from: u64, to: u64| to.saturating_sub(from).min(u64::from(u32::MAX)) as u32;
     let mut body = resp.into_body();
     let mut scan = Scan::default();
     let mut first: Option<(Duration, u64)> = None;
@@ -213,7 +243,8 @@ async fn timed(
     match first {
         Some((ttfe, at)) if complete => Ok(Timed {
             ttfe_ns: ttfe.as_nanos().min(u128::from(u32::MAX)) as u32,
-            since_fail_ns: failed_at.map(|f| at.saturating_sub(f).min(u64::from(u32::MAX)) as u32),
+            since_fail_ns: failed_at.map(|f| ns(f, at)),
+            to_server_ns: got_at.map(|g| ns(sent_ns, g)),
         }),
         _ => Err(format!(
             "{via:?}: incomplete stream: {} of {EVENTS} events, [DONE] {}, {} relay error events",
@@ -344,13 +375,12 @@ fn counter_metrics(a: &Counters, b: &Counters, m: &mut BTreeMap<&'static str, f6
 
 /// `failover_c1`: see the module docs.
 pub async fn c1(
-    env: &Env,
-    sizes: &Sizes,
+    ctx: &Ctx,
     ep: &Endpoint,
     proxy: Option<&Proxy>,
     cell: &mut Cell,
 ) -> Result<(), String> {
-    let up = Endpoint::plain(env.upstream);
+    let up = Endpoint::plain(ctx.env.upstream);
     let (mut sender, mut ctl) = (None, None);
     let ids = AtomicU64::new(1);
     for i in 0..10 {
@@ -363,8 +393,8 @@ pub async fn c1(
     tokio::time::sleep(Duration::from_millis(200)).await;
     let a = counters(&up, &mut ctl, proxy).await?;
     let mut lat = Lat::default();
-    let t0 = Instant::now();
-    for i in 0..sizes.fo_requests as usize {
+    let s0 = snap(ctx, proxy.map(|p| p.pid));
+    for i in 0..ctx.sizes.fo_requests as usize {
         for k in 0..VIAS.len() {
             let via = VIAS[(i + k) % VIAS.len()];
             let r = one(ep, &up, &mut sender, &mut ctl, via, &ids).await;
@@ -374,23 +404,23 @@ pub async fn c1(
             lat.record(via, r);
         }
     }
-    let wall = t0.elapsed().as_secs_f64();
+    let s1 = snap(ctx, proxy.map(|p| p.pid));
     let b = counters(&up, &mut ctl, proxy).await?;
     let m = &mut cell.m;
-    m.insert("wall_s", wall);
+    common(ctx, &s0, &s1, m);
     counter_metrics(&a, &b, m);
     finish(lat, m)
 }
 
 /// `failover_c32`: see the module docs.
 pub async fn c32(
-    env: &Env,
-    sizes: &Sizes,
+    ctx: &Ctx,
     ep: &Endpoint,
     proxy: Option<&Proxy>,
     cell: &mut Cell,
 ) -> Result<(), String> {
-    let up = Endpoint::plain(env.upstream);
+    let sizes = &ctx.sizes;
+    let up = Endpoint::plain(ctx.env.upstream);
     let mut ctl = None;
     let ids = Arc::new(AtomicU64::new(1));
     // Warm-up: every connection once, the failing way on one.
@@ -403,6 +433,7 @@ pub async fn c32(
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let a = counters(&up, &mut ctl, proxy).await?;
+    let s0 = snap(ctx, proxy.map(|p| p.pid));
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(sizes.fo_secs);
     let first = tokio::time::Instant::now() + Duration::from_millis(20);
@@ -441,10 +472,10 @@ pub async fn c32(
             lat.merge(l);
         }
     }
-    let wall = start.elapsed().as_secs_f64();
+    let s1 = snap(ctx, proxy.map(|p| p.pid));
     let b = counters(&up, &mut ctl, proxy).await?;
     let m = &mut cell.m;
-    m.insert("wall_s", wall);
+    common(ctx, &s0, &s1, m);
     counter_metrics(&a, &b, m);
     finish(lat, m)
 }

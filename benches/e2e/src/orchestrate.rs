@@ -216,9 +216,9 @@ impl Sizes {
     }
 }
 
-struct Ctx {
-    env: Env,
-    sizes: Sizes,
+pub struct Ctx {
+    pub env: Env,
+    pub sizes: Sizes,
     upstream_pid: u32,
     tck: f64,
     load_cpu: usize,
@@ -250,7 +250,7 @@ async fn wait_quiet(ctx: &Ctx) -> f64 {
 }
 
 /// CPU ticks of the proxy, of this process and of the upstream, at one instant.
-struct Snap {
+pub struct Snap {
     t: Instant,
     proxy: u64,
     /// The kernel's part of `proxy`.
@@ -260,7 +260,7 @@ struct Snap {
     cpus: Vec<(u64, u64)>,
 }
 
-fn snap(ctx: &Ctx, proxy: Option<u32>) -> Snap {
+pub fn snap(ctx: &Ctx, proxy: Option<u32>) -> Snap {
     let (user, sys) = proxy.and_then(|p| cpu_split(p).ok()).unwrap_or_default();
     Snap {
         t: Instant::now(),
@@ -281,7 +281,7 @@ fn cpu_delta(a: &Snap, b: &Snap, cpu: usize) -> (u64, u64) {
 }
 
 /// Wall time, proxy CPU seconds and both cores' utilisation between two snapshots.
-fn common(ctx: &Ctx, a: &Snap, b: &Snap, m: &mut BTreeMap<&'static str, f64>) -> (f64, f64) {
+pub fn common(ctx: &Ctx, a: &Snap, b: &Snap, m: &mut BTreeMap<&'static str, f64>) -> (f64, f64) {
     let wall = (b.t - a.t).as_secs_f64();
     let cpu = (b.proxy - a.proxy) as f64 / ctx.tck;
     let load = ((b.me - a.me) + (b.up - a.up)) as f64 / ctx.tck;
@@ -562,12 +562,8 @@ async fn attempt_cell(ctx: &Ctx, scn: Scn, target: Option<&Target>, round: usize
         Scn::Idle | Scn::Heartbeat => idle_cell(ctx, scn, &ep, proxy.as_ref(), &mut cell).await,
         Scn::Upload => memory::upload_cell(&ctx.sizes, &ep, proxy.as_ref(), &mut cell).await,
         Scn::TlsHandshake => hs_cell(ctx, &ep, proxy.as_ref(), &mut cell).await,
-        Scn::FailoverC1 => {
-            crate::failover::c1(&ctx.env, &ctx.sizes, &ep, proxy.as_ref(), &mut cell).await
-        }
-        Scn::FailoverC32 => {
-            crate::failover::c32(&ctx.env, &ctx.sizes, &ep, proxy.as_ref(), &mut cell).await
-        }
+        Scn::FailoverC1 => crate::failover::c1(ctx, &ep, proxy.as_ref(), &mut cell).await,
+        Scn::FailoverC32 => crate::failover::c32(ctx, &ep, proxy.as_ref(), &mut cell).await,
     };
     if let Err(e) = r {
         cell.note = e;

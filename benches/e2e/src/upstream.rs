@@ -22,7 +22,9 @@
 //!   send time is kept under the request's `x-bench-req` number; when the
 //!   fallback (this main listener) then streams that request, its head
 //!   carries `x-bench-failed-at: <unix ns>`, so the client can time the
-//!   failover from the primary's failure.
+//!   failover from the primary's failure, and `x-bench-primary-got-at`,
+//!   when the primary had read the request. Any stream of a request with
+//!   `x-bench-req` carries `x-bench-got-at`, when its server had read it.
 //! - *switchable*: the same answers with `connection: close`; `POST
 //!   /_switch?on=0` (on the main listener) closes its listening socket, so a
 //!   connect is refused, and `on=1` listens again. Every answer closing its
@@ -91,8 +93,9 @@ type AcceptTask = Arc<Mutex<Option<JoinHandle<()>>>>;
 #[derive(Clone)]
 struct Shared {
     release: watch::Sender<u64>,
-    /// Send times (unix ns) of the flaky listener's `503`s, by `x-bench-req`.
-    failed_at: Arc<Mutex<HashMap<u64, u64>>>,
+    /// The flaky listener's `503`s by `x-bench-req`: when it had read the
+    /// request and when it sent the `503` (unix ns).
+    failed_at: Arc<Mutex<HashMap<u64, (u64, u64)>>>,
     flaky_conns: Arc<AtomicU64>,
     flaky_503s: Arc<AtomicU64>,
     /// The switchable listener's address and, while it listens, its accept task.
@@ -216,12 +219,14 @@ async fn connection(mut s: TcpStream, shared: Shared, role: Role) -> io::Result<
     let mut buf = BytesMut::with_capacity(4096);
     let mut out = Vec::with_capacity(1024);
     while let Some(req) = read_request(&mut s, &mut buf).await? {
+        // Timed requests (the failover runs) only.
+        let got = req.id.map(|_| now_ns());
         let close = req.close || role == Role::Switchable;
         match (req.method.as_str(), req.path.as_str()) {
             ("POST", "/v1/chat/completions") if req.fail && role == Role::Flaky => {
                 let at = now_ns();
                 if let (Some(id), Ok(mut map)) = (req.id, shared.failed_at.lock()) {
-                    map.insert(id, at);
+                    map.insert(id, (got.unwrap_or(at), at));
                 }
                 shared.flaky_503s.fetch_add(1, Ordering::Relaxed);
                 let status = "503 Service Unavailable";
@@ -234,7 +239,11 @@ async fn connection(mut s: TcpStream, shared: Shared, role: Role) -> io::Result<
                     let failed_at = req
                         .id
                         .and_then(|id| shared.failed_at.lock().ok()?.remove(&id));
-                    let head = StreamHead { close, failed_at };
+                    let head = StreamHead {
+                        close,
+                        got,
+                        failed_at,
+                    };
                     let held = stream(&mut s, &req, &mut out, &shared.release, head).await?;
                     if held {
                         return Ok(());
@@ -306,8 +315,11 @@ async fn respond(
 struct StreamHead {
     /// `connection: close` (the switchable listener).
     close: bool,
-    /// `x-bench-failed-at`: when the flaky primary refused this request.
-    failed_at: Option<u64>,
+    /// `x-bench-got-at`: when this listener had read the request.
+    got: Option<u64>,
+    /// `x-bench-primary-got-at` and `x-bench-failed-at`: when the flaky
+    /// primary had read this request and when it sent its `503`.
+    failed_at: Option<(u64, u64)>,
 }
 
 const STREAM_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n";
@@ -327,7 +339,7 @@ async fn stream(
     let interval = Duration::from_micros(req.param("interval_us", 0));
     let hold = req.param("hold", 0) == 1;
     let mut rel = release.subscribe();
-    if !head.close && head.failed_at.is_none() {
+    if !head.close && head.got.is_none() {
         s.write_all(STREAM_HEAD_END).await?;
     } else {
         use std::io::Write;
@@ -336,8 +348,14 @@ async fn stream(
         if head.close {
             out.extend_from_slice(b"connection: close\r\n");
         }
-        if let Some(at) = head.failed_at {
-            write!(out, "x-bench-failed-at: {at}\r\n")?;
+        if let Some(got) = head.got {
+            write!(out, "x-bench-got-at: {got}\r\n")?;
+        }
+        if let Some((got, at)) = head.failed_at {
+            write!(
+                out,
+                "x-bench-primary-got-at: {got}\r\nx-bench-failed-at: {at}\r\n"
+            )?;
         }
         out.extend_from_slice(b"\r\n");
         s.write_all(out).await?;

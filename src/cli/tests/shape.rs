@@ -22,6 +22,7 @@ fn demo_lists_and_takes_only_its_own_flags() {
         "--listen",
         "--admin",
         "--heartbeat",
+        "--page",
     ] {
         assert!(
             help.contains(flag),
@@ -53,6 +54,13 @@ fn demo_lists_and_takes_only_its_own_flags() {
     );
     assert_eq!(d.heartbeat, Some(std::time::Duration::from_secs(2)));
     assert_eq!(d.admin, None);
+    assert_eq!(d.page, None);
+    let Ok(Invocation::Demo(d)) = load(&["demo", "--page", "127.0.0.1:7001"], &[]) else {
+        panic!("demo not parsed");
+    };
+    assert_eq!(d.page.map(|a| a.port()), Some(7001));
+    let msg = error(&["demo", "--page", "localhost:1"], &[]);
+    assert!(msg.contains("page"), "{msg}");
     // check-config takes the relay's flags after its file.
     let help = cli_error(&["check-config", "--help"]);
     assert!(help.contains("--server-max-connections"), "{help}");
