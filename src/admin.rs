@@ -1,5 +1,13 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`.
 //!
+//! In cluster mode `/readyz` stays 200 while Redis is down and says so on
+//! a second line (`cluster: up`, `down`, or `unknown` before the first
+//! round trip): every replica shares
+//! the one Redis, so turning unready would take the whole Service out
+//! while traffic without rate limits (and fail-open routes) can still be
+//! served; fail-closed routes answer 503 themselves. The state is also
+//! `sse_edge_cluster_up` on `/metrics`.
+//!
 //! Separate port, HTTP/1.1 only, plaintext: it is meant for kubelet probes
 //! and Prometheus on the pod network, not for the internet.
 
@@ -17,6 +25,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use crate::cluster::Cluster;
 use crate::proxy::Relay;
 use crate::server::AcceptBackoff;
 use crate::shutdown::Shutdown;
@@ -29,6 +38,8 @@ pub(crate) struct Admin {
     /// Reports its own gauges on `/metrics`.
     pub pool: Arc<Pool>,
     pub relay: Arc<Relay>,
+    /// Cluster mode's Redis client, when `[cluster]` is set.
+    pub cluster: Option<Arc<Cluster>>,
     /// Set once the client listener is accepting.
     pub ready: AtomicBool,
 }
@@ -81,13 +92,22 @@ impl Admin {
                 } else if !self.ready.load(Ordering::Acquire) {
                     text(StatusCode::SERVICE_UNAVAILABLE, "starting\n")
                 } else {
-                    text(StatusCode::OK, "ready\n")
+                    match &self.cluster {
+                        None => text(StatusCode::OK, "ready\n"),
+                        Some(c) => {
+                            let state = c.health().as_str();
+                            text(StatusCode::OK, format!("ready\ncluster: {state}\n"))
+                        }
+                    }
                 }
             }
             "/metrics" => {
                 let mut out = self.metrics.render();
                 self.pool.render_metrics(&mut out);
                 self.relay.render_metrics(&mut out);
+                if let Some(c) = &self.cluster {
+                    c.render_metrics(&mut out);
+                }
                 let mut res = text(StatusCode::OK, out);
                 res.headers_mut().insert(
                     header::CONTENT_TYPE,

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::proxy::{Relay, RouteError, RouteTable};
 use crate::resume::Hub;
@@ -37,6 +38,8 @@ pub enum StartError {
     Tls(io::Error),
     /// A route's upstream or keys file could not be set up.
     Route(RouteError),
+    /// The `[cluster]` client could not be made.
+    Cluster(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -47,6 +50,7 @@ impl std::fmt::Display for StartError {
             }
             StartError::Tls(e) => write!(f, "TLS setup: {e}"),
             StartError::Route(e) => write!(f, "route setup: {e}"),
+            StartError::Cluster(e) => write!(f, "cluster setup: {e}"),
         }
     }
 }
@@ -85,7 +89,16 @@ pub async fn start(config: Config, access: AccessLog) -> Result<Running, StartEr
     let stop = Shutdown::new();
     let drain = Shutdown::new();
     let pool = Arc::new(Pool::new(&config.upstream, stop.clone()).map_err(StartError::Tls)?);
-    let routes = RouteTable::new(&config.routes, &pool).map_err(StartError::Route)?;
+    let cluster = match &config.cluster {
+        Some(c) => {
+            Some(Arc::new(Cluster::new(c).map_err(|e| {
+                StartError::Cluster(format!("{:?}", e.kind()))
+            })?))
+        }
+        None => None,
+    };
+    let routes =
+        RouteTable::new(&config.routes, &pool, cluster.as_ref()).map_err(StartError::Route)?;
     let key_watchers = routes.key_watchers(&stop);
     let metrics = Arc::new(Metrics::new(
         RouteTable::names_in_order(&config.routes),
@@ -123,6 +136,7 @@ pub async fn start(config: Config, access: AccessLog) -> Result<Running, StartEr
         metrics: metrics.clone(),
         pool: pool.clone(),
         relay: relay.clone(),
+        cluster,
         ready: AtomicBool::new(false),
     });
     let mut helpers = vec![

@@ -71,6 +71,8 @@ pub enum Kind {
     Unauthorized,
     /// The client's key (or address) has used up the route's rate limit.
     RateLimited,
+    /// Cluster mode: Redis cannot decide a fail-closed route's rate limit.
+    ClusterUnavailable,
 }
 
 /// Why an upstream exchange failed (`sse_edge_upstream_errors_total{class}`).
@@ -185,6 +187,7 @@ impl Error {
             | Kind::DownstreamBody
             | Kind::ShuttingDown
             | Kind::Overloaded
+            | Kind::ClusterUnavailable
             | Kind::UriTooLong
             | Kind::RequestTimeout
             | Kind::Unauthorized
@@ -217,7 +220,9 @@ impl Error {
             Kind::BadRequest | Kind::DownstreamBody => StatusCode::BAD_REQUEST,
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
-            Kind::ShuttingDown | Kind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::ShuttingDown | Kind::Overloaded | Kind::ClusterUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Kind::UriTooLong => StatusCode::URI_TOO_LONG,
             Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Kind::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -263,6 +268,7 @@ impl Kind {
             Kind::RequestTimeout => "request_timeout",
             Kind::Unauthorized => "invalid_api_key",
             Kind::RateLimited => "rate_limit_exceeded",
+            Kind::ClusterUnavailable => "rate_limit_unavailable",
         }
     }
 
@@ -303,6 +309,7 @@ impl Kind {
             Kind::RequestTimeout => "request body timed out",
             Kind::Unauthorized => "authentication failed",
             Kind::RateLimited => "rate limit exceeded",
+            Kind::ClusterUnavailable => "rate limit store unreachable, retry shortly",
         }
     }
 }

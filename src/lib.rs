@@ -6,7 +6,8 @@
 //! (client keys, rate limits) -> `upstream` (pool, connect, the HTTP/1.1
 //! codec) and back: `body` (the SSE engine: keepalives, honest endings) or
 //! `resume` (a stream's producer and replay log) -> `telemetry` (metrics,
-//! access log). `usage`, `dialect`, `sse` and `timer` are the pieces the
+//! access log). `cluster` holds what replicas share in Redis (rate limits,
+//! in cluster mode). `usage`, `dialect`, `sse` and `timer` are the pieces the
 //! bodies are made of. [`app`] builds it from a [`config`], `admin`
 //! reports on it, and `demo` runs it in front of a simulated slow model
 //! API. `cli` reads the command line for all of them.
@@ -25,6 +26,7 @@
 //! auth, resume
 //! body
 //! upstream
+//! cluster
 //! telemetry
 //! usage
 //! dialect
@@ -43,6 +45,7 @@ pub(crate) mod app;
 pub(crate) mod auth;
 pub(crate) mod body;
 pub mod cli;
+pub(crate) mod cluster;
 pub mod config;
 pub(crate) mod demo;
 pub(crate) mod dialect;

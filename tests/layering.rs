@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["auth", "resume"],
     &["body"],
     &["upstream"],
+    &["cluster"],
     &["telemetry"],
     &["usage"],
     &["dialect"],

@@ -18,6 +18,12 @@
 //!    keys file; a request costs one token. An empty bucket is a 429 with
 //!    `Retry-After` (whole seconds, rounded up). Refusals by (1) cost no
 //!    token. See [`limit`] for the bucket math and its memory bound.
+//!    In cluster mode (`[cluster]`) the bucket lives in Redis and is shared
+//!    by every replica (`crate::cluster::limit`, the same GCRA); when Redis
+//!    cannot decide, the route's `rate_limit_on_cluster_error` applies:
+//!    `open` decides with this replica's own bucket (logged, counted in
+//!    `sse_edge_cluster_fallbacks_total`), `closed` answers 503
+//!    (`rate_limit_unavailable`, `Retry-After: 1`).
 //! 3. **Upstream credential** (`upstream_key_env`): applied where the
 //!    upstream headers are built; the client's `Authorization` and
 //!    `x-api-key` are dropped and the relay's key is set. See [`upstream`].
@@ -38,7 +44,9 @@ use http::HeaderMap;
 pub(crate) use keys::{KeySet, KeysFileError};
 pub use keys::{digest, hex};
 
-use crate::config::RouteAuth;
+use crate::cluster::Cluster;
+use crate::cluster::limit::Gcra;
+use crate::config::{ClusterErrorPolicy, RateLimit, RouteAuth};
 use crate::error::{Error, Kind};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Exchange;
@@ -51,6 +59,25 @@ pub(crate) struct Gate {
     route: Arc<str>,
     keys: Option<Arc<Keys>>,
     limiter: Option<Limiter>,
+    /// Cluster mode, when the route has a rate limit.
+    shared: Option<Shared>,
+}
+
+/// A route's rate limit in Redis.
+struct Shared {
+    cluster: Arc<Cluster>,
+    rate: Gcra,
+    on_error: ClusterErrorPolicy,
+}
+
+/// The GCRA parameters of `limit` in microseconds (see `cluster::limit`).
+fn gcra(limit: &RateLimit) -> Gcra {
+    let period = u64::try_from(limit.period.duration().as_micros()).unwrap_or(u64::MAX);
+    let interval_us = (period / u64::from(limit.count.max(1))).max(1);
+    Gcra {
+        interval_us,
+        tolerance_us: interval_us.saturating_mul(u64::from(limit.burst.max(1) - 1)),
+    }
 }
 
 impl Gate {
@@ -59,21 +86,36 @@ impl Gate {
     /// # Errors
     ///
     /// The keys file cannot be read or is not a keys file.
-    pub(crate) fn new(cfg: &RouteAuth, route: Arc<str>) -> Result<Self, KeysFileError> {
+    /// With `cluster`, the rate limit is shared in Redis.
+    pub(crate) fn new(
+        cfg: &RouteAuth,
+        route: Arc<str>,
+        cluster: Option<&Arc<Cluster>>,
+    ) -> Result<Self, KeysFileError> {
         let keys = match &cfg.keys {
             Some(file) => Some(Arc::new(Keys::load(file, route.clone())?)),
             None => None,
         };
+        let shared = match (cluster, &cfg.rate_limit) {
+            (Some(cluster), Some(limit)) => Some(Shared {
+                cluster: cluster.clone(),
+                rate: gcra(limit),
+                on_error: cfg.on_cluster_error,
+            }),
+            _ => None,
+        };
         Ok(Self {
             keys,
             limiter: cfg.rate_limit.as_ref().map(Limiter::new),
+            shared,
             route,
         })
     }
 
-    /// Admits the request or says why not (401 or 429). Records the key's
-    /// label and counts refusals on `x`.
-    pub(crate) fn check(
+    /// Admits the request or says why not (401, 429, or 503 when a
+    /// fail-closed route's Redis cannot decide). Records the key's label
+    /// and counts refusals on `x`.
+    pub(crate) async fn check(
         &self,
         headers: &HeaderMap,
         peer: IpAddr,
@@ -97,13 +139,33 @@ impl Gate {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
+        let limited = |wait, x: &mut Exchange| {
+            x.rate_limited();
+            tracing::debug!(route = &*self.route, %peer, ?wait, "rate limited");
+            Error::rate_limited(wait)
+        };
+        if let Some(shared) = &self.shared {
+            let name = match bucket {
+                BucketKey::Key(d) => format!("{}:k:{}", self.route, hex(&d)),
+                BucketKey::Ip(ip) => format!("{}:ip:{ip}", self.route),
+            };
+            match shared.cluster.admit(&name, shared.rate).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(wait)) => return Err(limited(wait, x)),
+                Err(e) if shared.on_error == ClusterErrorPolicy::Closed => {
+                    shared.cluster.count_fallback(true);
+                    tracing::info!(route = &*self.route, %peer, "refused (fail-closed): {e}");
+                    return Err(Error::with_cause(Kind::ClusterUnavailable, e));
+                }
+                Err(e) => {
+                    shared.cluster.count_fallback(false);
+                    tracing::debug!(route = &*self.route, %peer, "local rate limit (fail-open): {e}");
+                }
+            }
+        }
         limiter
             .check(bucket, tokio::time::Instant::now())
-            .map_err(|wait| {
-                x.rate_limited();
-                tracing::debug!(route = &*self.route, %peer, ?wait, "rate limited");
-                Error::rate_limited(wait)
-            })
+            .map_err(|wait| limited(wait, x))
     }
 
     /// The keys-file reload task, when the route has a keys file; it ends

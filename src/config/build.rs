@@ -34,6 +34,7 @@ pub(super) fn build_config(v: &Values, routes: Vec<RouteConfig>) -> Result<Confi
             max_body_size: v.get("usage.max_body_size", parse_size)?,
         },
         resume_memory: v.get("resume_memory", parse_size)?,
+        cluster: super::cluster::build_cluster(v)?,
     })
 }
 

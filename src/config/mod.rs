@@ -10,11 +10,13 @@
 //! Files: `settings` declares every key; `load` layers them; `file` reads
 //! the TOML; `value` parses single values; `build` makes the typed
 //! [`Config`]; `routes`, `groups`, `route_auth` and `cors` the routes (`table`
-//! reads their tables, naming keys by path); `render` the check-config
+//! reads their tables, naming keys by path); `cluster` the `[cluster]`
+//! section (its URL redacted wherever it is shown); `render` the check-config
 //! output; `nofile` the open-file limit. The command line
 //! that drives all this sits above config, in `crate::cli`.
 
 mod build;
+mod cluster;
 mod cors;
 mod file;
 mod groups;
@@ -67,6 +69,48 @@ pub struct Config {
     pub usage: UsageConfig,
     /// Most bytes all resume buffers hold together (`resume_memory`).
     pub resume_memory: u64,
+    /// Cluster mode (`[cluster]`): state shared with the other replicas in
+    /// Redis or Valkey; `None` keeps everything in-process.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: the Redis or Valkey the replicas share.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `redis://` or `rediss://`, with user, password and db; checked at
+    /// load. Shown only redacted.
+    pub url: ClusterUrl,
+    /// Deadline for connecting (and reconnecting) to Redis.
+    pub connect_timeout: Duration,
+    /// Deadline for one Redis round trip.
+    pub command_timeout: Duration,
+    /// Prefix of every key the relay writes.
+    pub key_prefix: String,
+}
+
+/// A Redis URL that may hold a password: `Debug` and `Display` show it
+/// with the password replaced by `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterUrl(pub String);
+
+/// What a rate-limited route does when Redis cannot decide
+/// (`rate_limit_on_cluster_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClusterErrorPolicy {
+    /// Decide with the replica's own buckets (logged and counted).
+    #[default]
+    Open,
+    /// Refuse with 503 in the dialect's shape.
+    Closed,
+}
+
+impl ClusterErrorPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
 }
 
 /// Token accounting settings.
@@ -307,6 +351,9 @@ pub struct RouteAuth {
     /// `rate_limit` / `rate_limit_burst`: a token bucket per client key (or
     /// per client address when the route has no keys file).
     pub rate_limit: Option<RateLimit>,
+    /// `rate_limit_on_cluster_error`: what the rate limit does when cluster
+    /// mode is on and Redis cannot decide.
+    pub on_cluster_error: ClusterErrorPolicy,
 }
 
 /// A route's keys file (`auth_keys_file`). Loading checks that the path

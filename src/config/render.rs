@@ -35,7 +35,12 @@ pub(super) fn render(
     let mut out = String::from("# Effective sse-edge configuration.\n");
     let rows: Vec<_> = SETTINGS.iter().zip(&values.entries).collect();
     for (setting, entry) in rows.iter().filter(|(s, _)| !s.key.contains('.')) {
-        out.push_str(&render_line(setting.key, setting.kind, entry.as_ref()));
+        out.push_str(&render_line(
+            setting.key,
+            setting.kind,
+            entry.as_ref(),
+            false,
+        ));
     }
     let mut section = "";
     for (setting, entry) in &rows {
@@ -46,7 +51,8 @@ pub(super) fn render(
             out.push_str(&format!("\n[{sec}]\n"));
             section = sec;
         }
-        out.push_str(&render_line(name, setting.kind, entry.as_ref()));
+        let secret = setting.key == "cluster.url";
+        out.push_str(&render_line(name, setting.kind, entry.as_ref(), secret));
     }
     for (route, keys) in routes.iter().zip(key_counts) {
         out.push_str(&render_route(route, *keys)?);
@@ -54,11 +60,16 @@ pub(super) fn render(
     Ok(out)
 }
 
-fn render_line(name: &str, kind: Kind, entry: Option<&Entry>) -> String {
+/// One setting's line; `secret` (`cluster.url`) shows it redacted.
+fn render_line(name: &str, kind: Kind, entry: Option<&Entry>, secret: bool) -> String {
     match entry {
         None => format!("# {name} is not set\n"),
         Some(e) => {
-            let line = format!("{name} = {}", canonical(kind, &e.raw).to_toml(kind));
+            let mut raw = canonical(kind, &e.raw);
+            if let (true, Raw::One(url)) = (secret, &raw) {
+                raw = Raw::One(super::cluster::redact(url));
+            }
+            let line = format!("{name} = {}", raw.to_toml(kind));
             format!("{line:<47} # from {}\n", e.source.comment())
         }
     }
@@ -234,12 +245,14 @@ fn render_auth(
         (toml_string(&text), r.burst.to_string())
     });
     let (rate, burst) = rate.unzip();
+    let on_error = a.rate_limit.map(|_| toml_string(a.on_cluster_error.name()));
     let rows = [
         ("auth_keys_file", keys_file),
         ("upstream_key_env", env),
         ("upstream_key_header", header),
         ("rate_limit", rate),
         ("rate_limit_burst", burst),
+        ("rate_limit_on_cluster_error", on_error),
     ];
     let mut out = String::new();
     for (name, value) in rows {

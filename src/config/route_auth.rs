@@ -1,6 +1,6 @@
 //! A route's edge-auth keys (route-only, see `crate::auth`):
 //! `auth_keys_file`, `upstream_key_env`, `upstream_key_header`,
-//! `rate_limit`, `rate_limit_burst`; and the upstream key of one endpoint
+//! `rate_limit`, `rate_limit_burst`, `rate_limit_on_cluster_error`; and the upstream key of one endpoint
 //! (`upstream_key_*` on the `upstream = "URL"` form, an endpoint's
 //! `key_env` / `key_header` in a group).
 //!
@@ -19,7 +19,8 @@ use super::load::{ConfigError, Lookup};
 use super::table::FileTable;
 use super::value::{parse_number, parse_readable_file};
 use super::{
-    KeysFile, RateLimit, RatePeriod, RouteAuth, SecretHeader, UpstreamKey, UpstreamKeyHeader,
+    ClusterErrorPolicy, KeysFile, RateLimit, RatePeriod, RouteAuth, SecretHeader, UpstreamKey,
+    UpstreamKeyHeader,
 };
 
 /// The route's auth, and its `upstream_key_env` key (which belongs to the
@@ -46,7 +47,15 @@ pub(super) fn route_auth(
         None if burst.is_some() => return Err(t.needs("rate_limit_burst", "rate_limit")),
         None => None,
     };
-    let auth = RouteAuth { keys, rate_limit };
+    let on_cluster_error = t.string("rate_limit_on_cluster_error", parse_cluster_error)?;
+    if on_cluster_error.is_some() && rate_limit.is_none() {
+        return Err(t.needs("rate_limit_on_cluster_error", "rate_limit"));
+    }
+    let auth = RouteAuth {
+        keys,
+        rate_limit,
+        on_cluster_error: on_cluster_error.unwrap_or_default(),
+    };
     Ok((auth, upstream_key))
 }
 
@@ -93,6 +102,14 @@ pub(super) fn upstream_key(
 
 /// Largest `rate_limit` count and `rate_limit_burst`.
 const MAX_RATE: u32 = 1_000_000;
+
+fn parse_cluster_error(s: &str) -> Result<ClusterErrorPolicy, String> {
+    match s {
+        "open" => Ok(ClusterErrorPolicy::Open),
+        "closed" => Ok(ClusterErrorPolicy::Closed),
+        _ => Err("expected open (local limits) or closed (503)".to_owned()),
+    }
+}
 
 fn parse_key_header(s: &str) -> Result<UpstreamKeyHeader, String> {
     match s.to_ascii_lowercase().as_str() {

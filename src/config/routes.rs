@@ -44,6 +44,7 @@ const OWN_KEYS: &[&str] = &[
     "upstream_key_header",
     "rate_limit",
     "rate_limit_burst",
+    "rate_limit_on_cluster_error",
     "resume",
     "cors",
 ];

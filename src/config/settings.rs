@@ -117,6 +117,10 @@ pub(super) const SETTINGS: &[Setting] = &[
     set("log.level", Kind::Text, V("info"), "Diagnostics filter used when RUST_LOG is unset"),
     set("usage.max_models", Kind::Int, V("32"), "Distinct model labels in token metrics before the rest fold into \"other\", 1..=10000"),
     set("usage.max_body_size", Kind::Size, V("1MiB"), "Largest non-streaming JSON response parsed for usage"),
+    set("cluster.url", Kind::Text, Unset, "Cluster mode: redis:// or rediss:// URL (user, password, db) of the Redis or Valkey the replicas share rate limits in; unset keeps everything in-process"),
+    set("cluster.connect_timeout", Kind::Duration, V("2s"), "Cluster mode: deadline for connecting to Redis"),
+    set("cluster.command_timeout", Kind::Duration, V("250ms"), "Cluster mode: deadline for one Redis round trip; past it the route's rate_limit_on_cluster_error applies"),
+    set("cluster.key_prefix", Kind::Text, V("sse-edge:"), "Cluster mode: prefix of every Redis key the relay writes, at most 64 bytes"),
 ];
 
 /// Names derived from a setting's key, computed once so clap can borrow them.
@@ -166,6 +170,7 @@ pub(crate) fn flags() -> impl Iterator<Item = Flag> {
             "tls" => "TLS",
             "upstream" => "Upstream",
             "log" => "Logging",
+            "cluster" => "Cluster",
             _ => "Relay",
         });
         Flag {

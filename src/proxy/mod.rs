@@ -186,7 +186,7 @@ impl Relay {
         }
         match resume::by_path(&parts) {
             Ok(Some(ask)) => {
-                let res = self.resume(ask, &parts, &conn, guess, None, x);
+                let res = self.resume(ask, &parts, &conn, guess, None, x).await;
                 return Ok(self.finish(res, version, cors));
             }
             Ok(None) => {}
@@ -198,12 +198,18 @@ impl Relay {
         };
         let dialect = Dialect::resolve(route.dialect, path);
         x.set_route(route.index, route.name.clone(), dialect.as_str());
-        if let Err(e) = route.auth.check(&parts.headers, conn.peer.ip(), &mut x) {
+        if let Err(e) = route
+            .auth
+            .check(&parts.headers, conn.peer.ip(), &mut x)
+            .await
+        {
             return Ok(self.finish(reply::error(&e, dialect, Some(x)), version, cors));
         }
         if route.stream.resume_window.is_some() {
             if let Some(ask) = resume::by_header(&parts) {
-                let res = self.resume(ask, &parts, &conn, dialect, Some(route.index), x);
+                let res = self
+                    .resume(ask, &parts, &conn, dialect, Some(route.index), x)
+                    .await;
                 return Ok(self.finish(res, version, cors));
             }
         }

@@ -44,7 +44,7 @@ pub(super) fn error(
             let allow = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
             h.insert(header::ALLOW, HeaderValue::from_static(allow));
         }
-        Kind::Overloaded | Kind::ShuttingDown => {
+        Kind::Overloaded | Kind::ShuttingDown | Kind::ClusterUnavailable => {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         Kind::RequestTimeout | Kind::DownstreamBody | Kind::NotImplemented => {

@@ -68,7 +68,7 @@ pub(super) fn by_header(parts: &Parts) -> Option<Ask> {
 impl Relay {
     /// Serves a reconnect. `checked` is the route whose auth the request
     /// already passed (the header form): the stream must be that route's.
-    pub(super) fn resume(
+    pub(super) async fn resume(
         &self,
         ask: Ask,
         parts: &Parts,
@@ -94,7 +94,11 @@ impl Relay {
             // The path form is checked against the route the stream came from.
             if let Some(route) = stream.as_ref().and_then(|s| self.routes.get(s.route())) {
                 x.set_route(route.index, route.name.clone(), dialect.as_str());
-                if let Err(e) = route.auth.check(&parts.headers, conn.peer.ip(), &mut x) {
+                if let Err(e) = route
+                    .auth
+                    .check(&parts.headers, conn.peer.ip(), &mut x)
+                    .await
+                {
                     return reply::error(&e, dialect, Some(x));
                 }
             }

@@ -9,6 +9,7 @@
 use super::cors::Cors;
 use super::upstreams::{self, Upstreams};
 use crate::auth::{Gate, KeysFileError};
+use crate::cluster::Cluster;
 use crate::config::{DialectSetting, RouteConfig, StreamConfig};
 use crate::error::Error;
 use crate::shutdown::Shutdown;
@@ -84,22 +85,28 @@ pub(crate) struct RouteTable {
 }
 
 impl RouteTable {
-    pub(crate) fn new(configs: &[RouteConfig], pool: &Pool) -> Result<Self, RouteError> {
+    /// With `cluster`, rate limits are shared in Redis.
+    pub(crate) fn new(
+        configs: &[RouteConfig],
+        pool: &Pool,
+        cluster: Option<&Arc<Cluster>>,
+    ) -> Result<Self, RouteError> {
         let mut routes = Vec::with_capacity(configs.len());
         for (index, rc) in configs.iter().enumerate() {
             let ups = &rc.upstreams;
             let upstreams = Arc::new(Upstreams::new(&ups.chain, ups.context.as_ref(), pool)?);
             let name: Arc<str> = Arc::from(rc.name.as_str());
-            let auth = Gate::new(&rc.auth, name.clone()).map_err(|source| RouteError::Keys {
-                index,
-                path: rc
-                    .auth
-                    .keys
-                    .as_ref()
-                    .map(|k| k.path.clone())
-                    .unwrap_or_default(),
-                source,
-            })?;
+            let auth =
+                Gate::new(&rc.auth, name.clone(), cluster).map_err(|source| RouteError::Keys {
+                    index,
+                    path: rc
+                        .auth
+                        .keys
+                        .as_ref()
+                        .map(|k| k.path.clone())
+                        .unwrap_or_default(),
+                    source,
+                })?;
             routes.push(Route {
                 index,
                 auth,

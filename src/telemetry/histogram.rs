@@ -13,7 +13,7 @@ pub(super) const STREAM_BUCKETS: &[f64] = &[
     0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
 
-pub(super) struct Histogram {
+pub(crate) struct Histogram {
     bounds: &'static [f64],
     /// Per bucket (not cumulative); the last slot is `+Inf`.
     counts: Box<[AtomicU64]>,
@@ -21,7 +21,7 @@ pub(super) struct Histogram {
 }
 
 impl Histogram {
-    pub(super) fn new(bounds: &'static [f64]) -> Self {
+    pub(crate) fn new(bounds: &'static [f64]) -> Self {
         Self {
             bounds,
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
@@ -29,7 +29,7 @@ impl Histogram {
         }
     }
 
-    pub(super) fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let i = self.bounds.partition_point(|b| *b < secs);
         self.counts[i].fetch_add(1, Ordering::Relaxed);
@@ -38,8 +38,13 @@ impl Histogram {
     }
 
     /// Writes the `_bucket`, `_sum` and `_count` samples; `labels` is the
-    /// rendered label set without braces (e.g. `route="x"`).
-    pub(super) fn render(&self, out: &mut String, name: &str, labels: &str) {
+    /// rendered label set without braces (e.g. `route="x"`), or empty.
+    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let (sep, set) = if labels.is_empty() {
+            ("", String::new())
+        } else {
+            (",", format!("{{{labels}}}"))
+        };
         let mut cumulative = 0;
         for (i, c) in self.counts.iter().enumerate() {
             cumulative += c.load(Ordering::Relaxed);
@@ -47,11 +52,14 @@ impl Histogram {
                 .bounds
                 .get(i)
                 .map_or("+Inf".to_owned(), |b| b.to_string());
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
         }
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+        let _ = writeln!(out, "{name}_sum{set} {sum}");
+        let _ = writeln!(out, "{name}_count{set} {cumulative}");
     }
 }
 

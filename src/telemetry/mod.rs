@@ -12,5 +12,6 @@ mod tokens;
 pub use access::AccessLog;
 pub(crate) use activity::Activity;
 pub(crate) use exchange::{Attempts, Exchange, Outcome, Sinks, StreamEnd, UsageSource};
+pub(crate) use histogram::Histogram;
 pub(crate) use metrics::{Metrics, ResumeResult};
 pub(crate) use metrics::{header as metric_header, label as metric_label};

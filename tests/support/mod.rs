@@ -24,7 +24,8 @@
 //! - [`access_log`]: the captured access log;
 //! - [`client`]: HTTP/1.1, h2c and TLS clients, raw exchanges;
 //! - [`outcome`]: one request with its whole outcome, error-shape checks;
-//! - [`metrics`]: `/metrics` fetch and Prometheus text lookup.
+//! - [`metrics`]: `/metrics` fetch and Prometheus text lookup;
+//! - [`redis`]: a real `redis-server` on a loopback port (cluster mode).
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 /// `return Err(...)` unless `cond` holds: for helpers that report a
@@ -48,6 +49,7 @@ mod metrics;
 mod node;
 mod outcome;
 mod raw;
+mod redis;
 mod relay;
 mod streams;
 mod tls;
@@ -69,6 +71,8 @@ pub use node::*;
 pub use outcome::*;
 #[allow(unused_imports)]
 pub use raw::*;
+#[allow(unused_imports)]
+pub use redis::*;
 pub use relay::*;
 #[allow(unused_imports)]
 pub use streams::*;
