@@ -55,10 +55,20 @@ impl hyper::body::Body for Body {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        match self.get_mut() {
+        let this = self.get_mut();
+        match this {
             Body::H1(b) => Pin::new(b).poll_frame(cx),
             Body::Primed(p) => match p.front.pop_front() {
-                Some(frame) => Poll::Ready(Some(Ok(frame))),
+                Some(frame) => {
+                    if p.front.is_empty() {
+                        // The frames read ahead are out: the body is its
+                        // own again (the box and queue go now, not at the
+                        // end of a long stream).
+                        let rest = std::mem::replace(&mut p.rest, Body::Empty);
+                        *this = rest;
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
                 None => Pin::new(&mut p.rest).poll_frame(cx),
             },
             Body::Empty => Poll::Ready(None),

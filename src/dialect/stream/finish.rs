@@ -106,7 +106,9 @@ impl Finish {
         match self {
             Finish::Never => {}
             Finish::Chat(chat) => {
-                if has_finish_reason(event) {
+                // One choice: a chunk has one `finish_reason` key, so the
+                // first hit decides (no second search per chunk).
+                if has_finish_reason(event, chat.known > 1) {
                     chat.read(event);
                 }
             }
@@ -183,24 +185,30 @@ static FINISH_REASON: LazyLock<Finder<'static>> =
 /// True if `"finish_reason":` occurs with a value other than `null` after
 /// it (JSON whitespace skipped). Inside a JSON string the quotes would be
 /// escaped, so every hit is a key.
-fn has_finish_reason(event: &Event) -> bool {
+/// `every`: look at every occurrence (several choices), not only the first.
+fn has_finish_reason(event: &Event, every: bool) -> bool {
     match event.segments() {
-        [one] => non_null_in(one),
+        [one] => non_null_in(one, every),
         // Split across chunks (rare): search a joined copy.
-        many => non_null_in(&many.concat()),
+        many => non_null_in(&many.concat(), every),
     }
 }
 
-fn non_null_in(hay: &[u8]) -> bool {
+fn non_null_in(hay: &[u8], every: bool) -> bool {
     let n = FINISH_REASON.needle().len();
-    FINISH_REASON.find_iter(hay).any(|at| {
+    let non_null = |at: usize| {
         let value = &hay[at + n..];
         let start = value
             .iter()
             .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
             .unwrap_or(value.len());
         !value[start..].starts_with(b"null")
-    })
+    };
+    if every {
+        FINISH_REASON.find_iter(hay).any(non_null)
+    } else {
+        FINISH_REASON.find(hay).is_some_and(non_null)
+    }
 }
 
 /// An Anthropic `message_delta` event whose `delta.stop_reason` is a

@@ -197,17 +197,24 @@ fn chat_request_not_read_never_completes() {
 
 #[test]
 fn chat_prefilter_parses_only_non_null_values() {
-    let ordinary = chunk(0, "finish_reason", "null");
-    assert!(!has_finish_reason(&event(&[ordinary.as_bytes()])));
-    let spaced = "data: {\"finish_reason\":  \t null}\n\n";
-    assert!(!has_finish_reason(&event(&[spaced.as_bytes()])));
-    let usage = USAGE_CHUNK.as_bytes();
-    assert!(!has_finish_reason(&event(&[usage])));
-    let stop = chunk(0, "", "\"stop\"");
-    for at in 0..=stop.len() {
-        let (a, b) = stop.as_bytes().split_at(at);
-        assert!(has_finish_reason(&event(&[a, b])), "split at {at}");
+    for every in [false, true] {
+        let ordinary = chunk(0, "finish_reason", "null");
+        assert!(!has_finish_reason(&event(&[ordinary.as_bytes()]), every));
+        let spaced = "data: {\"finish_reason\":  \t null}\n\n";
+        assert!(!has_finish_reason(&event(&[spaced.as_bytes()]), every));
+        let usage = USAGE_CHUNK.as_bytes();
+        assert!(!has_finish_reason(&event(&[usage]), every));
+        let stop = chunk(0, "", "\"stop\"");
+        for at in 0..=stop.len() {
+            let (a, b) = stop.as_bytes().split_at(at);
+            assert!(has_finish_reason(&event(&[a, b]), every), "split at {at}");
+        }
     }
+    // Several choices in one chunk: only a look at every key finds the
+    // second one's reason.
+    let two = "data: {\"choices\":[{\"index\":0,\"finish_reason\":null},{\"index\":1,\"finish_reason\":\"stop\"}]}\n\n";
+    assert!(has_finish_reason(&event(&[two.as_bytes()]), true));
+    assert!(!has_finish_reason(&event(&[two.as_bytes()]), false));
 }
 
 fn anthropic(events: &[&str]) -> bool {
