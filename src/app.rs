@@ -20,6 +20,7 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::proxy::{Relay, RouteError, RouteTable};
 use crate::resume::Hub;
+use crate::resume::remote::Remote;
 use crate::server::{self, Server, Terminator};
 use crate::shutdown::Shutdown;
 use crate::telemetry::{AccessLog, Metrics, Sinks};
@@ -114,6 +115,14 @@ pub async fn start(config: Config, access: AccessLog) -> Result<Running, StartEr
         drain.clone(),
         stop.clone(),
     ));
+    // Cluster mode: reconnects may land on any replica (`resume::remote`).
+    let mut bus_tasks = Vec::new();
+    if let Some(c) = &cluster {
+        if let Some((remote, tasks)) = Remote::start(c.clone(), Arc::downgrade(&hub), &stop) {
+            hub.join(remote);
+            bus_tasks = tasks;
+        }
+    }
     let relay = Arc::new(Relay::new(&config, routes, sinks, hub.clone()));
     let tls = match &config.tls {
         Some(t) => Some(Arc::new(
@@ -147,6 +156,7 @@ pub async fn start(config: Config, access: AccessLog) -> Result<Running, StartEr
         }),
     ];
     helpers.extend(key_watchers.into_iter().map(tokio::spawn));
+    helpers.extend(bus_tasks);
     if let Some(t) = &tls {
         helpers.push(tokio::spawn(t.clone().watch(metrics.clone(), stop.clone())));
     }

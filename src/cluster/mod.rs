@@ -1,9 +1,14 @@
 //! Cluster mode: state the replicas share in Redis or Valkey (`[cluster]`).
 //!
-//! Today that is the rate limits ([`limit`]): each decision is one atomic
-//! script in Redis, so a limit of N holds across every replica instead of
-//! N per replica. Without `[cluster]` none of this exists and auth keeps
-//! its in-process buckets.
+//! - the rate limits ([`limit`]): each decision is one atomic script in
+//!   Redis, so a limit of N holds across every replica instead of N per
+//!   replica;
+//! - the replicas' message bus ([`bus`]), one pub/sub channel per replica,
+//!   over which a reconnect that lands on another replica than its
+//!   stream's reaches it (`crate::resume::remote`).
+//!
+//! Without `[cluster]` none of this exists: auth keeps its in-process
+//! buckets and a reconnect must reach the replica holding its stream.
 //!
 //! # Contract
 //!
@@ -24,6 +29,7 @@
 //! latency histogram, decisions taken without Redis, and whether Redis
 //! answered last time (`sse_edge_cluster_up`; [`Health`] on `/readyz`).
 
+pub(crate) mod bus;
 pub(crate) mod limit;
 mod stats;
 
@@ -55,7 +61,10 @@ impl std::error::Error for Unavailable {}
 
 /// The connection to the shared Redis, with its health and metrics.
 pub(crate) struct Cluster {
+    /// For the bus' subscription, which needs a connection of its own.
+    client: redis::Client,
     conn: ConnectionManager,
+    connect_timeout: Duration,
     command_timeout: Duration,
     key_prefix: String,
     /// Time zero of `retry_at`.
@@ -99,10 +108,12 @@ impl Cluster {
             .set_response_timeout(Some(cfg.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(BACKOFF);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        tracing::info!(url = %cfg.url, "cluster mode: rate limits shared in Redis");
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        tracing::info!(url = %cfg.url, "cluster mode: rate limits and resumption shared in Redis");
         Ok(Self {
+            client,
             conn,
+            connect_timeout: cfg.connect_timeout,
             command_timeout: cfg.command_timeout,
             key_prefix: cfg.key_prefix.clone(),
             epoch: Instant::now(),

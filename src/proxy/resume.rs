@@ -85,14 +85,31 @@ impl Relay {
             }
             Ask::Header(t, seq) => (t, Some(seq)),
         };
+        // Held here, or (cluster mode) by the replica the token names.
         let stream = self.hub.find(token);
-        if checked.is_some_and(|i| stream.as_ref().is_some_and(|s| s.route() != i)) {
+        let remote = self
+            .hub
+            .remote()
+            .filter(|r| stream.is_none() && r.elsewhere(token));
+        let origin = match (&stream, remote, checked) {
+            (Some(s), _, _) => Some((s.route(), s.dialect())),
+            // The header form's route was checked: the producer checks it
+            // is the stream's.
+            (None, Some(_), Some(route)) => Some((route, guess)),
+            // The path form asks the producer which route to check.
+            (None, Some(r), None) => match r.query(token).await {
+                Ok(found) => Some(found),
+                Err(e) => return self.refused(e, guess, as_event, x),
+            },
+            (None, None, _) => None,
+        };
+        if checked.is_some_and(|i| origin.is_some_and(|(route, _)| route != i)) {
             return self.refused(ResumeError::Unknown, guess, as_event, x);
         }
-        let dialect = stream.as_ref().map_or(guess, |s| s.dialect());
+        let dialect = origin.map_or(guess, |(_, d)| d);
         if checked.is_none() {
             // The path form is checked against the route the stream came from.
-            if let Some(route) = stream.as_ref().and_then(|s| self.routes.get(s.route())) {
+            if let Some(route) = origin.and_then(|(i, _)| self.routes.get(i)) {
                 x.set_route(route.index, route.name.clone(), dialect.as_str());
                 if let Err(e) = route
                     .auth
@@ -104,25 +121,49 @@ impl Relay {
             }
         }
         let key = x.key().cloned();
-        let (stream, at) = match self.hub.attach(token, after, key.as_deref()) {
-            Ok(found) => found,
-            Err(e) => return self.refused(e, dialect, as_event, x),
-        };
         let metrics = self.hub.metrics().clone();
+        let (reader, route) = match (remote, origin) {
+            (Some(r), Some((route, _))) => {
+                match r.attach(token, after, route, key.as_deref()).await {
+                    Ok((dialect, feed)) => {
+                        let heartbeat = self.heartbeat(route, conn);
+                        let reader = Reader::remote(feed, dialect, heartbeat, metrics.clone());
+                        (reader, route)
+                    }
+                    Err(e) => return self.refused(e, dialect, as_event, x),
+                }
+            }
+            _ => match self.hub.attach(token, after, key.as_deref()) {
+                Ok((stream, at)) => {
+                    let heartbeat = self.heartbeat(stream.route(), conn);
+                    let route = stream.route();
+                    (Reader::new(stream, at, heartbeat, metrics.clone()), route)
+                }
+                Err(e) => return self.refused(e, dialect, as_event, x),
+            },
+        };
         metrics.resume.count(ResumeResult::Resumed);
-        tracing::debug!(after = after.unwrap_or(0), "stream resumed");
-        let heartbeat = self
+        tracing::debug!(
+            after = after.unwrap_or(0),
+            route,
+            elsewhere = remote.is_some(),
+            "stream resumed"
+        );
+        x.set_status(StatusCode::OK.as_u16());
+        let mut res = Response::new(ResponseBody::resumable(reader, Some(x)));
+        stream_head(&mut res, token);
+        res
+    }
+
+    /// A reconnect's keepalives: its route's interval, on its connection.
+    fn heartbeat(&self, route: usize, conn: &ConnInfo) -> Heartbeat {
+        let every = self
             .routes
-            .get(stream.route())
+            .get(route)
             .map_or(crate::config::StreamConfig::default().heartbeat, |r| {
                 r.stream.heartbeat
             });
-        let heartbeat = Heartbeat::new(conn.wheel.clone(), heartbeat);
-        let reader = Reader::new(stream.clone(), at, heartbeat, metrics);
-        x.set_status(StatusCode::OK.as_u16());
-        let mut res = Response::new(ResponseBody::resumable(reader, Some(x)));
-        stream_head(&mut res, stream.token());
-        res
+        Heartbeat::new(conn.wheel.clone(), every)
     }
 
     fn refused(
@@ -140,6 +181,9 @@ impl Relay {
             ResumeError::Gone(_) => (StatusCode::GONE, ResumeResult::Expired),
             ResumeError::Overflow { .. } => (StatusCode::GONE, ResumeResult::Overflow),
             ResumeError::Ahead { .. } => (StatusCode::BAD_REQUEST, ResumeResult::BadPosition),
+            ResumeError::Unreachable => {
+                (StatusCode::SERVICE_UNAVAILABLE, ResumeResult::Unreachable)
+            }
         };
         self.hub.metrics().resume.count(result);
         let (code, message) = resume::describe(e);

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::Token;
 use super::log::Log;
+use super::remote::Remote;
 use crate::body::SseBody;
 use crate::dialect::Dialect;
 use crate::shutdown::Shutdown;
@@ -50,6 +51,9 @@ pub(crate) enum ResumeError {
     Overflow { after: u64, oldest: u64 },
     /// The client names an event this stream never sent.
     Ahead { after: u64, sent: u64 },
+    /// Cluster mode: the replica holding the stream does not answer (it is
+    /// gone, or the cluster store is unreachable).
+    Unreachable,
 }
 
 pub(crate) struct Hub {
@@ -63,8 +67,21 @@ pub(crate) struct Hub {
     metrics: Arc<Metrics>,
     drain: Shutdown,
     stop: Shutdown,
+    /// Producer tasks, and forwarders to other replicas' readers: the
+    /// tasks shutdown waits for.
     producers: AtomicUsize,
     idle: Notify,
+    /// Cluster mode: this replica's end of the bus.
+    remote: OnceLock<Arc<Remote>>,
+}
+
+/// Counts a task [`Hub::wait_idle`] waits for, while it lives.
+pub(super) struct Busy(Arc<Hub>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.task_ended();
+    }
 }
 
 impl Hub {
@@ -80,6 +97,29 @@ impl Hub {
             stop,
             producers: AtomicUsize::new(0),
             idle: Notify::new(),
+            remote: OnceLock::new(),
+        }
+    }
+
+    /// Cluster mode: streams are resumable from every replica on the bus.
+    pub(crate) fn join(&self, remote: Arc<Remote>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// This replica's end of the bus, in cluster mode.
+    pub(crate) fn remote(&self) -> Option<&Arc<Remote>> {
+        self.remote.get()
+    }
+
+    /// Counts a task [`Self::wait_idle`] must wait for until the guard goes.
+    pub(super) fn busy(self: &Arc<Self>) -> Busy {
+        self.producers.fetch_add(1, Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    fn task_ended(&self) {
+        if self.producers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
         }
     }
 
@@ -105,7 +145,10 @@ impl Hub {
             tracing::warn!("resume_memory is used up: stream relayed without resumption");
             return None;
         }
-        let token = Token::random()?;
+        let token = match self.remote() {
+            Some(r) => Token::random_on(r.replica())?,
+            None => Token::random()?,
+        };
         let stream = Arc::new(Stream {
             token,
             dialect,
@@ -191,6 +234,17 @@ impl Hub {
         lock(&self.gone).get(&token).map(|(_, route)| route)
     }
 
+    /// The route and dialect of a stream held here, or why it is not.
+    pub(crate) fn peek(&self, token: Token) -> Result<(usize, Dialect), ResumeError> {
+        if let Some(s) = self.find(token) {
+            return Ok((s.route, s.dialect));
+        }
+        Err(match lock(&self.gone).get(&token) {
+            Some((why, _)) => ResumeError::Gone(why),
+            None => ResumeError::Unknown,
+        })
+    }
+
     /// The stream with this token, if it is held.
     pub(crate) fn find(&self, token: Token) -> Option<Arc<Stream>> {
         lock(&self.streams).get(&token).cloned()
@@ -249,9 +303,7 @@ impl Hub {
         if why == Gone::Expired {
             r.expired.fetch_add(1, Ordering::Relaxed);
         }
-        if self.producers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle.notify_waiters();
-        }
+        self.task_ended();
     }
 
     /// `stream` has ended: its log may be reclaimed under memory pressure.

@@ -13,13 +13,18 @@
 //! Opt-in per route (`resume_window`, `resume_max_bytes`); all logs
 //! together stay under `resume_memory` (ended streams' logs go first when
 //! it runs out). A stream lives on for its window after its reader goes;
-//! then the upstream, if still running, is cancelled. State is per
-//! relay instance: a reconnect must reach the same instance.
+//! then the upstream, if still running, is cancelled.
+//!
+//! A stream's state lives on the relay instance that produces it. Alone,
+//! a reconnect must reach that instance; in cluster mode (`[cluster]`) it
+//! may reach any replica, which asks the producing one over the cluster's
+//! bus ([`remote`]).
 
 mod hub;
 mod log;
 mod producer;
 mod reader;
+pub(crate) mod remote;
 #[cfg(test)]
 mod tests;
 mod token;
@@ -67,6 +72,12 @@ pub(crate) fn describe(e: ResumeError) -> (&'static str, String) {
         ResumeError::Ahead { after, sent } => (
             "resume_bad_position",
             format!("Last-Event-ID names event {after}, but this stream has sent {sent} events"),
+        ),
+        ResumeError::Unreachable => (
+            "resume_unreachable",
+            "the relay replica holding this stream does not answer: it stopped, or the \
+             cluster store is unreachable"
+                .to_owned(),
         ),
     }
 }

@@ -17,25 +17,44 @@ use http::StatusCode;
 use tokio::time::Instant;
 
 use super::hub::{Attached, Gone, Stream};
+use super::remote::Feed;
+use super::remote::feed::{Failure, Step};
 use crate::body::Heartbeat;
+use crate::dialect::Dialect;
 use crate::dialect::errors::{self, ErrorInfo};
 use crate::sse::COMMENT_LINE;
 use crate::telemetry::{Exchange, Metrics, Outcome};
 
 pub(crate) struct Reader {
-    stream: Arc<Stream>,
+    source: Source,
+    dialect: Dialect,
     metrics: Arc<Metrics>,
-    id: u64,
-    offset: u64,
-    replay_end: u64,
     pending: VecDeque<Bytes>,
     heartbeat: Heartbeat,
     done: bool,
+    /// The stream ended with an error event (not its own end).
+    failed: bool,
+}
+
+/// Where the events come from.
+enum Source {
+    /// This replica's log.
+    Local(Local),
+    /// Another replica's, over the cluster's bus (`remote`).
+    Remote(Feed),
+}
+
+/// A reader's place in a stream held here.
+struct Local {
+    stream: Arc<Stream>,
+    id: u64,
+    offset: u64,
+    replay_end: u64,
 }
 
 enum Read {
     Data,
-    End,
+    End(Outcome),
     Wait,
     Fail(StatusCode, &'static str, &'static str),
 }
@@ -47,16 +66,41 @@ impl Reader {
         heartbeat: Heartbeat,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self {
+        let dialect = stream.dialect();
+        let local = Local {
             stream,
-            metrics,
             id: at.id,
             offset: at.offset,
             replay_end: at.replay_end,
+        };
+        Self::with(Source::Local(local), dialect, heartbeat, metrics)
+    }
+
+    /// A reader of a stream another replica holds.
+    pub(crate) fn remote(
+        feed: Feed,
+        dialect: Dialect,
+        heartbeat: Heartbeat,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self::with(Source::Remote(feed), dialect, heartbeat, metrics)
+    }
+
+    fn with(source: Source, dialect: Dialect, heartbeat: Heartbeat, metrics: Arc<Metrics>) -> Self {
+        Self {
+            source,
+            dialect,
+            metrics,
             pending: VecDeque::new(),
             heartbeat,
             done: false,
+            failed: false,
         }
+    }
+
+    /// The stream ended for this reader with an error event.
+    pub(crate) fn failed(&self) -> bool {
+        self.failed
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -79,12 +123,17 @@ impl Reader {
             if self.done {
                 return Poll::Ready(None);
             }
-            match self.read(cx) {
+            let read = match &mut self.source {
+                Source::Local(l) => l.read(cx, &mut self.pending, &self.metrics),
+                Source::Remote(f) => read_remote(f, cx, &mut self.pending),
+            };
+            match read {
                 Read::Data => continue,
-                Read::End => {
+                Read::End(outcome) => {
                     self.done = true;
+                    self.failed = outcome != Outcome::Complete;
                     if let Some(x) = x.as_deref_mut() {
-                        x.finish(Outcome::Complete);
+                        x.finish(outcome);
                     }
                     return Poll::Ready(None);
                 }
@@ -98,9 +147,9 @@ impl Reader {
                         code,
                         message,
                     };
-                    self.pending
-                        .push_back(errors::event(self.stream.dialect(), info));
+                    self.pending.push_back(errors::event(self.dialect, info));
                     self.done = true;
+                    self.failed = true;
                     continue;
                 }
                 Read::Wait => {}
@@ -113,8 +162,15 @@ impl Reader {
             self.pending.push_back(Bytes::from_static(COMMENT_LINE));
         }
     }
+}
 
-    fn read(&mut self, cx: &mut Context<'_>) -> Read {
+impl Local {
+    fn read(
+        &mut self,
+        cx: &mut Context<'_>,
+        pending: &mut VecDeque<Bytes>,
+        metrics: &Metrics,
+    ) -> Read {
         let mut st = self.stream.lock();
         let st = &mut *st;
         let Some(slot) = st.reader.as_mut().filter(|r| r.id == self.id) else {
@@ -125,13 +181,13 @@ impl Reader {
             );
         };
         let before = self.offset;
-        match st.log.read_from(before, &mut self.pending) {
+        match st.log.read_from(before, pending) {
             Ok(after) if after > before => {
                 self.offset = after;
                 slot.offset = after;
                 let replayed = after.min(self.replay_end) - before.min(self.replay_end);
                 if replayed > 0 {
-                    self.metrics
+                    metrics
                         .resume
                         .replayed_bytes
                         .fetch_add(replayed, Ordering::Relaxed);
@@ -158,7 +214,7 @@ impl Reader {
             }
         }
         if st.finished {
-            return Read::End;
+            return Read::End(Outcome::Complete);
         }
         if let Some(why) = st.closed {
             return Read::Fail(
@@ -172,7 +228,50 @@ impl Reader {
     }
 }
 
-impl Drop for Reader {
+/// A remote feed's next step, as a local read would give it.
+fn read_remote(feed: &mut Feed, cx: &mut Context<'_>, pending: &mut VecDeque<Bytes>) -> Read {
+    match feed.poll_step(cx) {
+        Poll::Pending => Read::Wait,
+        Poll::Ready(Step::Data(b)) => {
+            pending.push_back(b);
+            Read::Data
+        }
+        // The producer's error event, if any, came as data.
+        Poll::Ready(Step::End { ok: true }) => Read::End(Outcome::Complete),
+        Poll::Ready(Step::End { ok: false }) => Read::End(Outcome::RelayError),
+        Poll::Ready(Step::Fail(why)) => {
+            let (status, code, message) = remote_failure(why);
+            Read::Fail(status, code, message)
+        }
+    }
+}
+
+fn remote_failure(why: Failure) -> (StatusCode, &'static str, &'static str) {
+    match why {
+        Failure::Silent => (
+            StatusCode::BAD_GATEWAY,
+            "resume_producer_lost",
+            "the relay replica producing this stream stopped answering; events after the last one received are lost",
+        ),
+        Failure::BusLost => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_unavailable",
+            "this relay replica lost its connection to the cluster store while following a stream produced elsewhere",
+        ),
+        Failure::Overflow => (
+            StatusCode::GONE,
+            "resume_overflow",
+            "this client fell more than resume_max_bytes behind a stream produced on another relay replica",
+        ),
+        Failure::Stopped => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            gone_code(Gone::Stopped),
+            gone_message(Gone::Stopped),
+        ),
+    }
+}
+
+impl Drop for Local {
     fn drop(&mut self) {
         let mut st = self.stream.lock();
         if st.reader.as_ref().is_some_and(|r| r.id == self.id) {

@@ -1,9 +1,12 @@
 //! Resume tokens and the `Last-Event-ID` values built from them.
 //!
-//! A token is 128 random bits, written as 32 lowercase hex digits. It is
-//! the only capability a reconnect needs besides the route's own auth, so
-//! it must not be guessable. Events carry `id: <token>:<seq>`, `seq`
-//! counting the stream's events from 1.
+//! A token is 128 bits, written as 32 lowercase hex digits. It is the only
+//! capability a reconnect needs besides the route's own auth, so it must
+//! not be guessable: all 128 bits are random on a single relay. In cluster
+//! mode the first 32 are the producing replica's id (a reconnect on
+//! another replica knows where to ask without a lookup) and 96 are random.
+//! Events carry `id: <token>:<seq>`, `seq` counting the stream's events
+//! from 1.
 
 use std::fmt;
 
@@ -19,6 +22,18 @@ impl Token {
         let mut bytes = [0u8; 16];
         SystemRandom::new().fill(&mut bytes).ok()?;
         Some(Self(bytes))
+    }
+
+    /// A fresh token naming `replica` as its producer (cluster mode).
+    pub(crate) fn random_on(replica: u32) -> Option<Self> {
+        let mut t = Self::random()?;
+        t.0[..4].copy_from_slice(&replica.to_be_bytes());
+        Some(t)
+    }
+
+    /// The producing replica's id, in cluster mode (the first 32 bits).
+    pub(crate) fn replica(&self) -> u32 {
+        u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]])
     }
 
     /// Reads 32 hex digits (either case).

@@ -56,6 +56,10 @@ pub(crate) struct ResumeCounters {
     pub streams: AtomicI64,
     /// Bytes all resume buffers hold now.
     pub buffered_bytes: AtomicU64,
+    /// Cluster mode: readers this replica served for other replicas.
+    pub forwarded_streams: AtomicU64,
+    /// Cluster mode: stream bytes published to other replicas' readers.
+    pub forwarded_bytes: AtomicU64,
 }
 
 /// How a reconnect ended (`sse_edge_resume_reconnects_total{result}`).
@@ -66,15 +70,18 @@ pub(crate) enum ResumeResult {
     Expired,
     Overflow,
     BadPosition,
+    /// Cluster mode: the producing replica did not answer.
+    Unreachable,
 }
 
 impl ResumeResult {
-    const ALL: [ResumeResult; 5] = [
+    const ALL: [ResumeResult; 6] = [
         ResumeResult::Resumed,
         ResumeResult::Unknown,
         ResumeResult::Expired,
         ResumeResult::Overflow,
         ResumeResult::BadPosition,
+        ResumeResult::Unreachable,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -84,6 +91,7 @@ impl ResumeResult {
             ResumeResult::Expired => "expired",
             ResumeResult::Overflow => "overflow",
             ResumeResult::BadPosition => "bad_position",
+            ResumeResult::Unreachable => "unreachable",
         }
     }
 }
@@ -137,6 +145,18 @@ impl ResumeCounters {
             "sse_edge_resume_buffered_bytes",
             "Bytes held by all resume buffers.",
             i64::try_from(load(&self.buffered_bytes)).unwrap_or(i64::MAX),
+        );
+        counter(
+            out,
+            "sse_edge_resume_forwarded_streams_total",
+            "Cluster mode: reconnects on other replicas this replica served its streams to.",
+            load(&self.forwarded_streams),
+        );
+        counter(
+            out,
+            "sse_edge_resume_forwarded_bytes_total",
+            "Cluster mode: stream bytes this replica published to other replicas' readers.",
+            load(&self.forwarded_bytes),
         );
     }
 }

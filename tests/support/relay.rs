@@ -312,6 +312,12 @@ impl RelayProc {
         assert!(status.success(), "kill -TERM failed");
     }
 
+    /// Kills the process outright (SIGKILL): no drain, no goodbye.
+    pub async fn sigkill(&mut self) {
+        self.child.start_kill().expect("send SIGKILL");
+        let _ = self.child.wait().await;
+    }
+
     /// Waits for the process to exit within `limit`; then for its output.
     pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         let status = tokio::time::timeout(limit, self.child.wait())
