@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::admin::Admin;
 use crate::cluster::Cluster;
@@ -163,8 +164,17 @@ pub async fn start(config: Config, access: AccessLog) -> Result<Running, StartEr
     let server = Arc::new(Server::new(&config.server, relay.clone(), tls, metrics));
     let drain_timeout = config.drain_timeout;
     let run = server.run(listener, drain.clone(), drain_timeout);
+    let drain_started = {
+        let drain = drain.clone();
+        async move {
+            drain.wait().await;
+            Instant::now()
+        }
+    };
     let supervisor = tokio::spawn(async move {
-        run.await;
+        let (_, drain_started) = tokio::join!(run, drain_started);
+        // Readers on other replicas get the drain's time as clients here do.
+        let _ = tokio::time::timeout_at(drain_started + drain_timeout, hub.wait_forwarders()).await;
         stop.signal();
         hub.wait_idle().await;
         for h in helpers {

@@ -405,3 +405,46 @@ async fn without_redis_a_reconnect_elsewhere_is_refused_and_one_on_the_producer_
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_draining_producer_lets_a_reader_elsewhere_follow_for_its_drain_time_then_says_why() {
+    within(async {
+        let redis = RedisServer::start();
+        let stops = std::sync::Arc::new(Stops::default());
+        let up = Upstream::endless(Mode::Http1, Duration::from_millis(30), stops.clone()).await;
+        let (url, redis_url) = (up.url(), redis.url());
+        let mut args = cluster_args(&url, &redis_url);
+        args.extend(["--drain-timeout", "1500ms"]);
+        let (mut a, b) = tokio::join!(RelayProc::spawn(&args), RelayProc::spawn(&args));
+
+        let mut on_a = Conn::open(a.listen, post(CHAT, STREAM_REQ)).await;
+        let token = on_a.stream_id.clone().unwrap();
+        on_a.until(2).await;
+        on_a.cut();
+        let mut on_b = Conn::open(b.listen, resume_post(&on_a.last_id())).await;
+        assert_eq!(on_b.status, 200, "{:?}", on_b.error_code);
+        on_b.until(3).await;
+        a.sigterm();
+        let at_term = on_b.events().len();
+        on_b.read_all().await;
+        let status = a.wait_exit(Duration::from_secs(10)).await;
+        assert!(status.success(), "A exits cleanly: {status}");
+
+        let (last, stream) = on_b.events().split_last().unwrap();
+        let seqs = seqs(stream, &token);
+        let expected: Vec<u64> = (3..3 + seqs.len() as u64).collect();
+        assert_eq!(seqs, expected, "contiguous events after Last-Event-ID");
+        // ~1.5 s of drain at one event per 30 ms: well over 10 more events.
+        assert!(
+            seqs.len() >= at_term + 10,
+            "B followed during the drain: {} events, {at_term} at SIGTERM",
+            seqs.len()
+        );
+        assert!(
+            last.data.contains("shutting_down"),
+            "last event: {:?}",
+            last.data
+        );
+    })
+    .await;
+}

@@ -71,15 +71,22 @@ pub(crate) struct Hub {
     /// tasks shutdown waits for.
     producers: AtomicUsize,
     idle: Notify,
+    /// Of those, forwarders (a drain lets them finish as it lets clients).
+    forwarders: AtomicUsize,
+    forwarders_idle: Notify,
     /// Cluster mode: this replica's end of the bus.
     remote: OnceLock<Arc<Remote>>,
 }
 
-/// Counts a task [`Hub::wait_idle`] waits for, while it lives.
+/// Counts a forwarder, a task [`Hub::wait_idle`] waits for, while it
+/// lives.
 pub(super) struct Busy(Arc<Hub>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
+        if self.0.forwarders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.forwarders_idle.notify_waiters();
+        }
         self.0.task_ended();
     }
 }
@@ -97,6 +104,8 @@ impl Hub {
             stop,
             producers: AtomicUsize::new(0),
             idle: Notify::new(),
+            forwarders: AtomicUsize::new(0),
+            forwarders_idle: Notify::new(),
             remote: OnceLock::new(),
         }
     }
@@ -111,10 +120,26 @@ impl Hub {
         self.remote.get()
     }
 
-    /// Counts a task [`Self::wait_idle`] must wait for until the guard goes.
+    /// Counts a forwarder until the guard goes.
     pub(super) fn busy(self: &Arc<Self>) -> Busy {
         self.producers.fetch_add(1, Ordering::AcqRel);
+        self.forwarders.fetch_add(1, Ordering::AcqRel);
         Busy(self.clone())
+    }
+
+    /// Resolves when no forwarder serves another replica's reader: a
+    /// draining replica gives those readers the time it gives its own
+    /// clients.
+    pub(crate) async fn wait_forwarders(&self) {
+        loop {
+            let idle = self.forwarders_idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.forwarders.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
     }
 
     fn task_ended(&self) {
