@@ -246,3 +246,96 @@ async fn an_eventsource_resumes_through_a_cut_connection_with_last_event_id() {
     })
     .await;
 }
+
+/// The same, across replicas in cluster mode: the stream is produced on A,
+/// the EventSource's first connection reaches B and its reconnect C (a
+/// round-robin forwarder standing in for a load balancer), and it reads
+/// every event once, with one upstream request.
+#[tokio::test]
+async fn an_eventsource_resumes_across_three_replicas_in_cluster_mode() {
+    ensure_interop_packages(); // blocking, before any request is in flight
+    within(async {
+        let frames = sse_events(EVENTS);
+        let want: Vec<String> = whatwg::parse(&concat(&frames))
+            .into_iter()
+            .map(|e| e.data)
+            .collect();
+        let reconnected = Arc::new(Notify::new());
+        let up = gated_upstream(frames, reconnected.clone()).await;
+        let redis = RedisServer::start();
+        let (url, redis_url) = (up.url(), redis.url());
+        let args = [
+            "--upstream",
+            url.as_str(),
+            "--resume-window",
+            "5s",
+            "--heartbeat",
+            "100ms",
+            "--cluster-url",
+            redis_url.as_str(),
+        ];
+        let (a, b, c) = tokio::join!(
+            RelayProc::spawn(&args),
+            RelayProc::spawn(&args),
+            RelayProc::spawn(&args)
+        );
+
+        // The original request on A: a few events for the token, then gone.
+        let mut client = Client::h1(a.listen).await;
+        let res = client
+            .send(post("/v1/chat/completions", STREAM_REQ))
+            .await
+            .expect("request sent");
+        assert_eq!(res.status(), 200);
+        let token = res.headers()["sse-edge-stream-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let mut body = res.into_body();
+        let mut bytes = Vec::new();
+        while whatwg::parse(&bytes).len() < 3 {
+            let frame = body.frame().await.expect("stream goes on").expect("frame");
+            if let Ok(d) = frame.into_data() {
+                bytes.extend_from_slice(&d);
+            }
+        }
+        drop((body, client));
+
+        let fwd = Forwarder::across(vec![b.listen, c.listen], CUT_AFTER, reconnected).await;
+        let url = format!("http://{}/sse-edge/streams/{token}", fwd.addr);
+        let out = eventsource(&url, EVENTS).await;
+        let seen = fwd.seen();
+
+        assert_eq!(out["end"], "done", "{out}");
+        assert_eq!(
+            strings(&out["data"]),
+            want,
+            "every upstream event once, in order"
+        );
+        let ids: Vec<String> = (1..=EVENTS).map(|i| format!("{token}:{i}")).collect();
+        assert_eq!(strings(&out["ids"]), ids, "lastEventId per event");
+        assert!(seen.len() >= 2, "the EventSource reconnected by itself");
+        assert_eq!(
+            seen[0].response.len(),
+            CUT_AFTER,
+            "B's connection cut where asked"
+        );
+        let last = request_header(&seen[1].request, "last-event-id");
+        assert!(
+            last.as_deref().is_some_and(|l| l.starts_with(&token)),
+            "the reconnect to C names its last event: {last:?}"
+        );
+        assert_eq!(
+            up.requests().len(),
+            1,
+            "reconnects never reach the upstream"
+        );
+        // B and C each served one connection from A's stream.
+        let m = metrics(a.admin).await;
+        assert_eq!(
+            metric(&m, "sse_edge_resume_forwarded_streams_total", &[]),
+            Some(2.0)
+        );
+    })
+    .await;
+}

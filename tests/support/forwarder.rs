@@ -34,6 +34,17 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub async fn start(target: SocketAddr, cut: usize, reconnected: Arc<Notify>) -> Forwarder {
+        Self::across(vec![target], cut, reconnected).await
+    }
+
+    /// Like [`Forwarder::start`], sending connection `i` to
+    /// `targets[i % targets.len()]`, as a load balancer in front of
+    /// replicas would.
+    pub async fn across(
+        targets: Vec<SocketAddr>,
+        cut: usize,
+        reconnected: Arc<Notify>,
+    ) -> Forwarder {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let raw = RawUpstream::start({
             let seen = seen.clone();
@@ -47,6 +58,7 @@ impl Forwarder {
                     reconnected.notify_one();
                 }
                 let limit = (index == 0).then_some(cut);
+                let target = targets[index % targets.len()];
                 forward(client, target, limit, seen.clone(), index)
             }
         })
