@@ -97,6 +97,11 @@ async fn a_limit_of_n_holds_across_three_replicas() {
         }
     }
     assert_eq!(admitted, 5, "per-address limit across replicas");
+    // One round trip per admitted request (the limit is too slow for a
+    // lease of more than one token), and one per replica for its first
+    // refusal: Redis said when the next token comes, and until then the
+    // replica refuses on its own.
+    assert_eq!(round_trips(&relays).await, BUS + 5.0 + 3.0);
     // Per key: 4 per minute in all.
     let alice = [("x-api-key", ALICE)];
     let mut admitted = 0;
@@ -111,6 +116,7 @@ async fn a_limit_of_n_holds_across_three_replicas() {
         }
     }
     assert_eq!(admitted, 4, "per-key limit across replicas");
+    assert_eq!(round_trips(&relays).await, BUS + 8.0 + 4.0 + 3.0);
     assert_eq!(up.request_count(), 9);
     // At once: 30 concurrent requests over the three replicas, 6 admitted.
     let mut all = tokio::task::JoinSet::new();
@@ -138,8 +144,26 @@ async fn a_limit_of_n_holds_across_three_replicas() {
         send(&relays[0], &format!("/burst{CHAT}"), &[]).await.status,
         429
     );
+    let rounds = round_trips(&relays).await;
+    // Concurrent requests all miss the replica's cache, so each may pay one.
+    assert!(
+        (BUS + 15.0 + 6.0 + 2.0..=BUS + 15.0 + 30.0 + 2.0).contains(&rounds),
+        "{rounds} round trips"
+    );
+    for r in relays {
+        stop_relay(r).await;
+    }
+}
+
+/// Round trips of three replicas' buses at start (each checks that no
+/// other replica drew its id: `PUBSUB NUMSUB`).
+const BUS: f64 = 3.0;
+
+/// Round trips to Redis by all `relays` so far; checks each relay is up,
+/// error-free, and times every round trip.
+async fn round_trips(relays: &[sse_edge::Running]) -> f64 {
     let mut rounds = 0.0;
-    for r in &relays {
+    for r in relays {
         let m = metrics(r.admin).await;
         assert_eq!(metric(&m, "sse_edge_cluster_up", &[]), Some(1.0));
         assert_eq!(
@@ -153,11 +177,45 @@ async fn a_limit_of_n_holds_across_three_replicas() {
         );
         rounds += n;
     }
-    assert_eq!(
-        rounds,
-        15.0 + 12.0 + 30.0 + 2.0,
-        "one round trip per rate-limited request"
+    rounds
+}
+
+#[tokio::test]
+async fn leased_tokens_spare_round_trips_and_never_admit_more_than_n() {
+    let redis = RedisServer::start();
+    let up = Upstream::ok(Mode::Http1).await;
+    let dir = TempDir::new("cluster-lease");
+    // 30 per hour, all at once if need be: one token per 120 s, so none
+    // comes back during the test. A lease of 10 minutes is 5 tokens.
+    let toml = format!(
+        "[cluster]\nrate_limit_lease = \"10m\"\n{}",
+        route(
+            "/lease",
+            &up,
+            "rate_limit = \"30/h\"\nrate_limit_burst = 30"
+        )
     );
+    let relays = [
+        replica(&dir, &toml, &redis.url()).await,
+        replica(&dir, &toml, &redis.url()).await,
+        replica(&dir, &toml, &redis.url()).await,
+    ];
+    let mut admitted = 0;
+    for i in 0..60 {
+        let r = send(&relays[i % 3], &format!("/lease{CHAT}"), &[]).await;
+        match r.status.as_u16() {
+            200 => admitted += 1,
+            429 => {
+                let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
+                assert!((1..=121).contains(&secs), "Retry-After {secs}");
+            }
+            s => panic!("request {i}: status {s}"),
+        }
+    }
+    assert_eq!(admitted, 30, "N across replicas, leases or not");
+    // Each replica took two leases of 5 (its 10 requests) and asked once
+    // more, to hear when the next token comes: 9 round trips, not 60.
+    assert_eq!(round_trips(&relays).await, BUS + 6.0 + 3.0);
     for r in relays {
         stop_relay(r).await;
     }

@@ -45,7 +45,7 @@ pub(crate) use keys::{KeySet, KeysFileError};
 pub use keys::{digest, hex};
 
 use crate::cluster::Cluster;
-use crate::cluster::limit::Gcra;
+use crate::cluster::limit::{Gcra, SharedLimit};
 use crate::config::{ClusterErrorPolicy, RateLimit, RouteAuth};
 use crate::error::{Error, Kind};
 use crate::shutdown::Shutdown;
@@ -65,8 +65,7 @@ pub(crate) struct Gate {
 
 /// A route's rate limit in Redis.
 struct Shared {
-    cluster: Arc<Cluster>,
-    rate: Gcra,
+    limit: SharedLimit,
     on_error: ClusterErrorPolicy,
 }
 
@@ -98,8 +97,7 @@ impl Gate {
         };
         let shared = match (cluster, &cfg.rate_limit) {
             (Some(cluster), Some(limit)) => Some(Shared {
-                cluster: cluster.clone(),
-                rate: gcra(limit),
+                limit: SharedLimit::new(cluster.clone(), gcra(limit)),
                 on_error: cfg.on_cluster_error,
             }),
             _ => None,
@@ -149,16 +147,16 @@ impl Gate {
                 BucketKey::Key(d) => format!("{}:k:{}", self.route, hex(&d)),
                 BucketKey::Ip(ip) => format!("{}:ip:{ip}", self.route),
             };
-            match shared.cluster.admit(&name, shared.rate).await {
+            match shared.limit.admit(&name).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(wait)) => return Err(limited(wait, x)),
                 Err(e) if shared.on_error == ClusterErrorPolicy::Closed => {
-                    shared.cluster.count_fallback(true);
+                    shared.limit.cluster().count_fallback(true);
                     tracing::info!(route = &*self.route, %peer, "refused (fail-closed): {e}");
                     return Err(Error::with_cause(Kind::ClusterUnavailable, e));
                 }
                 Err(e) => {
-                    shared.cluster.count_fallback(false);
+                    shared.limit.cluster().count_fallback(false);
                     tracing::debug!(route = &*self.route, %peer, "local rate limit (fail-open): {e}");
                 }
             }

@@ -3,8 +3,9 @@
 //! Each replica draws a random id at start and subscribes to
 //! `<key_prefix>rp:<id hex>`. Anything addressed to a replica is
 //! `PUBLISH`ed there; what a replica receives goes, in order, to the one
-//! consumer the bus was started for (the resume layer, which speaks its
-//! own protocol over it). Redis stores nothing: a message reaches the
+//! handler the bus was started with (the resume layer, which speaks its
+//! own protocol over it), called in the listening task itself: no hop
+//! through a queue per message. Redis stores nothing: a message reaches the
 //! replica if it is subscribed at that moment, and `PUBLISH` says how many
 //! were (0: that replica is gone).
 //!
@@ -17,7 +18,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_core::Stream;
-use tokio::sync::mpsc;
 
 use super::{BACKOFF, Cluster, Unavailable};
 use crate::shutdown::Shutdown;
@@ -60,13 +60,12 @@ impl Cluster {
     }
 
     /// Subscribes to this replica's channel (again after each loss) until
-    /// `stop`, handing what arrives to `to`. Returns when `stop` fires or
-    /// the consumer is gone.
+    /// `stop`, handing what arrives to `handle`, which must not block.
     pub(crate) async fn listen(
         &self,
         replica: ReplicaId,
-        to: mpsc::UnboundedSender<Inbound>,
-        stop: Shutdown,
+        mut handle: impl FnMut(Inbound),
+        stop: &Shutdown,
     ) {
         let channel = self.channel(replica);
         let mut first = true;
@@ -85,15 +84,12 @@ impl Cluster {
                             m = std::future::poll_fn(|cx| std::pin::Pin::new(&mut messages).poll_next(cx)) => m,
                         };
                         let Some(msg) = msg else { break };
-                        let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
-                        if to.send(Inbound::Message(payload)).is_err() {
-                            return;
-                        }
+                        handle(Inbound::Message(Bytes::copy_from_slice(
+                            msg.get_payload_bytes(),
+                        )));
                     }
                     tracing::warn!("cluster: subscription to the replicas' bus lost");
-                    if to.send(Inbound::Lost).is_err() {
-                        return;
-                    }
+                    handle(Inbound::Lost);
                 }
                 Err(e) => tracing::debug!("cluster: cannot subscribe to the replicas' bus: {e}"),
             }

@@ -65,6 +65,8 @@ pub(crate) struct Cluster {
     client: redis::Client,
     conn: ConnectionManager,
     connect_timeout: Duration,
+    /// `cluster.rate_limit_lease` (`limit`).
+    rate_limit_lease: Duration,
     command_timeout: Duration,
     key_prefix: String,
     /// Time zero of `retry_at`.
@@ -114,6 +116,7 @@ impl Cluster {
             client,
             conn,
             connect_timeout: cfg.connect_timeout,
+            rate_limit_lease: cfg.rate_limit_lease,
             command_timeout: cfg.command_timeout,
             key_prefix: cfg.key_prefix.clone(),
             epoch: Instant::now(),

@@ -42,6 +42,7 @@ pub(super) fn build_cluster(v: &Values) -> Result<Option<ClusterConfig>, ConfigE
         connect_timeout: v.get("cluster.connect_timeout", parse_positive_duration)?,
         command_timeout: v.get("cluster.command_timeout", parse_positive_duration)?,
         key_prefix,
+        rate_limit_lease: v.get("cluster.rate_limit_lease", super::value::parse_duration)?,
     }))
 }
 

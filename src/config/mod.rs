@@ -86,6 +86,9 @@ pub struct ClusterConfig {
     pub command_timeout: Duration,
     /// Prefix of every key the relay writes.
     pub key_prefix: String,
+    /// How much of a rate limit's tokens (in time at its rate) a replica
+    /// takes at once; zero takes one per request.
+    pub rate_limit_lease: Duration,
 }
 
 /// A Redis URL that may hold a password: `Debug` and `Display` show it

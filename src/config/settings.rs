@@ -117,10 +117,11 @@ pub(super) const SETTINGS: &[Setting] = &[
     set("log.level", Kind::Text, V("info"), "Diagnostics filter used when RUST_LOG is unset"),
     set("usage.max_models", Kind::Int, V("32"), "Distinct model labels in token metrics before the rest fold into \"other\", 1..=10000"),
     set("usage.max_body_size", Kind::Size, V("1MiB"), "Largest non-streaming JSON response parsed for usage"),
-    set("cluster.url", Kind::Text, Unset, "Cluster mode: redis:// or rediss:// URL (user, password, db) of the Redis or Valkey the replicas share rate limits in; unset keeps everything in-process"),
+    set("cluster.url", Kind::Text, Unset, "Cluster mode: redis:// or rediss:// URL (user, password, db) of the Redis or Valkey the replicas share rate limits and stream resumption through; unset keeps everything in-process"),
     set("cluster.connect_timeout", Kind::Duration, V("2s"), "Cluster mode: deadline for connecting to Redis"),
     set("cluster.command_timeout", Kind::Duration, V("250ms"), "Cluster mode: deadline for one Redis round trip; past it the route's rate_limit_on_cluster_error applies"),
     set("cluster.key_prefix", Kind::Text, V("sse-edge:"), "Cluster mode: prefix of every Redis key the relay writes, at most 64 bytes"),
+    set("cluster.rate_limit_lease", Kind::Duration, V("100ms"), "Cluster mode: a replica takes this much of a rate limit's tokens from Redis at once and spends them without a round trip (0s: one round trip per request)"),
 ];
 
 /// Names derived from a setting's key, computed once so clap can borrow them.

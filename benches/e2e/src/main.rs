@@ -133,6 +133,35 @@ fn load(args: &[String]) -> Result<(), String> {
                     percentile(&st.lat_ns, 100.0) / 1e3
                 );
             }
+            "resume" => {
+                let then = match a.opt("resume-addr") {
+                    Some(v) => client::Endpoint::plain(v.parse().map_err(|e| format!("--resume-addr: {e}"))?),
+                    None => ep.clone(),
+                };
+                let mut st = client::resumes(
+                    &ep,
+                    &then,
+                    clients,
+                    a.num("streams", 320)?,
+                    a.num("events", 300)?,
+                    a.num("interval-us", 1000)?,
+                    a.num("cut-after", 10)?,
+                )
+                .await;
+                st.reconnect_ns.sort_unstable();
+                println!(
+                    "streams {} failed {} events {} in {:.2} s; reconnect p50 {:.1} us p99 {:.1} us",
+                    st.streams,
+                    st.failed,
+                    st.events,
+                    st.wall.as_secs_f64(),
+                    percentile(&st.reconnect_ns, 50.0) / 1e3,
+                    percentile(&st.reconnect_ns, 99.0) / 1e3
+                );
+                if let Some(e) = st.first_error {
+                    eprintln!("first failure: {e}");
+                }
+            }
             "idle" => {
                 let n: u64 = a.num("streams", 1000)?;
                 let set = client::open_idle(&ep, n, 200);

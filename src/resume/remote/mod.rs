@@ -40,8 +40,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 pub(crate) use feed::Feed;
 
 use super::hub::{Hub, ResumeError};
@@ -89,13 +87,16 @@ impl Remote {
             slots: Mutex::new(HashMap::new()),
             forwarders: Mutex::new(HashMap::new()),
         });
-        let (tx, rx) = mpsc::unbounded_channel();
         let listen = {
             let (this, stop) = (this.clone(), stop.clone());
-            tokio::spawn(async move { this.cluster.listen(replica, tx, stop).await })
+            tokio::spawn(async move {
+                this.cluster
+                    .listen(replica, |m| this.inbound(m), &stop)
+                    .await;
+                this.fail_all(feed::Failure::Stopped);
+            })
         };
-        let dispatch = tokio::spawn(this.clone().dispatch(rx, stop.clone()));
-        Some((this, vec![listen, dispatch]))
+        Some((this, vec![listen]))
     }
 
     pub(crate) fn replica(&self) -> ReplicaId {
@@ -217,23 +218,15 @@ impl Remote {
         lock(&self.slots).remove(&slot);
     }
 
-    /// Hands every message the bus brings to its slot or its handler.
-    async fn dispatch(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Inbound>, stop: Shutdown) {
-        loop {
-            let inbound = tokio::select! {
-                () = stop.wait() => break,
-                m = rx.recv() => m,
-            };
-            match inbound {
-                Some(Inbound::Message(payload)) => match Envelope::decode(payload) {
-                    Some(e) => self.receive(e),
-                    None => tracing::warn!("resume: malformed message on the replicas' bus"),
-                },
-                Some(Inbound::Lost) => self.fail_all(feed::Failure::BusLost),
-                None => break,
-            }
+    /// Hands what the bus brings to its slot or its handler.
+    fn inbound(self: &Arc<Self>, m: Inbound) {
+        match m {
+            Inbound::Message(payload) => match Envelope::decode(payload) {
+                Some(e) => self.receive(e),
+                None => tracing::warn!("resume: malformed message on the replicas' bus"),
+            },
+            Inbound::Lost => self.fail_all(feed::Failure::BusLost),
         }
-        self.fail_all(feed::Failure::Stopped);
     }
 
     fn receive(self: &Arc<Self>, e: Envelope) {
