@@ -93,16 +93,6 @@ impl Inlet {
     }
 }
 
-impl Outlet {
-    /// The first message, within `limit`.
-    pub(super) async fn first(&mut self, limit: Duration) -> Result<Msg, ResumeError> {
-        match tokio::time::timeout(limit, self.rx.recv()).await {
-            Ok(Some(Item::Msg(m))) => Ok(m),
-            Ok(Some(Item::Failed(_)) | None) | Err(_) => Err(ResumeError::Unreachable),
-        }
-    }
-}
-
 /// What a remote feed gives its reader.
 pub(crate) enum Step {
     Data(Bytes),
@@ -142,6 +132,26 @@ impl Feed {
             limit,
             ended: false,
         }
+    }
+
+    pub(super) fn slot(&self) -> u64 {
+        self.slot
+    }
+
+    pub(super) fn producer(&self) -> ReplicaId {
+        self.producer
+    }
+
+    /// The producer's answer to a request, within `limit`. An answer that
+    /// leaves nothing running on the producer (anything but `Accepted`)
+    /// ends the feed: dropping it then sends no cancel.
+    pub(super) async fn first(&mut self, limit: Duration) -> Result<Msg, ResumeError> {
+        let answer = match tokio::time::timeout(limit, self.outlet.rx.recv()).await {
+            Ok(Some(Item::Msg(m))) => m,
+            Ok(Some(Item::Failed(_)) | None) | Err(_) => return Err(ResumeError::Unreachable),
+        };
+        self.ended = !matches!(answer, Msg::Accepted { .. });
+        Ok(answer)
     }
 
     pub(crate) fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {

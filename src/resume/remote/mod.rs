@@ -109,15 +109,13 @@ impl Remote {
     }
 
     /// The route and dialect of `token`'s stream, asked of its producer.
-    pub(crate) async fn query(&self, token: Token) -> Result<(usize, Dialect), ResumeError> {
-        let (slot, mut inlet) = self.open_slot(token.replica(), 0);
-        let asked = self.ask(token.replica(), slot, Msg::Query { token }).await;
-        let answer = match asked {
-            Ok(()) => inlet.first(SILENCE).await,
-            Err(e) => Err(e),
-        };
-        self.close_slot(slot);
-        match answer? {
+    pub(crate) async fn query(
+        self: &Arc<Self>,
+        token: Token,
+    ) -> Result<(usize, Dialect), ResumeError> {
+        let mut replies = self.open_slot(token.replica(), 0);
+        self.ask(&replies, Msg::Query { token }).await?;
+        match replies.first(SILENCE).await? {
             Msg::Info { route, dialect } => Ok((route, dialect)),
             Msg::Refused(e) => Err(e),
             _ => Err(ResumeError::Unreachable),
@@ -133,44 +131,33 @@ impl Remote {
         route: usize,
         key: Option<&str>,
     ) -> Result<(Dialect, Feed), ResumeError> {
-        let producer = token.replica();
         // The limit is the stream's own, known once it is accepted; until
-        // then the inlet takes the largest a producer may send at once.
-        let (slot, mut inlet) = self.open_slot(producer, MAX_MESSAGE as u64);
+        // then the slot takes the largest a producer may send at once.
+        let mut feed = self.open_slot(token.replica(), MAX_MESSAGE as u64);
         let msg = Msg::Attach {
             token,
             after,
             route,
             key: key.map(str::to_owned),
         };
-        let answer = match self.ask(producer, slot, msg).await {
-            Ok(()) => inlet.first(SILENCE).await,
-            Err(e) => Err(e),
-        };
-        match answer {
-            Ok(Msg::Accepted { dialect, max_bytes }) => {
-                self.set_limit(slot, max_bytes.max(MAX_MESSAGE as u64));
-                let feed = Feed::new(self.clone(), producer, slot, inlet, SILENCE);
+        self.ask(&feed, msg).await?;
+        // Whatever happens from here, dropping the feed frees the slot and,
+        // unless the producer answered for good, tells it to let go.
+        match feed.first(SILENCE).await? {
+            Msg::Accepted { dialect, max_bytes } => {
+                self.set_limit(feed.slot(), max_bytes.max(MAX_MESSAGE as u64));
                 Ok((dialect, feed))
             }
-            other => {
-                self.close_slot(slot);
-                if other.is_err() {
-                    // It may still attach: make sure it lets go.
-                    self.send_later(producer, slot, Msg::Cancel);
-                }
-                Err(match other {
-                    Ok(Msg::Refused(e)) | Err(e) => e,
-                    Ok(_) => ResumeError::Unreachable,
-                })
-            }
+            Msg::Refused(e) => Err(e),
+            _ => Err(ResumeError::Unreachable),
         }
     }
 
-    /// Publishes a request to `producer`; a replica nobody listens for is
-    /// as unreachable as Redis itself.
-    async fn ask(&self, producer: ReplicaId, slot: u64, msg: Msg) -> Result<(), ResumeError> {
-        match self.send(producer, slot, msg).await {
+    /// Publishes a request for `feed`'s slot to its producer; a replica
+    /// nobody listens for is as unreachable as Redis itself.
+    async fn ask(&self, feed: &Feed, msg: Msg) -> Result<(), ResumeError> {
+        let producer = feed.producer();
+        match self.send(producer, feed.slot(), msg).await {
             Ok(n) if n > 0 => Ok(()),
             Ok(_) => {
                 tracing::info!(
@@ -201,11 +188,13 @@ impl Remote {
         });
     }
 
-    fn open_slot(&self, producer: ReplicaId, limit: u64) -> (u64, feed::Outlet) {
+    /// A new slot for replies from `producer`, owned by the feed returned
+    /// (dropping it frees the slot).
+    fn open_slot(self: &Arc<Self>, producer: ReplicaId, limit: u64) -> Feed {
         let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
         let (inlet, outlet) = feed::channel(producer, limit);
         lock(&self.slots).insert(slot, inlet);
-        (slot, outlet)
+        Feed::new(self.clone(), producer, slot, outlet, SILENCE)
     }
 
     fn set_limit(&self, slot: u64, limit: u64) {
