@@ -7,7 +7,8 @@
 //! codec) and back: `body` (the SSE engine: keepalives, honest endings) or
 //! `resume` (a stream's producer and replay log) -> `telemetry` (metrics,
 //! access log). `cluster` holds what replicas share in Redis (rate limits,
-//! in cluster mode). `usage`, `dialect`, `sse` and `timer` are the pieces the
+//! and the bus over which `resume::remote` serves a reconnect from the
+//! replica producing its stream, in cluster mode). `usage`, `dialect`, `sse` and `timer` are the pieces the
 //! bodies are made of. [`app`] builds it from a [`config`], `admin`
 //! reports on it, and `demo` runs it in front of a simulated slow model
 //! API. `cli` reads the command line for all of them.
