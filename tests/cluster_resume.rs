@@ -354,10 +354,11 @@ async fn takeover_is_cluster_wide_and_auth_stays_bound_to_route_and_key() {
 }
 
 #[tokio::test]
-async fn without_redis_a_reconnect_elsewhere_is_refused_and_one_on_the_producer_still_works() {
+async fn redis_stopped_mid_run_ends_readers_elsewhere_honestly_and_resumption_recovers() {
     within(async {
         let mut redis = RedisServer::start();
-        let up = Upstream::streaming(Mode::Http1, 30, Duration::from_millis(20)).await;
+        let stops = std::sync::Arc::new(Stops::default());
+        let up = Upstream::endless(Mode::Http1, Duration::from_millis(30), stops.clone()).await;
         let (url, redis_url) = (up.url(), redis.url());
         let args = cluster_args(&url, &redis_url);
         let (a, b) = tokio::join!(start_relay(&args), start_relay(&args));
@@ -365,41 +366,62 @@ async fn without_redis_a_reconnect_elsewhere_is_refused_and_one_on_the_producer_
         let token = on_a.stream_id.clone().unwrap();
         on_a.until(2).await;
         on_a.cut();
-        let id = on_a.last_id();
-        redis.kill();
 
-        let started = Instant::now();
-        let mut on_b = Conn::open(b.listen, resume_post(&id)).await;
+        // A reader on B follows; Redis goes away under it.
+        let mut on_b = Conn::open(b.listen, resume_post(&on_a.last_id())).await;
+        assert_eq!(on_b.status, 200, "{:?}", on_b.error_code);
+        on_b.until(3).await;
+        redis.kill();
+        let killed = Instant::now();
         on_b.read_all().await;
+        assert!(killed.elapsed() < Duration::from_secs(6), "ended, not hung");
+        let (last, stream) = on_b.events().split_last().unwrap();
+        let got = seqs(stream, &token);
+        assert_eq!(got, (3..3 + got.len() as u64).collect::<Vec<_>>());
+        assert!(
+            last.data.contains("cluster_unavailable") || last.data.contains("resume_producer_lost"),
+            "last event: {:?}",
+            last.data
+        );
+        let id = stream.last().unwrap().last_event_id.clone();
+
+        // Meanwhile a reconnect elsewhere is refused at once...
+        let started = Instant::now();
+        let mut refused = Conn::open(b.listen, resume_post(&id)).await;
+        refused.read_all().await;
         assert_eq!(
-            (on_b.status, on_b.error_code.as_deref()),
+            (refused.status, refused.error_code.as_deref()),
             (503, Some("resume_unreachable"))
         );
         assert!(
             started.elapsed() < Duration::from_secs(4),
             "refused promptly"
         );
+        // ...while the producing replica serves it as always.
+        let mut local = Conn::open(a.listen, resume_get(&token, Some(&id))).await;
+        assert_eq!(local.status, 200);
+        local.until(2).await;
+        local.cut();
+        let id = local.last_id();
 
-        let mut on_a = Conn::open(a.listen, resume_get(&token, Some(&id))).await;
-        assert_eq!(on_a.status, 200);
-        on_a.read_all().await;
-        assert_eq!(on_a.events().last().unwrap().data, "[DONE]");
-
-        // Redis back: reconnects elsewhere work again (the stream has ended
-        // but is held for its window).
+        // Redis back: the bus resubscribes and B follows the stream again.
         redis.restart();
-        let mut ok = None;
+        let mut back = None;
         for _ in 0..40 {
             let mut on_b = Conn::open(b.listen, resume_post(&id)).await;
             if on_b.status == 200 {
-                on_b.read_all().await;
-                ok = Some(on_b);
+                on_b.until(3).await;
+                back = Some(on_b);
                 break;
             }
+            on_b.read_all().await;
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let on_b = ok.expect("a reconnect on B succeeds once Redis is back");
-        assert_eq!(on_b.events().last().unwrap().data, "[DONE]");
+        let on_b = back.expect("a reconnect on B works once Redis is back");
+        let after: u64 = id.split_once(':').unwrap().1.parse().unwrap();
+        assert_eq!(seqs(on_b.events(), &token)[0], after + 1);
+        assert_eq!(up.request_count(), 1, "one upstream request throughout");
+        drop(on_b);
         stop_relay(a).await;
         stop_relay(b).await;
     })
