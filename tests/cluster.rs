@@ -389,6 +389,39 @@ fn the_url_is_checked_and_never_shown_with_its_password() {
             "{msg}"
         );
     }
+    // cluster.ca_file: only for rediss://, and only a file of certificates.
+    let not_pem = dir.write("not.pem", b"hello");
+    for (cluster, url, want) in [
+        (
+            format!("ca_file = \"{}\"", ca_pem_path().display()),
+            "redis://127.0.0.1:6379/0",
+            "not rediss://",
+        ),
+        (
+            format!("ca_file = \"{}\"", not_pem.display()),
+            "rediss://127.0.0.1:6379/0",
+            "no PEM certificates",
+        ),
+        (
+            "ca_file = \"/nonexistent/ca.pem\"".to_owned(),
+            "rediss://127.0.0.1:6379/0",
+            "cannot read",
+        ),
+    ] {
+        let toml = format!(
+            "[cluster]\nurl = \"{url}\"\n{cluster}\n[[route]]\nupstream = \"http://127.0.0.1:9\"\n"
+        );
+        let f = dir.write("ca.toml", toml.as_bytes());
+        let args = ["sse-edge", "check-config", f.to_str().unwrap()];
+        let Err(e) = from_args(args, &|_| None) else {
+            panic!("accepted: {cluster}");
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("cluster.ca_file") && msg.contains(want),
+            "{msg}"
+        );
+    }
     let Ok(Invocation::Run(c)) = run("rediss://edge:hunter2@cache.internal:6380/2", &[]) else {
         panic!("good URL refused");
     };
@@ -413,4 +446,53 @@ fn the_url_is_checked_and_never_shown_with_its_password() {
     ] {
         assert!(rendered.contains(line), "{line} in\n{rendered}");
     }
+}
+
+#[tokio::test]
+async fn rediss_is_verified_against_cluster_ca_file() {
+    let redis = RedisServer::start_tls();
+    let up = Upstream::ok(Mode::Http1).await;
+    let dir = TempDir::new("cluster-tls");
+    let ca = ca_pem_path().display().to_string();
+    let limited = route("/tls", &up, "rate_limit = \"100/m\"");
+    // The private CA: Redis is reached over TLS and decides.
+    let trusted = replica(
+        &dir,
+        &format!("[cluster]\nca_file = \"{ca}\"\n{limited}"),
+        &redis.tls_url(),
+    )
+    .await;
+    assert_eq!(
+        send(&trusted, &format!("/tls{CHAT}"), &[]).await.status,
+        200
+    );
+    let m = metrics(trusted.admin).await;
+    assert_eq!(metric(&m, "sse_edge_cluster_up", &[]), Some(1.0));
+    assert_eq!(
+        metric_or_zero(
+            &m,
+            "sse_edge_cluster_fallbacks_total",
+            &[("decision", "local")]
+        ),
+        0.0
+    );
+    // The system's CA store does not know the test CA: the handshake
+    // fails, and the route falls back to its own bucket (fail-open).
+    let untrusted = replica(&dir, &limited, &redis.tls_url()).await;
+    assert_eq!(
+        send(&untrusted, &format!("/tls{CHAT}"), &[]).await.status,
+        200
+    );
+    let m = metrics(untrusted.admin).await;
+    assert_eq!(metric(&m, "sse_edge_cluster_up", &[]), Some(0.0));
+    assert_eq!(
+        metric(
+            &m,
+            "sse_edge_cluster_fallbacks_total",
+            &[("decision", "local")]
+        ),
+        Some(1.0)
+    );
+    stop_relay(trusted).await;
+    stop_relay(untrusted).await;
 }

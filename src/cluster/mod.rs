@@ -104,7 +104,24 @@ impl Cluster {
     ///
     /// The URL cannot be turned into a client (config checked it already).
     pub(crate) fn new(cfg: &ClusterConfig) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(cfg.url.0.as_str())?;
+        let client = match &cfg.ca_file {
+            // Config checked the file; it may have gone since.
+            Some(path) => {
+                let root_cert = std::fs::read(path).map_err(|e| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "cannot read cluster.ca_file",
+                        e.to_string(),
+                    ))
+                })?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(cfg.url.0.as_str(), certs)?
+            }
+            None => redis::Client::open(cfg.url.0.as_str())?,
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.connect_timeout))
             .set_response_timeout(Some(cfg.command_timeout))

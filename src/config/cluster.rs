@@ -9,10 +9,14 @@
 
 use std::fmt;
 
+use std::path::Path;
+
 use redis::IntoConnectionInfo;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use super::load::{ConfigError, Values};
-use super::value::parse_positive_duration;
+use super::value::{parse_positive_duration, parse_readable_file};
 use super::{ClusterConfig, ClusterUrl};
 
 const URL: &str = "cluster.url";
@@ -37,13 +41,41 @@ pub(super) fn build_cluster(v: &Values) -> Result<Option<ClusterConfig>, ConfigE
             "invalid value for cluster.key_prefix: {key_prefix:?}: at most 64 bytes"
         )));
     }
+    let ca_file = v.opt("cluster.ca_file", parse_readable_file)?;
+    if let Some(path) = &ca_file {
+        if !text.to_ascii_lowercase().starts_with("rediss://") {
+            return Err(ConfigError(
+                "cluster.ca_file is set but cluster.url is not rediss:// (TLS): \
+                 the CA would verify nothing"
+                    .to_owned(),
+            ));
+        }
+        check_ca(path).map_err(|why| {
+            ConfigError(format!(
+                "invalid value for cluster.ca_file: {}: {why}",
+                path.display()
+            ))
+        })?;
+    }
     Ok(Some(ClusterConfig {
         url: ClusterUrl(text),
         connect_timeout: v.get("cluster.connect_timeout", parse_positive_duration)?,
         command_timeout: v.get("cluster.command_timeout", parse_positive_duration)?,
         key_prefix,
         rate_limit_lease: v.get("cluster.rate_limit_lease", super::value::parse_duration)?,
+        ca_file,
     }))
+}
+
+/// The file holds PEM certificates, at least one.
+fn check_ca(path: &Path) -> Result<(), String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no PEM certificates in it".to_owned());
+    }
+    Ok(())
 }
 
 /// The URL is one the client accepts, with a scheme cluster mode supports.

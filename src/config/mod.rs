@@ -89,6 +89,9 @@ pub struct ClusterConfig {
     /// How much of a rate limit's tokens (in time at its rate) a replica
     /// takes at once; zero takes one per request.
     pub rate_limit_lease: Duration,
+    /// PEM CA bundle that verifies a `rediss://` server (else the system's
+    /// CA store); checked at load to hold at least one certificate.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A Redis URL that may hold a password: `Debug` and `Display` show it

@@ -121,6 +121,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     set("cluster.connect_timeout", Kind::Duration, V("2s"), "Cluster mode: deadline for connecting to Redis"),
     set("cluster.command_timeout", Kind::Duration, V("250ms"), "Cluster mode: deadline for one Redis round trip; past it the route's rate_limit_on_cluster_error applies"),
     set("cluster.key_prefix", Kind::Text, V("sse-edge:"), "Cluster mode: prefix of every Redis key the relay writes, at most 64 bytes"),
+    set("cluster.ca_file", Kind::Path, Unset, "Cluster mode: PEM CA bundle that verifies a rediss:// server instead of the system's CA store (a managed Redis with its own CA)"),
     set("cluster.rate_limit_lease", Kind::Duration, V("100ms"), "Cluster mode: a replica takes this much of a rate limit's tokens from Redis at once and spends them without a round trip (0s: one round trip per request)"),
 ];
 

@@ -7,12 +7,15 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
+use super::{TempDir, free_port, test_ca};
 
 /// A running `redis-server`, killed on drop.
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// With TLS: its port, and the files of its certificate (signed by the
+    /// test CA, for `localhost`).
+    tls: Option<(u16, TempDir)>,
 }
 
 impl RedisServer {
@@ -21,9 +24,34 @@ impl RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             child: None,
+            tls: None,
         };
         server.restart();
         server
+    }
+
+    /// Like [`RedisServer::start`], also listening with TLS on another
+    /// port (see [`RedisServer::tls_url`]), with a certificate the test CA
+    /// signed.
+    pub fn start_tls() -> RedisServer {
+        let dir = TempDir::new("redis-tls");
+        let leaf = test_ca().leaf("redis");
+        dir.write("cert.pem", leaf.cert_pem.as_bytes());
+        dir.write("key.pem", leaf.key_pem.as_bytes());
+        dir.write("ca.pem", test_ca().cert_pem.as_bytes());
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            tls: Some((free_port(), dir)),
+        };
+        server.restart();
+        server
+    }
+
+    /// `rediss://localhost:<tls port>/0`.
+    pub fn tls_url(&self) -> String {
+        let (port, _) = self.tls.as_ref().expect("started with start_tls");
+        format!("rediss://localhost:{port}/0")
     }
 
     /// `redis://127.0.0.1:<port>/0`.
@@ -34,12 +62,18 @@ impl RedisServer {
     /// Starts it again on the same port (empty: nothing is persisted).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "redis-server already running");
-        let spawned = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"]);
+        if let Some((port, dir)) = &self.tls {
+            let file = |name: &str| dir.path.join(name).to_string_lossy().into_owned();
+            cmd.args(["--tls-port", &port.to_string()])
+                .args(["--tls-cert-file", &file("cert.pem")])
+                .args(["--tls-key-file", &file("key.pem")])
+                .args(["--tls-ca-cert-file", &file("ca.pem")])
+                .args(["--tls-auth-clients", "no"]);
+        }
+        let spawned = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn();
         let child = spawned.unwrap_or_else(|e| {
             panic!(
                 "cannot run redis-server ({e}): the cluster tests need Debian's \
