@@ -318,14 +318,15 @@ async fn takeover_is_cluster_wide_and_auth_stays_bound_to_route_and_key() {
         let after: u64 = id.split_once(':').unwrap().1.parse().unwrap();
         assert_eq!(first, after + 1, "C continues right after the id it named");
 
-        // A token naming a replica that is not on the bus: refused at once.
+        // A token naming a replica that is not on the bus (stopped, or
+        // never there): unknown, at once.
         let mut ghost = token.clone();
         ghost.replace_range(..8, "00000000");
         let mut lost = Conn::open(b.listen, key(resume_get(&ghost, None), Some(ALICE))).await;
         lost.read_all().await;
         assert_eq!(
             (lost.status, lost.error_code.as_deref()),
-            (503, Some("resume_unreachable"))
+            (404, Some("resume_unknown"))
         );
         assert_eq!(stops.count(), 0, "the upstream runs on throughout");
         let on = |r: &sse_edge::Running| metrics(r.admin);
@@ -335,10 +336,11 @@ async fn takeover_is_cluster_wide_and_auth_stays_bound_to_route_and_key() {
             metric(&mb, "sse_edge_resume_reconnects_total", &resumed),
             Some(1.0)
         );
-        let unreachable = [("result", "unreachable")];
+        // Bob's and the ghost's.
+        let unknown = [("result", "unknown")];
         assert_eq!(
-            metric(&mb, "sse_edge_resume_reconnects_total", &unreachable),
-            Some(1.0)
+            metric(&mb, "sse_edge_resume_reconnects_total", &unknown),
+            Some(2.0)
         );
         assert_eq!(
             metric(&ma, "sse_edge_resume_forwarded_streams_total", &[]),

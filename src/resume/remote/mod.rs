@@ -153,8 +153,11 @@ impl Remote {
         }
     }
 
-    /// Publishes a request for `feed`'s slot to its producer; a replica
-    /// nobody listens for is as unreachable as Redis itself.
+    /// Publishes a request for `feed`'s slot to its producer. Redis
+    /// answering that nobody listens for that replica means no replica
+    /// holds the stream (it stopped, or the token is not one of the
+    /// cluster's): unknown, as on one replica. Redis not answering is
+    /// [`ResumeError::Unreachable`].
     async fn ask(&self, feed: &Feed, msg: Msg) -> Result<(), ResumeError> {
         let producer = feed.producer();
         match self.send(producer, feed.slot(), msg).await {
@@ -162,9 +165,9 @@ impl Remote {
             Ok(_) => {
                 tracing::info!(
                     producer = %format_args!("{producer:08x}"),
-                    "resume: the replica holding this stream is not on the bus"
+                    "resume: no replica on the bus has this stream's id"
                 );
-                Err(ResumeError::Unreachable)
+                Err(ResumeError::Unknown)
             }
             Err(()) => Err(ResumeError::Unreachable),
         }
