@@ -19,6 +19,7 @@ mod orchestrate;
 mod procs;
 mod profile;
 mod report;
+mod resumes;
 mod upstream;
 mod util;
 mod variants;
@@ -138,7 +139,7 @@ fn load(args: &[String]) -> Result<(), String> {
                     Some(v) => client::Endpoint::plain(v.parse().map_err(|e| format!("--resume-addr: {e}"))?),
                     None => ep.clone(),
                 };
-                let mut st = client::resumes(
+                let mut st = resumes::resumes(
                     &ep,
                     &then,
                     clients,
