@@ -670,4 +670,3 @@ pub async fn simple(addr: SocketAddr, method: &str, path: &str) -> io::Result<St
     let body = resp.into_body().collect().await.map_err(io_err)?.to_bytes();
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
-
