@@ -40,14 +40,11 @@
 //! status and body, or the relay's error for a failure without one. The
 //! client never sees anything of an attempt that failed.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
-use http_body_util::BodyExt;
-use hyper::body::Frame;
 use tokio::time::Instant;
 
 use super::upstreams::{Endpoint, Group, GroupId, Upstreams};
@@ -55,15 +52,10 @@ use crate::body::Answer;
 use crate::config::{StreamConfig, Timeouts};
 use crate::dialect::continuation::{self, Delivered};
 use crate::error::{Error, Kind, UpstreamClass};
-use crate::sse::Scanner;
 use crate::telemetry::Attempts;
 use crate::upstream::{Failure, RequestBody, Sent, choose, least_recently_failed};
 use crate::usage::rewrite_model;
-
-/// Most bytes read ahead of the first event (upstream comments) before the
-/// answer counts as served anyway, and most bytes of an error body read to
-/// classify it.
-const READ_AHEAD_CAP: usize = 64 * 1024;
+use ahead::{first_event, first_frame, read_ahead_all, recycle};
 
 /// The parts of a request needed to send it again, to any endpoint.
 #[derive(Clone)]
@@ -281,13 +273,13 @@ pub(super) async fn send(
                 route = &*route,
                 "upstream {from}: {reason}; retry in {wait:?}"
             );
-            drop(tried_now); // an unread answer: its connection is closed
+            recycle(tried_now);
             tokio::time::sleep(wait).await;
             waited += wait;
             // Health may have changed while waiting.
             slot = pick(&ups, start, &tried, &silent, Instant::now(), admits);
         } else {
-            drop(tried_now);
+            recycle(tried_now);
         }
         note_failover(&ups, &route, from, slot, reason);
     }
@@ -582,150 +574,6 @@ fn should_retry_header(h: &HeaderMap) -> Option<bool> {
     }
 }
 
-/// Reads a `2xx` event stream up to its first event (an event with data;
-/// comments and Anthropic's `ping` do not count) and puts what it read back
-/// in front of the body.
-async fn first_event(sent: &mut Sent, t: &Timeouts) -> Result<(), (Failure, Error)> {
-    let deadline = t.first_event.map(|d| Instant::now() + d);
-    let mut scanner = Scanner::new(READ_AHEAD_CAP);
-    let mut frames = VecDeque::new();
-    let mut read = 0usize;
-    let body = sent.response.body_mut();
-    let outcome = loop {
-        let stall = t.read.map(|d| (Instant::now() + d, Failure::Stall));
-        let first = deadline.map(|d| (d, Failure::FirstEvent));
-        let limit = match (stall, first) {
-            (Some(a), Some(b)) => Some(if b.0 <= a.0 { b } else { a }),
-            (a, b) => a.or(b),
-        };
-        let next = match limit {
-            Some((at, why)) => match tokio::time::timeout_at(at, body.frame()).await {
-                Ok(next) => next,
-                Err(_) => break Err(timeout_failure(why, t)),
-            },
-            None => body.frame().await,
-        };
-        let frame = match next {
-            None => break Err(ended_early()),
-            Some(Err(e)) => {
-                let class = e.upstream_class().unwrap_or(UpstreamClass::Reset);
-                break Err((Failure::Upstream(class), e));
-            }
-            Some(Ok(frame)) => frame,
-        };
-        let mut found = false;
-        if let Some(data) = frame.data_ref() {
-            read += data.len();
-            let mut on_event = |ev: &crate::sse::Event| {
-                let p = ev.parse();
-                found |= p.data.is_some() && p.event.as_deref() != Some("ping");
-            };
-            // An overflow (an event past the cap) counts as an event.
-            found |= scanner.feed(data.clone(), &mut on_event).is_err();
-        }
-        frames.push_back(frame);
-        if found || read > READ_AHEAD_CAP {
-            break Ok(());
-        }
-    };
-    body.prime(frames);
-    outcome
-}
-
-fn timeout_failure(why: Failure, t: &Timeouts) -> (Failure, Error) {
-    let e = match why {
-        Failure::FirstEvent => Error::with_cause(
-            Kind::FirstEventTimeout,
-            format!(
-                "no event within {:?} (first_event_timeout)",
-                t.first_event.unwrap_or_default()
-            ),
-        ),
-        _ => Error::with_cause(
-            Kind::UpstreamReadTimeout,
-            format!(
-                "upstream sent nothing for {:?} (read_timeout)",
-                t.read.unwrap_or_default()
-            ),
-        ),
-    };
-    (why, e)
-}
-
-fn ended_early() -> (Failure, Error) {
-    let e = Error::with_cause(
-        Kind::UpstreamReset,
-        "upstream ended the event stream before its first event",
-    );
-    (Failure::Upstream(UpstreamClass::Truncated), e)
-}
-
-/// Reads the first frame of a `2xx` body that is not an event stream, so a
-/// body that fails at once is a failed attempt, not a cut answer.
-async fn first_frame(sent: &mut Sent, read: Option<Duration>) -> Result<(), (Failure, Error)> {
-    let body = sent.response.body_mut();
-    let next = match read {
-        Some(limit) => match tokio::time::timeout(limit, body.frame()).await {
-            Ok(next) => next,
-            Err(_) => {
-                let e = Error::with_cause(
-                    Kind::UpstreamReadTimeout,
-                    format!("upstream sent no body within {limit:?} (read_timeout)"),
-                );
-                return Err((Failure::Stall, e));
-            }
-        },
-        None => body.frame().await,
-    };
-    let front: VecDeque<Frame<Bytes>> = match next {
-        None => VecDeque::new(),
-        Some(Err(e)) => {
-            let class = e.upstream_class().unwrap_or(UpstreamClass::Reset);
-            return Err((Failure::Upstream(class), e));
-        }
-        Some(Ok(frame)) => VecDeque::from([frame]),
-    };
-    body.prime(front);
-    Ok(())
-}
-
-/// Reads an error body (up to [`READ_AHEAD_CAP`]) to look into it, and
-/// puts it back in front of whatever is left. A body that fails or stalls
-/// is cut where it failed; the answer still passes through.
-async fn read_ahead_all(sent: &mut Sent, read: Option<Duration>) -> Bytes {
-    let body = sent.response.body_mut();
-    let mut frames = VecDeque::new();
-    let mut text = BytesMut::new();
-    let mut failed = None;
-    while text.len() < READ_AHEAD_CAP {
-        let next = match read {
-            Some(limit) => match tokio::time::timeout(limit, body.frame()).await {
-                Ok(next) => next,
-                Err(_) => break,
-            },
-            None => body.frame().await,
-        };
-        match next {
-            None => break,
-            Some(Err(e)) => {
-                failed = Some(e);
-                break;
-            }
-            Some(Ok(frame)) => {
-                if let Some(d) = frame.data_ref() {
-                    text.extend_from_slice(d);
-                }
-                frames.push_back(frame);
-            }
-        }
-    }
-    if let Some(e) = failed {
-        tracing::debug!("upstream error body failed: {e}");
-    }
-    body.prime(frames);
-    text.freeze()
-}
-
 /// Whether an error body says the prompt exceeded the model's context
 /// window: OpenAI's `context_length_exceeded` code (and its message), and
 /// Anthropic's "prompt is too long".
@@ -773,5 +621,6 @@ fn is_failover_status(status: http::StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504 | 529)
 }
 
+mod ahead;
 #[cfg(test)]
 mod tests;

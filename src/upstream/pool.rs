@@ -764,6 +764,12 @@ impl Lease {
         self.load = Some(load);
     }
 
+    /// The request no longer counts on its endpoint's load (its answer was
+    /// refused and is only being read to keep the connection).
+    pub(crate) fn unload(&mut self) {
+        self.load = None;
+    }
+
     /// The response body was read to its end: the connection may serve the
     /// next request.
     pub fn release(&mut self) {

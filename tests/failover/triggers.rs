@@ -140,6 +140,31 @@ async fn a_json_request_fails_over_too() {
     .await;
 }
 
+/// A refused answer's body is read in the background, so its connection
+/// serves the next attempt on that endpoint instead of being closed.
+#[tokio::test]
+async fn the_connection_of_a_refused_answer_is_kept_for_the_next_request() {
+    limit(15, async {
+        for fault in ["503", "429"] {
+            let a = FaultyUpstream::failing("a", fault).await;
+            let b = FaultyUpstream::start("b").await;
+            let file = route_file(vec![group("primary", [ep(&a)]), group("backup", [ep(&b)])]);
+            let (relay, _log) = start_route_file(&file, &[]).await;
+            for i in 1..=2 {
+                let r = ask(relay.listen, post(CHAT, body(CHAT, "m", false))).await;
+                assert_eq!(r.status, 200, "{fault} #{i}: {}", r.text());
+                assert_eq!(served(&r), Some("b"));
+                // The connection goes back once its body is read.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(a.request_count(), 2, "{fault}: a was asked each time");
+            assert_eq!(a.connections(), 1, "{fault}: one connection to a for both");
+            stop_relay(relay).await;
+        }
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------- pass-through
 
 /// `a`'s answer to `fault` reaches the client unchanged; `b` is never asked.
