@@ -472,3 +472,32 @@ async fn a_draining_producer_lets_a_reader_elsewhere_follow_for_its_drain_time_t
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_long_replay_crosses_replicas_in_pieces() {
+    within(async {
+        // ~0.5 MB of events, produced at once while nobody reads.
+        const N: usize = 5000;
+        let redis = RedisServer::start();
+        let up = Upstream::streaming(Mode::Http1, N + 1, Duration::ZERO).await;
+        let (url, redis_url) = (up.url(), redis.url());
+        let mut args = cluster_args(&url, &redis_url);
+        args.extend(["--resume-max-bytes", "4MiB"]);
+        let (a, b) = tokio::join!(start_relay(&args), start_relay(&args));
+        let mut on_a = Conn::open(a.listen, post(CHAT, STREAM_REQ)).await;
+        let token = on_a.stream_id.clone().unwrap();
+        on_a.until(1).await;
+        on_a.cut();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut on_b = Conn::open(b.listen, resume_get(&token, Some(&format!("{token}:1")))).await;
+        assert_eq!(on_b.status, 200, "{:?}", on_b.error_code);
+        on_b.read_all().await;
+        let got = seqs(on_b.events(), &token);
+        assert_eq!(got, (2..=(N as u64 + 1)).collect::<Vec<_>>());
+        assert_eq!(on_b.events().last().unwrap().data, "[DONE]");
+        assert!(on_b.raw.len() > 400_000, "{} bytes", on_b.raw.len());
+        stop_relay(a).await;
+        stop_relay(b).await;
+    })
+    .await;
+}

@@ -71,13 +71,13 @@ impl Inlet {
         self.producer
     }
 
-    pub(super) fn set_limit(&mut self, limit: u64) {
-        self.limit = limit;
-    }
-
     /// Queues `msg`; false when the slot must go (its reader left, or it
     /// let too much pile up and was told so).
     pub(super) fn deliver(&mut self, msg: Msg) -> bool {
+        if let Msg::Accepted { max_bytes, .. } = &msg {
+            // The stream's own limit, before its replay can arrive.
+            self.limit = self.limit.max(*max_bytes);
+        }
         if let Msg::Data(b) = &msg {
             let queued = self.queued.fetch_add(b.len() as u64, Ordering::Relaxed);
             if queued + b.len() as u64 > self.limit {

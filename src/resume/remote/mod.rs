@@ -131,8 +131,8 @@ impl Remote {
         route: usize,
         key: Option<&str>,
     ) -> Result<(Dialect, Feed), ResumeError> {
-        // The limit is the stream's own, known once it is accepted; until
-        // then the slot takes the largest a producer may send at once.
+        // The limit is the stream's own, set as its acceptance arrives;
+        // until then the slot takes the largest a producer sends at once.
         let mut feed = self.open_slot(token.replica(), MAX_MESSAGE as u64);
         let msg = Msg::Attach {
             token,
@@ -144,10 +144,7 @@ impl Remote {
         // Whatever happens from here, dropping the feed frees the slot and,
         // unless the producer answered for good, tells it to let go.
         match feed.first(SILENCE).await? {
-            Msg::Accepted { dialect, max_bytes } => {
-                self.set_limit(feed.slot(), max_bytes.max(MAX_MESSAGE as u64));
-                Ok((dialect, feed))
-            }
+            Msg::Accepted { dialect, .. } => Ok((dialect, feed)),
             Msg::Refused(e) => Err(e),
             _ => Err(ResumeError::Unreachable),
         }
@@ -198,12 +195,6 @@ impl Remote {
         let (inlet, outlet) = feed::channel(producer, limit);
         lock(&self.slots).insert(slot, inlet);
         Feed::new(self.clone(), producer, slot, outlet, SILENCE)
-    }
-
-    fn set_limit(&self, slot: u64, limit: u64) {
-        if let Some(inlet) = lock(&self.slots).get_mut(&slot) {
-            inlet.set_limit(limit);
-        }
     }
 
     fn close_slot(&self, slot: u64) {
