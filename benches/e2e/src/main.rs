@@ -55,7 +55,7 @@ fn main() -> ExitCode {
 }
 
 /// `e2e-bench load --addr ADDR --workload stream|json|json-waves|prompt|idle|handshake|upload [--streams N]
-/// [--events N] [--interval-us N] [--clients N] [--secs S] [--wave-ms N] [--kb N] [--mib N] [--uploads N]
+/// [--events N] [--interval-us N] [--clients N] [--secs S] [--wave-ms N] [--kb N] [--content-type T] [--mib N] [--uploads N]
 /// [--tls] [--cpu N]`
 fn load(args: &[String]) -> Result<(), String> {
     let a = Args::parse(args, &["tls"])?;
@@ -117,7 +117,10 @@ fn load(args: &[String]) -> Result<(), String> {
             "prompt" => {
                 let d = Duration::from_secs_f64(a.num("secs", 3.0)?);
                 let body = prompt::body(a.num::<usize>("kb", 200)? * 1000);
-                let mut st = prompt::closed(&ep, clients, d, body).await;
+                let kind = a.opt("content-type").unwrap_or("application/json");
+                // Kept for the process's life, like the rest of the arguments.
+                let kind: prompt::ContentType = Box::leak(kind.to_string().into_boxed_str());
+                let mut st = prompt::closed(&ep, clients, d, body, kind).await;
                 st.lat_ns.sort_unstable();
                 println!(
                     "requests {} failed {} in {:.2} s; to first event p50 {:.1} us p99 {:.1} us",

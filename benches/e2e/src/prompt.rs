@@ -53,12 +53,16 @@ pub fn body(size: usize) -> Bytes {
     Bytes::from(v)
 }
 
-fn request(ep: &Endpoint, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
+/// The request's `content-type`: JSON, or (`--content-type` of `e2e-bench
+/// load`, to measure a relay that does not read the body) anything else.
+pub type ContentType = &'static str;
+
+fn request(ep: &Endpoint, body: Bytes, kind: ContentType) -> Result<Request<Full<Bytes>>, String> {
     Request::post(format!(
         "/v1/chat/completions?events={EVENTS}&interval_us=0&hold=0"
     ))
     .header("host", ep.addr.to_string())
-    .header("content-type", "application/json")
+    .header("content-type", kind)
     .header("accept", "text/event-stream")
     .header("authorization", "Bearer sk-bench")
     .header("user-agent", "e2e-bench")
@@ -68,12 +72,17 @@ fn request(ep: &Endpoint, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
 
 /// Sends one request and reads its stream whole; returns the time from the
 /// send to the first event, in ns.
-async fn one(ep: &Endpoint, sender: &mut Option<Sender>, body: Bytes) -> Result<u32, String> {
+async fn one(
+    ep: &Endpoint,
+    sender: &mut Option<Sender>,
+    body: Bytes,
+    kind: ContentType,
+) -> Result<u32, String> {
     client::ready_sender(ep, sender)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let s = sender.as_mut().ok_or("no connection")?;
-    let req = request(ep, body)?;
+    let req = request(ep, body, kind)?;
     let t0 = Instant::now();
     let resp = s
         .send_request(req)
@@ -107,7 +116,13 @@ async fn one(ep: &Endpoint, sender: &mut Option<Sender>, body: Bytes) -> Result<
 
 /// Closed loop on `conns` keep-alive connections for `duration`: each sends
 /// the next request as soon as the previous stream is complete.
-pub async fn closed(ep: &Endpoint, conns: usize, duration: Duration, body: Bytes) -> ReqStats {
+pub async fn closed(
+    ep: &Endpoint,
+    conns: usize,
+    duration: Duration,
+    body: Bytes,
+    kind: ContentType,
+) -> ReqStats {
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
@@ -118,7 +133,7 @@ pub async fn closed(ep: &Endpoint, conns: usize, duration: Duration, body: Bytes
             let mut st = ReqStats::default();
             let mut sender = None;
             while Instant::now() < deadline {
-                match one(&ep, &mut sender, body.clone()).await {
+                match one(&ep, &mut sender, body.clone(), kind).await {
                     Ok(ns) => {
                         st.ok += 1;
                         st.lat_ns.push(ns);
@@ -154,7 +169,8 @@ pub async fn cell(
 ) -> Result<(), String> {
     let s = &ctx.sizes;
     let body = body(s.prompt_kib * 1000);
-    let warm = closed(ep, 1, Duration::from_millis(300), body.clone()).await;
+    let json = "application/json";
+    let warm = closed(ep, 1, Duration::from_millis(300), body.clone(), json).await;
     if warm.failed > 0 {
         return Err(format!(
             "warm-up: {} failed requests, first: {}",
@@ -164,7 +180,8 @@ pub async fn cell(
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let a = snap(ctx, proxy.map(|p| p.pid));
-    let mut st = closed(ep, 1, Duration::from_secs_f64(s.json_secs), body.clone()).await;
+    let d = Duration::from_secs_f64(s.json_secs);
+    let mut st = closed(ep, 1, d, body.clone(), json).await;
     let b = snap(ctx, proxy.map(|p| p.pid));
     let m: &mut BTreeMap<&'static str, f64> = &mut cell.m;
     let (wall, cpu) = common(ctx, &a, &b, m);
