@@ -65,11 +65,10 @@ pub(super) fn head(
     conn: &ConnInfo,
     trust_forwarded: bool,
 ) -> Result<Head, Error> {
-    let target = route.upstream_target(parts.uri.path(), parts.uri.query());
-    // Checked once here; endpoints put only a checked base path in front.
-    if let Err(e) = target.parse::<Uri>() {
-        return Err(Error::with_cause(Kind::BadRequest, e));
-    }
+    // Parsed once here (taking the string's bytes, no copy); endpoints put
+    // only a checked base path in front.
+    let target = Uri::try_from(route.upstream_target(parts.uri.path(), parts.uri.query()))
+        .map_err(|e| Error::with_cause(Kind::BadRequest, e))?;
     let mut h = parts.headers;
     headers::strip_hop_by_hop(&mut h);
     h.remove(header::HOST);
