@@ -156,9 +156,9 @@ pub(super) struct BodyLimits {
 /// Reads a whole body within the size limit, each pause within `idle`.
 ///
 /// A body of one frame is kept as it came (no copy). Otherwise each frame
-/// is copied as it arrives into one buffer sized from the announced length,
-/// so hyper gets its read buffer back at once instead of allocating a new
-/// one while the relay holds the frames. One lazy deadline covers every
+/// is copied as it arrives into one buffer sized from the announced length
+/// (see [`capacity`]), so hyper gets its read buffer back at once instead
+/// of allocating a new one while the relay holds the frames. One lazy deadline covers every
 /// pause (a timestamp per frame, see [`ReadDeadline`]) rather than a timer
 /// per frame.
 async fn read_limited(mut body: Incoming, limits: BodyLimits) -> Result<Bytes, Error> {
@@ -188,7 +188,7 @@ async fn read_limited(mut body: Incoming, limits: BodyLimits) -> Result<Bytes, E
             continue;
         }
         if let Some(f) = first.take() {
-            out.reserve(capacity(&body, len, limits.size));
+            out.reserve(capacity(&body, len));
             out.extend_from_slice(&f);
         }
         out.extend_from_slice(&data);
@@ -199,13 +199,18 @@ async fn read_limited(mut body: Incoming, limits: BodyLimits) -> Result<Bytes, E
     })
 }
 
-/// Room for the whole body: the announced length when there is one
-/// (never past the limit), else what has come so far.
-fn capacity(body: &Incoming, read: u64, limit: u64) -> usize {
+/// Room for the whole body: the announced length when there is one, else
+/// what has come so far. At most [`RESERVE_CAP`] up front: a client that
+/// announces a large body and then stalls gets no more memory set aside
+/// than it sent; a larger body grows the buffer as it arrives.
+fn capacity(body: &Incoming, read: u64) -> usize {
     let hint = body.size_hint();
     let total = read.saturating_add(hint.exact().unwrap_or(hint.lower()));
-    usize::try_from(total.min(limit)).unwrap_or(0)
+    usize::try_from(total.min(RESERVE_CAP.max(read))).unwrap_or(0)
 }
+
+/// The most [`read_limited`] sets aside before the bytes arrive.
+const RESERVE_CAP: u64 = 1 << 20;
 
 fn accepts_event_stream(h: &HeaderMap) -> bool {
     h.get_all(header::ACCEPT)
