@@ -158,9 +158,9 @@ pub(super) struct BodyLimits {
 /// A body of one frame is kept as it came (no copy). Otherwise each frame
 /// is copied as it arrives into one buffer sized from the announced length
 /// (see [`capacity`]), so hyper gets its read buffer back at once instead
-/// of allocating a new one while the relay holds the frames. One lazy deadline covers every
-/// pause (a timestamp per frame, see [`ReadDeadline`]) rather than a timer
-/// per frame.
+/// of allocating a new one while the relay holds the frames. One lazy
+/// deadline covers every pause (a timestamp per frame, see
+/// [`ReadDeadline`]) rather than a timer per frame.
 async fn read_limited(mut body: Incoming, limits: BodyLimits) -> Result<Bytes, Error> {
     let mut idle = ReadDeadline::new(limits.idle);
     let mut first: Option<Bytes> = None;
