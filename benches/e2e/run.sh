@@ -8,7 +8,7 @@
 # Options: --quick, --no-install (skip apt-get), --no-micro (skip the
 # criterion micro-benches), --no-profile (skip profile.sh), --only LIST
 # (comma-separated scenarios: stream_paced,stream_burst,json_c1,json_c32,
-# idle,upload,heartbeat,tls_handshake,tls_stream,failover_c1,failover_c32),
+# prompt,idle,upload,heartbeat,tls_handshake,tls_stream,failover_c1,failover_c32),
 # --rounds N. Quick and partial
 # runs (--quick, --only, --rounds) skip the micro-benches and profiles,
 # leave BENCHMARKS.md alone and report in

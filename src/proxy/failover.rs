@@ -61,9 +61,9 @@ use ahead::{first_event, first_frame, read_ahead_all, recycle};
 #[derive(Clone)]
 pub(super) struct Head {
     pub method: Method,
-    /// Path and query after the route's prefix handling; each endpoint puts
-    /// its base path in front.
-    pub target: String,
+    /// Path and query after the route's prefix handling, parsed once;
+    /// each endpoint puts its base path in front.
+    pub target: Uri,
     pub headers: HeaderMap,
 }
 
@@ -74,12 +74,14 @@ impl Head {
         endpoint: &Endpoint,
         body: RequestBody,
     ) -> Result<Request<RequestBody>, Error> {
-        let uri: Uri = if endpoint.base_path.is_empty() {
-            self.target.parse()
+        let uri = if endpoint.base_path.is_empty() {
+            // A clone shares the parsed bytes: nothing is parsed again.
+            self.target.clone()
         } else {
-            format!("{}{}", endpoint.base_path, self.target).parse()
-        }
-        .map_err(|e| Error::with_cause(Kind::BadRequest, e))?;
+            let target = self.target.path_and_query().map_or("/", |p| p.as_str());
+            Uri::try_from(format!("{}{target}", endpoint.base_path))
+                .map_err(|e| Error::with_cause(Kind::BadRequest, e))?
+        };
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = uri;

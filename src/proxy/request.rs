@@ -14,18 +14,20 @@
 //! a body can be sent again as it is; every other body streams through
 //! untouched, and cannot be (see `failover::send_once`).
 
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use http::{HeaderMap, Method, Uri, header};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 
 use super::ConnInfo;
 use super::failover::Head;
 use super::headers;
 use super::route::Route;
+use crate::body::ReadDeadline;
 use crate::dialect::stream::ChatAsk;
 use crate::error::{Error, Kind};
 use crate::usage::{inject_include_usage, request_info};
@@ -63,11 +65,10 @@ pub(super) fn head(
     conn: &ConnInfo,
     trust_forwarded: bool,
 ) -> Result<Head, Error> {
-    let target = route.upstream_target(parts.uri.path(), parts.uri.query());
-    // Checked once here; endpoints put only a checked base path in front.
-    if let Err(e) = target.parse::<Uri>() {
-        return Err(Error::with_cause(Kind::BadRequest, e));
-    }
+    // Parsed once here (taking the string's bytes, no copy); endpoints put
+    // only a checked base path in front.
+    let target = Uri::try_from(route.upstream_target(parts.uri.path(), parts.uri.query()))
+        .map_err(|e| Error::with_cause(Kind::BadRequest, e))?;
     let mut h = parts.headers;
     headers::strip_hop_by_hop(&mut h);
     h.remove(header::HOST);
@@ -90,7 +91,7 @@ pub(super) async fn prepare(
     add_usage: bool,
 ) -> Result<Outbound, Error> {
     let accepts_sse = accepts_event_stream(&head.headers);
-    if hyper::body::Body::is_end_stream(&body) {
+    if body.is_end_stream() {
         // Nothing to read (a GET): it can go again as it is.
         return Ok(Outbound {
             head,
@@ -153,37 +154,63 @@ pub(super) struct BodyLimits {
 }
 
 /// Reads a whole body within the size limit, each pause within `idle`.
+///
+/// A body of one frame is kept as it came (no copy). Otherwise each frame
+/// is copied as it arrives into one buffer sized from the announced length
+/// (see [`capacity`]), so hyper gets its read buffer back at once instead
+/// of allocating a new one while the relay holds the frames. One lazy
+/// deadline covers every pause (a timestamp per frame, see
+/// [`ReadDeadline`]) rather than a timer per frame.
 async fn read_limited(mut body: Incoming, limits: BodyLimits) -> Result<Bytes, Error> {
-    let mut frames: Vec<Bytes> = Vec::new();
+    let mut idle = ReadDeadline::new(limits.idle);
+    let mut first: Option<Bytes> = None;
+    let mut out = BytesMut::new();
     let mut len: u64 = 0;
     loop {
-        let next = tokio::time::timeout(limits.idle, body.frame())
-            .await
-            .map_err(|_| Error::new(Kind::RequestTimeout))?;
+        let next = std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(Ok(frame)),
+            Poll::Pending => idle.poll_expired(cx).map(Err),
+        })
+        .await
+        .map_err(|_| Error::new(Kind::RequestTimeout))?;
         let Some(frame) = next else { break };
+        idle.arrived();
         let frame = frame.map_err(|e| Error::with_cause(Kind::DownstreamBody, e))?;
-        if let Ok(data) = frame.into_data() {
-            len += data.len() as u64;
-            if len > limits.size {
-                return Err(Error::new(Kind::BodyTooLarge));
-            }
-            frames.push(data);
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len += data.len() as u64;
+        if len > limits.size {
+            return Err(Error::new(Kind::BodyTooLarge));
         }
+        if out.is_empty() && first.is_none() {
+            first = Some(data);
+            continue;
+        }
+        if let Some(f) = first.take() {
+            out.reserve(capacity(&body, len));
+            out.extend_from_slice(&f);
+        }
+        out.extend_from_slice(&data);
     }
-    Ok(join(frames, len))
+    Ok(match first {
+        Some(only) => only,
+        None => out.freeze(),
+    })
 }
 
-/// One `Bytes` from several; no copy when there is one frame.
-fn join(frames: Vec<Bytes>, len: u64) -> Bytes {
-    if frames.len() == 1 {
-        return frames.into_iter().next().unwrap_or_default();
-    }
-    let mut out = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
-    for f in frames {
-        out.extend_from_slice(&f);
-    }
-    out.freeze()
+/// Room for the whole body: the announced length when there is one, else
+/// what has come so far. At most [`RESERVE_CAP`] up front: a client that
+/// announces a large body and then stalls gets no more memory set aside
+/// than it sent; a larger body grows the buffer as it arrives.
+fn capacity(body: &Incoming, read: u64) -> usize {
+    let hint = body.size_hint();
+    let total = read.saturating_add(hint.exact().unwrap_or(hint.lower()));
+    usize::try_from(total.min(RESERVE_CAP.max(read))).unwrap_or(0)
 }
+
+/// The most [`read_limited`] sets aside before the bytes arrive.
+const RESERVE_CAP: u64 = 1 << 20;
 
 fn accepts_event_stream(h: &HeaderMap) -> bool {
     h.get_all(header::ACCEPT)

@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
-use memchr::memmem::Finder;
+use memchr::memmem::{Finder, FinderRev};
 use simd_json::prelude::*;
 
 use super::body::model_of;
@@ -38,12 +38,31 @@ pub(crate) struct RequestInfo {
 /// body with it.
 static STREAM_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"stream\""));
 static MODEL_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"model\""));
+static STREAM_KEY_REV: LazyLock<FinderRev<'static>> =
+    LazyLock::new(|| FinderRev::new(b"\"stream\""));
+static MODEL_KEY_REV: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(b"\"model\""));
+
+/// How much of a body's start is searched forwards before the rest is
+/// searched from its end.
+const HEAD: usize = 4096;
+
+/// Whether `"stream"` or `"model"` occurs anywhere in `body`. Clients send
+/// them before the messages (most examples, curl) or after them (OpenAI's
+/// Python SDK), so the start is searched first and then the whole body
+/// from its end: a long prompt is crossed only when neither key is there.
+fn names_a_key(body: &[u8]) -> bool {
+    let head = &body[..body.len().min(HEAD)];
+    STREAM_KEY.find(head).is_some()
+        || MODEL_KEY.find(head).is_some()
+        || (body.len() > HEAD
+            && (STREAM_KEY_REV.rfind(body).is_some() || MODEL_KEY_REV.rfind(body).is_some()))
+}
 
 /// Reads the top-level `stream`, `model`, `n` and
 /// `stream_options.include_usage` keys; invalid JSON or a non-object gives
 /// the default.
 pub(crate) fn request_info(body: &[u8]) -> RequestInfo {
-    if STREAM_KEY.find(body).is_none() && MODEL_KEY.find(body).is_none() {
+    if !names_a_key(body) {
         return RequestInfo::default();
     }
     json::read(body, |value| {

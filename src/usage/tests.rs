@@ -357,6 +357,39 @@ fn request_info_cases() {
     }
 }
 
+/// The key pre-filter searches a body's start forwards and the rest from
+/// its end: keys before, after, inside and across that boundary of a long
+/// prompt are all found, and a long body without them is not parsed.
+#[test]
+fn request_info_finds_keys_anywhere_in_a_long_body() {
+    let prompt = "x".repeat(9000);
+    let cases = [
+        format!(r#"{{"model":"m","stream":true,"messages":[{{"content":"{prompt}"}}]}}"#),
+        format!(r#"{{"messages":[{{"content":"{prompt}"}}],"model":"m","stream":true}}"#),
+        format!(
+            r#"{{"a":"{}","model":"m","b":"{prompt}","stream":true,"c":"{prompt}"}}"#,
+            "y".repeat(4080)
+        ),
+    ];
+    for body in &cases {
+        let info = request_info(body.as_bytes());
+        assert_eq!((info.stream, info.model.as_deref()), (true, Some("m")));
+    }
+    for pad in 4070..4100 {
+        let body = format!(
+            r#"{{"a":"{}","model":"m","b":"{prompt}"}}"#,
+            "y".repeat(pad)
+        );
+        assert_eq!(
+            request_info(body.as_bytes()).model.as_deref(),
+            Some("m"),
+            "{pad}"
+        );
+    }
+    let none = format!(r#"{{"messages":[{{"content":"{prompt}"}}],"n":2}}"#);
+    assert_eq!(request_info(none.as_bytes()), RequestInfo::default());
+}
+
 /// Injects into `body`, checks the result is `body`'s JSON with only
 /// `stream_options.include_usage` set to true, and returns it as text.
 fn injected(body: &str) -> String {

@@ -465,7 +465,7 @@ pub struct ReqStats {
 }
 
 impl ReqStats {
-    fn merge(&mut self, o: ReqStats) {
+    pub fn merge(&mut self, o: ReqStats) {
         self.ok += o.ok;
         self.failed += o.failed;
         if self.first_error.is_none() {

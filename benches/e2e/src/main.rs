@@ -18,6 +18,7 @@ mod memory;
 mod orchestrate;
 mod procs;
 mod profile;
+mod prompt;
 mod report;
 mod resumes;
 mod upstream;
@@ -54,8 +55,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `e2e-bench load --addr ADDR --workload stream|json|json-waves|idle|handshake|upload [--streams N]
-/// [--events N] [--interval-us N] [--clients N] [--secs S] [--wave-ms N] [--mib N] [--uploads N]
+/// `e2e-bench load --addr ADDR --workload stream|json|json-waves|prompt|idle|handshake|upload [--streams N]
+/// [--events N] [--interval-us N] [--clients N] [--secs S] [--wave-ms N] [--kb N] [--content-type T] [--mib N] [--uploads N]
 /// [--tls] [--cpu N]`
 fn load(args: &[String]) -> Result<(), String> {
     let a = Args::parse(args, &["tls"])?;
@@ -107,6 +108,23 @@ fn load(args: &[String]) -> Result<(), String> {
                 st.lat_ns.sort_unstable();
                 println!(
                     "requests {} failed {} in {:.2} s; p50 {:.1} us p99 {:.1} us",
+                    st.ok,
+                    st.failed,
+                    st.wall.as_secs_f64(),
+                    percentile(&st.lat_ns, 50.0) / 1e3,
+                    percentile(&st.lat_ns, 99.0) / 1e3
+                );
+            }
+            "prompt" => {
+                let d = Duration::from_secs_f64(a.num("secs", 3.0)?);
+                let body = prompt::body(a.num::<usize>("kb", 200)? * 1000);
+                let kind = a.opt("content-type").unwrap_or("application/json");
+                // Kept for the process's life, like the rest of the arguments.
+                let kind: prompt::ContentType = Box::leak(kind.to_string().into_boxed_str());
+                let mut st = prompt::closed(&ep, clients, d, body, kind).await;
+                st.lat_ns.sort_unstable();
+                println!(
+                    "requests {} failed {} in {:.2} s; to first event p50 {:.1} us p99 {:.1} us",
                     st.ok,
                     st.failed,
                     st.wall.as_secs_f64(),

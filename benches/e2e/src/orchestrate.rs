@@ -29,6 +29,7 @@ pub enum Scn {
     Burst,
     JsonC1,
     JsonC32,
+    Prompt,
     Idle,
     Upload,
     Heartbeat,
@@ -38,11 +39,12 @@ pub enum Scn {
     FailoverC32,
 }
 
-pub const ALL: [Scn; 11] = [
+pub const ALL: [Scn; 12] = [
     Scn::Paced,
     Scn::Burst,
     Scn::JsonC1,
     Scn::JsonC32,
+    Scn::Prompt,
     Scn::Idle,
     Scn::Upload,
     Scn::Heartbeat,
@@ -59,6 +61,7 @@ impl Scn {
             Scn::Burst => "stream_burst",
             Scn::JsonC1 => "json_c1",
             Scn::JsonC32 => "json_c32",
+            Scn::Prompt => "prompt",
             Scn::Idle => "idle",
             Scn::Upload => "upload",
             Scn::Heartbeat => "heartbeat",
@@ -80,7 +83,7 @@ impl Scn {
             .map(|k| Some(Target::proxy(k)))
             .collect();
         match self {
-            Scn::Paced | Scn::Burst | Scn::JsonC1 | Scn::JsonC32 => {
+            Scn::Paced | Scn::Burst | Scn::JsonC1 | Scn::JsonC32 | Scn::Prompt => {
                 let mut v = vec![None];
                 v.extend(peers);
                 v
@@ -166,6 +169,8 @@ pub struct Sizes {
     pub tls_streams: u64,
     /// The JSON body of the upload run, in MiB.
     pub upload_mib: usize,
+    /// The request body of the long-prompt run, in KB (1000 bytes).
+    pub prompt_kib: usize,
     /// Requests of each way (healthy, 503, refused) in `failover_c1`.
     pub fo_requests: u64,
     /// How long `failover_c32` runs.
@@ -193,6 +198,7 @@ impl Sizes {
             hs_secs: 4.0,
             tls_streams: 320,
             upload_mib: 30,
+            prompt_kib: 200,
             fo_requests: 1000,
             fo_secs: 2.0,
             close_waits: CloseWait::list("5").unwrap_or_default(),
@@ -323,6 +329,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let mut sizes = if quick { Sizes::quick() } else { Sizes::full() };
     sizes.rounds = a.num("rounds", sizes.rounds)?;
     sizes.upload_mib = a.num("upload-mib", sizes.upload_mib)?;
+    sizes.prompt_kib = a.num("prompt-kb", sizes.prompt_kib)?;
     if let Some(w) = a.opt("close-waits") {
         sizes.close_waits = CloseWait::list(w)?;
     }
@@ -461,6 +468,7 @@ fn print_cell(c: &Cell) {
         "req_per_s",
         "p50_us",
         "p99_us",
+        "ttfe_p50_us",
         "kib_per_stream",
         "peak_above_kib",
         "cpu_us_per_keepalive",
@@ -567,6 +575,7 @@ async fn attempt_cell(ctx: &Ctx, scn: Scn, target: Option<&Target>, round: usize
             stream_cell(ctx, scn, &ep, proxy.as_ref(), &mut cell).await
         }
         Scn::JsonC1 | Scn::JsonC32 => json_cell(ctx, scn, &ep, proxy.as_ref(), &mut cell).await,
+        Scn::Prompt => crate::prompt::cell(ctx, &ep, proxy.as_ref(), &mut cell).await,
         Scn::Idle | Scn::Heartbeat => idle_cell(ctx, scn, &ep, proxy.as_ref(), &mut cell).await,
         Scn::Upload => memory::upload_cell(&ctx.sizes, &ep, proxy.as_ref(), &mut cell).await,
         Scn::TlsHandshake => hs_cell(ctx, &ep, proxy.as_ref(), &mut cell).await,

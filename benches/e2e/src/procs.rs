@@ -277,6 +277,9 @@ http {{
     keepalive_timeout 3600s;
     keepalive_requests 1000000;
     client_max_body_size 64m;
+    # A 200 KB prompt (the `prompt` run) is kept in memory, as sse-edge
+    # keeps it, instead of in a temp file (the default is 16k).
+    client_body_buffer_size 256k;
     client_body_temp_path {tmp}/body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;

@@ -303,6 +303,30 @@ fn rows(s: &Sizes) -> Vec<Row> {
             Goal::Ratio(0.9),
         ),
     ]);
+    let prompt = crate::prompt::label(s.prompt_kib);
+    let long: [(String, &'static str, bool, Goal); 3] = [
+        (
+            format!("{prompt}: proxy CPU per request"),
+            "cpu_us_per_req",
+            false,
+            Goal::Ratio(0.9),
+        ),
+        (
+            format!("{prompt}: added time to first event, p50"),
+            "ttfe_p50_us",
+            true,
+            Goal::NotAboveNginx,
+        ),
+        (
+            format!("{prompt}: added time to first event, p99"),
+            "ttfe_p99_us",
+            true,
+            Goal::Info,
+        ),
+    ];
+    for (label, metric, added, goal) in long {
+        v.push(r(label, "prompt", metric, "us", added, goal));
+    }
     let c1 = format!(
         "Failover, one connection, {} streams each way",
         s.fo_requests
@@ -689,6 +713,7 @@ pub fn detail_columns(scenario: &str, sizes: &Sizes) -> Vec<(&'static str, Strin
             ("proxy_core_util", "proxy core busy"),
             ("load_core_util", "load core busy"),
         ],
+        "prompt" => crate::prompt::DETAIL,
         "idle" => &[
             ("streams", "streams open"),
             ("failed", "failed"),
@@ -888,7 +913,7 @@ pub fn markdown(meta: &Meta, sizes: &Sizes, cells: &[Cell], elapsed: Duration) -
     );
     let _ = writeln!(
         out,
-        "- Sizes: {} paced streams and {} back-to-back streams of {} events over {} keep-alive clients; JSON runs {} s each; {} idle streams; one JSON upload of {} MiB; RSS read again {} after the idle streams and the upload have closed; {} silent streams for {} s of `--heartbeat 1s`; TLS handshakes for {} s over {} loops; {} TLS streams; failover: {} streams each way on one connection, then {} s over {} connections",
+        "- Sizes: {} paced streams and {} back-to-back streams of {} events over {} keep-alive clients; JSON runs {} s each; {} idle streams; one JSON upload of {} MiB; streaming requests of a {} KB prompt for {} s; RSS read again {} after the idle streams and the upload have closed; {} silent streams for {} s of `--heartbeat 1s`; TLS handshakes for {} s over {} loops; {} TLS streams; failover: {} streams each way on one connection, then {} s over {} connections",
         sizes.paced_streams,
         sizes.burst_streams,
         sizes.events,
@@ -896,6 +921,8 @@ pub fn markdown(meta: &Meta, sizes: &Sizes, cells: &[Cell], elapsed: Duration) -
         sizes.json_secs,
         sizes.idle_streams,
         sizes.upload_mib,
+        sizes.prompt_kib,
+        sizes.json_secs,
         memory::close_waits_text(sizes),
         sizes.hb_streams,
         sizes.hb_window_secs,

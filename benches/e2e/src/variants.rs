@@ -196,6 +196,21 @@ fn measures(s: &Sizes) -> Vec<Measure> {
     for (scenario, metric, label, ratio) in fo {
         v.push(m(label.to_string(), scenario, metric, "us", 1.0, ratio));
     }
+    let prompt = crate::prompt::label(s.prompt_kib);
+    for (metric, what) in [
+        ("cpu_us_per_req", "proxy CPU per request"),
+        ("sys_us_per_req", "proxy CPU per request, kernel part"),
+        ("ttfe_p50_us", "time to first event, p50"),
+    ] {
+        v.push(m(
+            format!("{prompt}: {what}"),
+            "prompt",
+            metric,
+            "us",
+            1.0,
+            true,
+        ));
+    }
     v
 }
 
