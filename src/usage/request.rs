@@ -1,13 +1,20 @@
 //! The client's JSON request: what the relay reads from it, and the one
 //! change it may make (asking a chat stream to report usage).
 //!
-//! Bodies are parsed only when they contain `"stream"` or `"model"`. The
-//! include-usage rewrite never re-serialises: simd-json first checks that
-//! the body is a JSON object and what it says, then a small structural
-//! walker (strings with escapes, nesting) finds the top-level members' byte
-//! ranges and the new bytes are spliced in, so every other byte the client
-//! sent goes upstream unchanged. Where the two disagree (a key spelled with
-//! escapes, say) the body is left alone.
+//! The relay needs four top-level keys (`stream`, `model`, `n`,
+//! `stream_options`) of bodies that carry long prompts, so it never parses
+//! the whole body: a small structural walker (strings with escapes,
+//! nesting; the string scans are `memchr`) finds the top-level members'
+//! byte ranges, and simd-json reads only the values it needs. What lies
+//! inside the other members (the messages) is not validated here: the
+//! upstream judges it, as it does anyway. A body whose top level is not
+//! one well-formed object reads as no keys at all. A key spelled with
+//! escapes (`"str\u0065am"`) is not compared raw: such a body gets the full
+//! simd-json parse, so it reads as it always did.
+//!
+//! The include-usage rewrite never re-serialises: the new bytes are
+//! spliced in at the members' ranges, so every other byte the client sent
+//! goes upstream unchanged.
 
 use std::ops::Range;
 use std::sync::LazyLock;
@@ -59,12 +66,29 @@ fn names_a_key(body: &[u8]) -> bool {
 }
 
 /// Reads the top-level `stream`, `model`, `n` and
-/// `stream_options.include_usage` keys; invalid JSON or a non-object gives
-/// the default.
+/// `stream_options.include_usage` keys; a body whose top level is not a
+/// JSON object gives the default. With duplicate keys the last one counts.
 pub(crate) fn request_info(body: &[u8]) -> RequestInfo {
     if !names_a_key(body) {
         return RequestInfo::default();
     }
+    let Some(top) = top_level(body) else {
+        return RequestInfo::default();
+    };
+    if top.escaped {
+        return parsed_info(body);
+    }
+    let value = |name: &[u8]| last(body, &top.members, name).map(|m| &body[m.value.clone()]);
+    RequestInfo {
+        stream: value(b"stream") == Some(b"true"),
+        model: value(b"model").and_then(|v| json::read(v, |v| v.as_str().map(str::to_owned))?),
+        include_usage: value(b"stream_options").and_then(include_usage_in),
+        n: value(b"n").and_then(|v| json::read(v, |v| v.as_u64())?),
+    }
+}
+
+/// [`request_info`] by a full parse (keys spelled with escapes).
+fn parsed_info(body: &[u8]) -> RequestInfo {
     json::read(body, |value| {
         if !value.is_object() {
             return RequestInfo::default();
@@ -81,32 +105,68 @@ pub(crate) fn request_info(body: &[u8]) -> RequestInfo {
     .unwrap_or_default()
 }
 
+/// `include_usage` of a `stream_options` value, when a boolean.
+fn include_usage_in(options: &[u8]) -> Option<bool> {
+    json::read(options, |o| {
+        o.get("include_usage").and_then(|i| i.as_bool())
+    })?
+}
+
 fn options<'t, 'i>(value: Json<'t, 'i>) -> Option<Json<'t, 'i>> {
     value.get("stream_options")
 }
 
-/// What simd-json says about the keys the rewrite touches.
+/// The top-level members of a body that is one JSON object (whitespace
+/// around it allowed), as the walker sees it.
+struct Top {
+    open: usize,
+    members: Vec<Member>,
+    /// Some key holds a backslash: raw comparison would misread it.
+    escaped: bool,
+}
+
+fn top_level(body: &[u8]) -> Option<Top> {
+    let open = skip_ws(body, 0);
+    let (members, end) = object(body, open)?;
+    if skip_ws(body, end) != body.len() {
+        return None; // something after the object
+    }
+    let escaped = members.iter().any(|m| body[m.key.clone()].contains(&b'\\'));
+    Some(Top {
+        open,
+        members,
+        escaped,
+    })
+}
+
+/// What the rewrite needs to know of `stream_options`.
 struct Parsed {
     has_options: bool,
     has_include_key: bool,
 }
 
-/// None when the body is not a JSON object or already asks for usage.
-fn check(body: &[u8]) -> Option<Parsed> {
-    json::read(body, |value| {
-        if !value.is_object() {
-            return None;
-        }
-        let include = options(value).and_then(|o| o.get("include_usage"));
-        if include.and_then(|i| i.as_bool()) == Some(true) {
-            return None;
-        }
-        Some(Parsed {
-            has_options: options(value).is_some(),
-            has_include_key: include.is_some(),
-        })
+/// None when the body is not a JSON object, has keys spelled with escapes,
+/// or already asks for usage.
+fn check(body: &[u8], top: &Top) -> Option<Parsed> {
+    if top.escaped {
+        return None;
+    }
+    let Some(opts) = last(body, &top.members, b"stream_options") else {
+        return Some(Parsed {
+            has_options: false,
+            has_include_key: false,
+        });
+    };
+    let include = json::read(&body[opts.value.clone()], |o| {
+        o.get("include_usage").map(|i| i.as_bool())
+    })?;
+    if include == Some(Some(true)) {
+        return None;
+    }
+    Some(Parsed {
+        has_options: true,
+        has_include_key: include.is_some(),
     })
-    .flatten()
 }
 
 /// Returns the body with `stream_options.include_usage` set to true, by
@@ -119,15 +179,15 @@ fn check(body: &[u8]) -> Option<Parsed> {
 /// `stream_options` is neither an object nor null. With duplicate keys the
 /// last one is edited.
 pub(crate) fn inject_include_usage(body: &[u8]) -> Option<Bytes> {
-    let parsed = check(body)?;
-    let open = skip_ws(body, 0);
-    let top = members(body, open)?;
-    let Some(opts) = last(body, &top, b"stream_options") else {
+    let top = top_level(body)?;
+    let parsed = check(body, &top)?;
+    let open = top.open;
+    let Some(opts) = last(body, &top.members, b"stream_options") else {
         if parsed.has_options {
             return None;
         }
         let at = open + 1;
-        let sep = separator(&top);
+        let sep = separator(&top.members);
         return Some(splice(body, at..at, &[OPTIONS_MEMBER, sep]));
     };
     match body.get(opts.value.start) {
@@ -224,13 +284,19 @@ fn last<'m>(body: &[u8], members: &'m [Member], name: &[u8]) -> Option<&'m Membe
 /// The members of the object whose `{` is at `open`; None when the bytes
 /// are not an object there.
 fn members(body: &[u8], open: usize) -> Option<Vec<Member>> {
+    object(body, open).map(|(members, _)| members)
+}
+
+/// The members of the object whose `{` is at `open`, and the index just
+/// past its `}`.
+fn object(body: &[u8], open: usize) -> Option<(Vec<Member>, usize)> {
     if body.get(open) != Some(&b'{') {
         return None;
     }
     let mut out = Vec::new();
     let mut i = skip_ws(body, open + 1);
     if body.get(i) == Some(&b'}') {
-        return Some(out);
+        return Some((out, i + 1));
     }
     loop {
         if body.get(i) != Some(&b'"') {
@@ -250,7 +316,7 @@ fn members(body: &[u8], open: usize) -> Option<Vec<Member>> {
         i = skip_ws(body, end);
         match body.get(i) {
             Some(b',') => i = skip_ws(body, i + 1),
-            Some(b'}') => return Some(out),
+            Some(b'}') => return Some((out, i + 1)),
             _ => return None,
         }
     }

@@ -567,3 +567,48 @@ fn rewrite_model_replaces_every_top_level_model_and_nothing_else() {
     let v: Value = serde_json::from_slice(&got).unwrap();
     assert_eq!(v["model"], "q\"uote");
 }
+
+/// The request is read for its top-level keys only: what lies inside the
+/// other members is the upstream's to judge, the top level must be one
+/// object, keys spelled with escapes get a full parse, and the last of
+/// duplicate keys counts (as the upstream's JSON parser has it).
+#[test]
+fn request_info_reads_the_top_level_only() {
+    let prompt = "p".repeat(200_000);
+    let long = format!(
+        r#"{{"messages":[{{"role":"user","content":"{prompt}"}}],"model":"m","stream":true,"stream_options":{{"include_usage":false}},"n":1}}"#
+    );
+    assert_eq!(
+        request_info(long.as_bytes()),
+        RequestInfo {
+            stream: true,
+            model: Some("m".into()),
+            include_usage: Some(false),
+            n: Some(1),
+        }
+    );
+    // Malformed inside a member the relay does not read: its keys count.
+    let info = request_info(br#"{"messages":[1,,2],"model":"m","stream":true}"#);
+    assert_eq!((info.stream, info.model.as_deref()), (true, Some("m")));
+    // Not one object: nothing.
+    for body in [
+        &br#"{"stream":true} {"model":"m"}"#[..],
+        br#"{"stream":true}x"#,
+        br#"{"stream" true}"#,
+        br#"{"model":"m","stream":true,}"#,
+    ] {
+        assert_eq!(request_info(body), RequestInfo::default(), "{body:?}");
+    }
+    let info = request_info(b" \n{\"stream\":true,\"model\":\"m\"}\n");
+    assert_eq!((info.stream, info.model.as_deref()), (true, Some("m")));
+    // Escaped key: read by the full parse, as before.
+    let info = request_info(br#"{"str\u0065am":true,"model":"m"}"#);
+    assert_eq!((info.stream, info.model.as_deref()), (true, Some("m")));
+    // Duplicates: the last one.
+    let info = request_info(br#"{"stream":false,"model":"a","stream":true,"model":"b"}"#);
+    assert_eq!((info.stream, info.model.as_deref()), (true, Some("b")));
+    // A model that is not a string, an escaped model string.
+    assert_eq!(request_info(br#"{"model":7,"stream":true}"#).model, None);
+    let info = request_info(br#"{"model":"a\"b\u00e9","stream":true}"#);
+    assert_eq!(info.model.as_deref(), Some("a\"bé"));
+}
