@@ -97,22 +97,6 @@ impl Conn {
     }
 }
 
-fn resume_post(id: &str) -> Request<TestBody> {
-    let mut req = post(CHAT, STREAM_REQ);
-    req.headers_mut()
-        .insert("last-event-id", id.parse().unwrap());
-    req
-}
-
-fn resume_get(token: &str, last: Option<&str>) -> Request<TestBody> {
-    let mut b =
-        Request::get(format!("/sse-edge/streams/{token}")).header("accept", "text/event-stream");
-    if let Some(id) = last {
-        b = b.header("last-event-id", id);
-    }
-    b.body(empty()).unwrap()
-}
-
 fn datas(events: &[whatwg::Dispatched]) -> Vec<String> {
     events.iter().map(|e| e.data.clone()).collect()
 }

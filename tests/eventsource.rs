@@ -69,6 +69,34 @@ async fn gated_upstream(frames: Vec<Bytes>, reconnected: Arc<Notify>) -> Upstrea
     .await
 }
 
+/// The original request, as an SDK or a page's fetch sends it: reads a few
+/// events for the stream's token, then goes away. The token and the bytes
+/// read.
+async fn start_and_leave(relay: std::net::SocketAddr) -> (String, Vec<u8>) {
+    let mut client = Client::h1(relay).await;
+    let res = client
+        .send(post("/v1/chat/completions", STREAM_REQ))
+        .await
+        .expect("request sent");
+    assert_eq!(res.status(), 200);
+    let token = res
+        .headers()
+        .get("sse-edge-stream-id")
+        .expect("sse-edge-stream-id on a route with --resume-window")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut body = res.into_body();
+    let mut bytes = Vec::new();
+    while whatwg::parse(&bytes).len() < 3 {
+        let frame = body.frame().await.expect("stream goes on").expect("frame");
+        if let Ok(d) = frame.into_data() {
+            bytes.extend_from_slice(&d);
+        }
+    }
+    (token, bytes)
+}
+
 /// Runs the EventSource script on `url` and returns the JSON it printed.
 async fn eventsource(url: &str, expected: usize) -> serde_json::Value {
     let child = tokio::process::Command::new("node")
@@ -137,28 +165,7 @@ async fn an_eventsource_resumes_through_a_cut_connection_with_last_event_id() {
 
         // The original request, as an SDK or a page's fetch sends it: read a
         // few events for the token, then go away.
-        let mut client = Client::h1(relay.listen).await;
-        let res = client
-            .send(post("/v1/chat/completions", STREAM_REQ))
-            .await
-            .expect("request sent");
-        assert_eq!(res.status(), 200);
-        let token = res
-            .headers()
-            .get("sse-edge-stream-id")
-            .expect("sse-edge-stream-id on a route with --resume-window")
-            .to_str()
-            .unwrap()
-            .to_owned();
-        let mut body = res.into_body();
-        let mut bytes = Vec::new();
-        while whatwg::parse(&bytes).len() < 3 {
-            let frame = body.frame().await.expect("stream goes on").expect("frame");
-            if let Ok(d) = frame.into_data() {
-                bytes.extend_from_slice(&d);
-            }
-        }
-        drop((body, client));
+        let (token, bytes) = start_and_leave(relay.listen).await;
         let own: Vec<String> = whatwg::parse(&bytes).into_iter().map(|e| e.data).collect();
         assert_eq!(own, want[..own.len()], "the original connection's events");
 
@@ -281,25 +288,7 @@ async fn an_eventsource_resumes_across_three_replicas_in_cluster_mode() {
         );
 
         // The original request on A: a few events for the token, then gone.
-        let mut client = Client::h1(a.listen).await;
-        let res = client
-            .send(post("/v1/chat/completions", STREAM_REQ))
-            .await
-            .expect("request sent");
-        assert_eq!(res.status(), 200);
-        let token = res.headers()["sse-edge-stream-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        let mut body = res.into_body();
-        let mut bytes = Vec::new();
-        while whatwg::parse(&bytes).len() < 3 {
-            let frame = body.frame().await.expect("stream goes on").expect("frame");
-            if let Ok(d) = frame.into_data() {
-                bytes.extend_from_slice(&d);
-            }
-        }
-        drop((body, client));
+        let (token, _) = start_and_leave(a.listen).await;
 
         let fwd = Forwarder::across(vec![b.listen, c.listen], CUT_AFTER, reconnected).await;
         let url = format!("http://{}/sse-edge/streams/{token}", fwd.addr);

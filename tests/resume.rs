@@ -85,22 +85,6 @@ async fn read_on(mut client: Client, req: Request<TestBody>, cut: Option<usize>)
     }
 }
 
-fn resume_post(id: &str) -> Request<TestBody> {
-    let mut req = post(CHAT, STREAM_REQ);
-    req.headers_mut()
-        .insert("last-event-id", id.parse().expect("header value"));
-    req
-}
-
-fn resume_get(token: &str, last: Option<&str>) -> Request<TestBody> {
-    let mut b =
-        Request::get(format!("/sse-edge/streams/{token}")).header("accept", "text/event-stream");
-    if let Some(id) = last {
-        b = b.header("last-event-id", id);
-    }
-    b.body(empty()).unwrap()
-}
-
 /// Upstream events: `n` chat chunks then `[DONE]`, `gap` apart.
 fn chat_events(n: usize) -> Vec<Bytes> {
     sse_events(n + 1)

@@ -235,6 +235,26 @@ pub fn post(path: &str, body: impl Into<Bytes>) -> Request<TestBody> {
 /// A chat-completions request body asking for a stream.
 pub const STREAM_REQ: &str = r#"{"model":"m","stream":true,"messages":[]}"#;
 
+/// A reconnect in the SDK's form: the original streaming chat request
+/// again, with `Last-Event-ID: id`.
+pub fn resume_post(id: &str) -> Request<TestBody> {
+    let mut req = post("/v1/chat/completions", STREAM_REQ);
+    req.headers_mut()
+        .insert("last-event-id", id.parse().expect("header value"));
+    req
+}
+
+/// A reconnect in the `EventSource` form: `GET` on the resume path of
+/// `token`, with `Last-Event-ID` when given.
+pub fn resume_get(token: &str, last: Option<&str>) -> Request<TestBody> {
+    let mut b =
+        Request::get(format!("/sse-edge/streams/{token}")).header("accept", "text/event-stream");
+    if let Some(id) = last {
+        b = b.header("last-event-id", id);
+    }
+    b.body(empty()).unwrap()
+}
+
 /// A JSON POST of [`STREAM_REQ`].
 pub fn stream_post(path: &str) -> Request<TestBody> {
     post(path, STREAM_REQ)
