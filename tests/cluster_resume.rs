@@ -114,6 +114,14 @@ fn seqs(events: &[whatwg::Dispatched], token: &str) -> Vec<u64> {
         .collect()
 }
 
+/// An upstream streaming `data: {"tick":N}` every `gap` until its reader
+/// goes, and the record of when readers went.
+async fn endless(gap: Duration) -> (Upstream, std::sync::Arc<Stops>) {
+    let stops = std::sync::Arc::new(Stops::default());
+    let up = Upstream::endless(Mode::Http1, gap, stops.clone()).await;
+    (up, stops)
+}
+
 fn cluster_args<'a>(up: &'a str, redis: &'a str) -> Vec<&'a str> {
     vec![
         "--upstream",
@@ -182,8 +190,7 @@ async fn a_stream_started_on_a_is_resumed_on_b_then_c_with_exact_events_and_one_
 async fn a_reader_elsewhere_gets_every_event_then_an_error_event_when_the_producer_is_killed() {
     within(async {
         let redis = RedisServer::start();
-        let stops = std::sync::Arc::new(Stops::default());
-        let up = Upstream::endless(Mode::Http1, Duration::from_millis(30), stops.clone()).await;
+        let (up, _stops) = endless(Duration::from_millis(30)).await;
         let (url, redis_url) = (up.url(), redis.url());
         let args = cluster_args(&url, &redis_url);
         let (mut a, b) = tokio::join!(RelayProc::spawn(&args), RelayProc::spawn(&args));
@@ -233,8 +240,7 @@ async fn takeover_is_cluster_wide_and_auth_stays_bound_to_route_and_key() {
         const ALICE: &str = "sk-edge-alice-0123456789";
         const BOB: &str = "sk-edge-bob-9876543210";
         let redis = RedisServer::start();
-        let stops = std::sync::Arc::new(Stops::default());
-        let up = Upstream::endless(Mode::Http1, Duration::from_millis(20), stops.clone()).await;
+        let (up, stops) = endless(Duration::from_millis(20)).await;
         let dir = TempDir::new("cluster-resume-auth");
         let keys = format!(
             "{} alice\n{} bob\n",
@@ -343,8 +349,7 @@ async fn takeover_is_cluster_wide_and_auth_stays_bound_to_route_and_key() {
 async fn redis_stopped_mid_run_ends_readers_elsewhere_honestly_and_resumption_recovers() {
     within(async {
         let mut redis = RedisServer::start();
-        let stops = std::sync::Arc::new(Stops::default());
-        let up = Upstream::endless(Mode::Http1, Duration::from_millis(30), stops.clone()).await;
+        let (up, _stops) = endless(Duration::from_millis(30)).await;
         let (url, redis_url) = (up.url(), redis.url());
         let args = cluster_args(&url, &redis_url);
         let (a, b) = tokio::join!(start_relay(&args), start_relay(&args));
@@ -418,8 +423,7 @@ async fn redis_stopped_mid_run_ends_readers_elsewhere_honestly_and_resumption_re
 async fn a_draining_producer_lets_a_reader_elsewhere_follow_for_its_drain_time_then_says_why() {
     within(async {
         let redis = RedisServer::start();
-        let stops = std::sync::Arc::new(Stops::default());
-        let up = Upstream::endless(Mode::Http1, Duration::from_millis(30), stops.clone()).await;
+        let (up, _stops) = endless(Duration::from_millis(30)).await;
         let (url, redis_url) = (up.url(), redis.url());
         let mut args = cluster_args(&url, &redis_url);
         args.extend(["--drain-timeout", "1500ms"]);
