@@ -16,7 +16,7 @@
 #
 # What it does: installs nginx, HAProxy, openssl and valgrind from Debian
 # packages when missing; builds sse-edge (release) and the harness
-# (benches/e2e, its own cargo workspace); makes a self-signed ECDSA P-256
+# (benches/e2e, its own cargo workspace, with the hyper-floor relay); makes a self-signed ECDSA P-256
 # certificate; runs `e2e-bench run`, which pins every proxy to CPU 0 and
 # itself plus the mock upstream to CPU 1; then the criterion micro-benches
 # and the profiles (full runs only). Each section of BENCHMARKS.md between
@@ -87,6 +87,9 @@ fi
 echo "== build the harness (benches/e2e)"
 cargo build --release --locked --manifest-path "$E2E/Cargo.toml"
 BENCH=$E2E/target/release/e2e-bench
+# The thinnest relay on hyper's own halves, the yardstick of the CPU rows
+# (BENCHMARKS.md, "The hyper floor"); snapshotted like sse-edge.
+cp "$E2E/target/release/hyper-floor" "$OUT/bin/hyper-floor.tmp" && mv "$OUT/bin/hyper-floor.tmp" "$OUT/bin/hyper-floor"
 
 mkdir -p "$OUT/tls"
 if [ ! -s "$OUT/tls/cert.pem" ]; then
@@ -98,7 +101,7 @@ fi
 echo "== end-to-end run"
 rm -rf "$OUT/work"
 "$BENCH" run \
-  --sse-edge "$SSE_EDGE" \
+  --sse-edge "$SSE_EDGE" --hyper-floor "$OUT/bin/hyper-floor" \
   --work "$OUT/work" --out "$OUT/e2e.md" \
   --cert "$OUT/tls/cert.pem" --key "$OUT/tls/key.pem" \
   --proxy-cpu 0 --load-cpu 1 \

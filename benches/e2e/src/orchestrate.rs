@@ -73,8 +73,9 @@ impl Scn {
     }
 
     /// `None` is the direct-to-upstream baseline. With variants, every
-    /// scenario runs against them alone.
-    fn targets(self, variants: &[Target]) -> Vec<Option<Target>> {
+    /// scenario runs against them alone. `floor` (the hyper floor relay)
+    /// joins the rows whose target is a CPU ratio.
+    fn targets(self, variants: &[Target], floor: Option<&Target>) -> Vec<Option<Target>> {
         if !variants.is_empty() {
             return variants.iter().cloned().map(Some).collect();
         }
@@ -82,14 +83,17 @@ impl Scn {
             .into_iter()
             .map(|k| Some(Target::proxy(k)))
             .collect();
+        let floor = floor.cloned().map(Some);
         match self {
             Scn::Paced | Scn::Burst | Scn::JsonC1 | Scn::JsonC32 | Scn::Prompt => {
                 let mut v = vec![None];
                 v.extend(peers);
+                v.extend(floor);
                 v
             }
             Scn::Heartbeat => vec![Some(Target::proxy(Kind::SseEdge))],
-            Scn::Idle | Scn::Upload | Scn::TlsHandshake | Scn::TlsStream => peers,
+            Scn::TlsStream => peers.into_iter().chain(floor).collect(),
+            Scn::Idle | Scn::Upload | Scn::TlsHandshake => peers,
             // HAProxy left out: its `backup` servers serve only once the
             // others are down by health checks, not per request.
             Scn::FailoverC1 | Scn::FailoverC32 => peers[..2].to_vec(),
@@ -126,13 +130,29 @@ impl Target {
 
     /// `NAME=PATH,NAME=PATH,...`: sse-edge builds to compare; the first is
     /// the baseline of the report.
+    /// The thinnest relay on hyper's server and client halves
+    /// (`hyper-floor`, src/floor.rs), started with sse-edge's flags.
+    pub const FLOOR: &'static str = "hyper-floor";
+
+    fn floor(path: &str) -> Result<Target, String> {
+        let bin = std::path::absolute(Path::new(path)).map_err(|e| format!("{path}: {e}"))?;
+        if !bin.is_file() {
+            return Err(format!("--hyper-floor: {} is not a file", bin.display()));
+        }
+        Ok(Target {
+            name: Self::FLOOR,
+            kind: Kind::SseEdge,
+            bin: Some(bin),
+        })
+    }
+
     fn variants(list: &str) -> Result<Vec<Target>, String> {
         let mut out: Vec<Target> = Vec::new();
         for item in list.split(',').filter(|i| !i.is_empty()) {
             let (name, path) = item
                 .split_once('=')
                 .ok_or_else(|| format!("--variants: {item:?} is not NAME=PATH"))?;
-            if out.iter().any(|t| t.name == name) || name == "direct" {
+            if out.iter().any(|t| t.name == name) || name == "direct" || name == Self::FLOOR {
                 return Err(format!("--variants: name {name:?} twice or reserved"));
             }
             let bin = std::path::absolute(Path::new(path)).map_err(|e| format!("{path}: {e}"))?;
@@ -334,6 +354,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         sizes.close_waits = CloseWait::list(w)?;
     }
     let variants = Target::variants(a.opt("variants").unwrap_or(""))?;
+    let floor = a.opt("hyper-floor").map(Target::floor).transpose()?;
     let proxy_cpu: usize = a.num("proxy-cpu", 0)?;
     let load_cpu: usize = a.num("load-cpu", 1)?;
     let port_base: u16 = a.num("port-base", 18000)?;
@@ -396,7 +417,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         let mut cells = Vec::new();
         for round in 0..ctx.sizes.rounds {
             for &scn in &scenarios {
-                let mut targets = scn.targets(&variants);
+                let mut targets = scn.targets(&variants, floor.as_ref());
                 let n = targets.len();
                 targets.rotate_left(round % n);
                 for t in targets {

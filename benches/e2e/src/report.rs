@@ -13,6 +13,7 @@ use crate::orchestrate::{ALL, Sizes};
 use crate::procs::Env;
 use crate::util::{Args, command_output, median};
 
+mod floor;
 mod rows;
 
 use rows::{Goal, Row, rows};
@@ -678,6 +679,12 @@ pub fn markdown(meta: &Meta, sizes: &Sizes, cells: &[Cell], elapsed: Duration) -
     out.push_str("\n### Kernel and user time in the CPU rows\n\n");
     out.push_str("Each CPU row above split into time in the kernel and in user space (`stime` and `utime` of the proxy process over the same measurement, from `/proc/PID/stat`). The kernel ratio is a floor: with no user-space work at all, sse-edge's CPU against the best peer could not be lower at its present kernel work. Where it is above a row's target, only less kernel work (fewer or cheaper system calls) can meet that target, not faster code in user space.\n\n");
     out.push_str(&split_table(cells, sizes));
+    let floor = floor::table(cells, sizes);
+    if !floor.is_empty() {
+        out.push_str("\n### The hyper floor\n\n");
+        out.push_str("The same CPU rows for `hyper-floor` (benches/e2e/src/floor.rs), measured in the same rounds: the thinnest relay built from hyper's own HTTP/1.1 server and client, with sse-edge's pinning and one current-thread runtime. It forwards each request unchanged over a pooled upstream connection and streams the answer back; no header rewriting, no body reading, no event scanning, usage, timeouts or metrics. What it costs is what hyper and tokio cost. Where its ratio to the best peer is above a row's target, no relay on hyper's server meets that target by cutting its own work, and the last column is what sse-edge's own work adds in user space.\n\n");
+        out.push_str(&floor);
+    }
     out.push_str("\n### Details\n");
     out.push_str(&details(
         cells,
