@@ -5,6 +5,7 @@ use simd_json::prelude::*;
 
 use super::Usage;
 use super::json::{self, Json};
+use super::walk;
 use crate::dialect::Dialect;
 
 /// Usage and model from a complete non-streaming JSON response body of
@@ -16,22 +17,47 @@ use crate::dialect::Dialect;
 /// `usage.{input_tokens, output_tokens, cache_creation_input_tokens,
 /// cache_read_input_tokens}` and `model`). Generic: try all shapes.
 ///
-/// The usage is `None` when the body is not JSON or has no `usage` object.
+/// The usage is `None` when the body is not a JSON object or has no `usage`
+/// object. Only the top level is walked ([`walk`]) and only the `usage` and
+/// `model` values are parsed, so a long answer costs a walk, not a parse;
+/// a body whose keys are spelled with escapes gets the full parse. With
+/// duplicate keys the last one counts, as in a full parse.
 pub(crate) fn from_body(dialect: Dialect, body: &[u8]) -> (Option<Usage>, Option<String>) {
+    let Some(top) = walk::top_level(body) else {
+        return (None, None);
+    };
+    if top.escaped {
+        return parsed(dialect, body);
+    }
+    let value = |name: &[u8]| walk::last(body, &top.members, name).map(|m| &body[m.value.clone()]);
+    let usage = value(b"usage")
+        .filter(|v| v.first() == Some(&b'{'))
+        .and_then(|v| json::read(v, |u| usage_of(dialect, u)));
+    (usage, value(b"model").and_then(walk::string))
+}
+
+/// [`from_body`] by a full parse (keys spelled with escapes).
+fn parsed(dialect: Dialect, body: &[u8]) -> (Option<Usage>, Option<String>) {
     json::read(body, |value| {
         let model = model_of(value);
         let usage = value
             .get("usage")
             .filter(Json::is_object)
-            .map(|u| match dialect {
-                Dialect::OpenAiChat => chat_usage(u),
-                Dialect::OpenAiResponses => responses_usage(u),
-                Dialect::Anthropic => anthropic_usage(u),
-                Dialect::Generic => chat_usage(u).or(responses_usage(u)).or(anthropic_usage(u)),
-            });
+            .map(|u| usage_of(dialect, u));
         (usage, model)
     })
     .unwrap_or((None, None))
+}
+
+/// The `usage` object of an answer in `dialect`'s shape. Generic: try all
+/// shapes.
+fn usage_of(dialect: Dialect, u: Json<'_, '_>) -> Usage {
+    match dialect {
+        Dialect::OpenAiChat => chat_usage(u),
+        Dialect::OpenAiResponses => responses_usage(u),
+        Dialect::Anthropic => anthropic_usage(u),
+        Dialect::Generic => chat_usage(u).or(responses_usage(u)).or(anthropic_usage(u)),
+    }
 }
 
 /// The `model` string of an object, owned.

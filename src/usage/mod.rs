@@ -51,6 +51,7 @@ mod body;
 mod json;
 mod request;
 mod stream;
+mod walk;
 
 #[cfg(test)]
 mod tests;

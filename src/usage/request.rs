@@ -25,6 +25,7 @@ use simd_json::prelude::*;
 
 use super::body::model_of;
 use super::json::{self, Json};
+use super::walk::{self, Member, Top, last, members, skip_ws, top_level};
 
 /// What the relay needs from a JSON request body, from one parse (only
 /// when the body contains `"stream"` or `"model"`).
@@ -81,7 +82,7 @@ pub(crate) fn request_info(body: &[u8]) -> RequestInfo {
     let value = |name: &[u8]| last(body, &top.members, name).map(|m| &body[m.value.clone()]);
     RequestInfo {
         stream: value(b"stream") == Some(b"true"),
-        model: value(b"model").and_then(|v| json::read(v, |v| v.as_str().map(str::to_owned))?),
+        model: value(b"model").and_then(walk::string),
         include_usage: value(b"stream_options").and_then(include_usage_in),
         n: value(b"n").and_then(|v| json::read(v, |v| v.as_u64())?),
     }
@@ -114,29 +115,6 @@ fn include_usage_in(options: &[u8]) -> Option<bool> {
 
 fn options<'t, 'i>(value: Json<'t, 'i>) -> Option<Json<'t, 'i>> {
     value.get("stream_options")
-}
-
-/// The top-level members of a body that is one JSON object (whitespace
-/// around it allowed), as the walker sees it.
-struct Top {
-    open: usize,
-    members: Vec<Member>,
-    /// Some key holds a backslash: raw comparison would misread it.
-    escaped: bool,
-}
-
-fn top_level(body: &[u8]) -> Option<Top> {
-    let open = skip_ws(body, 0);
-    let (members, end) = object(body, open)?;
-    if skip_ws(body, end) != body.len() {
-        return None; // something after the object
-    }
-    let escaped = members.iter().any(|m| body[m.key.clone()].contains(&b'\\'));
-    Some(Top {
-        open,
-        members,
-        escaped,
-    })
 }
 
 /// What the rewrite needs to know of `stream_options`.
@@ -267,116 +245,4 @@ fn splice(body: &[u8], range: Range<usize>, parts: &[&[u8]]) -> Bytes {
     }
     out.extend_from_slice(&body[range.end..]);
     Bytes::from(out)
-}
-
-/// One object member: the key's raw bytes between its quotes and the
-/// value's byte range.
-struct Member {
-    key: Range<usize>,
-    value: Range<usize>,
-}
-
-/// The last member whose raw key is `name`.
-fn last<'m>(body: &[u8], members: &'m [Member], name: &[u8]) -> Option<&'m Member> {
-    members.iter().rev().find(|m| &body[m.key.clone()] == name)
-}
-
-/// The members of the object whose `{` is at `open`; None when the bytes
-/// are not an object there.
-fn members(body: &[u8], open: usize) -> Option<Vec<Member>> {
-    object(body, open).map(|(members, _)| members)
-}
-
-/// The members of the object whose `{` is at `open`, and the index just
-/// past its `}`.
-fn object(body: &[u8], open: usize) -> Option<(Vec<Member>, usize)> {
-    if body.get(open) != Some(&b'{') {
-        return None;
-    }
-    let mut out = Vec::new();
-    let mut i = skip_ws(body, open + 1);
-    if body.get(i) == Some(&b'}') {
-        return Some((out, i + 1));
-    }
-    loop {
-        if body.get(i) != Some(&b'"') {
-            return None;
-        }
-        let key_end = string_end(body, i)?;
-        let colon = skip_ws(body, key_end);
-        if body.get(colon) != Some(&b':') {
-            return None;
-        }
-        let start = skip_ws(body, colon + 1);
-        let end = value_end(body, start)?;
-        out.push(Member {
-            key: i + 1..key_end - 1,
-            value: start..end,
-        });
-        i = skip_ws(body, end);
-        match body.get(i) {
-            Some(b',') => i = skip_ws(body, i + 1),
-            Some(b'}') => return Some((out, i + 1)),
-            _ => return None,
-        }
-    }
-}
-
-fn skip_ws(body: &[u8], mut i: usize) -> usize {
-    while matches!(body.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-        i += 1;
-    }
-    i
-}
-
-/// The index just past the string whose opening quote is at `open`.
-fn string_end(body: &[u8], open: usize) -> Option<usize> {
-    let mut i = open + 1;
-    loop {
-        i += memchr::memchr2(b'"', b'\\', body.get(i..)?)?;
-        if body[i] == b'"' {
-            return Some(i + 1);
-        }
-        i += 2; // a backslash and the byte it escapes
-    }
-}
-
-/// The index just past the value starting at `start`.
-fn value_end(body: &[u8], start: usize) -> Option<usize> {
-    match body.get(start)? {
-        b'"' => string_end(body, start),
-        b'{' | b'[' => container_end(body, start),
-        _ => {
-            let rest = &body[start..];
-            let len = rest
-                .iter()
-                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-                .unwrap_or(rest.len());
-            (len > 0).then_some(start + len)
-        }
-    }
-}
-
-/// The index just past the object or array opening at `open`.
-fn container_end(body: &[u8], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut i = open;
-    while let Some(&b) = body.get(i) {
-        match b {
-            b'"' => {
-                i = string_end(body, i)?;
-                continue;
-            }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    None
 }

@@ -612,3 +612,65 @@ fn request_info_reads_the_top_level_only() {
     let info = request_info(br#"{"model":"a\"b\u00e9","stream":true}"#);
     assert_eq!(info.model.as_deref(), Some("a\"bé"));
 }
+
+/// Strings are skipped quote to quote: a quote after an even run of
+/// backslashes ends the string, after an odd run it is part of it. Each
+/// body is checked against serde_json's reading of the same bytes.
+#[test]
+fn request_info_skips_strings_by_the_backslashes_before_each_quote() {
+    for run in 0..7 {
+        let slashes = "\\".repeat(run);
+        // Odd runs escape the quote, so the string goes on and holds a
+        // lookalike of a top-level key; even runs end it.
+        let tail = if run % 2 == 1 {
+            r#", \"stream\": true, x"}],"model":"m"}"#
+        } else {
+            r#"}],"stream":true,"model":"m"}"#
+        };
+        for lead in ["", "a", "\\n", "\\\"q\\\" "] {
+            let body = format!(r#"{{"messages":[{{"content":"{lead}{slashes}"{tail}"#);
+            let strict: serde_json::Value = serde_json::from_str(&body).expect(&body);
+            let info = request_info(body.as_bytes());
+            assert_eq!(
+                (info.stream, info.model.as_deref()),
+                (strict["stream"] == true, strict["model"].as_str()),
+                "{body}"
+            );
+        }
+    }
+}
+
+/// An answer's usage comes from its top level only: lookalikes inside the
+/// choices do not count, the last duplicate does, a key spelled with
+/// escapes still reads (full parse), and each body agrees with serde_json's
+/// reading of the same bytes.
+#[test]
+fn answer_usage_from_the_top_level_only() {
+    let text = r#"He said \"usage\": {\"prompt_tokens\": 9}\n and \\ left."#;
+    let cases = [
+        format!(
+            r#"{{"choices":[{{"message":{{"content":"{text}"}}}}],"model":"m","usage":{{"prompt_tokens":3,"completion_tokens":4}}}}"#
+        ),
+        format!(
+            r#"{{"usage":{{"prompt_tokens":1}},"choices":[{{"usage":{{"prompt_tokens":8}}}}],"model":"x","model":"m","usage":{{"prompt_tokens":3,"completion_tokens":4}}}}"#
+        ),
+        r#"{"model":"m","us\u0061ge":{"prompt_tokens":3,"completion_tokens":4}}"#.to_string(),
+        r#"{"model":"\u006d","usage":{"prompt_tokens":3,"completion_tokens":4}}"#.to_string(),
+    ];
+    for body in &cases {
+        let strict: serde_json::Value = serde_json::from_str(body).expect(body);
+        assert_eq!(strict["usage"]["prompt_tokens"], 3, "{body}");
+        let (usage, model) = from_body(Dialect::OpenAiChat, body.as_bytes());
+        let usage = usage.expect(body);
+        assert_eq!((usage.input, usage.output), (Some(3), Some(4)), "{body}");
+        assert_eq!(model.as_deref(), strict["model"].as_str(), "{body}");
+    }
+    // Not one object, or a usage that is not an object: no usage.
+    for body in [
+        &br#"{"usage":{"prompt_tokens":3}} {"model":"m"}"#[..],
+        br#"{"usage":"3","model":"m"}"#,
+        br#"[{"usage":{"prompt_tokens":3}}]"#,
+    ] {
+        assert_eq!(from_body(Dialect::OpenAiChat, body).0, None, "{body:?}");
+    }
+}
