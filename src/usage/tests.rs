@@ -651,9 +651,7 @@ fn answer_usage_from_the_top_level_only() {
         format!(
             r#"{{"choices":[{{"message":{{"content":"{text}"}}}}],"model":"m","usage":{{"prompt_tokens":3,"completion_tokens":4}}}}"#
         ),
-        format!(
-            r#"{{"usage":{{"prompt_tokens":1}},"choices":[{{"usage":{{"prompt_tokens":8}}}}],"model":"x","model":"m","usage":{{"prompt_tokens":3,"completion_tokens":4}}}}"#
-        ),
+        r#"{"usage":{"prompt_tokens":1},"choices":[{"usage":{"prompt_tokens":8}}],"model":"x","model":"m","usage":{"prompt_tokens":3,"completion_tokens":4}}"#.to_string(),
         r#"{"model":"m","us\u0061ge":{"prompt_tokens":3,"completion_tokens":4}}"#.to_string(),
         r#"{"model":"\u006d","usage":{"prompt_tokens":3,"completion_tokens":4}}"#.to_string(),
     ];
