@@ -68,7 +68,8 @@ fn run() -> Result<(), Error> {
             let pool = pool.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| relay(req, upstream, pool.clone()));
+                let service =
+                    hyper::service::service_fn(move |req| relay(req, upstream, pool.clone()));
                 let http = hyper::server::conn::http1::Builder::new();
                 let _ = match tls {
                     Some(tls) => match tls.accept(tcp).await {

@@ -16,6 +16,7 @@ mod client;
 mod failover;
 mod memory;
 mod orchestrate;
+mod plan;
 mod procs;
 mod profile;
 mod prompt;
