@@ -336,33 +336,37 @@ pub fn split_table(cells: &[Cell], sizes: &Sizes) -> String {
             floor.push(s_sys[r] / best_tot);
             user.push(s_user[r] / best_user);
         }
-        let pair = |k: &[f64], u: &[f64]| {
-            if median(k).is_finite() {
-                format!(
-                    "{} + {}",
-                    fmt(median(k), row.unit),
-                    fmt(median(u), row.unit)
-                )
-            } else {
-                "—".into()
-            }
-        };
-        let ratios = |v: &[f64]| {
-            let each: Vec<String> = v.iter().map(|x| format!("{x:.2}")).collect();
-            format!("{:.2} ({})", median(v), each.join(", "))
-        };
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | **{}** | {} |",
             row.label,
-            pair(&s_sys, &s_user),
-            pair(&n_sys, &n_user),
-            pair(&h_sys, &h_user),
-            ratios(&floor),
-            ratios(&user)
+            split_pair(&s_sys, &s_user, row.unit),
+            split_pair(&n_sys, &n_user, row.unit),
+            split_pair(&h_sys, &h_user, row.unit),
+            each_round(&floor),
+            each_round(&user)
         );
     }
     out
+}
+
+/// "kernel + user" of a CPU row's per-round values, as medians.
+fn split_pair(kernel: &[f64], user: &[f64], unit: &str) -> String {
+    if median(kernel).is_finite() {
+        format!(
+            "{} + {}",
+            fmt(median(kernel), unit),
+            fmt(median(user), unit)
+        )
+    } else {
+        "—".into()
+    }
+}
+
+/// Per-round ratios as "median (round 1, round 2, ...)".
+fn each_round(ratios: &[f64]) -> String {
+    let each: Vec<String> = ratios.iter().map(|x| format!("{x:.2}")).collect();
+    format!("{:.2} ({})", median(ratios), each.join(", "))
 }
 
 /// For throughput rows: which targets ran with the load generator's core

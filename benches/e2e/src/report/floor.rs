@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::rows::{Goal, rows};
-use super::{cell, fmt, rounds_of, sys_metric};
+use super::{cell, each_round, fmt, rounds_of, split_pair, sys_metric};
 use crate::orchestrate::{Sizes, Target};
 use crate::util::median;
 
@@ -53,25 +53,14 @@ pub(crate) fn table(cells: &[super::Cell], sizes: &Sizes) -> String {
             over_floor.push(s_tot[r] / f_tot[r]);
             user_gap.push(s_user[r] - f_user[r]);
         }
-        let pair = |k: &[f64], u: &[f64]| {
-            format!(
-                "{} + {}",
-                fmt(median(k), row.unit),
-                fmt(median(u), row.unit)
-            )
-        };
-        let ratios = |v: &[f64]| {
-            let each: Vec<String> = v.iter().map(|x| format!("{x:.2}")).collect();
-            format!("{:.2} ({})", median(v), each.join(", "))
-        };
         let _ = writeln!(
             out,
             "| {} | {} | {} | **{}** | {} | {} |",
             row.label,
-            pair(&f_sys, &f_user),
-            pair(&s_sys, &s_user),
-            ratios(&to_best),
-            ratios(&over_floor),
+            split_pair(&f_sys, &f_user, row.unit),
+            split_pair(&s_sys, &s_user, row.unit),
+            each_round(&to_best),
+            each_round(&over_floor),
             fmt(median(&user_gap), row.unit)
         );
     }
