@@ -84,5 +84,7 @@ pub mod internals {
     pub use crate::sse::{Event, Keepalive, ParsedEvent, Scanner, Stamp};
     pub use crate::timer::Wheel;
     pub use crate::upstream::{Origin, OriginKey, Pool, RequestBody, h1};
+    #[cfg(feature = "internals")]
+    pub use crate::usage::oracle as json_walk;
     pub use crate::usage::{Seen, StreamUsage};
 }

@@ -37,7 +37,7 @@ pub(crate) fn from_body(dialect: Dialect, body: &[u8]) -> (Option<Usage>, Option
 }
 
 /// [`from_body`] by a full parse (keys spelled with escapes).
-fn parsed(dialect: Dialect, body: &[u8]) -> (Option<Usage>, Option<String>) {
+pub(super) fn parsed(dialect: Dialect, body: &[u8]) -> (Option<Usage>, Option<String>) {
     json::read(body, |value| {
         let model = model_of(value);
         let usage = value

@@ -49,6 +49,8 @@
 
 mod body;
 mod json;
+#[cfg(feature = "internals")]
+pub mod oracle;
 mod request;
 mod stream;
 mod walk;

@@ -58,7 +58,7 @@ const HEAD: usize = 4096;
 /// them before the messages (most examples, curl) or after them (OpenAI's
 /// Python SDK), so the start is searched first and then the whole body
 /// from its end: a long prompt is crossed only when neither key is there.
-fn names_a_key(body: &[u8]) -> bool {
+pub(super) fn names_a_key(body: &[u8]) -> bool {
     let head = &body[..body.len().min(HEAD)];
     STREAM_KEY.find(head).is_some()
         || MODEL_KEY.find(head).is_some()
@@ -89,7 +89,7 @@ pub(crate) fn request_info(body: &[u8]) -> RequestInfo {
 }
 
 /// [`request_info`] by a full parse (keys spelled with escapes).
-fn parsed_info(body: &[u8]) -> RequestInfo {
+pub(super) fn parsed_info(body: &[u8]) -> RequestInfo {
     json::read(body, |value| {
         if !value.is_object() {
             return RequestInfo::default();
